@@ -1,0 +1,191 @@
+//! The ggml tensor element types glimpse reads and writes, with their GGUF type ids and block
+//! geometry (elements per block, bytes per block). Every other ggml type id is known by name
+//! only, so a file using it fails with "unsupported tensor type Q5_K (13)" instead of garbage.
+use std::fmt;
+
+use anyhow::{bail, Result};
+
+/// A supported ggml element type; the discriminant is its id in GGUF tensor infos.
+/// Variants keep ggml's spelling (`Q4_K`), which everyone in this field searches for.
+#[allow(non_camel_case_types)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GgmlType {
+    F32 = 0,
+    F16 = 1,
+    Q4_0 = 2,
+    Q8_0 = 8,
+    Q4_K = 12,
+    BF16 = 30,
+}
+
+/// Names of the ggml type ids glimpse does not support, for error messages.
+const UNSUPPORTED_TYPE_NAMES: &[(u32, &str)] = &[
+    (3, "Q4_1"),
+    (6, "Q5_0"),
+    (7, "Q5_1"),
+    (9, "Q8_1"),
+    (10, "Q2_K"),
+    (11, "Q3_K"),
+    (13, "Q5_K"),
+    (14, "Q6_K"),
+    (15, "Q8_K"),
+    (16, "IQ2_XXS"),
+    (17, "IQ2_XS"),
+    (18, "IQ3_XXS"),
+    (19, "IQ1_S"),
+    (20, "IQ4_NL"),
+    (21, "IQ3_S"),
+    (22, "IQ2_S"),
+    (23, "IQ4_XS"),
+    (24, "I8"),
+    (25, "I16"),
+    (26, "I32"),
+    (27, "I64"),
+    (28, "F64"),
+    (29, "IQ1_M"),
+    (34, "TQ1_0"),
+    (35, "TQ2_0"),
+    (39, "MXFP4"),
+    (40, "NVFP4"),
+    (41, "Q1_0"),
+    (42, "Q2_0"),
+];
+
+impl GgmlType {
+    /// Every supported type, in id order.
+    pub const ALL: [GgmlType; 6] = [
+        GgmlType::F32,
+        GgmlType::F16,
+        GgmlType::Q4_0,
+        GgmlType::Q8_0,
+        GgmlType::Q4_K,
+        GgmlType::BF16,
+    ];
+
+    /// The type with GGUF id `id`, or an error naming the (unsupported or unknown) type.
+    pub fn from_id(id: u32) -> Result<GgmlType> {
+        if let Some(ty) = GgmlType::ALL.iter().find(|ty| ty.id() == id) {
+            return Ok(*ty);
+        }
+        match UNSUPPORTED_TYPE_NAMES
+            .iter()
+            .find(|(known, _)| *known == id)
+        {
+            Some((_, name)) => bail!("unsupported tensor type {name} ({id})"),
+            None => bail!("unknown tensor type id {id}"),
+        }
+    }
+
+    /// The id stored in GGUF tensor infos.
+    pub fn id(self) -> u32 {
+        self as u32
+    }
+
+    /// ggml's name for the type ("F32", "Q4_K", ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            GgmlType::F32 => "F32",
+            GgmlType::F16 => "F16",
+            GgmlType::Q4_0 => "Q4_0",
+            GgmlType::Q8_0 => "Q8_0",
+            GgmlType::Q4_K => "Q4_K",
+            GgmlType::BF16 => "BF16",
+        }
+    }
+
+    /// Elements per block (1 for the plain float types).
+    pub fn block_size(self) -> usize {
+        match self {
+            GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => 1,
+            GgmlType::Q4_0 | GgmlType::Q8_0 => 32,
+            GgmlType::Q4_K => 256,
+        }
+    }
+
+    /// Bytes per block.
+    pub fn type_size(self) -> usize {
+        match self {
+            GgmlType::F32 => 4,
+            GgmlType::F16 | GgmlType::BF16 => 2,
+            GgmlType::Q4_0 => 18,
+            GgmlType::Q8_0 => 34,
+            GgmlType::Q4_K => 144,
+        }
+    }
+
+    /// Bytes of one row of `n_cols` elements; errors when the row is not a whole number of
+    /// blocks or the size overflows.
+    pub fn row_byte_size(self, n_cols: usize) -> Result<usize> {
+        if n_cols % self.block_size() != 0 {
+            bail!(
+                "a row of {n_cols} elements is not a multiple of the {} block size {}",
+                self.name(),
+                self.block_size()
+            );
+        }
+        match (n_cols / self.block_size()).checked_mul(self.type_size()) {
+            Some(bytes) => Ok(bytes),
+            None => bail!("a row of {n_cols} {} elements overflows usize", self.name()),
+        }
+    }
+
+    /// Bytes of a whole tensor of `shape` (any dimension order; the last dimension is the row,
+    /// as in PyTorch). A zero-dimensional shape is one element.
+    pub fn tensor_byte_size(self, shape: &[usize]) -> Result<usize> {
+        let row = self.row_byte_size(shape.last().copied().unwrap_or(1))?;
+        let outer = shape
+            .iter()
+            .rev()
+            .skip(1)
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d));
+        match outer.and_then(|rows| rows.checked_mul(row)) {
+            Some(bytes) => Ok(bytes),
+            None => bail!("tensor shape {shape:?} of {} overflows usize", self.name()),
+        }
+    }
+}
+
+impl fmt::Display for GgmlType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_for_every_supported_type() {
+        for ty in GgmlType::ALL {
+            assert_eq!(GgmlType::from_id(ty.id()).unwrap(), ty);
+        }
+        assert_eq!(GgmlType::BF16.id(), 30);
+        assert_eq!(GgmlType::Q4_K.id(), 12);
+    }
+
+    #[test]
+    fn unsupported_and_unknown_ids_are_named_in_the_error() {
+        let err = GgmlType::from_id(14).unwrap_err().to_string();
+        assert_eq!(err, "unsupported tensor type Q6_K (14)");
+        let err = GgmlType::from_id(999).unwrap_err().to_string();
+        assert_eq!(err, "unknown tensor type id 999");
+    }
+
+    #[test]
+    fn row_sizes_follow_block_geometry() {
+        assert_eq!(GgmlType::F32.row_byte_size(10).unwrap(), 40);
+        assert_eq!(GgmlType::F16.row_byte_size(10).unwrap(), 20);
+        assert_eq!(GgmlType::Q8_0.row_byte_size(64).unwrap(), 68);
+        assert_eq!(GgmlType::Q4_0.row_byte_size(64).unwrap(), 36);
+        assert_eq!(GgmlType::Q4_K.row_byte_size(512).unwrap(), 288);
+        assert!(GgmlType::Q8_0.row_byte_size(33).is_err());
+    }
+
+    #[test]
+    fn tensor_size_multiplies_rows_and_rejects_overflow() {
+        assert_eq!(GgmlType::F16.tensor_byte_size(&[3, 4, 5]).unwrap(), 120);
+        assert_eq!(GgmlType::F32.tensor_byte_size(&[]).unwrap(), 4);
+        assert!(GgmlType::F32.tensor_byte_size(&[usize::MAX, 2, 2]).is_err());
+    }
+}

@@ -1,0 +1,234 @@
+//! Chat messages as the template sees them: a role and either a plain string or a list of text
+//! and image parts. Images are referenced by index into the request's images (their bytes live
+//! with the caller). Serializes to the dicts HF chat templates expect:
+//! `{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "..."}]}`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use anyhow::{bail, Result};
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
+
+/// Who speaks a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+    Tool,
+}
+
+impl Role {
+    /// The role's name as written in requests and templates.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+            Role::Tool => "tool",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = anyhow::Error;
+
+    fn from_str(name: &str) -> Result<Self> {
+        Ok(match name {
+            "system" => Role::System,
+            "user" => Role::User,
+            "assistant" => Role::Assistant,
+            "tool" => Role::Tool,
+            other => {
+                bail!("unknown chat role '{other}' (expected system, user, assistant or tool)")
+            }
+        })
+    }
+}
+
+/// Index of an image among the request's images.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ImageRef(pub usize);
+
+/// One item of a multi-part message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Part {
+    Text(String),
+    Image(ImageRef),
+}
+
+impl Serialize for Part {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Part::Text(text) => {
+                let mut map = serializer.serialize_map(Some(2))?;
+                map.serialize_entry("type", "text")?;
+                map.serialize_entry("text", text)?;
+                map.end()
+            }
+            Part::Image(_) => {
+                let mut map = serializer.serialize_map(Some(1))?;
+                map.serialize_entry("type", "image")?;
+                map.end()
+            }
+        }
+    }
+}
+
+/// A message body: a plain string or a list of parts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Content {
+    Text(String),
+    Parts(Vec<Part>),
+}
+
+impl From<&str> for Content {
+    fn from(text: &str) -> Self {
+        Content::Text(text.to_owned())
+    }
+}
+
+impl From<String> for Content {
+    fn from(text: String) -> Self {
+        Content::Text(text)
+    }
+}
+
+impl From<Vec<Part>> for Content {
+    fn from(parts: Vec<Part>) -> Self {
+        Content::Parts(parts)
+    }
+}
+
+/// One turn of a conversation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Message {
+    pub role: Role,
+    pub content: Content,
+}
+
+impl Message {
+    pub fn new(role: Role, content: impl Into<Content>) -> Self {
+        Self {
+            role,
+            content: content.into(),
+        }
+    }
+
+    /// A message whose role comes from a request; an unknown role is an error.
+    pub fn with_role_name(role: &str, content: impl Into<Content>) -> Result<Self> {
+        Ok(Self::new(role.parse()?, content))
+    }
+
+    /// The images of this message, in order.
+    pub fn images(&self) -> impl Iterator<Item = ImageRef> + '_ {
+        let parts: &[Part] = match &self.content {
+            Content::Text(_) => &[],
+            Content::Parts(parts) => parts,
+        };
+        parts.iter().filter_map(|part| match part {
+            Part::Image(image) => Some(*image),
+            Part::Text(_) => None,
+        })
+    }
+}
+
+/// The images of a conversation in the order their placeholders appear in the rendered prompt,
+/// i.e. the order of the `image_token_counts` that `build_prompt` expects.
+/// The Qwen3-VL template places images of user and tool messages only (it drops those of system
+/// and assistant messages), so an image anywhere else is an error rather than silently lost.
+pub fn images_in_prompt_order(messages: &[Message]) -> Result<Vec<ImageRef>> {
+    let mut order = Vec::new();
+    for (index, message) in messages.iter().enumerate() {
+        let images = message.images();
+        match message.role {
+            Role::User | Role::Tool => order.extend(images),
+            Role::System | Role::Assistant => {
+                if images.count() > 0 {
+                    bail!(
+                        "message {index} ({}): images are only accepted in user and tool messages",
+                        message.role
+                    );
+                }
+            }
+        }
+    }
+    Ok(order)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_role_is_rejected() {
+        let error = Message::with_role_name("developer", "hi").unwrap_err();
+        assert!(
+            error.to_string().contains("unknown chat role 'developer'"),
+            "{error}"
+        );
+        assert_eq!(
+            Message::with_role_name("assistant", "hi").unwrap().role,
+            Role::Assistant
+        );
+    }
+
+    #[test]
+    fn serializes_to_the_hf_message_shape() {
+        let messages = vec![
+            Message::new(Role::System, "Be brief."),
+            Message::new(
+                Role::User,
+                vec![Part::Image(ImageRef(0)), Part::Text("What is it?".into())],
+            ),
+        ];
+        assert_eq!(
+            serde_json::to_value(&messages).unwrap(),
+            serde_json::json!([
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is it?"}]}
+            ])
+        );
+    }
+
+    #[test]
+    fn images_are_listed_in_prompt_order() {
+        let messages = vec![
+            Message::new(
+                Role::User,
+                vec![Part::Image(ImageRef(1)), Part::Text("a".into())],
+            ),
+            Message::new(Role::Assistant, "b"),
+            Message::new(
+                Role::User,
+                vec![Part::Image(ImageRef(0)), Part::Image(ImageRef(2))],
+            ),
+        ];
+        assert_eq!(
+            images_in_prompt_order(&messages).unwrap(),
+            vec![ImageRef(1), ImageRef(0), ImageRef(2)]
+        );
+    }
+
+    #[test]
+    fn image_in_an_assistant_message_is_rejected() {
+        let messages = vec![
+            Message::new(Role::User, "hi"),
+            Message::new(Role::Assistant, vec![Part::Image(ImageRef(0))]),
+        ];
+        let error = images_in_prompt_order(&messages).unwrap_err();
+        assert!(
+            error.to_string().contains("message 1 (assistant)"),
+            "{error}"
+        );
+    }
+}

@@ -1,0 +1,20 @@
+//! Everything between a conversation and token ids: the tokenizer (and streaming
+//! detokenization), chat-template rendering, chat messages, the special token ids, and prompt
+//! building with image placeholder expansion. Knows nothing of models or images' pixels.
+
+mod message;
+mod prompt;
+mod python_json;
+mod special_tokens;
+mod stream_decoder;
+mod template;
+#[cfg(test)]
+mod test_support;
+mod tokenizer;
+
+pub use message::{images_in_prompt_order, Content, ImageRef, Message, Part, Role};
+pub use prompt::{build_prompt, Prompt};
+pub use special_tokens::SpecialTokens;
+pub use stream_decoder::StreamDecoder;
+pub use template::ChatTemplate;
+pub use tokenizer::Tokenizer;

@@ -1,0 +1,214 @@
+//! Renders a model's Jinja chat template (the GGUF key `tokenizer.chat_template`) the way
+//! transformers' `apply_chat_template` does: minijinja configured like jinja2 with
+//! `trim_blocks` and `lstrip_blocks`, loop controls, a `tojson` filter that writes
+//! `json.dumps(x, ensure_ascii=False)`, a `raise_exception` function, and the variables
+//! `messages`, `tools`, `add_generation_prompt` and `add_vision_id` (always false).
+
+use anyhow::{anyhow, Result};
+use minijinja::{context, AutoEscape, Environment, Error, ErrorKind, Value};
+
+use super::message::Message;
+use super::python_json;
+
+const TEMPLATE_NAME: &str = "chat_template";
+
+/// A compiled chat template.
+#[derive(Debug)]
+pub struct ChatTemplate {
+    env: Environment<'static>,
+}
+
+impl ChatTemplate {
+    /// Compiles the template source; a syntax error is reported with its line.
+    pub fn new(source: &str) -> Result<Self> {
+        let mut env = Environment::new();
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
+        env.set_auto_escape_callback(|_| AutoEscape::None);
+        env.add_filter("tojson", tojson);
+        env.add_function("raise_exception", raise_exception);
+        env.add_template_owned(TEMPLATE_NAME, source.to_owned())
+            .map_err(|e| anyhow!("the chat template does not compile: {e}"))?;
+        Ok(Self { env })
+    }
+
+    /// The prompt text for `messages`; with `add_generation_prompt` it ends with the opening of
+    /// the assistant's turn.
+    pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
+        self.render_with_tools(messages, &[], add_generation_prompt)
+    }
+
+    /// Like `render`, with tool (function) definitions offered to the model. An empty `tools`
+    /// is passed to the template as `none`, as transformers does. Each tool object is written
+    /// with its keys in `serde_json::Map` order.
+    pub fn render_with_tools(
+        &self,
+        messages: &[Message],
+        tools: &[serde_json::Value],
+        add_generation_prompt: bool,
+    ) -> Result<String> {
+        let tools = if tools.is_empty() {
+            Value::from(())
+        } else {
+            Value::from_serialize(tools)
+        };
+        let template = self
+            .env
+            .get_template(TEMPLATE_NAME)
+            .map_err(|e| anyhow!("the chat template is missing: {e}"))?;
+        template
+            .render(context! {
+                messages => Value::from_serialize(messages),
+                tools => tools,
+                add_generation_prompt => add_generation_prompt,
+                add_vision_id => false,
+            })
+            .map_err(|e| anyhow!("rendering the chat template failed: {e}"))
+    }
+}
+
+/// The transformers `tojson` filter: `json.dumps(value, ensure_ascii=False)`.
+fn tojson(value: &Value) -> Result<Value, Error> {
+    python_json::dumps(value)
+        .map(Value::from_safe_string)
+        .map_err(|e| Error::new(ErrorKind::InvalidOperation, "tojson failed").with_source(e))
+}
+
+/// The transformers `raise_exception(message)` template function.
+fn raise_exception(message: String) -> Result<Value, Error> {
+    Err(Error::new(ErrorKind::InvalidOperation, message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::message::{ImageRef, Message, Part, Role};
+    use super::super::test_support::qwen3vl_template;
+    use super::ChatTemplate;
+
+    fn image() -> Part {
+        Part::Image(ImageRef(0))
+    }
+
+    fn text(text: &str) -> Part {
+        Part::Text(text.to_owned())
+    }
+
+    #[test]
+    fn spec_example_single_image_renders_byte_exact() {
+        let messages = [Message::new(
+            Role::User,
+            vec![image(), text("Describe this image.")],
+        )];
+        assert_eq!(
+            qwen3vl_template().render(&messages, true).unwrap(),
+            "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>Describe this image.<|im_end|>\n<|im_start|>assistant\n"
+        );
+    }
+
+    #[test]
+    fn spec_example_multi_turn_with_two_images_renders_byte_exact() {
+        let messages = [
+            Message::new(Role::System, "You are helpful."),
+            Message::new(Role::User, "Hi"),
+            Message::new(Role::Assistant, "Hello!"),
+            Message::new(Role::User, vec![text("A"), image(), image()]),
+        ];
+        assert_eq!(
+            qwen3vl_template().render(&messages, true).unwrap(),
+            "<|im_start|>system\nYou are helpful.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n<|im_start|>user\nA<|vision_start|><|image_pad|><|vision_end|><|vision_start|><|image_pad|><|vision_end|><|im_end|>\n<|im_start|>assistant\n"
+        );
+    }
+
+    #[test]
+    fn system_prompt_given_as_parts_keeps_only_text() {
+        let messages = [
+            Message::new(Role::System, vec![text("Be "), text("brief.")]),
+            Message::new(Role::User, "Hi"),
+        ];
+        assert_eq!(
+            qwen3vl_template().render(&messages, true).unwrap(),
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+        );
+    }
+
+    #[test]
+    fn no_default_system_prompt_and_no_generation_prompt_when_not_asked() {
+        let messages = [
+            Message::new(Role::User, "Hi"),
+            Message::new(Role::Assistant, vec![text("Hello"), text(" there")]),
+        ];
+        assert_eq!(
+            qwen3vl_template().render(&messages, false).unwrap(),
+            "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello there<|im_end|>\n"
+        );
+    }
+
+    #[test]
+    fn string_content_and_text_parts_render_the_same() {
+        let template = qwen3vl_template();
+        let as_string = [Message::new(Role::User, "line one\nline two")];
+        let as_parts = [Message::new(
+            Role::User,
+            vec![text("line one\n"), text("line two")],
+        )];
+        assert_eq!(
+            template.render(&as_string, true).unwrap(),
+            template.render(&as_parts, true).unwrap()
+        );
+    }
+
+    #[test]
+    fn consecutive_tool_messages_share_one_user_turn() {
+        let messages = [
+            Message::new(Role::User, "Weather?"),
+            Message::new(Role::Assistant, ""),
+            Message::new(Role::Tool, "sunny"),
+            Message::new(Role::Tool, vec![text("see "), image()]),
+        ];
+        assert_eq!(
+            qwen3vl_template().render(&messages, true).unwrap(),
+            "<|im_start|>user\nWeather?<|im_end|>\n<|im_start|>assistant\n<|im_end|>\n\
+             <|im_start|>user\n<tool_response>\nsunny\n</tool_response>\n<tool_response>\nsee \
+             <|vision_start|><|image_pad|><|vision_end|>\n</tool_response><|im_end|>\n<|im_start|>assistant\n"
+        );
+    }
+
+    #[test]
+    fn tools_are_listed_with_python_json() {
+        let tools = [serde_json::json!({
+            "type": "function",
+            "function": {"name": "get_weather", "description": "Météo à <ville>", "parameters": {"type": "object"}}
+        })];
+        let messages = [Message::new(Role::User, "Hi")];
+        let rendered = qwen3vl_template()
+            .render_with_tools(&messages, &tools, true)
+            .unwrap();
+        assert!(rendered.starts_with(
+            "<|im_start|>system\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\n\
+             You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n\
+             {\"function\": {\"description\": \"Météo à <ville>\", \"name\": \"get_weather\", \"parameters\": {\"type\": \"object\"}}, \"type\": \"function\"}\n</tools>"
+        ), "{rendered}");
+        assert!(rendered.ends_with(
+            "</tool_call><|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+        ));
+    }
+
+    #[test]
+    fn raise_exception_becomes_an_error_with_its_message() {
+        let template = ChatTemplate::new(
+            "{% if messages|length > 1 %}{{ raise_exception('one message only') }}{% endif %}ok",
+        )
+        .unwrap();
+        let one = [Message::new(Role::User, "a")];
+        assert_eq!(template.render(&one, true).unwrap(), "ok");
+        let two = [Message::new(Role::User, "a"), Message::new(Role::User, "b")];
+        let error = template.render(&two, true).unwrap_err();
+        assert!(error.to_string().contains("one message only"), "{error}");
+    }
+
+    #[test]
+    fn syntax_error_is_reported_at_compile_time() {
+        let error = ChatTemplate::new("{% for m in messages %}{{ m.role }}").unwrap_err();
+        assert!(error.to_string().contains("does not compile"), "{error}");
+    }
+}

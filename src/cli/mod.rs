@@ -1,0 +1,34 @@
+//! Command-line interface: the clap definitions of every subcommand and their
+//! dispatch. Each subcommand lives in its own file and only calls library code.
+mod convert;
+mod info;
+mod model_path;
+mod run;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "glimpse", version, about = "Run the Qwen3-VL vision-language model on the CPU")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Convert a Hugging Face Qwen3-VL checkpoint directory into one GGUF file.
+    Convert(convert::ConvertArgs),
+    /// Print what a GGUF file holds: architecture, sizes, tensor types, metadata.
+    Info(info::InfoArgs),
+    /// Answer one prompt (with optional images), streaming the answer to stdout.
+    Run(run::RunArgs),
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Convert(args) => convert::run(args),
+        Command::Info(args) => info::run(args),
+        Command::Run(args) => run::run(args),
+    }
+}

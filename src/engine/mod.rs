@@ -1,0 +1,11 @@
+//! Runtime on top of the model: loading a model file with everything needed to serve
+//! it, sessions that keep a KV cache across turns (longest-common-prefix reuse), the
+//! sampler, the generation loop and the compute thread pool.
+pub mod bundle;
+pub mod sampler;
+pub mod session;
+pub mod threads;
+
+pub use bundle::ModelBundle;
+pub use sampler::{SamplingParams, Sampler};
+pub use session::{FinishReason, GenerationOutput, GenerationParams, Session, Timings, TokenEvent};

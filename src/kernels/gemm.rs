@@ -1,0 +1,157 @@
+//! Safe wrapper over the `gemm` crate for row-major f32 matrices.
+//!
+//! Shapes are checked on entry: a mismatch is a programming error inside glimpse,
+//! never a consequence of user data (model shapes are validated at load time).
+use gemm::Parallelism;
+
+/// Whether a product may use the whole rayon pool or must stay on the calling thread
+/// (it is already running inside a parallel loop).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Threads {
+    Pool,
+    Single,
+}
+
+impl Threads {
+    fn parallelism(self, work: usize) -> Parallelism {
+        // Below this many multiply-adds, splitting the product costs more than it saves.
+        const MIN_PARALLEL_WORK: usize = 1 << 15;
+        match self {
+            Threads::Pool if work >= MIN_PARALLEL_WORK && rayon::current_num_threads() > 1 => {
+                Parallelism::Rayon(rayon::current_num_threads())
+            }
+            _ => Parallelism::None,
+        }
+    }
+}
+
+/// `out[m, n] (row stride out_stride) = a[m, k] · b[n, k]ᵀ`: `b` holds one row per
+/// output column, the layout of a PyTorch `nn.Linear` weight.
+pub fn matmul_a_bt(
+    a: &[f32],
+    b: &[f32],
+    out: &mut [f32],
+    (m, k, n): (usize, usize, usize),
+    out_stride: usize,
+    threads: Threads,
+) {
+    assert!(a.len() >= m * k && b.len() >= n * k, "matmul_a_bt: input too short");
+    assert!(n <= out_stride, "matmul_a_bt: output stride");
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(out.len() >= (m - 1) * out_stride + n, "matmul_a_bt: output too short");
+    // SAFETY: the asserts above keep every index the kernel touches inside the slices:
+    // a is m×k (row stride k), b is n×k read as its transpose, out is m×n with row stride out_stride.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            out_stride as isize,
+            false,
+            a.as_ptr(),
+            1,
+            k as isize,
+            b.as_ptr(),
+            k as isize,
+            1,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            threads.parallelism(m * n * k),
+        );
+    }
+}
+
+/// `out[m, n] = a[m, k] · b[k, n]`, all row-major and contiguous.
+pub fn matmul_a_b(
+    a: &[f32],
+    b: &[f32],
+    out: &mut [f32],
+    (m, k, n): (usize, usize, usize),
+    threads: Threads,
+) {
+    assert!(a.len() >= m * k && b.len() >= k * n, "matmul_a_b: input too short");
+    assert!(out.len() >= m * n, "matmul_a_b: output too short");
+    if m == 0 || n == 0 {
+        return;
+    }
+    // SAFETY: the asserts above bound every access: a is m×k, b is k×n, out is m×n, all row-major.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            1,
+            k as isize,
+            b.as_ptr(),
+            1,
+            n as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            threads.parallelism(m * n * k),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive_a_bt(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+        let mut out = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                out[i * n + j] = (0..k).map(|t| a[i * k + t] * b[j * k + t]).sum();
+            }
+        }
+        out
+    }
+
+    fn ramp(len: usize, scale: f32) -> Vec<f32> {
+        (0..len).map(|i| ((i * 37 % 101) as f32 - 50.0) * scale).collect()
+    }
+
+    #[test]
+    fn matmul_a_bt_matches_naive_product_with_padded_output_rows() {
+        let (m, k, n) = (7, 33, 5);
+        let (a, b) = (ramp(m * k, 0.01), ramp(n * k, 0.02));
+        let stride = 9;
+        let mut out = vec![-1.0; m * stride];
+        matmul_a_bt(&a, &b, &mut out, (m, k, n), stride, Threads::Pool);
+        let expected = naive_a_bt(&a, &b, m, k, n);
+        for i in 0..m {
+            for j in 0..n {
+                assert!((out[i * stride + j] - expected[i * n + j]).abs() < 1e-4);
+            }
+            assert_eq!(out[i * stride + n], -1.0, "padding column must stay untouched");
+        }
+    }
+
+    #[test]
+    fn matmul_a_b_matches_naive_product() {
+        let (m, k, n) = (4, 6, 3);
+        let (a, b) = (ramp(m * k, 0.1), ramp(k * n, 0.1));
+        let mut out = vec![0.0; m * n];
+        matmul_a_b(&a, &b, &mut out, (m, k, n), Threads::Single);
+        for i in 0..m {
+            for j in 0..n {
+                let e: f32 = (0..k).map(|t| a[i * k + t] * b[t * n + j]).sum();
+                assert!((out[i * n + j] - e).abs() < 1e-4);
+            }
+        }
+    }
+}

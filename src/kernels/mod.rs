@@ -1,0 +1,12 @@
+//! Hot CPU kernels: dense matrix products over f32/f16 weights, attention, norms,
+//! activations and rotary embeddings. Model code calls these and never the `gemm`
+//! crate or SIMD intrinsics directly, so a faster kernel never touches a model file.
+pub mod activation;
+pub mod attention;
+pub mod elementwise;
+pub mod gemm;
+pub mod norm;
+pub mod rope;
+pub mod weight;
+
+pub use weight::WeightMatrix;

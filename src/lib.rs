@@ -1,0 +1,12 @@
+//! glimpse: a CPU-first runtime for the Qwen3-VL vision-language model.
+//!
+//! Layering (arrows point one way only): `kernels` (ops) ← `model` (Qwen3-VL graph)
+//! ← `engine` (sessions, caches, sampling) ← CLI / server. `gguf`, `preprocess` and
+//! `chat` are leaf modules used by the layers above them.
+pub mod chat;
+pub mod engine;
+pub mod gguf;
+pub mod kernels;
+pub mod model;
+pub mod preprocess;
+pub mod cli;

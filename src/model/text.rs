@@ -1,0 +1,182 @@
+//! Qwen3 text decoder of Qwen3-VL: pre-norm blocks with per-head q/k RMSNorm,
+//! grouped-query attention with interleaved M-RoPE over the KV cache, SwiGLU MLP,
+//! DeepStack features added after the first layers at image positions, and the
+//! (tied or separate) output projection.
+use anyhow::{ensure, Result};
+
+use super::config::TextConfig;
+use super::kv_cache::KvCache;
+use super::rope::{MRope, Position3};
+use super::weights::{Linear, Matrix, Vector, Weights};
+use crate::kernels::activation::silu_mul;
+use crate::kernels::attention::{attention, AttentionShape};
+use crate::kernels::elementwise::add_in_place;
+use crate::kernels::norm::rms_norm;
+use crate::kernels::rope::apply_rotary;
+
+struct DecoderLayer {
+    attn_norm: Vector,
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    q_norm: Vector,
+    k_norm: Vector,
+    o_proj: Linear,
+    ffn_norm: Vector,
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+}
+
+/// DeepStack features for one forward pass: `rows[i]` is the batch row of image token
+/// `i`, and `features[l]` holds one `hidden`-wide row per image token for layer `l`.
+pub struct DeepstackInput<'a> {
+    pub rows: &'a [usize],
+    pub features: &'a [Vec<f32>],
+}
+
+pub struct TextModel {
+    cfg: TextConfig,
+    embed_tokens: Matrix,
+    layers: Vec<DecoderLayer>,
+    final_norm: Vector,
+    lm_head: Option<Matrix>,
+    rope: MRope,
+}
+
+impl DecoderLayer {
+    fn load(w: &Weights, cfg: &TextConfig) -> Result<Self> {
+        let (h, hd) = (cfg.hidden_size, cfg.head_dim);
+        let (q_width, kv_width) = (cfg.num_heads * hd, cfg.num_kv_heads * hd);
+        Ok(Self {
+            attn_norm: w.vector("attn_norm.weight", h)?,
+            q_proj: Linear::load(w, "attn_q", q_width, h, false)?,
+            k_proj: Linear::load(w, "attn_k", kv_width, h, false)?,
+            v_proj: Linear::load(w, "attn_v", kv_width, h, false)?,
+            q_norm: w.vector("attn_q_norm.weight", hd)?,
+            k_norm: w.vector("attn_k_norm.weight", hd)?,
+            o_proj: Linear::load(w, "attn_output", h, q_width, false)?,
+            ffn_norm: w.vector("ffn_norm.weight", h)?,
+            gate_proj: Linear::load(w, "ffn_gate", cfg.intermediate_size, h, false)?,
+            up_proj: Linear::load(w, "ffn_up", cfg.intermediate_size, h, false)?,
+            down_proj: Linear::load(w, "ffn_down", h, cfg.intermediate_size, false)?,
+        })
+    }
+
+    /// One block over `n` new tokens; their keys/values are appended to `cache` layer `index`.
+    fn forward(&self, index: usize, x: &mut [f32], n: usize, cfg: &TextConfig, cache: &mut KvCache, cos: &[f32], sin: &[f32]) {
+        let (hd, eps) = (cfg.head_dim, cfg.rms_norm_eps);
+        let mut normed = x.to_vec();
+        rms_norm(&mut normed, self.attn_norm.as_slice(), eps);
+        let mut q = self.q_proj.forward(&normed, n);
+        let mut k = self.k_proj.forward(&normed, n);
+        let v = self.v_proj.forward(&normed, n);
+        rms_norm(&mut q, self.q_norm.as_slice(), eps);
+        rms_norm(&mut k, self.k_norm.as_slice(), eps);
+        let pairs = hd / 2;
+        for (t, (q_row, k_row)) in q.chunks_exact_mut(cfg.num_heads * hd).zip(k.chunks_exact_mut(cfg.num_kv_heads * hd)).enumerate() {
+            let (c, s) = (&cos[t * pairs..(t + 1) * pairs], &sin[t * pairs..(t + 1) * pairs]);
+            q_row.chunks_exact_mut(hd).chain(k_row.chunks_exact_mut(hd)).for_each(|head| apply_rotary(head, c, s));
+        }
+        let past = cache.len();
+        cache.write(index, &k, &v, n);
+        let q_heads = to_head_major(&q, n, cfg.num_heads, hd);
+        let (keys, values) = cache.layer(index);
+        let shape = AttentionShape {
+            n_heads: cfg.num_heads,
+            n_kv_heads: cfg.num_kv_heads,
+            head_dim: hd,
+            n_queries: n,
+            n_keys: past + n,
+            kv_stride: cache.capacity(),
+        };
+        let attended = attention(&q_heads, keys, values, shape, (hd as f32).powf(-0.5), Some(past));
+        add_in_place(x, &self.o_proj.forward(&attended, n));
+
+        let mut normed = x.to_vec();
+        rms_norm(&mut normed, self.ffn_norm.as_slice(), eps);
+        let mut gate = self.gate_proj.forward(&normed, n);
+        silu_mul(&mut gate, &self.up_proj.forward(&normed, n));
+        add_in_place(x, &self.down_proj.forward(&gate, n));
+    }
+}
+
+impl TextModel {
+    pub fn load(cfg: &TextConfig, w: &Weights) -> Result<Self> {
+        let (h, vocab) = (cfg.hidden_size, cfg.vocab_size);
+        let layers = (0..cfg.num_layers).map(|i| DecoderLayer::load(&w.pp(format!("blk.{i}")), cfg)).collect::<Result<Vec<_>>>()?;
+        let lm_head = if cfg.tied_embeddings { None } else { Some(w.matrix("output.weight", vocab, h)?) };
+        Ok(Self {
+            embed_tokens: w.matrix("token_embd.weight", vocab, h)?,
+            layers,
+            final_norm: w.vector("output_norm.weight", h)?,
+            lm_head,
+            rope: MRope::new(cfg.head_dim, cfg.rope_theta, cfg.mrope_section),
+            cfg: cfg.clone(),
+        })
+    }
+
+    pub fn config(&self) -> &TextConfig {
+        &self.cfg
+    }
+
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(self.cfg.num_layers, self.cfg.num_kv_heads, self.cfg.head_dim)
+    }
+
+    /// Embedding rows of `ids`, `ids.len() × hidden`.
+    pub fn embed(&self, ids: &[u32]) -> Result<Vec<f32>> {
+        let h = self.cfg.hidden_size;
+        let mut out = vec![0.0; ids.len() * h];
+        for (row, &id) in out.chunks_exact_mut(h).zip(ids) {
+            ensure!((id as usize) < self.cfg.vocab_size, "token id {id} is outside the vocabulary ({})", self.cfg.vocab_size);
+            self.embed_tokens.view().row_into(id as usize, row);
+        }
+        Ok(out)
+    }
+
+    /// Runs the decoder over `x` (`positions.len() × hidden` input embeddings) appended
+    /// after the cached positions; `x` becomes the last layer's output (before the final norm).
+    pub fn forward(&self, x: &mut [f32], positions: &[Position3], cache: &mut KvCache, deepstack: Option<&DeepstackInput>) -> Result<()> {
+        let (n, h) = (positions.len(), self.cfg.hidden_size);
+        ensure!(x.len() == n * h, "decoder input has {} values for {n} positions of width {h}", x.len());
+        if let Some(ds) = deepstack {
+            ensure!(ds.features.len() <= self.layers.len(), "more DeepStack feature sets than decoder layers");
+            for f in ds.features {
+                ensure!(f.len() == ds.rows.len() * h, "DeepStack features do not match the image token count");
+            }
+            ensure!(ds.rows.iter().all(|&r| r < n), "DeepStack row outside the batch");
+        }
+        let (cos, sin) = self.rope.tables(positions);
+        cache.reserve(n);
+        for (i, layer) in self.layers.iter().enumerate() {
+            layer.forward(i, x, n, &self.cfg, cache, &cos, &sin);
+            if let Some(features) = deepstack.and_then(|ds| ds.features.get(i).map(|f| (ds.rows, f))) {
+                for (&row, feature) in features.0.iter().zip(features.1.chunks_exact(h)) {
+                    add_in_place(&mut x[row * h..(row + 1) * h], feature);
+                }
+            }
+        }
+        cache.advance(n);
+        Ok(())
+    }
+
+    /// Logits over the vocabulary for one hidden state (final norm + output projection).
+    pub fn logits(&self, hidden: &[f32]) -> Vec<f32> {
+        let mut normed = hidden.to_vec();
+        rms_norm(&mut normed, self.final_norm.as_slice(), self.cfg.rms_norm_eps);
+        self.lm_head.as_ref().unwrap_or(&self.embed_tokens).forward(&normed, 1)
+    }
+}
+
+/// `[n][heads][d]` → `[heads][n][d]`.
+fn to_head_major(x: &[f32], n: usize, heads: usize, d: usize) -> Vec<f32> {
+    let mut out = vec![0.0; x.len()];
+    for t in 0..n {
+        for head in 0..heads {
+            out[(head * n + t) * d..][..d].copy_from_slice(&x[(t * heads + head) * d..][..d]);
+        }
+    }
+    out
+}
+

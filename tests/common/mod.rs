@@ -1,0 +1,132 @@
+//! Shared support for the integration tests: fixture paths, the fixture checkpoints
+//! converted once per test binary with the real `glimpse convert`, conversations from
+//! `cases.json`, and the expected tensors written by `scripts/make_fixtures.py`.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use glimpse::chat::{ImageRef, Message, Part, Role};
+use serde::Deserialize;
+
+pub const CONFIGS: [&str; 2] = ["tiny-tied", "tiny-untied"];
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+pub fn glimpse_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_glimpse")
+}
+
+pub fn tokenizer_json() -> PathBuf {
+    let path = fixtures().join("tokenizer/tokenizer.json");
+    assert!(path.is_file(), "{} is missing: run scripts/fetch_tokenizer.sh", path.display());
+    path
+}
+
+/// A copy of a fixture checkpoint with the real tokenizer linked in (the committed
+/// checkpoints leave tokenizer.json out).
+pub fn checkpoint_dir(config: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("checkpoint-{config}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let source = fixtures().join(config).join("checkpoint");
+    for entry in std::fs::read_dir(&source).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+    }
+    std::fs::copy(tokenizer_json(), dir.join("tokenizer.json")).unwrap();
+    dir
+}
+
+/// The fixture checkpoint converted by the `glimpse convert` binary (once per process).
+pub fn converted(config: &str, out_type: &str) -> PathBuf {
+    static DONE: OnceLock<std::sync::Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
+    let done = DONE.get_or_init(Default::default);
+    let mut done = done.lock().unwrap();
+    let key = format!("{config}-{out_type}");
+    if let Some(path) = done.get(&key) {
+        return path.clone();
+    }
+    let output = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{key}-{}.gguf", std::process::id()));
+    let status = Command::new(glimpse_bin())
+        .args(["convert", "--quiet", "--type", out_type, "-o"])
+        .arg(&output)
+        .arg(checkpoint_dir(config))
+        .status()
+        .unwrap();
+    assert!(status.success(), "glimpse convert failed for {config}");
+    done.insert(key, output.clone());
+    output
+}
+
+#[derive(Deserialize, Debug, Clone)]
+pub struct Case {
+    pub name: String,
+    pub messages: serde_json::Value,
+    pub prompt_text: String,
+    pub input_ids: Vec<u32>,
+    pub image_grid_thw: Vec<[usize; 3]>,
+    pub greedy_tokens: Vec<u32>,
+    pub greedy_text: String,
+}
+
+pub fn cases(config: &str) -> Vec<Case> {
+    let text = std::fs::read_to_string(fixtures().join(config).join("cases.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The HF-format messages of a case as glimpse messages, plus the image files in the
+/// order `ImageRef`s were assigned.
+pub fn messages(case: &Case) -> (Vec<Message>, Vec<PathBuf>) {
+    let mut images = Vec::new();
+    let messages = case
+        .messages
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let role: Role = m["role"].as_str().unwrap().parse().unwrap();
+            match &m["content"] {
+                serde_json::Value::String(s) => Message::new(role, s.as_str()),
+                serde_json::Value::Array(parts) => {
+                    let parts = parts
+                        .iter()
+                        .map(|p| match p["type"].as_str().unwrap() {
+                            "text" => Part::Text(p["text"].as_str().unwrap().to_owned()),
+                            "image" => {
+                                images.push(fixtures().join(p["image"].as_str().unwrap()));
+                                Part::Image(ImageRef(images.len() - 1))
+                            }
+                            other => panic!("unknown part type {other}"),
+                        })
+                        .collect::<Vec<_>>();
+                    Message::new(role, parts)
+                }
+                other => panic!("unexpected content {other}"),
+            }
+        })
+        .collect();
+    (messages, images)
+}
+
+/// f32 tensors of a safetensors file (other dtypes are skipped).
+pub fn read_f32_tensors(path: &Path) -> HashMap<String, (Vec<usize>, Vec<f32>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    file.tensors()
+        .into_iter()
+        .filter(|(_, t)| t.dtype() == safetensors::Dtype::F32)
+        .map(|(name, t)| {
+            let data = t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            (name, (t.shape().to_vec(), data))
+        })
+        .collect()
+}
+
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}

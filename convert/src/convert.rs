@@ -279,6 +279,11 @@ mod tests {
     }
 
     #[test]
+    fn the_progress_bar_template_parses() {
+        assert!(progress_bar(true, 1 << 20).is_ok());
+    }
+
+    #[test]
     fn an_uncommitted_partial_file_is_removed() {
         let dir = crate::test_dir::TestDir::new("partial");
         let target = dir.path().join("out.gguf");

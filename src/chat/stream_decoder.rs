@@ -7,22 +7,20 @@ use anyhow::{bail, Result};
 
 use super::tokenizer::Tokenizer;
 
-/// What the decoder does while a character is incomplete: it waits for more ids.
+/// How `Tokenizer::decode` renders bytes that do not (yet) form a character.
 const INCOMPLETE_CHAR: char = '\u{FFFD}';
 
 /// Turns a stream of token ids into text pieces.
 ///
-/// It decodes a small window of ids: `ids[window_start..emitted_end]` is the text already
-/// emitted last time (kept as left context for decoders that depend on it) and
-/// `ids[emitted_end..]` the ids not yet emitted. Text is emitted only when the window's decoded
-/// text does not end in U+FFFD, i.e. when the bytes seen so far end on a complete character;
-/// every window therefore starts on a character boundary.
+/// It keeps a small window of ids: the first `context_len` ones produced the piece emitted last
+/// (kept as left context for decoders that depend on it), the rest are not emitted yet. Text is
+/// emitted only when the window's decoded text does not end in U+FFFD, i.e. when the bytes seen
+/// so far end on a complete character; every window therefore starts on a character boundary.
 pub struct StreamDecoder<'a> {
     tokenizer: &'a Tokenizer,
     skip_special: bool,
-    ids: Vec<u32>,
-    window_start: usize,
-    emitted_end: usize,
+    window: Vec<u32>,
+    context_len: usize,
 }
 
 impl<'a> StreamDecoder<'a> {
@@ -31,22 +29,21 @@ impl<'a> StreamDecoder<'a> {
         Self {
             tokenizer,
             skip_special,
-            ids: Vec::new(),
-            window_start: 0,
-            emitted_end: 0,
+            window: Vec::new(),
+            context_len: 0,
         }
     }
 
     /// Adds one id; returns the text it completes, or `None` while a character is incomplete
     /// (or the id decodes to nothing, e.g. a skipped special token).
     pub fn push(&mut self, id: u32) -> Result<Option<String>> {
-        self.ids.push(id);
+        self.window.push(id);
         let piece = self.pending_text()?;
         if piece.is_empty() || piece.ends_with(INCOMPLETE_CHAR) {
             return Ok(None);
         }
-        self.window_start = self.emitted_end;
-        self.emitted_end = self.ids.len();
+        self.window.drain(..self.context_len);
+        self.context_len = self.window.len();
         Ok(Some(piece))
     }
 
@@ -58,17 +55,15 @@ impl<'a> StreamDecoder<'a> {
 
     /// Decoded text of the ids not yet emitted, in the context of the last emitted ones.
     fn pending_text(&self) -> Result<String> {
-        let window = &self.ids[self.window_start..];
-        let emitted_len = self.emitted_end - self.window_start;
         let context = self
             .tokenizer
-            .decode(&window[..emitted_len], self.skip_special)?;
-        let full = self.tokenizer.decode(window, self.skip_special)?;
+            .decode(&self.window[..self.context_len], self.skip_special)?;
+        let full = self.tokenizer.decode(&self.window, self.skip_special)?;
         match full.strip_prefix(&context) {
             Some(pending) => Ok(pending.to_owned()),
             None => bail!(
                 "streaming decode: the text of ids {:?} does not extend the text already emitted",
-                window
+                self.window
             ),
         }
     }

@@ -53,7 +53,6 @@ struct VisionBlock {
 /// (`deepstack`) the 2×2 concatenation.
 struct PatchMerger {
     norm: LayerNorm,
-    norm_after_merge: bool,
     fc1: Linear,
     fc2: Linear,
 }
@@ -114,7 +113,6 @@ impl PatchMerger {
         let norm_width = if norm_after_merge { merged } else { cfg.hidden_size };
         Ok(Self {
             norm: LayerNorm::load(w, names[0], norm_width, cfg.layer_norm_eps)?,
-            norm_after_merge,
             fc1: Linear::load(w, names[1], merged, merged, true)?,
             fc2: Linear::load(w, names[2], cfg.out_hidden_size, merged, true)?,
         })
@@ -122,7 +120,9 @@ impl PatchMerger {
 
     /// `x`: patches × hidden in merge-block order; returns tokens × out_hidden.
     fn forward(&self, x: &[f32], tokens: usize) -> Vec<f32> {
-        // Rows of 4 consecutive patches are one merged token: the concatenation is a no-op view.
+        // Rows of 4 consecutive patches are one merged token, so the concatenation is a
+        // no-op view and the norm's width alone decides whether it acts per patch
+        // (before the merge) or per merged token (after it).
         let merged = self.norm.forward(x);
         let mut hidden = self.fc1.forward(&merged, tokens);
         hidden.iter_mut().for_each(|v| *v = gelu_erf(*v));

@@ -1,14 +1,17 @@
-//! Image bytes → RGB8, the way transformers loads an image: PNG, JPEG, WebP, GIF (first frame)
-//! or BMP; EXIF orientation applied like PIL's `ImageOps.exif_transpose`; transparency
-//! alpha-composited onto white with Pillow's integer arithmetic (transformers v5
-//! `convert_to_rgb`); grayscale and palettes expanded to RGB. The declared size is checked
-//! against a pixel limit before any pixel is decoded (decompression bombs).
+//! Image bytes → RGB8, the way transformers 5.x loads an image given as a path, URL or base64
+//! (`load_image_as_tensor` → torchvision `decode_image(mode=RGB, apply_exif_orientation=True)`):
+//! PNG, JPEG, WebP, GIF (first frame, see `gif_frame`) or BMP; EXIF orientation applied (not to
+//! WebP, as torchvision); alpha dropped with the RGB samples kept as stored (no compositing);
+//! grayscale and palettes expanded to RGB.
+//! The declared size is checked against a pixel limit before any pixel is decoded.
 
 use std::io::Cursor;
 
 use anyhow::{anyhow, bail, Context, Result};
 use image::metadata::Orientation;
-use image::{DynamicImage, ImageDecoder, ImageReader, Limits, RgbImage, RgbaImage};
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits, RgbImage};
+
+use super::gif_frame::decode_first_gif_frame;
 
 /// Default cap on the decoded pixel count (100 megapixels).
 pub const DEFAULT_MAX_DECODED_PIXELS: u64 = 100_000_000;
@@ -29,6 +32,9 @@ pub fn load_image_with_limit(bytes: &[u8], max_pixels: u64) -> Result<RgbImage> 
     let format = reader.format().ok_or_else(|| {
         anyhow!("unrecognized image format (supported: PNG, JPEG, WebP, GIF, BMP)")
     })?;
+    if format == ImageFormat::Gif {
+        return decode_first_gif_frame(bytes, max_pixels);
+    }
     reader.limits(decoder_limits(max_pixels));
     let mut decoder = reader
         .into_decoder()
@@ -39,14 +45,21 @@ pub fn load_image_with_limit(bytes: &[u8], max_pixels: u64) -> Result<RgbImage> 
     }
     let pixels = u64::from(width) * u64::from(height);
     if pixels > max_pixels {
-        bail!("{format:?} image is {width}x{height} = {pixels} pixels, over the limit of {max_pixels}");
+        bail!(
+            "{format:?} image is {width}x{height} = {pixels} pixels, over the limit of {max_pixels}"
+        );
     }
-    let orientation = exif_orientation(&mut decoder);
+    // torchvision applies EXIF orientation to JPEG and PNG but not to WebP.
+    let orientation = if format == ImageFormat::WebP {
+        Orientation::NoTransforms
+    } else {
+        exif_orientation(&mut decoder)
+    };
     let mut image = DynamicImage::from_decoder(decoder).with_context(|| {
         format!("cannot decode the {format:?} image data (corrupt or truncated)")
     })?;
     image.apply_orientation(orientation);
-    Ok(flatten_to_rgb(image))
+    Ok(into_rgb8(image))
 }
 
 /// Allocation limit for the decoder: room for the largest allowed image at 16-bit RGBA, and
@@ -59,12 +72,12 @@ fn decoder_limits(max_pixels: u64) -> Limits {
 }
 
 /// The EXIF Orientation tag of the primary image, if the file has one that parses; anything
-/// unreadable counts as "no rotation", as PIL ignores it too.
+/// unreadable counts as "no rotation".
 fn exif_orientation(decoder: &mut impl ImageDecoder) -> Orientation {
     let Ok(Some(mut exif_data)) = decoder.exif_metadata() else {
         return Orientation::NoTransforms;
     };
-    // Some writers keep the JPEG APP1 marker prefix inside PNG/WebP chunks; PIL strips it too.
+    // Some writers keep the JPEG APP1 `Exif\0\0` prefix inside PNG chunks.
     if exif_data.starts_with(b"Exif\0\0") {
         exif_data.drain(..6);
     }
@@ -79,65 +92,31 @@ fn exif_orientation(decoder: &mut impl ImageDecoder) -> Orientation {
         .unwrap_or(Orientation::NoTransforms)
 }
 
-/// RGB8 from any decoded layout: 16-bit samples keep their high byte (Pillow's 8-bit unpack),
-/// images with an alpha channel are composited onto opaque white.
-fn flatten_to_rgb(image: DynamicImage) -> RgbImage {
-    let has_alpha = image.color().has_alpha();
-    let rgba = match image {
-        DynamicImage::ImageRgb8(rgb) => return rgb,
-        DynamicImage::ImageLuma8(_) => return image.to_rgb8(),
+/// RGB8 from any decoded layout: gray replicated, alpha dropped, 16-bit samples reduced to
+/// their high byte (Pillow's 8-bit reading; torchvision would return uint16 samples).
+fn into_rgb8(image: DynamicImage) -> RgbImage {
+    match image {
+        DynamicImage::ImageRgb8(rgb) => rgb,
         DynamicImage::ImageLuma16(_)
         | DynamicImage::ImageLumaA16(_)
         | DynamicImage::ImageRgb16(_)
-        | DynamicImage::ImageRgba16(_) => high_bytes(&image),
-        _ => image.to_rgba8(),
-    };
-    let mut rgb = RgbImage::new(rgba.width(), rgba.height());
-    for (out, pixel) in rgb.chunks_exact_mut(3).zip(rgba.chunks_exact(4)) {
-        let [r, g, b, a] = [pixel[0], pixel[1], pixel[2], pixel[3]];
-        let composited = if has_alpha {
-            over_white([r, g, b], a)
-        } else {
-            [r, g, b]
-        };
-        out.copy_from_slice(&composited);
+        | DynamicImage::ImageRgba16(_) => {
+            let wide = image.to_rgb16();
+            let mut narrow = RgbImage::new(wide.width(), wide.height());
+            for (out, &sample) in narrow.iter_mut().zip(wide.iter()) {
+                *out = (sample >> 8) as u8;
+            }
+            narrow
+        }
+        other => other.to_rgb8(),
     }
-    rgb
-}
-
-/// 16-bit samples reduced to their most significant byte, as RGBA8.
-fn high_bytes(image: &DynamicImage) -> RgbaImage {
-    let wide = image.to_rgba16();
-    let mut narrow = RgbaImage::new(wide.width(), wide.height());
-    for (out, &sample) in narrow.iter_mut().zip(wide.iter()) {
-        *out = (sample >> 8) as u8;
-    }
-    narrow
-}
-
-/// Pillow's `Image.alpha_composite(white, rgba)` for one pixel (`ImagingAlphaComposite`:
-/// integer math with 7 extra bits, divisions by 255 done as shifts).
-fn over_white(rgb: [u8; 3], alpha: u8) -> [u8; 3] {
-    const PRECISION_BITS: u32 = 7;
-    if alpha == 0 {
-        return [255; 3];
-    }
-    let alpha = u32::from(alpha);
-    let out_alpha_255 = alpha * 255 + 255 * (255 - alpha);
-    let source_coef = alpha * 255 * 255 * (1 << PRECISION_BITS) / out_alpha_255;
-    let white_coef = 255 * (1 << PRECISION_BITS) - source_coef;
-    let shift_div_255 = |v: u32| ((v >> 8) + v) >> 8;
-    rgb.map(|v| {
-        let mixed = u32::from(v) * source_coef + 255 * white_coef + (0x80 << PRECISION_BITS);
-        (shift_div_255(mixed) >> PRECISION_BITS) as u8
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use image::codecs::jpeg::JpegEncoder;
-    use image::{ImageEncoder, ImageFormat, Rgb, Rgba};
+    use image::{ImageEncoder, Rgb, Rgba, RgbaImage};
 
     fn encode(image: &DynamicImage, format: ImageFormat) -> Vec<u8> {
         let mut bytes = Cursor::new(Vec::new());
@@ -207,18 +186,17 @@ mod tests {
     }
 
     #[test]
-    fn alpha_is_composited_onto_white_like_pillow() {
-        // Pillow's AlphaComposite.c arithmetic evaluated by hand for these pixels.
-        assert_eq!(over_white([0, 0, 0], 0), [255, 255, 255]);
-        assert_eq!(over_white([10, 20, 30], 255), [10, 20, 30]);
-        assert_eq!(over_white([0, 0, 0], 128), [127, 127, 127]);
-        assert_eq!(over_white([200, 100, 0], 64), [241, 216, 191]);
+    fn alpha_is_dropped_keeping_the_stored_colors() {
         let rgba = DynamicImage::ImageRgba8(RgbaImage::from_fn(2, 1, |x, _| {
-            Rgba(if x == 0 { [0, 0, 0, 0] } else { [0, 0, 0, 128] })
+            Rgba(if x == 0 {
+                [10, 20, 30, 0]
+            } else {
+                [200, 100, 0, 128]
+            })
         }));
         let decoded = load_image(&encode(&rgba, ImageFormat::Png)).unwrap();
-        assert_eq!(decoded.get_pixel(0, 0).0, [255, 255, 255]);
-        assert_eq!(decoded.get_pixel(1, 0).0, [127, 127, 127]);
+        assert_eq!(decoded.get_pixel(0, 0).0, [10, 20, 30]);
+        assert_eq!(decoded.get_pixel(1, 0).0, [200, 100, 0]);
     }
 
     /// A minimal big-endian TIFF/EXIF block holding only the Orientation tag.
@@ -273,6 +251,47 @@ mod tests {
         // 2: mirrored left-right.
         let mirrored = load_image(&tagged_jpeg(2)).unwrap();
         assert!(is_red(mirrored.get_pixel(29, 8)));
+    }
+
+    /// A lossless WebP in the extended (VP8X) layout with an EXIF chunk holding `orientation`.
+    fn tagged_webp(width: u32, height: u32, orientation: u16) -> Vec<u8> {
+        let simple = encode(
+            &DynamicImage::ImageRgb8(pattern(width, height)),
+            ImageFormat::WebP,
+        );
+        let chunk = |tag: &[u8], payload: &[u8]| {
+            let mut out = tag.to_vec();
+            out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+            out.extend_from_slice(payload);
+            if payload.len() % 2 == 1 {
+                out.push(0);
+            }
+            out
+        };
+        let mut vp8x = vec![0x08, 0, 0, 0]; // flags: EXIF present
+        vp8x.extend_from_slice(&(width - 1).to_le_bytes()[..3]);
+        vp8x.extend_from_slice(&(height - 1).to_le_bytes()[..3]);
+        let mut body = b"WEBP".to_vec();
+        body.extend(chunk(b"VP8X", &vp8x));
+        body.extend_from_slice(&simple[12..]); // the VP8L chunk of the simple file
+        body.extend(chunk(b"EXIF", &exif_with_orientation(orientation)));
+        let mut file = b"RIFF".to_vec();
+        file.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        file.extend(body);
+        file
+    }
+
+    #[test]
+    fn webp_exif_orientation_is_ignored_like_torchvision() {
+        let webp = tagged_webp(6, 4, 6);
+        let mut decoder = ImageReader::new(Cursor::new(&webp))
+            .with_guessed_format()
+            .unwrap()
+            .into_decoder()
+            .unwrap();
+        assert_eq!(exif_orientation(&mut decoder), Orientation::Rotate90);
+        let decoded = load_image(&webp).unwrap();
+        assert_eq!(&decoded, &pattern(6, 4));
     }
 
     #[test]

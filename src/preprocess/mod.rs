@@ -1,10 +1,12 @@
 //! Image preprocessing, identical to the Hugging Face Qwen3-VL image processor (torchvision
-//! backend): decode → `smart_resize` target size → PyTorch's uint8 antialiased bicubic resize →
-//! fused `(v - mean') / std'` normalization → merge-block-major patch rows + `image_grid_thw`.
+//! backend): decode → `smart_resize` target size → PyTorch's uint8 antialiased bicubic
+//! resize → fused `(v - mean') / std'` normalization → merge-block-major patch rows and
+//! `image_grid_thw`.
 //! Not for: the vision tower itself (see `model`).
 
 mod config;
 mod decode;
+mod gif_frame;
 mod normalize;
 mod patchify;
 mod resize;
@@ -66,11 +68,10 @@ pub fn preprocess(img: &RgbImage, config: &PreprocessConfig) -> Result<PixelValu
     let resized = if resized_hw == original_hw {
         Cow::Borrowed(img)
     } else {
-        let height = u32::try_from(resized_hw.0);
-        let width = u32::try_from(resized_hw.1);
-        let (Ok(height), Ok(width)) = (height, width) else {
-            anyhow::bail!("resized size {resized_hw:?} is too large");
+        let side = |v: usize| {
+            u32::try_from(v).with_context(|| format!("resized size {resized_hw:?} is too large"))
         };
+        let (height, width) = (side(resized_hw.0)?, side(resized_hw.1)?);
         Cow::Owned(resize_bicubic_antialias(img, height, width))
     };
     let table = normalize::NormalizeTable::new(config);

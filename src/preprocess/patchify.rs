@@ -127,8 +127,9 @@ mod tests {
         let config = PreprocessConfig::default();
         let img = coordinate_image(128, 64); // grid 4 x 8
         let (data, _) = patchify(&img, &config, &raw_table()).unwrap();
-        let (row_len, green) = (1536, 2 * 16 * 16); // channel G starts after T*p*p values
-                                                    // Top-left sample (R = x, G = y) of the first four rows: (0,0), (16,0), (0,16), (16,16).
+        // Channel G starts after the T*p*p values of channel R.
+        let (row_len, green) = (1536, 2 * 16 * 16);
+        // Top-left sample (R = x, G = y) of rows 0..4: (0,0), (16,0), (0,16), (16,16).
         let corner = |r: usize| (data[r * row_len], data[r * row_len + green]);
         assert_eq!(corner(0), (0.0, 0.0));
         assert_eq!(corner(1), (16.0, 0.0));

@@ -5,6 +5,8 @@
 //! accumulation, horizontal pass first, each pass rounded and clamped to uint8.
 //! Not for: choosing the target size (see `smart_resize`).
 
+use std::borrow::Cow;
+
 use image::RgbImage;
 use rayon::prelude::*;
 
@@ -118,14 +120,14 @@ impl AxisFilter {
 pub fn resize_bicubic_antialias(img: &RgbImage, out_height: u32, out_width: u32) -> RgbImage {
     let (in_width, in_height) = img.dimensions();
     let horizontal = if out_width != in_width {
-        resize_rows(img, out_width)
+        Cow::Owned(resize_rows(img, out_width))
     } else {
-        img.clone()
+        Cow::Borrowed(img)
     };
     if out_height != in_height {
         resize_columns(&horizontal, out_height)
     } else {
-        horizontal
+        horizontal.into_owned()
     }
 }
 

@@ -22,7 +22,8 @@ pub fn smart_resize(
     let (h, w, f) = (height as f64, width as f64, factor as f64);
     if h.max(w) / h.min(w) > MAX_ASPECT_RATIO {
         bail!(
-            "image of {height}x{width} pixels: absolute aspect ratio must be smaller than {MAX_ASPECT_RATIO}"
+            "image of {height}x{width} pixels: absolute aspect ratio must be smaller than \
+             {MAX_ASPECT_RATIO}"
         );
     }
     // Python's round() rounds halves to even: 8.5 -> 8, 13.5 -> 14.
@@ -40,7 +41,8 @@ pub fn smart_resize(
     }
     if h_bar == 0 || w_bar == 0 {
         bail!(
-            "image of {height}x{width} pixels resizes to {h_bar}x{w_bar}; raise min_pixels ({min_pixels})"
+            "image of {height}x{width} pixels resizes to {h_bar}x{w_bar}; \
+             raise min_pixels ({min_pixels})"
         );
     }
     Ok((h_bar, w_bar))

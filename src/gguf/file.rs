@@ -1,0 +1,130 @@
+//! An open GGUF file: the memory map, its parsed and validated header, and lookups of
+//! metadata and tensors by name. Tensor data is never copied; views borrow the map.
+use std::collections::HashMap;
+use std::fs::File;
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, Context, Result};
+use glimpse_convert::{keys, Metadata};
+use memmap2::Mmap;
+
+use super::header::parse_header;
+use super::tensor_info::TensorInfo;
+use super::tensor_view::TensorView;
+
+pub struct GgufFile {
+    path: PathBuf,
+    map: Mmap,
+    version: u32,
+    metadata: Metadata,
+    tensors: Vec<TensorInfo>,
+    by_name: HashMap<String, usize>,
+    alignment: usize,
+    data_start: usize,
+}
+
+impl GgufFile {
+    /// Maps and validates `path`. Errors name the file and the problem.
+    pub fn open(path: impl AsRef<Path>) -> Result<GgufFile> {
+        let path = path.as_ref();
+        let file =
+            File::open(path).with_context(|| format!("failed to open '{}'", path.display()))?;
+        // SAFETY: read-only map; glimpse assumes a model file is not modified while it is in use
+        // (the same contract as llama.cpp's mmap loading).
+        let map = unsafe { Mmap::map(&file) }
+            .with_context(|| format!("failed to map '{}'", path.display()))?;
+        let header = parse_header(&map)
+            .with_context(|| format!("reading GGUF file '{}'", path.display()))?;
+        let by_name = header
+            .tensors
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.clone(), i))
+            .collect();
+        Ok(GgufFile {
+            path: path.to_path_buf(),
+            map,
+            version: header.version,
+            metadata: header.metadata,
+            tensors: header.tensors,
+            by_name,
+            alignment: header.alignment,
+            data_start: header.data_start,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// The whole mapped file; tensor views are sub-slices of it.
+    pub fn bytes(&self) -> &[u8] {
+        &self.map
+    }
+
+    pub fn file_size(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn alignment(&self) -> usize {
+        self.alignment
+    }
+
+    /// File offset where the tensor data section begins.
+    pub fn data_start(&self) -> usize {
+        self.data_start
+    }
+
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
+    }
+
+    /// `general.architecture` ("qwen3vl" for glimpse files).
+    pub fn architecture(&self) -> Result<&str> {
+        self.metadata.get_str(keys::general::ARCHITECTURE)
+    }
+
+    /// Every tensor, in file order.
+    pub fn tensor_infos(&self) -> &[TensorInfo] {
+        &self.tensors
+    }
+
+    pub fn tensor_info(&self, name: &str) -> Option<&TensorInfo> {
+        self.by_name.get(name).and_then(|&i| self.tensors.get(i))
+    }
+
+    pub fn has_tensor(&self, name: &str) -> bool {
+        self.by_name.contains_key(name)
+    }
+
+    /// A zero-copy view of tensor `name`.
+    pub fn tensor(&self, name: &str) -> Result<TensorView<'_>> {
+        let info = self
+            .tensor_info(name)
+            .ok_or_else(|| anyhow!("missing tensor '{name}'"))?;
+        let data = self
+            .map
+            .get(info.data_offset..info.data_offset + info.n_bytes)
+            .ok_or_else(|| anyhow!("tensor '{name}': data runs past end of file"))?;
+        Ok(TensorView {
+            name: &info.name,
+            dtype: info.dtype,
+            shape: info.shape.clone(),
+            data,
+        })
+    }
+}
+
+/// The metadata getters (`get_u32`, `get_str_array`, ...) are available on the file directly.
+impl Deref for GgufFile {
+    type Target = Metadata;
+
+    fn deref(&self) -> &Metadata {
+        &self.metadata
+    }
+}

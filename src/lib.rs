@@ -4,9 +4,9 @@
 //! ← `engine` (sessions, caches, sampling) ← CLI / server. `gguf`, `preprocess` and
 //! `chat` are leaf modules used by the layers above them.
 pub mod chat;
+pub mod cli;
 pub mod engine;
 pub mod gguf;
 pub mod kernels;
 pub mod model;
 pub mod preprocess;
-pub mod cli;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::*;
-use glimpse_convert::{GgufWriter, Metadata, MetaValue};
+use glimpse_convert::{GgufWriter, MetaValue, Metadata};
 
 fn glimpse(args: &[&str]) -> Output {
     Command::new(glimpse_bin()).args(args).output().unwrap()
@@ -20,13 +20,17 @@ fn path_str(p: &Path) -> &str {
 /// Asserts a failed run whose stderr contains `needle` and no panic.
 fn assert_clear_failure(out: &Output, needle: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "expected failure, got success; stderr: {stderr}");
+    assert!(
+        !out.status.success(),
+        "expected failure, got success; stderr: {stderr}"
+    );
     assert!(stderr.contains(needle), "stderr lacks {needle:?}: {stderr}");
     assert!(!stderr.contains("panicked"), "panic: {stderr}");
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-{name}-{}", std::process::id()));
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -34,7 +38,10 @@ fn scratch(name: &str) -> PathBuf {
 #[test]
 fn run_streams_the_transformers_greedy_answer() {
     let model = converted("tiny-untied", "f32");
-    let case = cases("tiny-untied").into_iter().find(|c| c.name == "one_image_noresize").unwrap();
+    let case = cases("tiny-untied")
+        .into_iter()
+        .find(|c| c.name == "one_image_noresize")
+        .unwrap();
     let (messages, images) = messages(&case);
     let question = match &messages[0].content {
         glimpse::chat::Content::Parts(parts) => parts
@@ -47,13 +54,33 @@ fn run_streams_the_transformers_greedy_answer() {
         other => panic!("unexpected content {other:?}"),
     };
     let out = glimpse(&[
-        "run", "-m", path_str(&model), "--image", path_str(&images[0]), "-p", &question,
-        "--temperature", "0", "--max-tokens", "32", "--threads", "2",
+        "run",
+        "-m",
+        path_str(&model),
+        "--image",
+        path_str(&images[0]),
+        "-p",
+        &question,
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "32",
+        "--threads",
+        "2",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let tokenizer = glimpse::chat::Tokenizer::from_json_bytes(&std::fs::read(tokenizer_json()).unwrap()).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tokenizer =
+        glimpse::chat::Tokenizer::from_json_bytes(&std::fs::read(tokenizer_json()).unwrap())
+            .unwrap();
     let expected = tokenizer.decode(&case.greedy_tokens, true).unwrap();
-    assert_eq!(String::from_utf8(out.stdout).unwrap(), format!("{expected}\n"));
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!("{expected}\n")
+    );
 }
 
 #[test]
@@ -62,7 +89,10 @@ fn info_describes_a_converted_model() {
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("qwen3vl"), "{text}");
-    assert!(text.contains("token_embd") || text.contains("tensors"), "{text}");
+    assert!(
+        text.contains("token_embd") || text.contains("tensors"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -71,13 +101,26 @@ fn convert_rejects_a_checkpoint_without_safetensors() {
     let broken = scratch("no-safetensors");
     for entry in std::fs::read_dir(&dir).unwrap() {
         let entry = entry.unwrap();
-        if !entry.file_name().to_string_lossy().ends_with(".safetensors") {
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".safetensors")
+        {
             std::fs::copy(entry.path(), broken.join(entry.file_name())).unwrap();
         }
     }
-    let out = glimpse(&["convert", "--quiet", path_str(&broken), "-o", path_str(&broken.join("out.gguf"))]);
+    let out = glimpse(&[
+        "convert",
+        "--quiet",
+        path_str(&broken),
+        "-o",
+        path_str(&broken.join("out.gguf")),
+    ]);
     assert_clear_failure(&out, "safetensors");
-    assert!(!broken.join("out.gguf").exists(), "no output file on failure");
+    assert!(
+        !broken.join("out.gguf").exists(),
+        "no output file on failure"
+    );
 }
 
 #[test]
@@ -90,7 +133,13 @@ fn convert_rejects_a_corrupt_safetensors_file() {
     }
     let bytes = std::fs::read(broken.join("model.safetensors")).unwrap();
     std::fs::write(broken.join("model.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
-    let out = glimpse(&["convert", "--quiet", path_str(&broken), "-o", path_str(&broken.join("out.gguf"))]);
+    let out = glimpse(&[
+        "convert",
+        "--quiet",
+        path_str(&broken),
+        "-o",
+        path_str(&broken.join("out.gguf")),
+    ]);
     assert_clear_failure(&out, "model.safetensors");
 }
 
@@ -103,9 +152,17 @@ fn convert_rejects_an_unknown_architecture() {
         std::fs::copy(entry.path(), broken.join(entry.file_name())).unwrap();
     }
     let config = std::fs::read_to_string(broken.join("config.json")).unwrap();
-    let config = config.replace("\"qwen3_vl\"", "\"llama\"").replace("Qwen3VLForConditionalGeneration", "LlamaForCausalLM");
+    let config = config
+        .replace("\"qwen3_vl\"", "\"llama\"")
+        .replace("Qwen3VLForConditionalGeneration", "LlamaForCausalLM");
     std::fs::write(broken.join("config.json"), config).unwrap();
-    let out = glimpse(&["convert", "--quiet", path_str(&broken), "-o", path_str(&broken.join("out.gguf"))]);
+    let out = glimpse(&[
+        "convert",
+        "--quiet",
+        path_str(&broken),
+        "-o",
+        path_str(&broken.join("out.gguf")),
+    ]);
     assert_clear_failure(&out, "unsupported architecture");
 }
 
@@ -113,13 +170,27 @@ fn convert_rejects_an_unknown_architecture() {
 fn run_rejects_a_truncated_gguf() {
     let bytes = std::fs::read(converted("tiny-tied", "f32")).unwrap();
     let dir = scratch("truncated");
-    for (i, cut) in [10, 1000, bytes.len() / 2, bytes.len() - 1].into_iter().enumerate() {
+    for (i, cut) in [10, 1000, bytes.len() / 2, bytes.len() - 1]
+        .into_iter()
+        .enumerate()
+    {
         let path = dir.join(format!("cut{i}.gguf"));
         std::fs::write(&path, &bytes[..cut]).unwrap();
-        let out = glimpse(&["run", "-m", path_str(&path), "-p", "hi", "--max-tokens", "1"]);
+        let out = glimpse(&[
+            "run",
+            "-m",
+            path_str(&path),
+            "-p",
+            "hi",
+            "--max-tokens",
+            "1",
+        ]);
         assert_clear_failure(&out, "cannot load model");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains("truncated") || stderr.contains("past end"), "cut at {cut}: {stderr}");
+        assert!(
+            stderr.contains("truncated") || stderr.contains("past end"),
+            "cut at {cut}: {stderr}"
+        );
     }
 }
 
@@ -127,8 +198,11 @@ fn run_rejects_a_truncated_gguf() {
 fn run_rejects_a_gguf_of_another_architecture() {
     let path = scratch("llama-gguf").join("llama.gguf");
     let mut metadata = Metadata::new();
-    metadata.insert("general.architecture", MetaValue::String("llama".into())).unwrap();
-    let writer = GgufWriter::new(std::fs::File::create(&path).unwrap(), &metadata, Vec::new()).unwrap();
+    metadata
+        .insert("general.architecture", MetaValue::String("llama".into()))
+        .unwrap();
+    let writer =
+        GgufWriter::new(std::fs::File::create(&path).unwrap(), &metadata, Vec::new()).unwrap();
     writer.finish().unwrap();
     let out = glimpse(&["run", "-m", path_str(&path), "-p", "hi"]);
     assert_clear_failure(&out, "architecture is 'llama'");
@@ -139,8 +213,24 @@ fn run_rejects_an_unreadable_image() {
     let model = converted("tiny-tied", "f32");
     let image = scratch("bad-image").join("not-an-image.png");
     std::fs::write(&image, b"this is not a PNG").unwrap();
-    let out = glimpse(&["run", "-m", path_str(&model), "--image", path_str(&image), "-p", "what is this?"]);
+    let out = glimpse(&[
+        "run",
+        "-m",
+        path_str(&model),
+        "--image",
+        path_str(&image),
+        "-p",
+        "what is this?",
+    ]);
     assert_clear_failure(&out, "cannot decode image");
-    let missing = glimpse(&["run", "-m", path_str(&model), "--image", "/nonexistent/x.png", "-p", "what is this?"]);
+    let missing = glimpse(&[
+        "run",
+        "-m",
+        path_str(&model),
+        "--image",
+        "/nonexistent/x.png",
+        "-p",
+        "what is this?",
+    ]);
     assert_clear_failure(&missing, "cannot read image");
 }

@@ -14,7 +14,13 @@ use glimpse::preprocess::{load_image, preprocess, PixelValues};
 fn load_pixels(paths: &[std::path::PathBuf], bundle: &ModelBundle) -> Vec<PixelValues> {
     paths
         .iter()
-        .map(|p| preprocess(&load_image(&std::fs::read(p).unwrap()).unwrap(), &bundle.preprocess).unwrap())
+        .map(|p| {
+            preprocess(
+                &load_image(&std::fs::read(p).unwrap()).unwrap(),
+                &bundle.preprocess,
+            )
+            .unwrap()
+        })
         .collect()
 }
 
@@ -26,33 +32,88 @@ fn check_config(config: &str) {
         let (messages, paths) = messages(&case);
         let pixels = load_pixels(&paths, &bundle);
         let (prompt, images) = bundle.prompt(&messages, &pixels).unwrap();
-        assert_eq!(prompt.ids, case.input_ids, "{config}/{}: prompt ids", case.name);
+        assert_eq!(
+            prompt.ids, case.input_ids,
+            "{config}/{}: prompt ids",
+            case.name
+        );
         let grids: Vec<[usize; 3]> = images.iter().map(|p| p.grid_thw).collect();
-        assert_eq!(grids, case.image_grid_thw, "{config}/{}: image_grid_thw", case.name);
+        assert_eq!(
+            grids, case.image_grid_thw,
+            "{config}/{}: image_grid_thw",
+            case.name
+        );
 
         if !images.is_empty() {
-            let outputs: Vec<_> = images.iter().map(|p| bundle.model.vision.encode(&p.data, p.grid_thw[1], p.grid_thw[2]).unwrap()).collect();
-            let embeds: Vec<f32> = outputs.iter().flat_map(|o| o.embeddings.iter().copied()).collect();
-            let diff = max_abs_diff(&embeds, &expected[&format!("{}.vision_embeds", case.name)].1);
-            assert!(diff <= 1e-4, "{config}/{}: vision embeddings differ by {diff}", case.name);
+            let outputs: Vec<_> = images
+                .iter()
+                .map(|p| {
+                    bundle
+                        .model
+                        .vision
+                        .encode(&p.data, p.grid_thw[1], p.grid_thw[2])
+                        .unwrap()
+                })
+                .collect();
+            let embeds: Vec<f32> = outputs
+                .iter()
+                .flat_map(|o| o.embeddings.iter().copied())
+                .collect();
+            let diff = max_abs_diff(
+                &embeds,
+                &expected[&format!("{}.vision_embeds", case.name)].1,
+            );
+            assert!(
+                diff <= 1e-4,
+                "{config}/{}: vision embeddings differ by {diff}",
+                case.name
+            );
             for k in 0..outputs[0].deepstack.len() {
-                let features: Vec<f32> = outputs.iter().flat_map(|o| o.deepstack[k].iter().copied()).collect();
-                let diff = max_abs_diff(&features, &expected[&format!("{}.deepstack.{k}", case.name)].1);
-                assert!(diff <= 1e-4, "{config}/{}: deepstack {k} differs by {diff}", case.name);
+                let features: Vec<f32> = outputs
+                    .iter()
+                    .flat_map(|o| o.deepstack[k].iter().copied())
+                    .collect();
+                let diff = max_abs_diff(
+                    &features,
+                    &expected[&format!("{}.deepstack.{k}", case.name)].1,
+                );
+                assert!(
+                    diff <= 1e-4,
+                    "{config}/{}: deepstack {k} differs by {diff}",
+                    case.name
+                );
             }
         }
 
         let mut session = Session::new(&bundle);
-        let logits = session.prefill(&prompt, &images, &mut Timings::default()).unwrap();
-        let diff = max_abs_diff(&log_softmax(&logits), &expected[&format!("{}.final_logprobs", case.name)].1);
-        assert!(diff <= 1e-3, "{config}/{}: final log-softmax differs by {diff}", case.name);
+        let logits = session
+            .prefill(&prompt, &images, &mut Timings::default())
+            .unwrap();
+        let diff = max_abs_diff(
+            &log_softmax(&logits),
+            &expected[&format!("{}.final_logprobs", case.name)].1,
+        );
+        assert!(
+            diff <= 1e-3,
+            "{config}/{}: final log-softmax differs by {diff}",
+            case.name
+        );
 
         let mut session = Session::new(&bundle);
-        let params = GenerationParams { max_tokens: case.greedy_tokens.len(), sampling: SamplingParams::greedy() };
-        let out = session.generate(&prompt, &images, &params, |_| ControlFlow::Continue(())).unwrap();
+        let params = GenerationParams {
+            max_tokens: case.greedy_tokens.len(),
+            sampling: SamplingParams::greedy(),
+        };
+        let out = session
+            .generate(&prompt, &images, &params, |_| ControlFlow::Continue(()))
+            .unwrap();
         let mut tokens = out.tokens.clone();
         tokens.extend(out.stop_token);
-        assert_eq!(tokens, case.greedy_tokens, "{config}/{}: greedy tokens", case.name);
+        assert_eq!(
+            tokens, case.greedy_tokens,
+            "{config}/{}: greedy tokens",
+            case.name
+        );
     }
 }
 

@@ -22,10 +22,23 @@ pub struct ConvertArgs {
 
 pub fn run(args: ConvertArgs) -> Result<()> {
     let output = args.output.unwrap_or_else(|| {
-        let stem = args.input.canonicalize().ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
-        PathBuf::from(format!("{}-{}.gguf", stem.unwrap_or_else(|| "model".into()), args.out_type.name()))
+        let stem = args
+            .input
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+        PathBuf::from(format!(
+            "{}-{}.gguf",
+            stem.unwrap_or_else(|| "model".into()),
+            args.out_type.name()
+        ))
     });
-    let summary = convert(&ConvertOptions { input_dir: args.input, output, out_type: args.out_type, progress: !args.quiet })?;
+    let summary = convert(&ConvertOptions {
+        input_dir: args.input,
+        output,
+        out_type: args.out_type,
+        progress: !args.quiet,
+    })?;
     eprintln!(
         "wrote {} ({} tensors, {:.1} M parameters, {:.1} MiB, {})",
         summary.output.display(),

@@ -13,7 +13,8 @@ pub struct InfoArgs {
 }
 
 pub fn run(args: InfoArgs) -> Result<()> {
-    let file = GgufFile::open(&args.file).with_context(|| format!("cannot read '{}'", args.file.display()))?;
+    let file = GgufFile::open(&args.file)
+        .with_context(|| format!("cannot read '{}'", args.file.display()))?;
     print!("{}", describe(&file));
     Ok(())
 }

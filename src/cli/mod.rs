@@ -9,7 +9,11 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "glimpse", version, about = "Run the Qwen3-VL vision-language model on the CPU")]
+#[command(
+    name = "glimpse",
+    version,
+    about = "Run the Qwen3-VL vision-language model on the CPU"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,

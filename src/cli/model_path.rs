@@ -16,7 +16,10 @@ pub fn resolve_model(model: &Path) -> Result<PathBuf> {
         bail!("'{}' is a directory without config.json: pass a .gguf file or a Hugging Face checkpoint directory", model.display());
     }
     if !model.exists() {
-        bail!("model '{}' not found: pass a .gguf file or a Hugging Face checkpoint directory", model.display());
+        bail!(
+            "model '{}' not found: pass a .gguf file or a Hugging Face checkpoint directory",
+            model.display()
+        );
     }
     Ok(model.to_path_buf())
 }
@@ -31,7 +34,9 @@ fn cache_dir() -> PathBuf {
 
 /// Converts `dir` (f32) into the cache unless a conversion of the same files exists.
 fn converted_checkpoint(dir: &Path) -> Result<PathBuf> {
-    let dir = dir.canonicalize().with_context(|| format!("cannot read '{}'", dir.display()))?;
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("cannot read '{}'", dir.display()))?;
     let mut hasher = DefaultHasher::new();
     dir.hash(&mut hasher);
     let mut entries: Vec<_> = std::fs::read_dir(&dir)?.filter_map(|e| e.ok()).collect();
@@ -40,13 +45,26 @@ fn converted_checkpoint(dir: &Path) -> Result<PathBuf> {
         let meta = entry.metadata()?;
         (entry.file_name(), meta.len(), meta.modified().ok()).hash(&mut hasher);
     }
-    let name = dir.file_name().map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned());
-    let output = cache_dir().join("converted").join(format!("{name}-{:016x}-f32.gguf", hasher.finish()));
+    let name = dir
+        .file_name()
+        .map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned());
+    let output = cache_dir()
+        .join("converted")
+        .join(format!("{name}-{:016x}-f32.gguf", hasher.finish()));
     if !output.is_file() {
-        std::fs::create_dir_all(output.parent().unwrap_or(Path::new(".")))
-            .with_context(|| format!("cannot create the cache directory for '{}'", output.display()))?;
+        std::fs::create_dir_all(output.parent().unwrap_or(Path::new("."))).with_context(|| {
+            format!(
+                "cannot create the cache directory for '{}'",
+                output.display()
+            )
+        })?;
         eprintln!("converting {} → {}", dir.display(), output.display());
-        convert(&ConvertOptions { input_dir: dir, output: output.clone(), out_type: OutType::F32, progress: true })?;
+        convert(&ConvertOptions {
+            input_dir: dir,
+            output: output.clone(),
+            out_type: OutType::F32,
+            progress: true,
+        })?;
     }
     Ok(output)
 }

@@ -62,9 +62,12 @@ pub fn run(args: RunArgs) -> Result<()> {
         .images
         .iter()
         .map(|p| {
-            let bytes = std::fs::read(p).with_context(|| format!("cannot read image '{}'", p.display()))?;
-            let image = load_image(&bytes).with_context(|| format!("cannot decode image '{}'", p.display()))?;
-            preprocess(&image, &bundle.preprocess).with_context(|| format!("cannot preprocess image '{}'", p.display()))
+            let bytes =
+                std::fs::read(p).with_context(|| format!("cannot read image '{}'", p.display()))?;
+            let image = load_image(&bytes)
+                .with_context(|| format!("cannot decode image '{}'", p.display()))?;
+            preprocess(&image, &bundle.preprocess)
+                .with_context(|| format!("cannot preprocess image '{}'", p.display()))
         })
         .collect::<Result<Vec<_>>>()?;
 
@@ -72,7 +75,9 @@ pub fn run(args: RunArgs) -> Result<()> {
     if let Some(system) = &args.system {
         messages.push(Message::new(Role::System, system.as_str()));
     }
-    let mut parts: Vec<Part> = (0..pixel_values.len()).map(|i| Part::Image(ImageRef(i))).collect();
+    let mut parts: Vec<Part> = (0..pixel_values.len())
+        .map(|i| Part::Image(ImageRef(i)))
+        .collect();
     parts.push(Part::Text(args.prompt.clone()));
     messages.push(Message::new(Role::User, parts));
 
@@ -89,22 +94,30 @@ pub fn run(args: RunArgs) -> Result<()> {
     let mut decoder = bundle.tokenizer.stream_decoder(true);
     let mut stdout = std::io::stdout().lock();
     let mut write_error = None;
-    let output = session.generate(&prompt, &images, &GenerationParams { max_tokens: args.max_tokens, sampling }, |event| {
-        let piece = decoder.push(event.id).and_then(|piece| {
-            if let Some(text) = piece {
-                stdout.write_all(text.as_bytes())?;
-                stdout.flush()?;
+    let output = session.generate(
+        &prompt,
+        &images,
+        &GenerationParams {
+            max_tokens: args.max_tokens,
+            sampling,
+        },
+        |event| {
+            let piece = decoder.push(event.id).and_then(|piece| {
+                if let Some(text) = piece {
+                    stdout.write_all(text.as_bytes())?;
+                    stdout.flush()?;
+                }
+                Ok(())
+            });
+            match piece {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(e) => {
+                    write_error = Some(e);
+                    ControlFlow::Break(())
+                }
             }
-            Ok(())
-        });
-        match piece {
-            Ok(()) => ControlFlow::Continue(()),
-            Err(e) => {
-                write_error = Some(e);
-                ControlFlow::Break(())
-            }
-        }
-    })?;
+        },
+    )?;
     if let Some(e) = write_error {
         return Err(e.context("writing the answer"));
     }
@@ -116,9 +129,22 @@ pub fn run(args: RunArgs) -> Result<()> {
         let new_prompt = t.prompt_tokens - t.cached_prompt_tokens;
         eprintln!("threads:     {threads}");
         eprintln!("load:        {load_ms:10.2} ms");
-        eprintln!("vision:      {:10.2} ms / {} images", t.vision_ms, images.len());
-        eprintln!("prompt eval: {:10.2} ms / {new_prompt} tokens ({:.2} tok/s)", t.prefill_ms, rate(new_prompt, t.prefill_ms));
-        eprintln!("eval:        {:10.2} ms / {} tokens ({:.2} tok/s)", t.decode_ms, t.generated_tokens, rate(t.generated_tokens, t.decode_ms));
+        eprintln!(
+            "vision:      {:10.2} ms / {} images",
+            t.vision_ms,
+            images.len()
+        );
+        eprintln!(
+            "prompt eval: {:10.2} ms / {new_prompt} tokens ({:.2} tok/s)",
+            t.prefill_ms,
+            rate(new_prompt, t.prefill_ms)
+        );
+        eprintln!(
+            "eval:        {:10.2} ms / {} tokens ({:.2} tok/s)",
+            t.decode_ms,
+            t.generated_tokens,
+            rate(t.generated_tokens, t.decode_ms)
+        );
     }
     Ok(())
 }

@@ -4,8 +4,9 @@
 pub mod bundle;
 pub mod sampler;
 pub mod session;
+pub mod stop;
 pub mod threads;
 
 pub use bundle::ModelBundle;
-pub use sampler::{SamplingParams, Sampler};
+pub use sampler::{Sampler, SamplingParams};
 pub use session::{FinishReason, GenerationOutput, GenerationParams, Session, Timings, TokenEvent};

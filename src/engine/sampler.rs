@@ -21,12 +21,25 @@ pub struct SamplingParams {
 
 impl SamplingParams {
     pub fn greedy() -> Self {
-        Self { temperature: 0.0, top_k: 0, top_p: 1.0, seed: None, repetition_penalty: 1.0, presence_penalty: 0.0, frequency_penalty: 0.0 }
+        Self {
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            seed: None,
+            repetition_penalty: 1.0,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
+        }
     }
 
     /// Qwen3-VL Instruct's generation_config.json defaults.
     pub fn model_defaults() -> Self {
-        Self { temperature: 0.7, top_k: 20, top_p: 0.8, ..Self::greedy() }
+        Self {
+            temperature: 0.7,
+            top_k: 20,
+            top_p: 0.8,
+            ..Self::greedy()
+        }
     }
 }
 
@@ -55,7 +68,11 @@ impl Sampler {
         for s in scores.iter_mut() {
             *s /= self.params.temperature;
         }
-        let mut candidates: Vec<(u32, f32)> = scores.iter().enumerate().map(|(i, &s)| (i as u32, s)).collect();
+        let mut candidates: Vec<(u32, f32)> = scores
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| (i as u32, s))
+            .collect();
         candidates.sort_by(|a, b| b.1.total_cmp(&a.1));
         if self.params.top_k > 0 {
             candidates.truncate(self.params.top_k);
@@ -100,7 +117,11 @@ impl Sampler {
                 }
             }
             for (score, _) in scores.iter_mut().zip(&seen).filter(|(_, &s)| s) {
-                *score = if *score > 0.0 { *score / p.repetition_penalty } else { *score * p.repetition_penalty };
+                *score = if *score > 0.0 {
+                    *score / p.repetition_penalty
+                } else {
+                    *score * p.repetition_penalty
+                };
             }
         }
         if p.presence_penalty != 0.0 || p.frequency_penalty != 0.0 {
@@ -131,8 +152,15 @@ pub fn argmax(values: &[f32]) -> u32 {
 /// `log_softmax(logits)`, computed in f64 for accuracy and returned as f32.
 pub fn log_softmax(logits: &[f32]) -> Vec<f32> {
     let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let log_sum = logits.iter().map(|&l| (l as f64 - max).exp()).sum::<f64>().ln();
-    logits.iter().map(|&l| (l as f64 - max - log_sum) as f32).collect()
+    let log_sum = logits
+        .iter()
+        .map(|&l| (l as f64 - max).exp())
+        .sum::<f64>()
+        .ln();
+    logits
+        .iter()
+        .map(|&l| (l as f64 - max - log_sum) as f32)
+        .collect()
 }
 
 #[cfg(test)]
@@ -145,38 +173,62 @@ mod tests {
 
     #[test]
     fn greedy_picks_the_largest_logit() {
-        assert_eq!(Sampler::new(SamplingParams::greedy()).sample(&logits(), &[], &[]), 1);
+        assert_eq!(
+            Sampler::new(SamplingParams::greedy()).sample(&logits(), &[], &[]),
+            1
+        );
     }
 
     #[test]
     fn same_seed_gives_same_tokens_and_top_k_limits_choices() {
-        let params = SamplingParams { temperature: 1.5, top_k: 2, seed: Some(7), ..SamplingParams::greedy() };
+        let params = SamplingParams {
+            temperature: 1.5,
+            top_k: 2,
+            seed: Some(7),
+            ..SamplingParams::greedy()
+        };
         let draw = |p: &SamplingParams| {
             let mut s = Sampler::new(p.clone());
-            (0..50).map(|_| s.sample(&logits(), &[], &[])).collect::<Vec<_>>()
+            (0..50)
+                .map(|_| s.sample(&logits(), &[], &[]))
+                .collect::<Vec<_>>()
         };
         let a = draw(&params);
         assert_eq!(a, draw(&params));
-        assert!(a.iter().all(|&t| t == 1 || t == 4), "top_k=2 allows only tokens 1 and 4");
+        assert!(
+            a.iter().all(|&t| t == 1 || t == 4),
+            "top_k=2 allows only tokens 1 and 4"
+        );
         assert!(a.contains(&1) && a.contains(&4));
     }
 
     #[test]
     fn small_top_p_keeps_only_the_most_likely_token() {
-        let params = SamplingParams { temperature: 1.0, top_p: 0.1, seed: Some(1), ..SamplingParams::greedy() };
+        let params = SamplingParams {
+            temperature: 1.0,
+            top_p: 0.1,
+            seed: Some(1),
+            ..SamplingParams::greedy()
+        };
         let mut s = Sampler::new(params);
         assert!((0..20).all(|_| s.sample(&logits(), &[], &[]) == 1));
     }
 
     #[test]
     fn frequency_penalty_moves_greedy_choice_off_a_repeated_token() {
-        let params = SamplingParams { frequency_penalty: 0.1, ..SamplingParams::greedy() };
+        let params = SamplingParams {
+            frequency_penalty: 0.1,
+            ..SamplingParams::greedy()
+        };
         assert_eq!(Sampler::new(params).sample(&logits(), &[], &[1, 1]), 4);
     }
 
     #[test]
     fn log_softmax_normalizes() {
-        let total: f64 = log_softmax(&logits()).iter().map(|&l| (l as f64).exp()).sum();
+        let total: f64 = log_softmax(&logits())
+            .iter()
+            .map(|&l| (l as f64).exp())
+            .sum();
         assert!((total - 1.0).abs() < 1e-6);
     }
 }

@@ -76,7 +76,12 @@ pub struct Session<'m> {
 
 impl<'m> Session<'m> {
     pub fn new(bundle: &'m ModelBundle) -> Self {
-        Self { bundle, cache: bundle.model.text.new_cache(), cached: Vec::new(), next_position: 0 }
+        Self {
+            bundle,
+            cache: bundle.model.text.new_cache(),
+            cached: Vec::new(),
+            next_position: 0,
+        }
     }
 
     /// Positions held in the KV cache.
@@ -87,16 +92,34 @@ impl<'m> Session<'m> {
     /// Runs the prompt (reusing the cached prefix) and returns the logits of its last
     /// token. `images` are the prompt's images in prompt order; only those with tokens
     /// outside the reused prefix go through the vision encoder.
-    pub fn prefill(&mut self, prompt: &Prompt, images: &[&PixelValues], timings: &mut Timings) -> Result<Vec<f32>> {
+    pub fn prefill(
+        &mut self,
+        prompt: &Prompt,
+        images: &[&PixelValues],
+        timings: &mut Timings,
+    ) -> Result<Vec<f32>> {
         ensure!(!prompt.ids.is_empty(), "empty prompt");
-        ensure!(prompt.image_spans.len() == images.len(), "{} image spans for {} images", prompt.image_spans.len(), images.len());
+        ensure!(
+            prompt.image_spans.len() == images.len(),
+            "{} image spans for {} images",
+            prompt.image_spans.len(),
+            images.len()
+        );
         let merge = self.bundle.model.config.vision.spatial_merge_size;
-        let grids: Vec<(usize, usize)> = images.iter().map(|p| (p.grid_thw[1] / merge, p.grid_thw[2] / merge)).collect();
+        let grids: Vec<(usize, usize)> = images
+            .iter()
+            .map(|p| (p.grid_thw[1] / merge, p.grid_thw[2] / merge))
+            .collect();
         let positions = rope_positions(&prompt.ids, self.bundle.special.image_pad, &grids)?;
         let items = cache_items(prompt, images);
 
         // Reuse the longest common prefix, but always recompute the last prompt token.
-        let common = self.cached.iter().zip(&items).take_while(|(a, b)| a == b).count();
+        let common = self
+            .cached
+            .iter()
+            .zip(&items)
+            .take_while(|(a, b)| a == b)
+            .count();
         let reuse = common.min(items.len() - 1);
         self.cache.truncate(reuse);
         self.cached.truncate(reuse);
@@ -110,8 +133,17 @@ impl<'m> Session<'m> {
             if span.end <= reuse {
                 continue;
             }
-            let out = self.bundle.model.vision.encode(&pixels.data, pixels.grid_thw[1], pixels.grid_thw[2])?;
-            ensure!(out.tokens == span.len(), "image {i}: encoder produced {} tokens for {} pads", out.tokens, span.len());
+            let out = self.bundle.model.vision.encode(
+                &pixels.data,
+                pixels.grid_thw[1],
+                pixels.grid_thw[2],
+            )?;
+            ensure!(
+                out.tokens == span.len(),
+                "image {i}: encoder produced {} tokens for {} pads",
+                out.tokens,
+                span.len()
+            );
             encoded.push((span.start, out));
         }
         timings.vision_ms = vision_start.elapsed().as_secs_f64() * 1e3;
@@ -130,15 +162,24 @@ impl<'m> Session<'m> {
                     continue;
                 }
                 let row = position - reuse;
-                x[row * hidden..(row + 1) * hidden].copy_from_slice(&out.embeddings[token * hidden..(token + 1) * hidden]);
+                x[row * hidden..(row + 1) * hidden]
+                    .copy_from_slice(&out.embeddings[token * hidden..(token + 1) * hidden]);
                 image_rows.push(row);
                 for (layer, features) in deepstack.iter_mut().zip(&out.deepstack) {
                     layer.extend_from_slice(&features[token * hidden..(token + 1) * hidden]);
                 }
             }
         }
-        let injection = DeepstackInput { rows: &image_rows, features: &deepstack };
-        text.forward(&mut x, &positions[reuse..], &mut self.cache, (!image_rows.is_empty()).then_some(&injection))?;
+        let injection = DeepstackInput {
+            rows: &image_rows,
+            features: &deepstack,
+        };
+        text.forward(
+            &mut x,
+            &positions[reuse..],
+            &mut self.cache,
+            (!image_rows.is_empty()).then_some(&injection),
+        )?;
         self.cached.extend_from_slice(&items[reuse..]);
         self.next_position = next_position(&positions);
         let logits = text.logits(&x[(new_ids.len() - 1) * hidden..]);
@@ -180,7 +221,12 @@ impl<'m> Session<'m> {
                 break (FinishReason::Stop, Some(id));
             }
             tokens.push(id);
-            if on_token(TokenEvent { id, logits: &logits }).is_break() {
+            if on_token(TokenEvent {
+                id,
+                logits: &logits,
+            })
+            .is_break()
+            {
                 break (FinishReason::Stop, None);
             }
             if tokens.len() < params.max_tokens {
@@ -189,7 +235,12 @@ impl<'m> Session<'m> {
         };
         timings.decode_ms = decode_start.elapsed().as_secs_f64() * 1e3;
         timings.generated_tokens = tokens.len();
-        Ok(GenerationOutput { tokens, finish_reason, stop_token, timings })
+        Ok(GenerationOutput {
+            tokens,
+            finish_reason,
+            stop_token,
+            timings,
+        })
     }
 }
 

@@ -14,7 +14,11 @@ pub fn physical_cores() -> usize {
 /// A second call keeps the existing pool and returns its size.
 pub fn init_thread_pool(requested: Option<usize>) -> Result<usize> {
     let threads = requested.filter(|&n| n > 0).unwrap_or_else(physical_cores);
-    match rayon::ThreadPoolBuilder::new().num_threads(threads).thread_name(|i| format!("glimpse-{i}")).build_global() {
+    match rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("glimpse-{i}"))
+        .build_global()
+    {
         Ok(()) => Ok(threads),
         Err(_) if rayon::current_num_threads() > 0 => Ok(rayon::current_num_threads()),
         Err(e) => Err(e).context("creating the compute thread pool"),

@@ -30,8 +30,18 @@ pub fn attention(
     scale: f32,
     causal_offset: Option<usize>,
 ) -> Vec<f32> {
-    let AttentionShape { n_heads, n_kv_heads, head_dim: d, n_queries, n_keys, kv_stride } = shape;
-    assert!(n_kv_heads > 0 && n_heads % n_kv_heads == 0, "attention: head grouping");
+    let AttentionShape {
+        n_heads,
+        n_kv_heads,
+        head_dim: d,
+        n_queries,
+        n_keys,
+        kv_stride,
+    } = shape;
+    assert!(
+        n_kv_heads > 0 && n_heads % n_kv_heads == 0,
+        "attention: head grouping"
+    );
     assert!(q.len() >= n_heads * n_queries * d, "attention: q too short");
     assert!(k.len() >= n_kv_heads * kv_stride * d && v.len() >= n_kv_heads * kv_stride * d);
     let group = n_heads / n_kv_heads;
@@ -50,14 +60,27 @@ pub fn attention(
             let q_block = &q[(head * n_queries + q0) * d..(head * n_queries + q0 + rows) * d];
             let mut scores = vec![0.0f32; rows * visible];
             let keys = &k[kv_base..kv_base + visible * d];
-            matmul_a_bt(q_block, keys, &mut scores, (rows, d, visible), visible, Threads::Single);
+            matmul_a_bt(
+                q_block,
+                keys,
+                &mut scores,
+                (rows, d, visible),
+                visible,
+                Threads::Single,
+            );
             for (i, row) in scores.chunks_exact_mut(visible).enumerate() {
                 let limit = causal_offset.map_or(visible, |p| (p + q0 + i + 1).min(visible));
                 softmax_prefix(row, limit, scale);
             }
             let mut out = vec![0.0f32; rows * d];
             let values = &v[kv_base..kv_base + visible * d];
-            matmul_a_b(&scores, values, &mut out, (rows, visible, d), Threads::Single);
+            matmul_a_b(
+                &scores,
+                values,
+                &mut out,
+                (rows, visible, d),
+                Threads::Single,
+            );
             (head, q0, out)
         })
         .collect();
@@ -96,7 +119,14 @@ mod tests {
     use super::*;
 
     /// Direct per-query evaluation of the same formula, for comparison.
-    fn reference(q: &[f32], k: &[f32], v: &[f32], s: AttentionShape, scale: f32, causal: Option<usize>) -> Vec<f32> {
+    fn reference(
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        s: AttentionShape,
+        scale: f32,
+        causal: Option<usize>,
+    ) -> Vec<f32> {
         let d = s.head_dim;
         let mut out = vec![0.0; s.n_queries * s.n_heads * d];
         for h in 0..s.n_heads {
@@ -105,14 +135,21 @@ mod tests {
                 let n = causal.map_or(s.n_keys, |p| (p + i + 1).min(s.n_keys));
                 let qi = &q[(h * s.n_queries + i) * d..][..d];
                 let logits: Vec<f32> = (0..n)
-                    .map(|j| qi.iter().zip(&k[(kvh * s.kv_stride + j) * d..][..d]).map(|(a, b)| a * b).sum::<f32>() * scale)
+                    .map(|j| {
+                        qi.iter()
+                            .zip(&k[(kvh * s.kv_stride + j) * d..][..d])
+                            .map(|(a, b)| a * b)
+                            .sum::<f32>()
+                            * scale
+                    })
                     .collect();
                 let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
                 let w: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
                 let total: f32 = w.iter().sum();
                 for j in 0..n {
                     for t in 0..d {
-                        out[(i * s.n_heads + h) * d + t] += w[j] / total * v[(kvh * s.kv_stride + j) * d + t];
+                        out[(i * s.n_heads + h) * d + t] +=
+                            w[j] / total * v[(kvh * s.kv_stride + j) * d + t];
                     }
                 }
             }
@@ -121,12 +158,21 @@ mod tests {
     }
 
     fn data(len: usize, seed: usize) -> Vec<f32> {
-        (0..len).map(|i| (((i * 7919 + seed * 104729) % 1000) as f32 / 500.0) - 1.0).collect()
+        (0..len)
+            .map(|i| (((i * 7919 + seed * 104729) % 1000) as f32 / 500.0) - 1.0)
+            .collect()
     }
 
     #[test]
     fn grouped_causal_attention_with_cache_offset_matches_reference() {
-        let s = AttentionShape { n_heads: 4, n_kv_heads: 2, head_dim: 8, n_queries: 70, n_keys: 75, kv_stride: 80 };
+        let s = AttentionShape {
+            n_heads: 4,
+            n_kv_heads: 2,
+            head_dim: 8,
+            n_queries: 70,
+            n_keys: 75,
+            kv_stride: 80,
+        };
         let q = data(s.n_heads * s.n_queries * 8, 1);
         let k = data(s.n_kv_heads * s.kv_stride * 8, 2);
         let v = data(s.n_kv_heads * s.kv_stride * 8, 3);
@@ -137,7 +183,14 @@ mod tests {
 
     #[test]
     fn bidirectional_attention_matches_reference() {
-        let s = AttentionShape { n_heads: 2, n_kv_heads: 2, head_dim: 4, n_queries: 130, n_keys: 130, kv_stride: 130 };
+        let s = AttentionShape {
+            n_heads: 2,
+            n_kv_heads: 2,
+            head_dim: 4,
+            n_queries: 130,
+            n_keys: 130,
+            kv_stride: 130,
+        };
         let q = data(2 * 130 * 4, 4);
         let k = data(2 * 130 * 4, 5);
         let v = data(2 * 130 * 4, 6);

@@ -35,12 +35,18 @@ pub fn matmul_a_bt(
     out_stride: usize,
     threads: Threads,
 ) {
-    assert!(a.len() >= m * k && b.len() >= n * k, "matmul_a_bt: input too short");
+    assert!(
+        a.len() >= m * k && b.len() >= n * k,
+        "matmul_a_bt: input too short"
+    );
     assert!(n <= out_stride, "matmul_a_bt: output stride");
     if m == 0 || n == 0 {
         return;
     }
-    assert!(out.len() >= (m - 1) * out_stride + n, "matmul_a_bt: output too short");
+    assert!(
+        out.len() >= (m - 1) * out_stride + n,
+        "matmul_a_bt: output too short"
+    );
     // SAFETY: the asserts above keep every index the kernel touches inside the slices:
     // a is m×k (row stride k), b is n×k read as its transpose, out is m×n with row stride out_stride.
     unsafe {
@@ -76,7 +82,10 @@ pub fn matmul_a_b(
     (m, k, n): (usize, usize, usize),
     threads: Threads,
 ) {
-    assert!(a.len() >= m * k && b.len() >= k * n, "matmul_a_b: input too short");
+    assert!(
+        a.len() >= m * k && b.len() >= k * n,
+        "matmul_a_b: input too short"
+    );
     assert!(out.len() >= m * n, "matmul_a_b: output too short");
     if m == 0 || n == 0 {
         return;
@@ -122,7 +131,9 @@ mod tests {
     }
 
     fn ramp(len: usize, scale: f32) -> Vec<f32> {
-        (0..len).map(|i| ((i * 37 % 101) as f32 - 50.0) * scale).collect()
+        (0..len)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) * scale)
+            .collect()
     }
 
     #[test]
@@ -137,7 +148,11 @@ mod tests {
             for j in 0..n {
                 assert!((out[i * stride + j] - expected[i * n + j]).abs() < 1e-4);
             }
-            assert_eq!(out[i * stride + n], -1.0, "padding column must stay untouched");
+            assert_eq!(
+                out[i * stride + n],
+                -1.0,
+                "padding column must stay untouched"
+            );
         }
     }
 

@@ -8,8 +8,16 @@ use super::gemm::{matmul_a_bt, Threads};
 /// Borrowed weight data, `rows` × `cols`, row-major (PyTorch `nn.Linear` layout).
 #[derive(Clone, Copy, Debug)]
 pub enum WeightMatrix<'a> {
-    F32 { data: &'a [f32], rows: usize, cols: usize },
-    F16 { data: &'a [f16], rows: usize, cols: usize },
+    F32 {
+        data: &'a [f32],
+        rows: usize,
+        cols: usize,
+    },
+    F16 {
+        data: &'a [f16],
+        rows: usize,
+        cols: usize,
+    },
 }
 
 /// Output rows converted to f32 at a time when the weight is f16.
@@ -59,7 +67,14 @@ impl WeightMatrix<'_> {
                         let tile_rows = tile.len() / cols;
                         let weights: Vec<f32> = tile.iter().map(|v| v.to_f32()).collect();
                         let mut part = vec![0.0; m * tile_rows];
-                        matmul_a_bt(x, &weights, &mut part, (m, cols, tile_rows), tile_rows, Threads::Single);
+                        matmul_a_bt(
+                            x,
+                            &weights,
+                            &mut part,
+                            (m, cols, tile_rows),
+                            tile_rows,
+                            Threads::Single,
+                        );
                         part
                     })
                     .collect();
@@ -67,7 +82,8 @@ impl WeightMatrix<'_> {
                     let tile_rows = part.len() / m.max(1);
                     for i in 0..m {
                         let dst = i * rows + t * F16_ROWS_PER_TILE;
-                        out[dst..dst + tile_rows].copy_from_slice(&part[i * tile_rows..(i + 1) * tile_rows]);
+                        out[dst..dst + tile_rows]
+                            .copy_from_slice(&part[i * tile_rows..(i + 1) * tile_rows]);
                     }
                 }
             }
@@ -82,12 +98,27 @@ mod tests {
     #[test]
     fn f16_and_f32_weights_give_the_same_product() {
         let (rows, cols, m) = (150, 24, 3);
-        let w32: Vec<f32> = (0..rows * cols).map(|i| ((i % 17) as f32 - 8.0) * 0.125).collect();
+        let w32: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i % 17) as f32 - 8.0) * 0.125)
+            .collect();
         let w16: Vec<f16> = w32.iter().map(|&v| f16::from_f32(v)).collect();
         let x: Vec<f32> = (0..m * cols).map(|i| (i % 5) as f32 - 2.0).collect();
         let (mut a, mut b) = (vec![0.0; m * rows], vec![0.0; m * rows]);
-        WeightMatrix::F32 { data: &w32, rows, cols }.matmul(&x, m, &mut a);
-        WeightMatrix::F16 { data: &w16, rows, cols }.matmul(&x, m, &mut b);
-        assert_eq!(a, b, "values exactly representable in f16 must give identical products");
+        WeightMatrix::F32 {
+            data: &w32,
+            rows,
+            cols,
+        }
+        .matmul(&x, m, &mut a);
+        WeightMatrix::F16 {
+            data: &w16,
+            rows,
+            cols,
+        }
+        .matmul(&x, m, &mut b);
+        assert_eq!(
+            a, b,
+            "values exactly representable in f16 must give identical products"
+        );
     }
 }

@@ -105,7 +105,11 @@ impl ModelConfig {
             vision_end: file.get_u32("glimpse.vision_end_token_id")?,
             eos: file.get_u32_array("glimpse.eos_token_ids")?,
         };
-        Ok(Self { text, vision, tokens })
+        Ok(Self {
+            text,
+            vision,
+            tokens,
+        })
     }
 }
 
@@ -119,15 +123,34 @@ fn text_config(file: &GgufFile) -> Result<TextConfig> {
     let num_kv_heads = file.get_u32(&key("attention.head_count_kv"))? as usize;
     let head_dim = file.get_u32(&key("attention.key_length"))? as usize;
     let sections = file.get_u32_array(&key("rope.dimension_sections"))?;
-    ensure!(sections.len() >= 3, "rope.dimension_sections has {} entries, need 3", sections.len());
-    let mrope_section = [sections[0] as usize, sections[1] as usize, sections[2] as usize];
-    ensure!(num_heads > 0 && num_kv_heads > 0 && num_heads % num_kv_heads == 0, "{num_heads} attention heads cannot be grouped over {num_kv_heads} KV heads");
-    ensure!(head_dim % 2 == 0 && head_dim > 0, "head_dim {head_dim} must be even");
+    ensure!(
+        sections.len() >= 3,
+        "rope.dimension_sections has {} entries, need 3",
+        sections.len()
+    );
+    let mrope_section = [
+        sections[0] as usize,
+        sections[1] as usize,
+        sections[2] as usize,
+    ];
+    ensure!(
+        num_heads > 0 && num_kv_heads > 0 && num_heads % num_kv_heads == 0,
+        "{num_heads} attention heads cannot be grouped over {num_kv_heads} KV heads"
+    );
+    ensure!(
+        head_dim % 2 == 0 && head_dim > 0,
+        "head_dim {head_dim} must be even"
+    );
     ensure!(
         mrope_section.iter().sum::<usize>() * 2 == head_dim,
         "rope sections {mrope_section:?} do not cover head_dim {head_dim}"
     );
-    let vocab_size = file.tensor("token_embd.weight")?.shape.first().copied().unwrap_or(0);
+    let vocab_size = file
+        .tensor("token_embd.weight")?
+        .shape
+        .first()
+        .copied()
+        .unwrap_or(0);
     Ok(TextConfig {
         hidden_size,
         num_layers: file.get_u32(&key("block_count"))? as usize,
@@ -147,19 +170,38 @@ fn text_config(file: &GgufFile) -> Result<TextConfig> {
 fn vision_config(file: &GgufFile) -> Result<VisionConfig> {
     let hidden_size = file.get_u32("clip.vision.embedding_length")? as usize;
     let num_heads = file.get_u32("clip.vision.attention.head_count")? as usize;
-    ensure!(num_heads > 0 && hidden_size % num_heads == 0, "vision hidden size {hidden_size} is not divisible by {num_heads} heads");
-    ensure!((hidden_size / num_heads) % 4 == 0, "vision head_dim {} must be a multiple of 4 for 2-D rotary", hidden_size / num_heads);
+    ensure!(
+        num_heads > 0 && hidden_size % num_heads == 0,
+        "vision hidden size {hidden_size} is not divisible by {num_heads} heads"
+    );
+    ensure!(
+        (hidden_size / num_heads) % 4 == 0,
+        "vision head_dim {} must be a multiple of 4 for 2-D rotary",
+        hidden_size / num_heads
+    );
     let depth = file.get_u32("clip.vision.block_count")? as usize;
     let deepstack_flags = file.get_bool_array("clip.vision.is_deepstack_layers")?;
-    ensure!(deepstack_flags.len() == depth, "clip.vision.is_deepstack_layers has {} entries for {depth} blocks", deepstack_flags.len());
-    let positions = file.tensor("v.position_embd.weight")?.shape.first().copied().unwrap_or(0);
+    ensure!(
+        deepstack_flags.len() == depth,
+        "clip.vision.is_deepstack_layers has {} entries for {depth} blocks",
+        deepstack_flags.len()
+    );
+    let positions = file
+        .tensor("v.position_embd.weight")?
+        .shape
+        .first()
+        .copied()
+        .unwrap_or(0);
     let position_grid_side = (positions as f64).sqrt() as usize;
     ensure!(
         position_grid_side >= 1 && position_grid_side * position_grid_side == positions,
         "v.position_embd.weight has {positions} rows, not a square grid"
     );
     let spatial_merge_size = file.get_u32("clip.vision.spatial_merge_size")? as usize;
-    ensure!(spatial_merge_size == 2, "spatial_merge_size {spatial_merge_size} is not supported (Qwen3-VL uses 2)");
+    ensure!(
+        spatial_merge_size == 2,
+        "spatial_merge_size {spatial_merge_size} is not supported (Qwen3-VL uses 2)"
+    );
     Ok(VisionConfig {
         hidden_size,
         depth,
@@ -170,7 +212,12 @@ fn vision_config(file: &GgufFile) -> Result<VisionConfig> {
         spatial_merge_size,
         out_hidden_size: file.get_u32("clip.vision.projection_dim")? as usize,
         position_grid_side,
-        deepstack_indexes: deepstack_flags.iter().enumerate().filter(|(_, &on)| on).map(|(i, _)| i).collect(),
+        deepstack_indexes: deepstack_flags
+            .iter()
+            .enumerate()
+            .filter(|(_, &on)| on)
+            .map(|(i, _)| i)
+            .collect(),
         layer_norm_eps: file.get_f32("clip.vision.attention.layer_norm_epsilon")?,
         rope_theta: 10_000.0,
         in_channels: 3,

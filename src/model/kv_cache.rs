@@ -17,8 +17,19 @@ struct LayerCache {
 
 impl KvCache {
     pub fn new(num_layers: usize, num_kv_heads: usize, head_dim: usize) -> Self {
-        let layers = (0..num_layers).map(|_| LayerCache { keys: Vec::new(), values: Vec::new() }).collect();
-        Self { layers, num_kv_heads, head_dim, capacity: 0, len: 0 }
+        let layers = (0..num_layers)
+            .map(|_| LayerCache {
+                keys: Vec::new(),
+                values: Vec::new(),
+            })
+            .collect();
+        Self {
+            layers,
+            num_kv_heads,
+            head_dim,
+            capacity: 0,
+            len: 0,
+        }
     }
 
     /// Positions currently cached.
@@ -52,7 +63,8 @@ impl KvCache {
             for buffer in [&mut layer.keys, &mut layer.values] {
                 let mut grown = vec![0.0f32; self.num_kv_heads * new_capacity * d];
                 for head in 0..self.num_kv_heads {
-                    grown[head * new_capacity * d..][..len * d].copy_from_slice(&buffer[head * old * d..][..len * d]);
+                    grown[head * new_capacity * d..][..len * d]
+                        .copy_from_slice(&buffer[head * old * d..][..len * d]);
                 }
                 *buffer = grown;
             }
@@ -63,7 +75,10 @@ impl KvCache {
     /// Stores `keys`/`values` (`n × num_kv_heads × head_dim`, token-major) of layer
     /// `layer` at positions `len..len + n`. Call `advance(n)` after the last layer.
     pub fn write(&mut self, layer: usize, keys: &[f32], values: &[f32], n: usize) {
-        assert!(self.len + n <= self.capacity, "KvCache::write without reserve");
+        assert!(
+            self.len + n <= self.capacity,
+            "KvCache::write without reserve"
+        );
         let (d, heads, cap, start) = (self.head_dim, self.num_kv_heads, self.capacity, self.len);
         let cache = &mut self.layers[layer];
         for t in 0..n {
@@ -89,7 +104,12 @@ impl KvCache {
 
     /// Bytes held by the cache buffers.
     pub fn memory_bytes(&self) -> usize {
-        self.layers.len() * 2 * self.num_kv_heads * self.capacity * self.head_dim * std::mem::size_of::<f32>()
+        self.layers.len()
+            * 2
+            * self.num_kv_heads
+            * self.capacity
+            * self.head_dim
+            * std::mem::size_of::<f32>()
     }
 }
 

@@ -30,8 +30,13 @@ impl Qwen3VL {
     pub fn load(file: Arc<GgufFile>) -> Result<Self> {
         let config = ModelConfig::from_gguf(&file)?;
         let weights = Weights::new(file);
-        let vision = VisionEncoder::load(&config.vision, &weights).context("loading the vision encoder")?;
+        let vision =
+            VisionEncoder::load(&config.vision, &weights).context("loading the vision encoder")?;
         let text = TextModel::load(&config.text, &weights).context("loading the text decoder")?;
-        Ok(Self { config, vision, text })
+        Ok(Self {
+            config,
+            vision,
+            text,
+        })
     }
 }

@@ -7,7 +7,15 @@ pub type Position3 = [i64; 3];
 
 /// `1 / theta^(2j/dim)` for `j in 0..dim/2`, in f32.
 fn inverse_frequencies(theta: f32, dim: usize) -> Vec<f32> {
-    (0..dim / 2).map(|j| 1.0 / theta.powf((2 * j) as f32 / dim as f32)).collect()
+    (0..dim / 2)
+        .map(|j| 1.0 / theta.powf((2 * j) as f32 / dim as f32))
+        .collect()
+}
+
+/// Per-token cos/sin of every rotary pair, `tokens × pairs` each.
+pub struct RotaryTables {
+    pub cos: Vec<f32>,
+    pub sin: Vec<f32>,
 }
 
 /// Text-decoder M-RoPE: which axis drives each rotary pair, and its frequency.
@@ -29,7 +37,10 @@ impl MRope {
                 _ => 0,
             })
             .collect();
-        Self { inv_freq, axis_of_pair }
+        Self {
+            inv_freq,
+            axis_of_pair,
+        }
     }
 
     /// Number of rotary pairs (head_dim / 2).
@@ -38,7 +49,7 @@ impl MRope {
     }
 
     /// cos and sin tables, `positions.len()` rows of `pairs()` entries each.
-    pub fn tables(&self, positions: &[Position3]) -> (Vec<f32>, Vec<f32>) {
+    pub fn tables(&self, positions: &[Position3]) -> RotaryTables {
         let mut cos = Vec::with_capacity(positions.len() * self.pairs());
         let mut sin = Vec::with_capacity(positions.len() * self.pairs());
         for pos in positions {
@@ -48,7 +59,7 @@ impl MRope {
                 sin.push(angle.sin());
             }
         }
-        (cos, sin)
+        RotaryTables { cos, sin }
     }
 }
 
@@ -56,7 +67,11 @@ impl MRope {
 /// axes together; an image's tokens share T = s and take H = s + row, W = s + col of
 /// the merged grid, and the text after it resumes at s + max(rows, cols).
 /// `image_grids` gives (rows, cols) of each image's merged grid, in order.
-pub fn rope_positions(ids: &[u32], image_token: u32, image_grids: &[(usize, usize)]) -> anyhow::Result<Vec<Position3>> {
+pub fn rope_positions(
+    ids: &[u32],
+    image_token: u32,
+    image_grids: &[(usize, usize)],
+) -> anyhow::Result<Vec<Position3>> {
     let mut positions = Vec::with_capacity(ids.len());
     let mut next = 0i64;
     let mut grids = image_grids.iter();
@@ -72,7 +87,11 @@ pub fn rope_positions(ids: &[u32], image_token: u32, image_grids: &[(usize, usiz
             .next()
             .ok_or_else(|| anyhow::anyhow!("more image token runs than images in the prompt"))?;
         let run = ids[i..].iter().take_while(|&&t| t == image_token).count();
-        anyhow::ensure!(run == rows * cols, "an image run has {run} tokens, its {rows}x{cols} grid needs {}", rows * cols);
+        anyhow::ensure!(
+            run == rows * cols,
+            "an image run has {run} tokens, its {rows}x{cols} grid needs {}",
+            rows * cols
+        );
         for r in 0..rows as i64 {
             for c in 0..cols as i64 {
                 positions.push([next, next + r, next + c]);
@@ -81,13 +100,20 @@ pub fn rope_positions(ids: &[u32], image_token: u32, image_grids: &[(usize, usiz
         next += rows.max(cols) as i64;
         i += run;
     }
-    anyhow::ensure!(grids.next().is_none(), "fewer image token runs than images in the prompt");
+    anyhow::ensure!(
+        grids.next().is_none(),
+        "fewer image token runs than images in the prompt"
+    );
     Ok(positions)
 }
 
 /// Position of the first token after a sequence whose positions are `positions`.
 pub fn next_position(positions: &[Position3]) -> i64 {
-    positions.iter().flat_map(|p| p.iter()).max().map_or(0, |m| m + 1)
+    positions
+        .iter()
+        .flat_map(|p| p.iter())
+        .max()
+        .map_or(0, |m| m + 1)
 }
 
 /// (row, col) on the patch grid of every patch, in the merge-block-major order of
@@ -108,7 +134,7 @@ pub fn patch_coordinates(grid_h: usize, grid_w: usize, merge: usize) -> Vec<(usi
 
 /// Vision 2-D rotary tables: for head_dim `d`, pairs `0..d/4` rotate by row·f and
 /// pairs `d/4..d/2` by col·f, with `f = 1/theta^(2j/(d/2))`.
-pub fn vision_rope_tables(coords: &[(usize, usize)], head_dim: usize, theta: f32) -> (Vec<f32>, Vec<f32>) {
+pub fn vision_rope_tables(coords: &[(usize, usize)], head_dim: usize, theta: f32) -> RotaryTables {
     let inv_freq = inverse_frequencies(theta, head_dim / 2);
     let mut cos = Vec::with_capacity(coords.len() * head_dim / 2);
     let mut sin = Vec::with_capacity(coords.len() * head_dim / 2);
@@ -121,7 +147,7 @@ pub fn vision_rope_tables(coords: &[(usize, usize)], head_dim: usize, theta: f32
             }
         }
     }
-    (cos, sin)
+    RotaryTables { cos, sin }
 }
 
 #[cfg(test)]

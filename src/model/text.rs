@@ -6,7 +6,7 @@ use anyhow::{ensure, Result};
 
 use super::config::TextConfig;
 use super::kv_cache::KvCache;
-use super::rope::{MRope, Position3};
+use super::rope::{MRope, Position3, RotaryTables};
 use super::weights::{Linear, Matrix, Vector, Weights};
 use crate::kernels::activation::silu_mul;
 use crate::kernels::attention::{attention, AttentionShape};
@@ -15,6 +15,8 @@ use crate::kernels::norm::rms_norm;
 use crate::kernels::rope::apply_rotary;
 
 struct DecoderLayer {
+    /// Position of this block in the stack (its KV-cache layer).
+    index: usize,
     attn_norm: Vector,
     q_proj: Linear,
     k_proj: Linear,
@@ -45,10 +47,11 @@ pub struct TextModel {
 }
 
 impl DecoderLayer {
-    fn load(w: &Weights, cfg: &TextConfig) -> Result<Self> {
+    fn load(w: &Weights, index: usize, cfg: &TextConfig) -> Result<Self> {
         let (h, hd) = (cfg.hidden_size, cfg.head_dim);
         let (q_width, kv_width) = (cfg.num_heads * hd, cfg.num_kv_heads * hd);
         Ok(Self {
+            index,
             attn_norm: w.vector("attn_norm.weight", h)?,
             q_proj: Linear::load(w, "attn_q", q_width, h, false)?,
             k_proj: Linear::load(w, "attn_k", kv_width, h, false)?,
@@ -63,8 +66,16 @@ impl DecoderLayer {
         })
     }
 
-    /// One block over `n` new tokens; their keys/values are appended to `cache` layer `index`.
-    fn forward(&self, index: usize, x: &mut [f32], n: usize, cfg: &TextConfig, cache: &mut KvCache, cos: &[f32], sin: &[f32]) {
+    /// One block over `n` new tokens; their keys/values are appended to the cache.
+    fn forward(
+        &self,
+        x: &mut [f32],
+        n: usize,
+        cfg: &TextConfig,
+        cache: &mut KvCache,
+        rope: &RotaryTables,
+    ) {
+        let (index, cos, sin) = (self.index, &rope.cos, &rope.sin);
         let (hd, eps) = (cfg.head_dim, cfg.rms_norm_eps);
         let mut normed = x.to_vec();
         rms_norm(&mut normed, self.attn_norm.as_slice(), eps);
@@ -74,9 +85,19 @@ impl DecoderLayer {
         rms_norm(&mut q, self.q_norm.as_slice(), eps);
         rms_norm(&mut k, self.k_norm.as_slice(), eps);
         let pairs = hd / 2;
-        for (t, (q_row, k_row)) in q.chunks_exact_mut(cfg.num_heads * hd).zip(k.chunks_exact_mut(cfg.num_kv_heads * hd)).enumerate() {
-            let (c, s) = (&cos[t * pairs..(t + 1) * pairs], &sin[t * pairs..(t + 1) * pairs]);
-            q_row.chunks_exact_mut(hd).chain(k_row.chunks_exact_mut(hd)).for_each(|head| apply_rotary(head, c, s));
+        for (t, (q_row, k_row)) in q
+            .chunks_exact_mut(cfg.num_heads * hd)
+            .zip(k.chunks_exact_mut(cfg.num_kv_heads * hd))
+            .enumerate()
+        {
+            let (c, s) = (
+                &cos[t * pairs..(t + 1) * pairs],
+                &sin[t * pairs..(t + 1) * pairs],
+            );
+            q_row
+                .chunks_exact_mut(hd)
+                .chain(k_row.chunks_exact_mut(hd))
+                .for_each(|head| apply_rotary(head, c, s));
         }
         let past = cache.len();
         cache.write(index, &k, &v, n);
@@ -90,7 +111,14 @@ impl DecoderLayer {
             n_keys: past + n,
             kv_stride: cache.capacity(),
         };
-        let attended = attention(&q_heads, keys, values, shape, (hd as f32).powf(-0.5), Some(past));
+        let attended = attention(
+            &q_heads,
+            keys,
+            values,
+            shape,
+            (hd as f32).powf(-0.5),
+            Some(past),
+        );
         add_in_place(x, &self.o_proj.forward(&attended, n));
 
         let mut normed = x.to_vec();
@@ -104,8 +132,14 @@ impl DecoderLayer {
 impl TextModel {
     pub fn load(cfg: &TextConfig, w: &Weights) -> Result<Self> {
         let (h, vocab) = (cfg.hidden_size, cfg.vocab_size);
-        let layers = (0..cfg.num_layers).map(|i| DecoderLayer::load(&w.pp(format!("blk.{i}")), cfg)).collect::<Result<Vec<_>>>()?;
-        let lm_head = if cfg.tied_embeddings { None } else { Some(w.matrix("output.weight", vocab, h)?) };
+        let layers = (0..cfg.num_layers)
+            .map(|i| DecoderLayer::load(&w.pp(format!("blk.{i}")), i, cfg))
+            .collect::<Result<Vec<_>>>()?;
+        let lm_head = if cfg.tied_embeddings {
+            None
+        } else {
+            Some(w.matrix("output.weight", vocab, h)?)
+        };
         Ok(Self {
             embed_tokens: w.matrix("token_embd.weight", vocab, h)?,
             layers,
@@ -121,7 +155,11 @@ impl TextModel {
     }
 
     pub fn new_cache(&self) -> KvCache {
-        KvCache::new(self.cfg.num_layers, self.cfg.num_kv_heads, self.cfg.head_dim)
+        KvCache::new(
+            self.cfg.num_layers,
+            self.cfg.num_kv_heads,
+            self.cfg.head_dim,
+        )
     }
 
     /// Embedding rows of `ids`, `ids.len() × hidden`.
@@ -129,7 +167,11 @@ impl TextModel {
         let h = self.cfg.hidden_size;
         let mut out = vec![0.0; ids.len() * h];
         for (row, &id) in out.chunks_exact_mut(h).zip(ids) {
-            ensure!((id as usize) < self.cfg.vocab_size, "token id {id} is outside the vocabulary ({})", self.cfg.vocab_size);
+            ensure!(
+                (id as usize) < self.cfg.vocab_size,
+                "token id {id} is outside the vocabulary ({})",
+                self.cfg.vocab_size
+            );
             self.embed_tokens.view().row_into(id as usize, row);
         }
         Ok(out)
@@ -137,21 +179,42 @@ impl TextModel {
 
     /// Runs the decoder over `x` (`positions.len() × hidden` input embeddings) appended
     /// after the cached positions; `x` becomes the last layer's output (before the final norm).
-    pub fn forward(&self, x: &mut [f32], positions: &[Position3], cache: &mut KvCache, deepstack: Option<&DeepstackInput>) -> Result<()> {
+    pub fn forward(
+        &self,
+        x: &mut [f32],
+        positions: &[Position3],
+        cache: &mut KvCache,
+        deepstack: Option<&DeepstackInput>,
+    ) -> Result<()> {
         let (n, h) = (positions.len(), self.cfg.hidden_size);
-        ensure!(x.len() == n * h, "decoder input has {} values for {n} positions of width {h}", x.len());
+        ensure!(
+            x.len() == n * h,
+            "decoder input has {} values for {n} positions of width {h}",
+            x.len()
+        );
         if let Some(ds) = deepstack {
-            ensure!(ds.features.len() <= self.layers.len(), "more DeepStack feature sets than decoder layers");
+            ensure!(
+                ds.features.len() <= self.layers.len(),
+                "more DeepStack feature sets than decoder layers"
+            );
             for f in ds.features {
-                ensure!(f.len() == ds.rows.len() * h, "DeepStack features do not match the image token count");
+                ensure!(
+                    f.len() == ds.rows.len() * h,
+                    "DeepStack features do not match the image token count"
+                );
             }
-            ensure!(ds.rows.iter().all(|&r| r < n), "DeepStack row outside the batch");
+            ensure!(
+                ds.rows.iter().all(|&r| r < n),
+                "DeepStack row outside the batch"
+            );
         }
-        let (cos, sin) = self.rope.tables(positions);
+        let rope = self.rope.tables(positions);
         cache.reserve(n);
         for (i, layer) in self.layers.iter().enumerate() {
-            layer.forward(i, x, n, &self.cfg, cache, &cos, &sin);
-            if let Some(features) = deepstack.and_then(|ds| ds.features.get(i).map(|f| (ds.rows, f))) {
+            layer.forward(x, n, &self.cfg, cache, &rope);
+            if let Some(features) =
+                deepstack.and_then(|ds| ds.features.get(i).map(|f| (ds.rows, f)))
+            {
                 for (&row, feature) in features.0.iter().zip(features.1.chunks_exact(h)) {
                     add_in_place(&mut x[row * h..(row + 1) * h], feature);
                 }
@@ -164,8 +227,15 @@ impl TextModel {
     /// Logits over the vocabulary for one hidden state (final norm + output projection).
     pub fn logits(&self, hidden: &[f32]) -> Vec<f32> {
         let mut normed = hidden.to_vec();
-        rms_norm(&mut normed, self.final_norm.as_slice(), self.cfg.rms_norm_eps);
-        self.lm_head.as_ref().unwrap_or(&self.embed_tokens).forward(&normed, 1)
+        rms_norm(
+            &mut normed,
+            self.final_norm.as_slice(),
+            self.cfg.rms_norm_eps,
+        );
+        self.lm_head
+            .as_ref()
+            .unwrap_or(&self.embed_tokens)
+            .forward(&normed, 1)
     }
 }
 
@@ -179,4 +249,3 @@ fn to_head_major(x: &[f32], n: usize, heads: usize, d: usize) -> Vec<f32> {
     }
     out
 }
-

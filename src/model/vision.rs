@@ -5,7 +5,7 @@
 use anyhow::{ensure, Result};
 
 use super::config::VisionConfig;
-use super::rope::{patch_coordinates, vision_rope_tables};
+use super::rope::{patch_coordinates, vision_rope_tables, RotaryTables};
 use super::weights::{Linear, Vector, Weights};
 use crate::kernels::activation::{gelu_erf, gelu_tanh};
 use crate::kernels::attention::{attention, AttentionShape};
@@ -30,12 +30,22 @@ struct LayerNorm {
 
 impl LayerNorm {
     fn load(w: &Weights, name: &str, width: usize, eps: f32) -> Result<Self> {
-        Ok(Self { weight: w.vector(&format!("{name}.weight"), width)?, bias: w.vector(&format!("{name}.bias"), width)?, eps })
+        Ok(Self {
+            weight: w.vector(&format!("{name}.weight"), width)?,
+            bias: w.vector(&format!("{name}.bias"), width)?,
+            eps,
+        })
     }
 
     fn forward(&self, x: &[f32]) -> Vec<f32> {
         let mut out = vec![0.0; x.len()];
-        layer_norm(x, self.weight.as_slice(), self.bias.as_slice(), self.eps, &mut out);
+        layer_norm(
+            x,
+            self.weight.as_slice(),
+            self.bias.as_slice(),
+            self.eps,
+            &mut out,
+        );
         out
     }
 }
@@ -81,7 +91,8 @@ impl VisionBlock {
         })
     }
 
-    fn forward(&self, x: &mut [f32], n: usize, cfg: &VisionConfig, cos: &[f32], sin: &[f32]) {
+    fn forward(&self, x: &mut [f32], n: usize, cfg: &VisionConfig, rope: &RotaryTables) {
+        let (cos, sin) = (&rope.cos, &rope.sin);
         let (h, heads, d) = (cfg.hidden_size, cfg.num_heads, cfg.head_dim());
         let qkv = self.qkv.forward(&self.norm1.forward(x), n);
         // Split into head-major q, k, v and rotate q and k.
@@ -93,13 +104,31 @@ impl VisionBlock {
                     let out = &mut dst[(head * n + t) * d..(head * n + t + 1) * d];
                     out.copy_from_slice(src);
                     if part < 2 {
-                        apply_rotary(out, &cos[t * d / 2..(t + 1) * d / 2], &sin[t * d / 2..(t + 1) * d / 2]);
+                        apply_rotary(
+                            out,
+                            &cos[t * d / 2..(t + 1) * d / 2],
+                            &sin[t * d / 2..(t + 1) * d / 2],
+                        );
                     }
                 }
             }
         }
-        let shape = AttentionShape { n_heads: heads, n_kv_heads: heads, head_dim: d, n_queries: n, n_keys: n, kv_stride: n };
-        let attended = attention(&split[0], &split[1], &split[2], shape, (d as f32).powf(-0.5), None);
+        let shape = AttentionShape {
+            n_heads: heads,
+            n_kv_heads: heads,
+            head_dim: d,
+            n_queries: n,
+            n_keys: n,
+            kv_stride: n,
+        };
+        let attended = attention(
+            &split[0],
+            &split[1],
+            &split[2],
+            shape,
+            (d as f32).powf(-0.5),
+            None,
+        );
         add_in_place(x, &self.proj.forward(&attended, n));
         let mut hidden = self.fc1.forward(&self.norm2.forward(x), n);
         hidden.iter_mut().for_each(|v| *v = gelu_tanh(*v));
@@ -108,9 +137,18 @@ impl VisionBlock {
 }
 
 impl PatchMerger {
-    fn load(w: &Weights, names: [&str; 3], cfg: &VisionConfig, norm_after_merge: bool) -> Result<Self> {
+    fn load(
+        w: &Weights,
+        names: [&str; 3],
+        cfg: &VisionConfig,
+        norm_after_merge: bool,
+    ) -> Result<Self> {
         let merged = cfg.merged_dim();
-        let norm_width = if norm_after_merge { merged } else { cfg.hidden_size };
+        let norm_width = if norm_after_merge {
+            merged
+        } else {
+            cfg.hidden_size
+        };
         Ok(Self {
             norm: LayerNorm::load(w, names[0], norm_width, cfg.layer_norm_eps)?,
             fc1: Linear::load(w, names[1], merged, merged, true)?,
@@ -143,16 +181,26 @@ impl VisionEncoder {
         for o in 0..h {
             for ch in 0..c {
                 for half in &halves {
-                    patch_weight.extend_from_slice(&half[(o * c + ch) * p * p..(o * c + ch + 1) * p * p]);
+                    patch_weight
+                        .extend_from_slice(&half[(o * c + ch) * p * p..(o * c + ch + 1) * p * p]);
                 }
             }
         }
         let side = cfg.position_grid_side;
-        let blocks = (0..cfg.depth).map(|i| VisionBlock::load(&v.pp(format!("blk.{i}")), cfg)).collect::<Result<Vec<_>>>()?;
+        let blocks = (0..cfg.depth)
+            .map(|i| VisionBlock::load(&v.pp(format!("blk.{i}")), cfg))
+            .collect::<Result<Vec<_>>>()?;
         let deepstack = cfg
             .deepstack_indexes
             .iter()
-            .map(|i| PatchMerger::load(&v.pp(format!("deepstack.{i}")), ["norm", "fc1", "fc2"], cfg, true))
+            .map(|i| {
+                PatchMerger::load(
+                    &v.pp(format!("deepstack.{i}")),
+                    ["norm", "fc1", "fc2"],
+                    cfg,
+                    true,
+                )
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             patch_weight,
@@ -174,37 +222,68 @@ impl VisionEncoder {
         let cfg = &self.cfg;
         let merge = cfg.spatial_merge_size;
         let n = grid_h * grid_w;
-        ensure!(grid_h % merge == 0 && grid_w % merge == 0 && n > 0, "image grid {grid_h}x{grid_w} is not a positive multiple of the merge size {merge}");
-        ensure!(pixels.len() == n * cfg.patch_dim(), "pixel data has {} values, a {grid_h}x{grid_w} grid needs {}", pixels.len(), n * cfg.patch_dim());
+        ensure!(
+            grid_h % merge == 0 && grid_w % merge == 0 && n > 0,
+            "image grid {grid_h}x{grid_w} is not a positive multiple of the merge size {merge}"
+        );
+        ensure!(
+            pixels.len() == n * cfg.patch_dim(),
+            "pixel data has {} values, a {grid_h}x{grid_w} grid needs {}",
+            pixels.len(),
+            n * cfg.patch_dim()
+        );
         let coords = patch_coordinates(grid_h, grid_w, merge);
         let mut x = vec![0.0f32; n * cfg.hidden_size];
-        crate::kernels::gemm::matmul_a_bt(pixels, &self.patch_weight, &mut x, (n, cfg.patch_dim(), cfg.hidden_size), cfg.hidden_size, crate::kernels::gemm::Threads::Pool);
+        crate::kernels::gemm::matmul_a_bt(
+            pixels,
+            &self.patch_weight,
+            &mut x,
+            (n, cfg.patch_dim(), cfg.hidden_size),
+            cfg.hidden_size,
+            crate::kernels::gemm::Threads::Pool,
+        );
         let bias = self.patch_bias.as_slice();
         let positions = self.interpolated_positions(&coords, grid_h, grid_w);
-        for (row, pos) in x.chunks_exact_mut(cfg.hidden_size).zip(positions.chunks_exact(cfg.hidden_size)) {
+        for (row, pos) in x
+            .chunks_exact_mut(cfg.hidden_size)
+            .zip(positions.chunks_exact(cfg.hidden_size))
+        {
             for ((v, b), p) in row.iter_mut().zip(bias).zip(pos) {
                 *v = (*v + b) + p;
             }
         }
-        let (cos, sin) = vision_rope_tables(&coords, cfg.head_dim(), cfg.rope_theta);
+        let rope = vision_rope_tables(&coords, cfg.head_dim(), cfg.rope_theta);
         let tokens = n / (merge * merge);
         let mut deepstack = Vec::with_capacity(self.deepstack.len());
         let mut next_deepstack = self.deepstack.iter().zip(&cfg.deepstack_indexes).peekable();
         for (i, block) in self.blocks.iter().enumerate() {
-            block.forward(&mut x, n, cfg, &cos, &sin);
+            block.forward(&mut x, n, cfg, &rope);
             if let Some((merger, _)) = next_deepstack.next_if(|(_, &layer)| layer == i) {
                 deepstack.push(merger.forward(&x, tokens));
             }
         }
-        Ok(VisionOutput { embeddings: self.merger.forward(&x, tokens), deepstack, tokens })
+        Ok(VisionOutput {
+            embeddings: self.merger.forward(&x, tokens),
+            deepstack,
+            tokens,
+        })
     }
 
     /// Learned position embeddings resampled (bilinear, align_corners) from the square
     /// table to the image grid, one row per patch in `coords` order.
-    fn interpolated_positions(&self, coords: &[(usize, usize)], grid_h: usize, grid_w: usize) -> Vec<f32> {
+    fn interpolated_positions(
+        &self,
+        coords: &[(usize, usize)],
+        grid_h: usize,
+        grid_w: usize,
+    ) -> Vec<f32> {
         let (side, h) = (self.cfg.position_grid_side, self.cfg.hidden_size);
-        let rows: Vec<[(usize, f32); 2]> = (0..grid_h).map(|i| bilinear_taps(i, grid_h, side)).collect();
-        let cols: Vec<[(usize, f32); 2]> = (0..grid_w).map(|i| bilinear_taps(i, grid_w, side)).collect();
+        let rows: Vec<[(usize, f32); 2]> = (0..grid_h)
+            .map(|i| bilinear_taps(i, grid_h, side))
+            .collect();
+        let cols: Vec<[(usize, f32); 2]> = (0..grid_w)
+            .map(|i| bilinear_taps(i, grid_w, side))
+            .collect();
         let mut out = vec![0.0f32; coords.len() * h];
         for (dst, &(r, c)) in out.chunks_exact_mut(h).zip(coords) {
             for (tr, wr) in rows[r] {
@@ -230,9 +309,11 @@ fn bilinear_taps(i: usize, size: usize, side: usize) -> [(usize, f32); 2] {
     let last = side - 1;
     let tap0 = (floor as usize).min(last);
     let tap1 = (floor as usize + 1).min(last);
-    [(tap0, (1.0 - frac.abs()).max(0.0)), (tap1, (1.0 - (frac - 1.0).abs()).max(0.0))]
+    [
+        (tap0, (1.0 - frac.abs()).max(0.0)),
+        (tap1, (1.0 - (frac - 1.0).abs()).max(0.0)),
+    ]
 }
-
 
 #[cfg(test)]
 mod tests {

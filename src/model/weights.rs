@@ -41,12 +41,18 @@ pub struct Vector {
 
 impl Weights {
     pub fn new(file: Arc<GgufFile>) -> Self {
-        Self { file, prefix: String::new() }
+        Self {
+            file,
+            prefix: String::new(),
+        }
     }
 
     /// The same file, with `part.` appended to the name prefix.
     pub fn pp(&self, part: impl std::fmt::Display) -> Self {
-        Self { file: self.file.clone(), prefix: format!("{}{part}.", self.prefix) }
+        Self {
+            file: self.file.clone(),
+            prefix: format!("{}{part}.", self.prefix),
+        }
     }
 
     fn full_name(&self, name: &str) -> String {
@@ -62,7 +68,10 @@ impl Weights {
         let full = self.full_name(name);
         let view = self.file.tensor(&full)?;
         if view.shape != shape {
-            bail!("tensor '{full}' has shape {:?}, the model configuration expects {shape:?}", view.shape);
+            bail!(
+                "tensor '{full}' has shape {:?}, the model configuration expects {shape:?}",
+                view.shape
+            );
         }
         let start = view.data.as_ptr() as usize - self.file.bytes().as_ptr() as usize;
         Ok((view.dtype, start..start + view.data.len()))
@@ -73,21 +82,44 @@ impl Weights {
         let storage = match dtype {
             GgmlType::F32 => Storage::F32,
             GgmlType::F16 => Storage::F16,
-            other => bail!("tensor '{}' is {other:?}; this build computes with f32 and f16 weights", self.full_name(name)),
+            other => bail!(
+                "tensor '{}' is {other:?}; this build computes with f32 and f16 weights",
+                self.full_name(name)
+            ),
         };
-        let matrix = Matrix { file: self.file.clone(), bytes, storage, rows, cols };
-        matrix.check_alignment().with_context(|| format!("tensor '{}'", self.full_name(name)))?;
+        let matrix = Matrix {
+            file: self.file.clone(),
+            bytes,
+            storage,
+            rows,
+            cols,
+        };
+        matrix
+            .check_alignment()
+            .with_context(|| format!("tensor '{}'", self.full_name(name)))?;
         Ok(matrix)
     }
 
     pub fn vector(&self, name: &str, len: usize) -> Result<Vector> {
         let (dtype, bytes) = self.locate(name, &[len])?;
         if dtype != GgmlType::F32 {
-            bail!("tensor '{}' is {dtype:?}; 1-D parameters must be f32", self.full_name(name));
+            bail!(
+                "tensor '{}' is {dtype:?}; 1-D parameters must be f32",
+                self.full_name(name)
+            );
         }
-        let vector = Vector { file: self.file.clone(), bytes };
-        bytemuck::try_cast_slice::<u8, f32>(&vector.file.bytes()[vector.bytes.clone()])
-            .map_err(|e| anyhow::anyhow!("tensor '{}' is not 4-byte aligned: {e}", self.full_name(name)))?;
+        let vector = Vector {
+            file: self.file.clone(),
+            bytes,
+        };
+        bytemuck::try_cast_slice::<u8, f32>(&vector.file.bytes()[vector.bytes.clone()]).map_err(
+            |e| {
+                anyhow::anyhow!(
+                    "tensor '{}' is not 4-byte aligned: {e}",
+                    self.full_name(name)
+                )
+            },
+        )?;
         Ok(vector)
     }
 
@@ -106,7 +138,11 @@ impl Matrix {
             Storage::F32 => bytemuck::try_cast_slice::<u8, f32>(raw).is_ok(),
             Storage::F16 => bytemuck::try_cast_slice::<u8, f16>(raw).is_ok(),
         };
-        if aligned { Ok(()) } else { bail!("tensor data is not aligned to its element size") }
+        if aligned {
+            Ok(())
+        } else {
+            bail!("tensor data is not aligned to its element size")
+        }
     }
 
     pub fn rows(&self) -> usize {
@@ -122,8 +158,16 @@ impl Matrix {
         let raw = &self.file.bytes()[self.bytes.clone()];
         let (rows, cols) = (self.rows, self.cols);
         match self.storage {
-            Storage::F32 => WeightMatrix::F32 { data: bytemuck::cast_slice(raw), rows, cols },
-            Storage::F16 => WeightMatrix::F16 { data: bytemuck::cast_slice(raw), rows, cols },
+            Storage::F32 => WeightMatrix::F32 {
+                data: bytemuck::cast_slice(raw),
+                rows,
+                cols,
+            },
+            Storage::F16 => WeightMatrix::F16 {
+                data: bytemuck::cast_slice(raw),
+                rows,
+                cols,
+            },
         }
     }
 
@@ -150,9 +194,19 @@ pub struct Linear {
 
 impl Linear {
     /// Loads `<name>.weight` (out × in) and, when `with_bias`, `<name>.bias`.
-    pub fn load(w: &Weights, name: &str, out_features: usize, in_features: usize, with_bias: bool) -> Result<Self> {
+    pub fn load(
+        w: &Weights,
+        name: &str,
+        out_features: usize,
+        in_features: usize,
+        with_bias: bool,
+    ) -> Result<Self> {
         let weight = w.matrix(&format!("{name}.weight"), out_features, in_features)?;
-        let bias = if with_bias { Some(w.vector(&format!("{name}.bias"), out_features)?) } else { None };
+        let bias = if with_bias {
+            Some(w.vector(&format!("{name}.bias"), out_features)?)
+        } else {
+            None
+        };
         Ok(Self { weight, bias })
     }
 

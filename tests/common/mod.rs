@@ -23,7 +23,11 @@ pub fn glimpse_bin() -> &'static str {
 
 pub fn tokenizer_json() -> PathBuf {
     let path = fixtures().join("tokenizer/tokenizer.json");
-    assert!(path.is_file(), "{} is missing: run scripts/fetch_tokenizer.sh", path.display());
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/fetch_tokenizer.sh",
+        path.display()
+    );
     path
 }
 
@@ -50,7 +54,8 @@ pub fn converted(config: &str, out_type: &str) -> PathBuf {
     if let Some(path) = done.get(&key) {
         return path.clone();
     }
-    let output = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{key}-{}.gguf", std::process::id()));
+    let output =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{key}-{}.gguf", std::process::id()));
     let status = Command::new(glimpse_bin())
         .args(["convert", "--quiet", "--type", out_type, "-o"])
         .arg(&output)
@@ -120,7 +125,11 @@ pub fn read_f32_tensors(path: &Path) -> HashMap<String, (Vec<usize>, Vec<f32>)> 
         .into_iter()
         .filter(|(_, t)| t.dtype() == safetensors::Dtype::F32)
         .map(|(name, t)| {
-            let data = t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            let data = t
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
             (name, (t.shape().to_vec(), data))
         })
         .collect()
@@ -128,5 +137,8 @@ pub fn read_f32_tensors(path: &Path) -> HashMap<String, (Vec<usize>, Vec<f32>)> 
 
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length mismatch");
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }

@@ -12,6 +12,7 @@ use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits, RgbImage};
 
 use super::gif_frame::decode_first_gif_frame;
+use super::jpeg::decode_jpeg_rgb;
 
 /// Default cap on the decoded pixel count (100 megapixels).
 pub const DEFAULT_MAX_DECODED_PIXELS: u64 = 100_000_000;
@@ -55,9 +56,16 @@ pub fn load_image_with_limit(bytes: &[u8], max_pixels: u64) -> Result<RgbImage> 
     } else {
         exif_orientation(&mut decoder)
     };
-    let mut image = DynamicImage::from_decoder(decoder).with_context(|| {
-        format!("cannot decode the {format:?} image data (corrupt or truncated)")
-    })?;
+    let libjpeg_pixels = match format {
+        ImageFormat::Jpeg => decode_jpeg_rgb(bytes)?,
+        _ => None,
+    };
+    let mut image = match libjpeg_pixels {
+        Some(rgb) => DynamicImage::ImageRgb8(rgb),
+        None => DynamicImage::from_decoder(decoder).with_context(|| {
+            format!("cannot decode the {format:?} image data (corrupt or truncated)")
+        })?,
+    };
     image.apply_orientation(orientation);
     Ok(into_rgb8(image))
 }

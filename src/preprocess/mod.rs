@@ -7,6 +7,7 @@
 mod config;
 mod decode;
 mod gif_frame;
+mod jpeg;
 mod normalize;
 mod patchify;
 mod resize;

@@ -10,6 +10,7 @@ mod stream_decoder;
 mod template;
 #[cfg(test)]
 mod test_support;
+mod token_bytes;
 mod tokenizer;
 
 pub use message::{images_in_prompt_order, Content, ImageRef, Message, Part, Role};

@@ -6,6 +6,7 @@
 use anyhow::{anyhow, Result};
 
 use super::stream_decoder::StreamDecoder;
+use super::token_bytes::vocabulary_entry_bytes;
 
 /// A loaded tokenizer (vocabulary, merges, added/special tokens, pre-tokenizer, decoder).
 #[derive(Debug)]
@@ -52,6 +53,13 @@ impl Tokenizer {
     /// table may be larger (padded); ids at or above this value decode to nothing.
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
+    }
+
+    /// The exact bytes token `id` stands for (possibly part of a UTF-8 character).
+    pub fn token_bytes(&self, id: u32) -> Vec<u8> {
+        self.id_to_token(id)
+            .map(|entry| vocabulary_entry_bytes(&entry))
+            .unwrap_or_default()
     }
 
     /// A decoder that turns a stream of generated ids into text pieces.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
+use super::vision_cache::VisionCache;
 use crate::chat::{
     build_prompt, images_in_prompt_order, ChatTemplate, ImageRef, Message, Prompt, SpecialTokens,
     Tokenizer,
@@ -21,7 +22,12 @@ pub struct ModelBundle {
     pub template: ChatTemplate,
     pub special: SpecialTokens,
     pub preprocess: PreprocessConfig,
+    /// Vision-encoder outputs by image content, shared by every session.
+    pub vision_cache: VisionCache,
 }
+
+/// Default byte budget of the vision-output cache.
+pub const DEFAULT_VISION_CACHE_BYTES: usize = 256 << 20;
 
 impl ModelBundle {
     pub fn load(path: &Path) -> Result<Self> {
@@ -48,6 +54,7 @@ impl ModelBundle {
             template,
             special,
             preprocess,
+            vision_cache: VisionCache::new(DEFAULT_VISION_CACHE_BYTES),
         })
     }
 

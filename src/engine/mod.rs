@@ -3,9 +3,11 @@
 //! sampler, the generation loop and the compute thread pool.
 pub mod bundle;
 pub mod sampler;
+pub mod scheduler;
 pub mod session;
 pub mod stop;
 pub mod threads;
+pub mod vision_cache;
 
 pub use bundle::ModelBundle;
 pub use sampler::{Sampler, SamplingParams};

@@ -5,6 +5,7 @@
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::ops::ControlFlow;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{ensure, Result};
@@ -41,6 +42,8 @@ pub struct Timings {
     pub prompt_tokens: usize,
     pub cached_prompt_tokens: usize,
     pub generated_tokens: usize,
+    /// Images that went through the vision encoder (not found in any cache).
+    pub images_encoded: usize,
 }
 
 /// One generated token, with the raw logits it was drawn from.
@@ -61,7 +64,7 @@ pub struct GenerationOutput {
 
 /// What a cached position holds: a text token, or one token of an image (by content).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum CachedItem {
+pub enum CachedItem {
     Token(u32),
     ImageToken { image: u64, index: usize },
 }
@@ -87,6 +90,16 @@ impl<'m> Session<'m> {
     /// Positions held in the KV cache.
     pub fn cached_len(&self) -> usize {
         self.cache.len()
+    }
+
+    /// Identity of every cached position (see `cache_items`).
+    pub fn cached_items(&self) -> &[CachedItem] {
+        &self.cached
+    }
+
+    /// Bytes held by the KV cache.
+    pub fn cache_bytes(&self) -> usize {
+        self.cache.memory_bytes()
     }
 
     /// Runs the prompt (reusing the cached prefix) and returns the logits of its last
@@ -127,17 +140,25 @@ impl<'m> Session<'m> {
         timings.cached_prompt_tokens = reuse;
 
         let vision_start = Instant::now();
-        let mut image_rows = Vec::new();
-        let mut encoded: Vec<(usize, VisionOutput)> = Vec::new();
+        let mut encoded: Vec<(usize, Arc<VisionOutput>)> = Vec::new();
         for (i, (span, pixels)) in prompt.image_spans.iter().zip(images).enumerate() {
             if span.end <= reuse {
                 continue;
             }
-            let out = self.bundle.model.vision.encode(
-                &pixels.data,
-                pixels.grid_thw[1],
-                pixels.grid_thw[2],
-            )?;
+            let key = content_hash(pixels);
+            let out = match self.bundle.vision_cache.get(key) {
+                Some(out) => out,
+                None => {
+                    let out = Arc::new(self.bundle.model.vision.encode(
+                        &pixels.data,
+                        pixels.grid_thw[1],
+                        pixels.grid_thw[2],
+                    )?);
+                    self.bundle.vision_cache.insert(key, out.clone());
+                    timings.images_encoded += 1;
+                    out
+                }
+            };
             ensure!(
                 out.tokens == span.len(),
                 "image {i}: encoder produced {} tokens for {} pads",
@@ -155,6 +176,7 @@ impl<'m> Session<'m> {
         let mut x = text.embed(new_ids)?;
         let layers = text.config().num_deepstack_layers;
         let mut deepstack: Vec<Vec<f32>> = vec![Vec::new(); layers];
+        let mut image_rows = Vec::new();
         for (start, out) in &encoded {
             for token in 0..out.tokens {
                 let position = start + token;
@@ -246,7 +268,7 @@ impl<'m> Session<'m> {
 
 /// Identity of every prompt position: token ids, with image pads replaced by
 /// (image content hash, index within the image).
-fn cache_items(prompt: &Prompt, images: &[&PixelValues]) -> Vec<CachedItem> {
+pub fn cache_items(prompt: &Prompt, images: &[&PixelValues]) -> Vec<CachedItem> {
     let mut items: Vec<CachedItem> = prompt.ids.iter().map(|&id| CachedItem::Token(id)).collect();
     for (span, pixels) in prompt.image_spans.iter().zip(images) {
         let image = content_hash(pixels);

@@ -1,10 +1,11 @@
 //! Element conversion between checkpoint and GGUF storage: checkpoint rows (BF16/F16/F32,
 //! little-endian) are decoded to f32, then encoded in the tensor's target ggml type.
-//! Quantized encoders plug in to `encode_into`.
-use anyhow::{bail, Result};
+//! Block-quantized targets go through `quantize.rs`.
+use anyhow::Result;
 use half::{bf16, f16};
 
 use crate::ggml_type::GgmlType;
+use crate::quantize::quantize_into;
 use crate::safetensors_dir::SourceDtype;
 
 /// Appends the f32 values of little-endian `bytes` of type `dtype` to `out`.
@@ -35,9 +36,7 @@ pub fn encode_into(target: GgmlType, values: &[f32], out: &mut Vec<u8>) -> Resul
         GgmlType::F32 => out.extend(values.iter().flat_map(|v| v.to_le_bytes())),
         GgmlType::F16 => out.extend(values.iter().flat_map(|&v| f16::from_f32(v).to_le_bytes())),
         GgmlType::BF16 => out.extend(values.iter().flat_map(|&v| bf16::from_f32(v).to_le_bytes())),
-        GgmlType::Q4_0 | GgmlType::Q8_0 | GgmlType::Q4_K => {
-            bail!("writing {target} tensors is not implemented yet")
-        }
+        GgmlType::Q4_0 | GgmlType::Q8_0 | GgmlType::Q4_K => quantize_into(target, values, out)?,
     }
     Ok(())
 }
@@ -69,14 +68,5 @@ mod tests {
         let mut out = Vec::new();
         encode_into(GgmlType::F16, &[1.0 + 2f32.powi(-11), 2.0], &mut out).unwrap();
         assert_eq!(out, [0x00, 0x3c, 0x00, 0x40]);
-    }
-
-    #[test]
-    fn quantized_targets_are_not_silently_written() {
-        let err = encode_into(GgmlType::Q8_0, &[0.0; 32], &mut Vec::new()).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "writing Q8_0 tensors is not implemented yet"
-        );
     }
 }

@@ -14,6 +14,7 @@ mod meta_value;
 mod metadata;
 mod model_metadata;
 mod out_type;
+mod quantize;
 mod safetensors_dir;
 mod tensor_map;
 #[cfg(test)]

@@ -6,7 +6,9 @@ pub mod attention;
 pub mod elementwise;
 pub mod gemm;
 pub mod norm;
+pub mod quant;
 pub mod rope;
+pub mod simd;
 pub mod weight;
 
 pub use weight::WeightMatrix;

@@ -44,6 +44,6 @@ mod tests {
         let mut out = [0.0; 3];
         layer_norm(&x, &[2.0, 2.0, 2.0], &[1.0, 1.0, 1.0], 0.0, &mut out);
         let s = (1.5f32).sqrt();
-        assert!((out[0] - (1.0 - 2.0 / s)).abs() < 1e-5 && (out[1] - 1.0).abs() < 1e-6);
+        assert!((out[0] - (1.0 - 2.0 * s)).abs() < 1e-5 && (out[1] - 1.0).abs() < 1e-6);
     }
 }

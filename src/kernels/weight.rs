@@ -1,9 +1,11 @@
-//! A weight matrix as stored in the model file (f32 or f16, one row per output
-//! feature) and the product `x · Wᵀ` over it. Quantized formats plug in here.
+//! A weight matrix as stored in the model file (f32, f16 or a ggml block format, one
+//! row per output feature) and the product `x · Wᵀ` over it. Quantized weights are
+//! used as they are; the activations are quantized once per product.
 use half::f16;
 use rayon::prelude::*;
 
 use super::gemm::{matmul_a_bt, Threads};
+use super::quant::q8_0;
 
 /// Borrowed weight data, `rows` × `cols`, row-major (PyTorch `nn.Linear` layout).
 #[derive(Clone, Copy, Debug)]
@@ -18,21 +20,31 @@ pub enum WeightMatrix<'a> {
         rows: usize,
         cols: usize,
     },
+    /// ggml Q8_0 rows (`cols` a multiple of 32).
+    Q8_0 {
+        data: &'a [u8],
+        rows: usize,
+        cols: usize,
+    },
 }
 
-/// Output rows converted to f32 at a time when the weight is f16.
-const F16_ROWS_PER_TILE: usize = 64;
+/// Weight rows per parallel task (at most; fewer when the matrix is small).
+const ROWS_PER_TILE: usize = 64;
 
 impl WeightMatrix<'_> {
     pub fn rows(&self) -> usize {
         match *self {
-            WeightMatrix::F32 { rows, .. } | WeightMatrix::F16 { rows, .. } => rows,
+            WeightMatrix::F32 { rows, .. }
+            | WeightMatrix::F16 { rows, .. }
+            | WeightMatrix::Q8_0 { rows, .. } => rows,
         }
     }
 
     pub fn cols(&self) -> usize {
         match *self {
-            WeightMatrix::F32 { cols, .. } | WeightMatrix::F16 { cols, .. } => cols,
+            WeightMatrix::F32 { cols, .. }
+            | WeightMatrix::F16 { cols, .. }
+            | WeightMatrix::Q8_0 { cols, .. } => cols,
         }
     }
 
@@ -48,6 +60,10 @@ impl WeightMatrix<'_> {
                     *o = v.to_f32();
                 }
             }
+            WeightMatrix::Q8_0 { data, .. } => {
+                let bytes = q8_0::row_bytes(cols);
+                q8_0::dequantize_row(&data[index * bytes..(index + 1) * bytes], out)
+            }
         }
     }
 
@@ -61,32 +77,63 @@ impl WeightMatrix<'_> {
                 matmul_a_bt(x, data, out, (m, cols, rows), rows, Threads::Pool)
             }
             WeightMatrix::F16 { data, .. } => {
-                let tiles: Vec<Vec<f32>> = data
-                    .par_chunks(F16_ROWS_PER_TILE * cols)
-                    .map(|tile| {
-                        let tile_rows = tile.len() / cols;
-                        let weights: Vec<f32> = tile.iter().map(|v| v.to_f32()).collect();
-                        let mut part = vec![0.0; m * tile_rows];
-                        matmul_a_bt(
-                            x,
-                            &weights,
-                            &mut part,
-                            (m, cols, tile_rows),
-                            tile_rows,
-                            Threads::Single,
-                        );
-                        part
-                    })
-                    .collect();
-                for (t, part) in tiles.iter().enumerate() {
-                    let tile_rows = part.len() / m.max(1);
-                    for i in 0..m {
-                        let dst = i * rows + t * F16_ROWS_PER_TILE;
-                        out[dst..dst + tile_rows]
-                            .copy_from_slice(&part[i * tile_rows..(i + 1) * tile_rows]);
-                    }
-                }
+                for_row_tiles(rows, m, out, |first, tile_rows, part| {
+                    let tile = &data[first * cols..(first + tile_rows) * cols];
+                    let weights: Vec<f32> = tile.iter().map(|v| v.to_f32()).collect();
+                    matmul_a_bt(
+                        x,
+                        &weights,
+                        part,
+                        (m, cols, tile_rows),
+                        tile_rows,
+                        Threads::Single,
+                    );
+                });
             }
+            WeightMatrix::Q8_0 { data, .. } => {
+                let bytes = q8_0::row_bytes(cols);
+                let mut xq = vec![0u8; m * bytes];
+                for (row, q) in x.chunks_exact(cols).zip(xq.chunks_exact_mut(bytes)) {
+                    q8_0::quantize_row(row, q);
+                }
+                for_row_tiles(rows, m, out, |first, tile_rows, part| {
+                    for r in 0..tile_rows {
+                        let w = &data[(first + r) * bytes..(first + r + 1) * bytes];
+                        for (i, xi) in xq.chunks_exact(bytes).enumerate() {
+                            part[i * tile_rows + r] = q8_0::dot(w, xi);
+                        }
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Splits the output columns (weight rows) into tiles computed in parallel:
+/// `compute(first_row, tile_rows, part)` fills `part` (`m × tile_rows`, row-major),
+/// which is then copied into its columns of `out` (`m × rows`).
+fn for_row_tiles(
+    rows: usize,
+    m: usize,
+    out: &mut [f32],
+    compute: impl Fn(usize, usize, &mut [f32]) + Sync,
+) {
+    let tile = ROWS_PER_TILE.min(rows.div_ceil(rayon::current_num_threads()).max(1));
+    let tiles: Vec<(usize, Vec<f32>)> = (0..rows.div_ceil(tile))
+        .into_par_iter()
+        .map(|t| {
+            let first = t * tile;
+            let tile_rows = tile.min(rows - first);
+            let mut part = vec![0.0f32; m * tile_rows];
+            compute(first, tile_rows, &mut part);
+            (first, part)
+        })
+        .collect();
+    for (first, part) in tiles {
+        let tile_rows = part.len() / m.max(1);
+        for i in 0..m {
+            out[i * rows + first..][..tile_rows]
+                .copy_from_slice(&part[i * tile_rows..(i + 1) * tile_rows]);
         }
     }
 }
@@ -94,6 +141,45 @@ impl WeightMatrix<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn q8_0_product_matches_the_dequantized_weights() {
+        let (rows, cols, m) = (130, 64, 3);
+        let w: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i * 31 % 97) as f32 - 48.0) / 48.0)
+            .collect();
+        let bytes = q8_0::row_bytes(cols);
+        let mut wq = vec![0u8; rows * bytes];
+        for (row, q) in w.chunks_exact(cols).zip(wq.chunks_exact_mut(bytes)) {
+            q8_0::quantize_row(row, q);
+        }
+        let mut deq = vec![0.0; rows * cols];
+        for r in 0..rows {
+            q8_0::dequantize_row(
+                &wq[r * bytes..(r + 1) * bytes],
+                &mut deq[r * cols..(r + 1) * cols],
+            );
+        }
+        let x: Vec<f32> = (0..m * cols)
+            .map(|i| ((i * 7 % 13) as f32 - 6.0) / 6.0)
+            .collect();
+        let (mut got, mut want) = (vec![0.0; m * rows], vec![0.0; m * rows]);
+        WeightMatrix::Q8_0 {
+            data: &wq,
+            rows,
+            cols,
+        }
+        .matmul(&x, m, &mut got);
+        WeightMatrix::F32 {
+            data: &deq,
+            rows,
+            cols,
+        }
+        .matmul(&x, m, &mut want);
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() < 0.02 * (1.0 + w.abs()), "{g} vs {w}");
+        }
+    }
 
     #[test]
     fn f16_and_f32_weights_give_the_same_product() {

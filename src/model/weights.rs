@@ -22,6 +22,7 @@ pub struct Weights {
 enum Storage {
     F32,
     F16,
+    Q8_0,
 }
 
 /// A 2-D weight (`rows` × `cols`, one row per output feature) mapped from the file.
@@ -82,8 +83,9 @@ impl Weights {
         let storage = match dtype {
             GgmlType::F32 => Storage::F32,
             GgmlType::F16 => Storage::F16,
+            GgmlType::Q8_0 => Storage::Q8_0,
             other => bail!(
-                "tensor '{}' is {other:?}; this build computes with f32 and f16 weights",
+                "tensor '{}' is {other:?}; this build computes with f32, f16 and q8_0 weights",
                 self.full_name(name)
             ),
         };
@@ -137,6 +139,7 @@ impl Matrix {
         let aligned = match self.storage {
             Storage::F32 => bytemuck::try_cast_slice::<u8, f32>(raw).is_ok(),
             Storage::F16 => bytemuck::try_cast_slice::<u8, f16>(raw).is_ok(),
+            Storage::Q8_0 => true,
         };
         if aligned {
             Ok(())
@@ -165,6 +168,11 @@ impl Matrix {
             },
             Storage::F16 => WeightMatrix::F16 {
                 data: bytemuck::cast_slice(raw),
+                rows,
+                cols,
+            },
+            Storage::Q8_0 => WeightMatrix::Q8_0 {
+                data: raw,
                 rows,
                 cols,
             },

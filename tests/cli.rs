@@ -35,6 +35,16 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// A scratch copy of the tiny-tied checkpoint (with tokenizer) to break in a test.
+fn checkpoint_copy(name: &str) -> PathBuf {
+    let broken = scratch(name);
+    for entry in std::fs::read_dir(checkpoint_dir("tiny-tied")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), broken.join(entry.file_name())).unwrap();
+    }
+    broken
+}
+
 #[test]
 fn run_streams_the_transformers_greedy_answer() {
     let model = converted("tiny-untied", "f32");
@@ -125,12 +135,7 @@ fn convert_rejects_a_checkpoint_without_safetensors() {
 
 #[test]
 fn convert_rejects_a_corrupt_safetensors_file() {
-    let dir = checkpoint_dir("tiny-tied");
-    let broken = scratch("corrupt-safetensors");
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), broken.join(entry.file_name())).unwrap();
-    }
+    let broken = checkpoint_copy("corrupt-safetensors");
     let bytes = std::fs::read(broken.join("model.safetensors")).unwrap();
     std::fs::write(broken.join("model.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
     let out = glimpse(&[
@@ -145,12 +150,7 @@ fn convert_rejects_a_corrupt_safetensors_file() {
 
 #[test]
 fn convert_rejects_an_unknown_architecture() {
-    let dir = checkpoint_dir("tiny-tied");
-    let broken = scratch("llama-config");
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), broken.join(entry.file_name())).unwrap();
-    }
+    let broken = checkpoint_copy("llama-config");
     let config = std::fs::read_to_string(broken.join("config.json")).unwrap();
     let config = config
         .replace("\"qwen3_vl\"", "\"llama\"")
@@ -233,4 +233,49 @@ fn run_rejects_an_unreadable_image() {
         "what is this?",
     ]);
     assert_clear_failure(&missing, "cannot read image");
+}
+
+#[test]
+fn quantize_rewrites_a_model_that_still_answers() {
+    let source = converted("tiny-tied", "f32");
+    let output = scratch("quantize").join("q8.gguf");
+    let out = glimpse(&[
+        "quantize",
+        path_str(&source),
+        path_str(&output),
+        "--type",
+        "q8_0",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info = String::from_utf8(glimpse(&["info", path_str(&output)]).stdout).unwrap();
+    assert!(info.contains("Q8_0"), "{info}");
+    let run = glimpse(&[
+        "run",
+        "-m",
+        path_str(&output),
+        "-p",
+        "hi",
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "4",
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(!run.stdout.is_empty());
+    let bad = glimpse(&[
+        "quantize",
+        path_str(&source),
+        path_str(&output),
+        "--type",
+        "q3_k",
+    ]);
+    assert_clear_failure(&bad, "unsupported output type");
 }

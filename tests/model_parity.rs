@@ -9,20 +9,6 @@ use std::ops::ControlFlow;
 use common::*;
 use glimpse::engine::sampler::log_softmax;
 use glimpse::engine::{GenerationParams, ModelBundle, SamplingParams, Session, Timings};
-use glimpse::preprocess::{load_image, preprocess, PixelValues};
-
-fn load_pixels(paths: &[std::path::PathBuf], bundle: &ModelBundle) -> Vec<PixelValues> {
-    paths
-        .iter()
-        .map(|p| {
-            preprocess(
-                &load_image(&std::fs::read(p).unwrap()).unwrap(),
-                &bundle.preprocess,
-            )
-            .unwrap()
-        })
-        .collect()
-}
 
 fn check_config(config: &str) {
     glimpse::engine::threads::init_thread_pool(None).unwrap();

@@ -6,7 +6,6 @@ mod common;
 use common::*;
 use glimpse::engine::sampler::{argmax, log_softmax};
 use glimpse::engine::{ModelBundle, Session, Timings};
-use glimpse::preprocess::{load_image, preprocess};
 
 /// (steps where the model's argmax equals the fixture's greedy token, total steps), and
 /// the largest final-position log-prob difference from transformers.
@@ -17,16 +16,7 @@ fn agreement(config: &str, out_type: &str) -> (usize, usize, f32) {
     let (mut agree, mut total, mut worst) = (0, 0, 0.0f32);
     for case in cases(config) {
         let (messages, paths) = messages(&case);
-        let pixels: Vec<_> = paths
-            .iter()
-            .map(|p| {
-                preprocess(
-                    &load_image(&std::fs::read(p).unwrap()).unwrap(),
-                    &bundle.preprocess,
-                )
-                .unwrap()
-            })
-            .collect();
+        let pixels = load_pixels(&paths, &bundle);
         let (prompt, images) = bundle.prompt(&messages, &pixels).unwrap();
         let mut session = Session::new(&bundle);
         let mut logits = session

@@ -23,6 +23,7 @@ mod tokenizer_metadata;
 mod writer;
 
 pub use convert::{convert, ConvertOptions, ConvertSummary};
+pub use element_codec::encode_into;
 pub use ggml_type::GgmlType;
 pub use hf_config::{
     HfConfig, RopeParameters, TextConfig, TextRope, TokenIds, VisionConfig, QWEN3VL_ARCHITECTURE,

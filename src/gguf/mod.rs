@@ -6,10 +6,12 @@ mod byte_cursor;
 mod describe;
 mod file;
 mod header;
+mod requantize;
 mod tensor_info;
 mod tensor_view;
 
 pub use describe::describe;
+pub use requantize::requantize;
 pub use file::GgufFile;
 pub use glimpse_convert::{keys, GgmlType, MetaArray, MetaValue, MetaValueType, Metadata};
 pub use tensor_info::TensorInfo;

@@ -135,6 +135,24 @@ pub fn read_f32_tensors(path: &Path) -> HashMap<String, (Vec<usize>, Vec<f32>)> 
         .collect()
 }
 
+/// Decodes and preprocesses image files with the model's preprocessor settings.
+pub fn load_pixels(
+    paths: &[PathBuf],
+    bundle: &glimpse::engine::ModelBundle,
+) -> Vec<glimpse::preprocess::PixelValues> {
+    use glimpse::preprocess::{load_image, preprocess};
+    paths
+        .iter()
+        .map(|p| {
+            preprocess(
+                &load_image(&std::fs::read(p).unwrap()).unwrap(),
+                &bundle.preprocess,
+            )
+            .unwrap()
+        })
+        .collect()
+}
+
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length mismatch");
     a.iter()

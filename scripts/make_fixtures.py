@@ -67,7 +67,8 @@ CHAT_TEMPLATE = REPO / "src" / "chat" / "qwen3vl_chat_template.jinja"
 CHAT_TEMPLATE_SHA256 = "3636d0f0bd6bef02654cdffdc447b79cb2cef8ab02cc75267345946291a489e4"
 
 VOCAB_SIZE = 151936
-EOS_TOKEN_IDS = [151645, 151643]
+IM_END_TOKEN_ID = 151645
+EOS_TOKEN_IDS = [IM_END_TOKEN_ID, 151643]
 # Embedding rows from <|object_ref_start|> on (vision/tool/think tokens and the unused padding
 # rows past the tokenizer) are scaled down so greedy decoding never picks them, as in a real model.
 FIRST_QUIET_TOKEN_ID = 151646
@@ -76,11 +77,14 @@ QUIET_ROW_SCALE = 0.02
 IMAGE_SEED = 1234
 MAX_NEW_TOKENS = 32
 MIN_GREEDY_MARGIN = 0.1
+# Every greedy answer must contain at least this many distinct tokens (no degenerate repetition).
+MIN_DISTINCT_TOKENS = 8
 MAX_SEED_ATTEMPTS = 50
 
-# pixel_values are 6 KB per patch (f32, 1536 values); the size budget only allows these.
-# resized_u8 is stored for every image, and pixel_values = patchify((u8 - 127.5) / 127.5).
-PIXEL_VALUE_IMAGES = ["noresize_256x320.png", "resize_300x200.jpg", "rgba_200x280.png", "exif_rot6.jpg"]
+# pixel_values are 6 KB per patch (f32, 1536 values); the size budget only allows these three
+# (no resampling, a large upscale, a JPEG). resized_u8 is stored for every image, and
+# pixel_values = patchify((u8 - 127.5) / 127.5) is checked for every image.
+PIXEL_VALUE_IMAGES = ["noresize_256x320.png", "small_64x96.png", "resize_300x200.jpg"]
 
 # (min_pixels, max_pixels) settings for the image_grid_thw table in images/expected.json.
 PIXEL_BUDGETS = [(65536, 16777216), (4096, 65536), (4096, 32768), (1024, 16384), (200000, 400000), (65536, 131072)]
@@ -154,22 +158,29 @@ class TinyConfig:
     # outputs that outweigh the token embedding in the residual stream, so output depends on context).
     qk_norm_gain: float = 1.0
     residual_gain: float = 1.0
+    # Scale of the <|im_end|> row of lm_head (the embedding row when tied): a real chat model
+    # predicts <|im_end|> often, and this lets some prompt make the tiny model stop early.
+    im_end_row_scale: float = 1.0
 
 
-# The seeds are the first ones that pass the margin check when counting up from 1000 / 2000;
-# build_config_fixtures() keeps counting up if a future version makes them fail.
+# The seeds are the first ones that pass run_config's checks when counting up from 1021 / 2016 (the
+# seeds before <|im_end|> scaling and stops_early); build_config_fixtures() keeps counting up if a
+# future version makes them fail. im_end_row_scale was picked by hand (1.5 to 2.5 tried): large enough
+# that some STOPS_EARLY_PROMPTS entry stops early, small enough that the fixed conversations seldom do.
 TINY_CONFIGS = [
     TinyConfig(
         name="tiny-tied", hidden=32, layers=3, heads=4, kv_heads=2, head_dim=16, intermediate=64,
         mrope_section=(4, 2, 2), tied=True, vision_depth=4, vision_hidden=32, vision_heads=2,
         vision_intermediate=64, num_position_embeddings=2304, deepstack_visual_indexes=(0, 2),
-        seed=1021, embedding_std=1.0, lm_head_std=1.0, final_norm_gain=6.0, qk_norm_gain=2.0, residual_gain=3.0,
+        seed=1044, embedding_std=1.0, lm_head_std=1.0, final_norm_gain=6.0, qk_norm_gain=2.0, residual_gain=3.0,
+        im_end_row_scale=1.8,
     ),
     TinyConfig(
-        name="tiny-untied", hidden=24, layers=4, heads=3, kv_heads=1, head_dim=32, intermediate=48,
+        name="tiny-untied", hidden=16, layers=4, heads=3, kv_heads=1, head_dim=32, intermediate=48,
         mrope_section=(6, 5, 5), tied=False, vision_depth=3, vision_hidden=48, vision_heads=3,
         vision_intermediate=96, num_position_embeddings=256, deepstack_visual_indexes=(1,),
         seed=2016, embedding_std=1.0, lm_head_std=8.0, final_norm_gain=1.0, qk_norm_gain=2.0, residual_gain=3.0,
+        im_end_row_scale=1.7,
     ),
 ]
 
@@ -214,6 +225,17 @@ CONVERSATIONS = [
         {"role": "user", "content": [image("odd_333x517.png"), text("Describe the layout. 请简要描述。")]},
     ]),
 ]
+
+# The `stops_early` conversation is one user message, the first of these (in order) whose greedy
+# answer ends with <|im_end|> before MAX_NEW_TOKENS, after at least MIN_DISTINCT_TOKENS distinct
+# tokens and with every margin >= MIN_GREEDY_MARGIN; so its text can differ between checkpoints.
+STOPS_EARLY = "stops_early"
+_STOPS_EARLY_WORDS = [
+    "Hi", "Hello", "Thanks", "OK", "Yes", "No", "Bye", "Stop", "Done", "Why", "Go", "Sure", "Cool", "Wow",
+    "Nice", "Great", "Fine", "Good", "Help", "Wait", "Now", "Again", "More", "Less", "Red", "Blue", "One",
+    "Two", "Three", "Four", "Five", "Cat", "Dog", "Sun", "Moon", "Tea", "Book", "Love", "Time", "Home",
+]
+STOPS_EARLY_PROMPTS = [word + end for end in ("", "?", ".") for word in _STOPS_EARLY_WORDS]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -319,9 +341,6 @@ def write_images() -> dict:
 
     Image.fromarray(synth_rgb(333, 517, rng)).save(IMAGES / "odd_333x517.png")
     notes["odd_333x517.png"] = "H=333 W=517: odd sizes, downscale to 320x512"
-
-    Image.fromarray(synth_rgb(272, 400, rng)).save(IMAGES / "halfeven_272x400.png")
-    notes["halfeven_272x400.png"] = "H=272 W=400: 8.5 and 12.5 round half to even -> 256x384"
     return notes
 
 
@@ -377,6 +396,24 @@ def describe_jpeg_decode(path: Path, decoded: torch.Tensor) -> str:
     return f"max |torchvision - Pillow| = {int(diff.max())}, {int((diff > 0).sum())} differing samples"
 
 
+def describe_png_exif(capture: CapturingImageProcessor) -> str:
+    """Say whether the processor applies the EXIF orientation of a PNG (eXIf chunk), as it does for JPEG."""
+    with tempfile.TemporaryDirectory(prefix="glimpse-png-exif-") as directory:
+        path = Path(directory) / "exif_rot6.png"
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        Image.fromarray(synth_rgb(32, 48, np.random.default_rng(0))).save(path, exif=exif.tobytes())
+        upright = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))
+        stored = np.asarray(Image.open(path).convert("RGB"))
+        _, decoded, _ = capture.run(path)
+    hwc = decoded.permute(1, 2, 0).numpy()
+    if np.array_equal(hwc, upright):
+        return "EXIF Orientation=6 in a PNG eXIf chunk is applied, as for JPEG"
+    if np.array_equal(hwc, stored):
+        return "EXIF orientation of a PNG is ignored"
+    return "PNG with EXIF orientation decodes to neither the stored nor the upright image"
+
+
 def image_expectations(staged_checkpoint: Path, notes: dict) -> dict:
     """Run the real image processor on every test image; write expected.json and pixel_values.safetensors."""
     image_processor = AutoImageProcessor.from_pretrained(staged_checkpoint)
@@ -407,6 +444,7 @@ def image_expectations(staged_checkpoint: Path, notes: dict) -> dict:
             tensors[name] = out["pixel_values"].to(torch.float32).contiguous()
         check_pixel_values_formula(name, out["pixel_values"], resized)
         per_image[name] = entry
+    findings["png_exif_orientation"] = describe_png_exif(capture)
 
     grids = []
     for min_pixels, max_pixels in PIXEL_BUDGETS:
@@ -463,7 +501,7 @@ def official_config(cfg: TinyConfig) -> dict:
             "attention_dropout": 0.0,
             "bos_token_id": 151643,
             "dtype": "bfloat16",
-            "eos_token_id": 151645,
+            "eos_token_id": IM_END_TOKEN_ID,
             "head_dim": cfg.head_dim,
             "hidden_act": "silu",
             "hidden_size": cfg.hidden,
@@ -515,7 +553,8 @@ def random_weights(cfg: TinyConfig, config: dict, seed: int) -> dict:
     Norm weights are uniform in [0.8, 1.2], biases have std 0.1, matrices std 1/sqrt(fan_in), the
     learned vision position table std 0.5. The config's gains scale the text q_norm/k_norm,
     o_proj/down_proj and final norm weights and the embedding/lm_head standard deviations, so that
-    the generated text depends on the context and the final logits have clear winners.
+    the generated text depends on the context and the final logits have clear winners; the
+    <|im_end|> output row is scaled up so that greedy decoding can end a turn.
     """
     model = Qwen3VLForConditionalGeneration(transformers.Qwen3VLConfig(**config))
     generator = torch.Generator().manual_seed(seed)
@@ -536,6 +575,8 @@ def random_weights(cfg: TinyConfig, config: dict, seed: int) -> dict:
             std = cfg.lm_head_std if name == "lm_head.weight" else cfg.embedding_std
             value = std * torch.randn(shape, generator=generator)
             value[FIRST_QUIET_TOKEN_ID:] *= QUIET_ROW_SCALE
+            if name == "lm_head.weight" or cfg.tied:
+                value[IM_END_TOKEN_ID] *= cfg.im_end_row_scale
         elif name.endswith("pos_embed.weight"):
             value = 0.5 * torch.randn(shape, generator=generator)
         else:
@@ -731,8 +772,41 @@ def verify_greedy_by_recompute(model, processor, records: list) -> None:
             raise SystemExit(f"{record['name']}: generate() and full-recompute greedy disagree")
 
 
+def greedy_problem(tokens: list, min_margin: float, should_stop: bool) -> str | None:
+    """Why a greedy answer is unfit for a fixture, or None. It must keep every margin >= MIN_GREEDY_MARGIN
+    and hold MIN_DISTINCT_TOKENS distinct tokens; with should_stop it must end with <|im_end|> before
+    MAX_NEW_TOKENS, otherwise run all MAX_NEW_TOKENS steps without an end-of-sequence token."""
+    if min_margin < MIN_GREEDY_MARGIN:
+        return f"min greedy margin {min_margin:.4f}"
+    if should_stop:
+        fits = tokens[-1] == IM_END_TOKEN_ID and len(tokens) < MAX_NEW_TOKENS
+    else:
+        fits = tokens[-1] not in EOS_TOKEN_IDS and len(tokens) == MAX_NEW_TOKENS
+    if not fits:
+        return f"{len(tokens)} tokens ending with {tokens[-1]}"
+    content = tokens[:-1] if should_stop else tokens
+    if len(set(content)) < MIN_DISTINCT_TOKENS:
+        return f"only {len(set(content))} distinct tokens"
+    return None
+
+
+def find_stops_early(model, processor) -> list | None:
+    """Messages of the first STOPS_EARLY_PROMPTS entry whose greedy answer stops early, or None."""
+    for prompt in STOPS_EARLY_PROMPTS:
+        messages = [{"role": "user", "content": [text(prompt)]}]
+        with torch.no_grad():
+            tokens, margins = greedy_generate(model, chat_inputs(processor, messages))
+        if greedy_problem(tokens, min(margins), should_stop=True) is None:
+            return messages
+    return None
+
+
 def run_config(cfg: TinyConfig, config: dict, seed: int, checkpoint: Path, staging_root: Path, chat_template: str):
-    """Write the checkpoint for one seed and run every conversation on it."""
+    """Write the checkpoint for one seed and run every conversation on it.
+
+    Returns (records, tensors, staged checkpoint, model, processor, problem): problem is None when
+    every answer passes greedy_problem() and some STOPS_EARLY_PROMPTS entry stops early.
+    """
     write_checkpoint(checkpoint, config, random_weights(cfg, config, seed), chat_template)
     staged = stage_checkpoint(checkpoint, staging_root)
     processor = AutoProcessor.from_pretrained(staged)
@@ -742,27 +816,38 @@ def run_config(cfg: TinyConfig, config: dict, seed: int, checkpoint: Path, stagi
         record, case_tensors = run_case(model, processor, name, messages)
         records.append(record)
         tensors.update(case_tensors)
-    return records, tensors, staged, model, processor
+    problems = [
+        f"{r['name']}: {problem}" for r in records
+        if (problem := greedy_problem(r["greedy_tokens"], r["min_greedy_margin"], should_stop=False))
+    ]
+    if not problems:
+        stops_early = find_stops_early(model, processor)
+        if stops_early is None:
+            problems.append(f"{STOPS_EARLY}: no candidate prompt ends its answer early")
+        else:
+            record, case_tensors = run_case(model, processor, STOPS_EARLY, stops_early)
+            records.append(record)
+            tensors.update(case_tensors)
+    return records, tensors, staged, model, processor, (problems[0] if problems else None)
 
 
 def build_config_fixtures(cfg: TinyConfig, staging_root: Path, chat_template: str) -> dict:
-    """Find the first seed whose greedy margins all clear MIN_GREEDY_MARGIN, and write its outputs."""
+    """Find the first seed that gives usable greedy answers (see run_config), and write its outputs."""
     out_dir = FIXTURES / cfg.name
     reset_dir(out_dir)
     config = official_config(cfg)
     for attempt in range(MAX_SEED_ATTEMPTS):
         seed = cfg.seed + attempt
-        records, tensors, staged, model, processor = run_config(
+        records, tensors, staged, model, processor, problem = run_config(
             cfg, config, seed, out_dir / "checkpoint", staging_root, chat_template
         )
-        worst = min(r["min_greedy_margin"] for r in records)
-        print(f"{cfg.name}: seed {seed}: min greedy margin {worst:.4f}", flush=True)
-        if worst >= MIN_GREEDY_MARGIN:
+        print(f"{cfg.name}: seed {seed}: {problem or 'ok'}", flush=True)
+        if problem is None:
             verify_greedy_by_recompute(model, processor, records)
             write_json(out_dir / "cases.json", records)
             save_tensors(tensors, out_dir / "expected.safetensors")
             return {"seed": seed, "records": records, "staged": staged}
-    raise SystemExit(f"{cfg.name}: no seed in {MAX_SEED_ATTEMPTS} attempts gives greedy margins >= {MIN_GREEDY_MARGIN}")
+    raise SystemExit(f"{cfg.name}: no usable seed in {MAX_SEED_ATTEMPTS} attempts")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -770,7 +855,29 @@ def build_config_fixtures(cfg: TinyConfig, staging_root: Path, chat_template: st
 # ---------------------------------------------------------------------------------------------
 
 
+def stops_early_summary(records: list) -> dict:
+    record = next(r for r in records if r["name"] == STOPS_EARLY)
+    return {
+        "prompt": record["messages"][0]["content"][0]["text"],
+        "tokens_before_im_end": len(record["greedy_tokens"]) - 1,
+        "min_greedy_margin": record["min_greedy_margin"],
+    }
+
+
+def fixture_bytes() -> int:
+    """Bytes of everything under tests/fixtures/ except tokenizer/ (what `du -sb` counts, minus directories)."""
+    return sum(f.stat().st_size for f in FIXTURES.rglob("*") if f.is_file() and TOKENIZER_DIR not in f.parents)
+
+
+def data_file_sizes() -> dict:
+    """{path relative to tests/fixtures: bytes} of the generated files other than README.md and manifest.json."""
+    skip = {FIXTURES / "README.md", FIXTURES / "manifest.json"}
+    files = sorted(f for f in FIXTURES.rglob("*") if f.is_file() and TOKENIZER_DIR not in f.parents and f not in skip)
+    return {str(f.relative_to(FIXTURES)): f.stat().st_size for f in files}
+
+
 def write_manifest(image_info: dict, results: dict) -> None:
+    sizes = data_file_sizes()
     write_json(FIXTURES / "manifest.json", {
         "generator": "scripts/make_fixtures.py",
         "generated_on": datetime.date.today().isoformat(),
@@ -796,11 +903,16 @@ def write_manifest(image_info: dict, results: dict) -> None:
                 "final_norm_gain": cfg.final_norm_gain, "qk_norm_gain": cfg.qk_norm_gain,
                 "residual_gain": cfg.residual_gain,
                 "quiet_rows_from_id": FIRST_QUIET_TOKEN_ID, "quiet_row_scale": QUIET_ROW_SCALE,
+                "im_end_row_scale": cfg.im_end_row_scale,
             }
             for cfg in TINY_CONFIGS
         },
         "generation": {"do_sample": False, "max_new_tokens": MAX_NEW_TOKENS, "eos_token_id": EOS_TOKEN_IDS,
-                       "min_greedy_margin_required": MIN_GREEDY_MARGIN},
+                       "min_greedy_margin_required": MIN_GREEDY_MARGIN,
+                       "min_distinct_tokens_required": MIN_DISTINCT_TOKENS},
+        "stops_early": {name: stops_early_summary(r["records"]) for name, r in results.items()},
+        "file_bytes": sizes,
+        "file_bytes_total": sum(sizes.values()),
         "decode_findings": image_info["findings"],
     })
 
@@ -826,10 +938,14 @@ Synthetic test images (gradient, hard-edged shapes, stripes, mild noise). Names 
   - `grids`: `image_grid_thw` / `resized_hw` from the real processor for every image under each
     `(min_pixels, max_pixels)` (= `size.shortest_edge`, `size.longest_edge`) setting.
   - `smart_resize_table`: transformers' `smart_resize` on the SPEC §2.3 inputs (factor 32, default budget).
-  - `decode_findings`: how the processor's decode compares to Pillow (JPEG) and which alpha handling it used.
+  - `decode_findings`: how the processor's decode compares to Pillow (JPEG), which alpha handling it
+    used, and whether it applies a PNG's EXIF orientation (`png_exif_orientation`, checked on a
+    temporary PNG that is not stored).
 - `pixel_values.safetensors`
   - `<file>`: f32 `[N, 1536]` pixel_values from the processor (torchvision backend), only for
-    PIXEL_VALUE_IMAGES_LIST (size budget).
+    PIXEL_VALUE_IMAGES_LIST:
+    no resampling, a large upscale (64x96 -> 224x320) and a JPEG (300x200 -> 320x224). They cost
+    6 KB per patch, so the other images only have `resized_u8` (see `pixel_values_stored`).
   - `<file>.resized_u8`: uint8 `[3, h, w]`, the image right before rescale/normalize (after the
     bicubic antialiased resize; equal to the decoded image when `resampled` is false), for every image.
     For every image `pixel_values == patchify((resized_u8 - 127.5) / 127.5)` exactly (checked by the script).
@@ -846,21 +962,30 @@ Synthetic test images (gradient, hard-edged shapes, stripes, mild noise). Names 
   the Qwen3-VL one).
   - tiny-tied: text hidden 32, 3 layers, 4 heads / 2 kv heads, head_dim 16, mlp 64, mrope [4,2,2],
     tied; vision depth 4, hidden 32, 2 heads, mlp 64, 2304 position embeddings, deepstack [0, 2].
-  - tiny-untied: text hidden 24, 4 layers, 3 heads / 1 kv head, head_dim 32 (q width 96), mlp 48,
-    mrope [6,5,5], untied; vision depth 3, hidden 48, 3 heads, mlp 96, 256 position embeddings,
-    deepstack [1].
+  - tiny-untied: text hidden 16, 4 layers, 3 heads / 1 kv head, head_dim 32 (q width 96 != hidden),
+    mlp 48, mrope [6,5,5], untied; vision depth 3, hidden 48, 3 heads, mlp 96, 256 position
+    embeddings, deepstack [1], out_hidden 16 (= text hidden).
   Random weights (bf16): norm weights U[0.8, 1.2], biases std 0.1, matrices std 1/sqrt(fan_in),
   vision position table std 0.5; text q_norm/k_norm, o_proj/down_proj, the final norm and the
   embedding/lm_head carry the gains listed in `manifest.json` (sharper attention, context-dependent
   output, well separated logits). Embedding (and lm_head) rows from id 151646 on are scaled by 0.02
-  so greedy decoding never picks vision/tool/unused tokens. The seed is the first one (counting up
-  from the configured one) for which every greedy step has a top-1/top-2 logit margin >= 0.1.
+  so greedy decoding never picks vision/tool/unused tokens. The `<|im_end|>` (151645) row of lm_head
+  (of the shared embedding when tied) is scaled by `im_end_row_scale` so that some prompts end their
+  answer, as a real chat model does. The seed is the first one (counting up from the configured one)
+  for which every greedy step of every case has a top-1/top-2 logit margin >= 0.1, every answer has
+  >= 8 distinct tokens, the eight fixed conversations run all 32 steps without an end token, and
+  a `stops_early` prompt exists (below).
 - `cases.json`: one record per conversation (`text_only`, `one_image_noresize`, `one_image_resize`,
-  `two_images_text_between`, `system_prompt`, `multi_turn`, `rgba`, `odd_size`):
+  `two_images_text_between`, `system_prompt`, `multi_turn`, `rgba`, `odd_size`, `stops_early`).
+  `stops_early` is a single short user message, the first candidate of `STOPS_EARLY_PROMPTS` in the
+  script whose greedy answer ends with `<|im_end|>` before 32 tokens (so it exercises the stop
+  logic; `greedy_tokens` then ends with 151645, and the prompt can differ between checkpoints —
+  see `manifest.json`). Fields:
   `messages` (HF format; image paths relative to tests/fixtures/), `prompt_text` (chat template
   output before `<|image_pad|>` expansion), `input_ids` (after expansion), `image_grid_thw`,
   `rope_delta`, `greedy_tokens` (generate, do_sample=False, max_new_tokens=32, stops on
-  151645/151643; prompt excluded), `greedy_text` (decode with skip_special_tokens=False),
+  151645/151643; prompt excluded, the stop token included), `greedy_text` (decode with
+  skip_special_tokens=False),
   `greedy_margins` (top-1 minus top-2 raw logit at each step), `min_greedy_margin`.
 - `expected.safetensors` (transformers run in float32, CPU, eager attention, from the bf16 weights):
   - `<case>.vision_embeds` f32 `[M, out_hidden]`: `model.model.visual(pixel_values, grid_thw)`
@@ -885,10 +1010,12 @@ Note on transformers' own `output_hidden_states` (5.24): entries 0..num_layers-1
 
 ## transformers behaviour worth knowing (5.24, torchvision backend, no torchcodec installed)
 
-- Image paths (also URLs and base64 strings) are decoded by `torchvision.io.decode_image(mode=RGB,
-  apply_exif_orientation=True)`: EXIF orientation is applied, and an RGBA PNG has its alpha channel
-  simply dropped (the stored RGB values are kept, even under fully transparent pixels). Only a PIL
-  image passed in directly is alpha-composited onto white. The fixtures use paths.
+- Image paths, URLs and base64 strings are decoded by `torchvision.io.decode_image(mode=RGB,
+  apply_exif_orientation=True)` (torchcodec would be used if installed): the alpha channel of an
+  RGBA image is simply dropped (the stored RGB values are kept, even under fully transparent
+  pixels), and the EXIF orientation is applied for JPEG and PNG (eXIf chunk; torchvision 0.29
+  ignores it in WebP). Only a PIL image passed in directly is alpha-composited onto white (and
+  `exif_transpose`d). The fixtures use paths.
 - The JPEG decode equals Pillow's bit for bit here (both libjpeg-turbo; see `decode_findings`).
 - `Qwen3VLVisionModel.forward` returns `BaseModelOutputWithDeepstackFeatures`: `pooler_output`
   is the merger output, `deepstack_features` the list of DeepStack merger outputs,
@@ -898,13 +1025,31 @@ Note on transformers' own `output_hidden_states` (5.24): entries 0..num_layers-1
 ## manifest.json
 
 Python/torch/torchvision/transformers versions, image processor backend, seeds, weight scales,
-reference dtype (float32) and attention (eager), generation date.
+reference dtype (float32) and attention (eager), generation date, the `stops_early` prompt of each
+checkpoint, and the size of every generated file.
+
+## Sizes
+
+SIZE_TABLE
 """
+
+
+def size_table() -> str:
+    """Markdown lines: bytes per top-level directory of the generated files, and their total."""
+    per_dir = {}
+    for path, size in data_file_sizes().items():
+        top = path.split("/")[0]
+        per_dir[top] = per_dir.get(top, 0) + size
+    lines = [f"- `{top}/`: {size:,} bytes" for top, size in per_dir.items()]
+    total = sum(per_dir.values())
+    lines.append(f"- total: {total:,} bytes (+ this README and `manifest.json`; per file in the manifest)")
+    return "\n".join(lines)
 
 
 def write_readme() -> None:
     listed = ", ".join(f"`{name}`" for name in PIXEL_VALUE_IMAGES)
-    (FIXTURES / "README.md").write_text(README.replace("PIXEL_VALUE_IMAGES_LIST", listed))
+    readme = README.replace("PIXEL_VALUE_IMAGES_LIST", listed).replace("SIZE_TABLE", size_table())
+    (FIXTURES / "README.md").write_text(readme)
 
 
 def print_summary(results: dict) -> None:
@@ -912,8 +1057,7 @@ def print_summary(results: dict) -> None:
         for record in result["records"]:
             print(f"{name:12s} {record['name']:24s} prompt {len(record['input_ids']):4d} tokens, "
                   f"generated {len(record['greedy_tokens']):2d}, min margin {record['min_greedy_margin']:.4f}")
-    total = sum(f.stat().st_size for f in FIXTURES.rglob("*") if f.is_file() and TOKENIZER_DIR not in f.parents)
-    print(f"tests/fixtures without tokenizer/: {total / 1e6:.2f} MB")
+    print(f"tests/fixtures without tokenizer/: {fixture_bytes() / 1e6:.2f} MB")
 
 
 def main() -> None:

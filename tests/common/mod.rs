@@ -32,9 +32,16 @@ pub fn tokenizer_json() -> PathBuf {
 }
 
 /// A copy of a fixture checkpoint with the real tokenizer linked in (the committed
-/// checkpoints leave tokenizer.json out).
+/// checkpoints leave tokenizer.json out), made once per test process: tests running in
+/// parallel must never see it half written.
 pub fn checkpoint_dir(config: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("checkpoint-{config}"));
+    static MADE: OnceLock<std::sync::Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
+    let mut made = MADE.get_or_init(Default::default).lock().unwrap();
+    if let Some(dir) = made.get(config) {
+        return dir.clone();
+    }
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("checkpoint-{config}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let source = fixtures().join(config).join("checkpoint");
     for entry in std::fs::read_dir(&source).unwrap() {
@@ -42,6 +49,7 @@ pub fn checkpoint_dir(config: &str) -> PathBuf {
         std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
     }
     std::fs::copy(tokenizer_json(), dir.join("tokenizer.json")).unwrap();
+    made.insert(config.to_owned(), dir.clone());
     dir
 }
 

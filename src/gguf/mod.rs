@@ -11,8 +11,8 @@ mod tensor_info;
 mod tensor_view;
 
 pub use describe::describe;
-pub use requantize::requantize;
 pub use file::GgufFile;
 pub use glimpse_convert::{keys, GgmlType, MetaArray, MetaValue, MetaValueType, Metadata};
+pub use requantize::requantize;
 pub use tensor_info::TensorInfo;
 pub use tensor_view::TensorView;

@@ -169,7 +169,7 @@ mod tests {
         let pad = 151655;
         let mut ids = vec![1, 2, 3, 151652];
         ids.extend(std::iter::repeat(pad).take(24));
-        ids.extend([151653, 4, 5, 6, 7, 8, 9, 10, 11]);
+        ids.extend([151653, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
         let pos = rope_positions(&ids, pad, &[(4, 6)]).unwrap();
         assert_eq!(pos[3], [3, 3, 3]);
         assert_eq!(pos[4], [4, 4, 4]);

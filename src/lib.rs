@@ -10,3 +10,4 @@ pub mod gguf;
 pub mod kernels;
 pub mod model;
 pub mod preprocess;
+pub mod server;

@@ -3,7 +3,9 @@
 mod convert;
 mod info;
 mod model_path;
+mod quantize;
 mod run;
+mod serve;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -23,16 +25,22 @@ pub struct Cli {
 enum Command {
     /// Convert a Hugging Face Qwen3-VL checkpoint directory into one GGUF file.
     Convert(convert::ConvertArgs),
+    /// Rewrite a GGUF file with another weight type (f16, q8_0, q4_k, q4_0).
+    Quantize(quantize::QuantizeArgs),
     /// Print what a GGUF file holds: architecture, sizes, tensor types, metadata.
     Info(info::InfoArgs),
     /// Answer one prompt (with optional images), streaming the answer to stdout.
     Run(run::RunArgs),
+    /// Serve the OpenAI-compatible HTTP API (and the web chat) on one model.
+    Serve(serve::ServeArgs),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Convert(args) => convert::run(args),
+        Command::Quantize(args) => quantize::run(args),
         Command::Info(args) => info::run(args),
         Command::Run(args) => run::run(args),
+        Command::Serve(args) => serve::run(args),
     }
 }

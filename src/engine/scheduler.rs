@@ -170,7 +170,17 @@ fn dispatch(shared: &Shared, slots: &[Arc<Slot>]) {
 fn run_slot(index: usize, bundle: &ModelBundle, slot: &Slot, jobs: Receiver<Job>, shared: &Shared) {
     let mut session = Session::new(bundle);
     for job in jobs {
-        run_job(bundle, &mut session, &job);
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_job(bundle, &mut session, &job)
+        }));
+        if run.is_err() {
+            // A bug hit by one request must not take the slot down with it: report the
+            // failure and start over with an empty cache.
+            let _ = job.events.send(JobEvent::Failed(
+                "internal error while generating (details in the server log)".into(),
+            ));
+            session = Session::new(bundle);
+        }
         *lock(&slot.cached) = session.cached_items().to_vec();
         lock(&shared.queue).idle.push(index);
         shared.wake.notify_all();

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Browser test of the web chat page: installs Debian's chromium and the npm harness
+# (tests/browser, playwright-core) when missing, builds glimpse, converts the tiny fixture model,
+# starts `glimpse serve --port 0 --api-key …` and drives the page in headless Chromium.
+# Screenshots go to target/browser-screenshots/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -x /usr/bin/chromium ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+fi
+(cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+
+work=$(mktemp -d)
+server_pid=""
+cleanup() {
+  if [ -n "$server_pid" ]; then
+    kill "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+./scripts/fetch_tokenizer.sh
+cargo build --quiet --bin glimpse
+glimpse="${CARGO_TARGET_DIR:-target}/debug/glimpse"
+mkdir "$work/model"
+cp tests/fixtures/tiny-untied/checkpoint/* tests/fixtures/tokenizer/tokenizer.json "$work/model/"
+"$glimpse" convert --quiet "$work/model" -o "$work/model.gguf" >/dev/null
+
+api_key="browser-test-key"
+"$glimpse" serve -m "$work/model.gguf" --host 127.0.0.1 --port 0 --api-key "$api_key" 2>"$work/server.log" &
+server_pid=$!
+
+url=""
+for _ in $(seq 600); do
+  url=$(sed -n 's|.*glimpse listening on \(http://[^ ]*\).*|\1|p' "$work/server.log" | head -n 1)
+  [ -n "$url" ] && break
+  if ! kill -0 "$server_pid" 2>/dev/null; then
+    cat "$work/server.log" >&2
+    echo "browser_test: the server exited before it was listening" >&2
+    exit 1
+  fi
+  sleep 0.1
+done
+if [ -z "$url" ]; then
+  cat "$work/server.log" >&2
+  echo "browser_test: the server did not print 'glimpse listening on …' within 60 s" >&2
+  exit 1
+fi
+
+if ! GLIMPSE_URL="${url%/}/" GLIMPSE_API_KEY="$api_key" node tests/browser/chat_page.test.mjs; then
+  echo "--- last lines of the server log" >&2
+  tail -n 40 "$work/server.log" >&2
+  exit 1
+fi

@@ -1,0 +1,109 @@
+//! `glimpse serve`: the flags of the HTTP service and their defaults, mapped onto
+//! `server::ServerConfig`. Limits are documented here, in `--help`.
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{ensure, Result};
+use clap::Args;
+
+use super::model_path::resolve_model;
+use crate::engine::threads::init_thread_pool;
+use crate::server::{serve, Limits, ServerConfig, LARGEST_DRAINABLE_BODY};
+
+const MB: usize = 1 << 20;
+/// Larger bodies are always refused (see `LARGEST_DRAINABLE_BODY`).
+const MAX_BODY_MB: usize = LARGEST_DRAINABLE_BODY / MB;
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Model: a .gguf file or a Hugging Face checkpoint directory.
+    #[arg(short, long)]
+    model: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port to listen on; 0 picks a free one (the URL is printed once the model is loaded).
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Compute threads (default: physical cores).
+    #[arg(long, env = "GLIMPSE_THREADS")]
+    threads: Option<usize>,
+    /// Context size in tokens, prompt and answer together: longer prompts are refused (400),
+    /// max_tokens is capped to what is left.
+    #[arg(long, default_value_t = 8192)]
+    ctx: usize,
+    /// Require `Authorization: Bearer KEY` on the API (401 otherwise); /health stays open.
+    #[arg(long, env = "GLIMPSE_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Requests generated at the same time, each with its own KV cache.
+    #[arg(long, default_value_t = 1)]
+    parallel: usize,
+    /// Requests that may wait for a free slot; more are refused with 429 and Retry-After.
+    #[arg(long, default_value_t = 16)]
+    max_queue: usize,
+    /// Do not serve the web chat at `/`.
+    #[arg(long)]
+    no_webui: bool,
+    /// Largest request body in MiB (base64 images included); larger ones get 413.
+    #[arg(long, default_value_t = 32)]
+    max_body_mb: usize,
+    /// Most images in one request (400 beyond).
+    #[arg(long, default_value_t = 8)]
+    max_images: usize,
+    /// Largest image accepted, in decoded pixels (width × height); larger images are
+    /// refused with 400, before being decoded.
+    #[arg(long, default_value_t = 50_000_000)]
+    max_image_pixels: u64,
+    /// Downscale budget in pixels: accepted images are resized (aspect kept) to at most
+    /// this many pixels before the vision encoder. Default: the model's own budget.
+    #[arg(long)]
+    image_budget: Option<usize>,
+    /// Refuse http(s) image URLs (images must come as base64 / data URIs).
+    #[arg(long)]
+    no_image_urls: bool,
+    /// Largest image download from a URL, in MiB.
+    #[arg(long, default_value_t = 20)]
+    max_image_download_mb: usize,
+    /// Time limit in seconds for downloading one image URL.
+    #[arg(long, default_value_t = 10)]
+    image_download_timeout: u64,
+}
+
+pub fn run(args: ServeArgs) -> Result<()> {
+    ensure!(args.parallel >= 1, "--parallel must be at least 1");
+    ensure!(args.ctx >= 2, "--ctx must be at least 2 tokens");
+    ensure!(
+        (1..=MAX_BODY_MB).contains(&args.max_body_mb),
+        "--max-body-mb must be from 1 to {MAX_BODY_MB}"
+    );
+    init_thread_pool(args.threads)?;
+    let model_path = resolve_model(&args.model)?;
+    serve(ServerConfig {
+        model_id: model_id(&args.model),
+        model_path,
+        host: args.host,
+        port: args.port,
+        context_length: args.ctx,
+        api_key: args.api_key.filter(|key| !key.is_empty()),
+        parallel: args.parallel,
+        max_queue: args.max_queue,
+        webui: !args.no_webui,
+        limits: Limits {
+            max_body_bytes: args.max_body_mb.saturating_mul(MB),
+            max_images: args.max_images,
+            max_image_pixels: args.max_image_pixels,
+            image_budget_pixels: args.image_budget,
+            allow_image_urls: !args.no_image_urls,
+            max_image_download_bytes: args.max_image_download_mb.saturating_mul(MB),
+            image_download_timeout: Duration::from_secs(args.image_download_timeout),
+        },
+    })
+}
+
+/// The name clients see: the model file's (or checkpoint directory's) name without `.gguf`.
+fn model_id(model: &Path) -> String {
+    let name = model
+        .file_name()
+        .map_or_else(|| "glimpse".into(), |n| n.to_string_lossy().into_owned());
+    name.strip_suffix(".gguf").unwrap_or(&name).to_owned()
+}

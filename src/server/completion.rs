@@ -1,0 +1,189 @@
+//! One chat completion from a validated request: the images fetched, decoded and resized;
+//! the prompt built and checked against the context (`max_tokens` capped to what is left);
+//! the job queued (429 when the queue is full); then either a server-sent-event stream or
+//! the collected answer.
+use std::sync::mpsc::{self, Receiver};
+use std::time::Instant;
+
+use super::errors::ApiError;
+use super::image_source::ImageSource;
+use super::messages::ImageInput;
+use super::metrics::GenerationTracker;
+use super::reply::Reply;
+use super::request::ChatRequest;
+use super::response::{
+    completion_json, timings_json, Completion, CompletionIds, ServerTimings, Usage,
+};
+use super::sse::ChatStream;
+use super::state::{AppState, LoadedModel};
+use crate::engine::scheduler::{Job, JobEvent, SubmitError};
+use crate::engine::GenerationParams;
+use crate::preprocess::{load_image_with_limit, preprocess, PixelValues};
+
+/// Runs `request` on `model`; `received` is when the request arrived (for time to first token).
+pub fn chat_completion(
+    state: &AppState,
+    model: &LoadedModel,
+    request: ChatRequest,
+    received: Instant,
+) -> Result<Reply, ApiError> {
+    let ChatRequest {
+        conversation,
+        stream,
+        include_usage,
+        max_tokens,
+        sampling,
+        stop,
+        logprobs,
+    } = request;
+    let preprocess_start = Instant::now();
+    let pixels = conversation
+        .images
+        .into_iter()
+        .map(|image| load_image(state, model, image))
+        .collect::<Result<Vec<_>, _>>()?;
+    let preprocess_ms = preprocess_start.elapsed().as_secs_f64() * 1e3;
+
+    let (prompt, ordered) = model
+        .bundle
+        .prompt(&conversation.messages, &pixels)
+        .map_err(|e| {
+            ApiError::invalid("invalid_prompt", format!("cannot build the prompt: {e:#}"))
+        })?;
+    // Images are numbered in order of appearance, which is prompt order, so `pixels` can
+    // move into the job as is.
+    if !ordered
+        .iter()
+        .zip(&pixels)
+        .all(|(a, b)| std::ptr::eq(*a, b))
+    {
+        return Err(ApiError::internal("images are not in prompt order"));
+    }
+    let context = state.config.context_length;
+    let prompt_tokens = prompt.ids.len();
+    if prompt_tokens >= context {
+        return Err(ApiError::invalid(
+            "prompt_too_long",
+            format!(
+                "the prompt is {prompt_tokens} tokens, but the context holds {context} tokens \
+                 (--ctx), answer included"
+            ),
+        ));
+    }
+    let (sender, events) = mpsc::channel();
+    let job = Job {
+        prompt,
+        images: pixels,
+        params: GenerationParams {
+            max_tokens: max_tokens
+                .unwrap_or(usize::MAX)
+                .min(context - prompt_tokens),
+            sampling,
+        },
+        stop,
+        logprobs,
+        events: sender,
+    };
+    let tracker = state.metrics.track_generation(received);
+    model
+        .scheduler
+        .submit(job)
+        .map_err(|SubmitError::QueueFull| ApiError::queue_full(state.config.max_queue))?;
+    let answer = Answer {
+        ids: CompletionIds::new(&state.config.model_id),
+        tracker,
+        wants_logprobs: logprobs.is_some(),
+        preprocess_ms,
+    };
+    if stream {
+        Ok(Reply::event_stream(Box::new(ChatStream::new(
+            events,
+            answer,
+            include_usage,
+        ))))
+    } else {
+        collect(events, answer)
+    }
+}
+
+/// What the answer's objects need besides the engine's events.
+pub struct Answer {
+    pub ids: CompletionIds,
+    pub tracker: GenerationTracker,
+    pub wants_logprobs: bool,
+    pub preprocess_ms: f64,
+}
+
+impl Answer {
+    pub fn server_timings(&self) -> ServerTimings {
+        ServerTimings {
+            preprocess_ms: self.preprocess_ms,
+            ttft_ms: self.tracker.time_to_first_token().as_secs_f64() * 1e3,
+        }
+    }
+}
+
+/// The image's file bytes → pixel values, refusing images over the pixel limit.
+fn load_image(
+    state: &AppState,
+    model: &LoadedModel,
+    image: ImageInput,
+) -> Result<PixelValues, ApiError> {
+    let ImageInput { source, field } = image;
+    let bytes = match source {
+        ImageSource::Inline(bytes) => bytes,
+        ImageSource::Remote(url) => state
+            .fetcher
+            .fetch(&url)
+            .map_err(|e| ApiError::invalid("image_fetch_failed", format!("'{field}': {e}")))?,
+    };
+    let decoded = load_image_with_limit(&bytes, state.config.limits.max_image_pixels)
+        .map_err(|e| ApiError::invalid("invalid_image", format!("'{field}': {e:#}")))?;
+    preprocess(&decoded, &model.image_config)
+        .map_err(|e| ApiError::invalid("invalid_image", format!("'{field}': {e:#}")))
+}
+
+/// Waits for the whole answer and builds the `chat.completion` object.
+fn collect(events: Receiver<JobEvent>, mut answer: Answer) -> Result<Reply, ApiError> {
+    let mut text = String::new();
+    let mut logprobs = Vec::new();
+    loop {
+        match events.recv() {
+            Ok(JobEvent::Delta {
+                text: piece,
+                logprobs: tokens,
+            }) => {
+                answer.tracker.on_delta();
+                text.push_str(&piece);
+                logprobs.extend(tokens);
+            }
+            Ok(JobEvent::Done {
+                finish_reason,
+                completion_tokens,
+                timings,
+            }) => {
+                answer.tracker.on_done(completion_tokens, &timings);
+                let completion = Completion {
+                    text: &text,
+                    finish_reason,
+                    logprobs: answer.wants_logprobs.then_some(&logprobs[..]),
+                    usage: Usage {
+                        prompt_tokens: timings.prompt_tokens,
+                        completion_tokens,
+                        cached_tokens: timings.cached_prompt_tokens,
+                    },
+                    timings: timings_json(&timings, &answer.server_timings()),
+                };
+                return Ok(Reply::json(200, &completion_json(&answer.ids, &completion)));
+            }
+            Ok(JobEvent::Failed(message)) => {
+                return Err(ApiError::internal(format!("generation failed: {message}")))
+            }
+            Err(_) => {
+                return Err(ApiError::internal(
+                    "the generation stopped before finishing",
+                ))
+            }
+        }
+    }
+}

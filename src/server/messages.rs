@@ -1,0 +1,230 @@
+//! The `messages` array of a chat request → glimpse chat messages plus the request's
+//! images (in order of appearance, which is prompt order). Content is a string or a list
+//! of parts: `text`, `image_url` (`{"url": …}` or a bare string) and `image`
+//! (`{"type":"image","image": …}`). The `developer` role is read as `system`.
+use serde_json::Value;
+
+use super::errors::ApiError;
+use super::fields::{kind_of, Fields};
+use super::image_source::{parse_image_source, ImageSource};
+use crate::chat::{Content, ImageRef, Message, Part, Role};
+
+/// An image of the request and the field it came from (for error messages).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ImageInput {
+    pub source: ImageSource,
+    pub field: String,
+}
+
+#[derive(Debug, PartialEq)]
+pub struct Conversation {
+    pub messages: Vec<Message>,
+    /// `images[i]` is the image of `ImageRef(i)`.
+    pub images: Vec<ImageInput>,
+}
+
+/// Parses `messages`, refusing more than `max_images` images.
+pub fn parse_messages(value: &Value, max_images: usize) -> Result<Conversation, ApiError> {
+    let Value::Array(items) = value else {
+        return Err(ApiError::invalid(
+            "invalid_field",
+            format!("'messages' must be an array, got {}", kind_of(value)),
+        ));
+    };
+    if items.is_empty() {
+        return Err(ApiError::invalid(
+            "invalid_field",
+            "'messages' must hold at least one message",
+        ));
+    }
+    let mut images = Vec::new();
+    let messages = items
+        .iter()
+        .enumerate()
+        .map(|(index, item)| parse_message(item, &format!("messages[{index}]"), &mut images))
+        .collect::<Result<Vec<_>, _>>()?;
+    if images.len() > max_images {
+        return Err(ApiError::invalid(
+            "too_many_images",
+            format!(
+                "the request has {} images, more than the limit of {max_images} (--max-images)",
+                images.len()
+            ),
+        ));
+    }
+    Ok(Conversation { messages, images })
+}
+
+fn parse_message(
+    value: &Value,
+    path: &str,
+    images: &mut Vec<ImageInput>,
+) -> Result<Message, ApiError> {
+    let fields = Fields::of(value, path)?;
+    let role = match fields.required_string("role")? {
+        "developer" => Role::System,
+        name => name.parse::<Role>().map_err(|e| {
+            ApiError::invalid(
+                "invalid_field",
+                format!("'{}': {e}", fields.path_of("role")),
+            )
+        })?,
+    };
+    let content = match fields.get("content") {
+        None => Content::Text(String::new()),
+        Some(Value::String(text)) => Content::Text(text.clone()),
+        Some(Value::Array(parts)) => Content::Parts(
+            parts
+                .iter()
+                .enumerate()
+                .map(|(i, part)| {
+                    parse_part(part, &format!("{}[{i}]", fields.path_of("content")), images)
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "invalid_field",
+                format!(
+                    "'{}' must be a string or an array of parts, got {}",
+                    fields.path_of("content"),
+                    kind_of(other)
+                ),
+            ))
+        }
+    };
+    if role != Role::User && role != Role::Tool && has_image(&content) {
+        return Err(ApiError::invalid(
+            "invalid_field",
+            format!("'{path}': images are only accepted in user and tool messages"),
+        ));
+    }
+    Ok(Message::new(role, content))
+}
+
+fn has_image(content: &Content) -> bool {
+    matches!(content, Content::Parts(parts) if parts.iter().any(|p| matches!(p, Part::Image(_))))
+}
+
+fn parse_part(value: &Value, path: &str, images: &mut Vec<ImageInput>) -> Result<Part, ApiError> {
+    let fields = Fields::of(value, path)?;
+    let (field, text) = match fields.required_string("type")? {
+        "text" => return Ok(Part::Text(fields.required_string("text")?.to_owned())),
+        "image_url" => match fields.required("image_url")? {
+            Value::String(url) => (fields.path_of("image_url"), url.as_str()),
+            object => {
+                let inner = Fields::of(object, &fields.path_of("image_url"))?;
+                (inner.path_of("url"), inner.required_string("url")?)
+            }
+        },
+        "image" => (fields.path_of("image"), fields.required_string("image")?),
+        other => {
+            return Err(ApiError::unsupported(format!(
+                "'{}': content parts of type '{other}' are not supported (use text, image_url or image)",
+                fields.path_of("type")
+            )))
+        }
+    };
+    let source = parse_image_source(text)
+        .map_err(|e| ApiError::invalid("invalid_image", format!("'{field}': {e}")))?;
+    images.push(ImageInput { source, field });
+    Ok(Part::Image(ImageRef(images.len() - 1)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn every_image_form_becomes_an_image_part_in_order() {
+        let value = json!([
+            {"role": "developer", "content": "Be brief."},
+            {"role": "user", "content": [
+                {"type": "text", "text": "Compare"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAEC"}},
+                {"type": "image_url", "image_url": "https://example.com/b.png"},
+                {"type": "image", "image": "AAEC"}
+            ]}
+        ]);
+        let conversation = parse_messages(&value, 8).unwrap();
+        assert_eq!(conversation.messages[0].role, Role::System);
+        assert_eq!(
+            conversation.messages[1].content,
+            Content::Parts(vec![
+                Part::Text("Compare".into()),
+                Part::Image(ImageRef(0)),
+                Part::Image(ImageRef(1)),
+                Part::Image(ImageRef(2)),
+            ])
+        );
+        let fields: Vec<_> = conversation
+            .images
+            .iter()
+            .map(|i| i.field.as_str())
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "messages[1].content[1].image_url.url",
+                "messages[1].content[2].image_url",
+                "messages[1].content[3].image"
+            ]
+        );
+        assert_eq!(
+            conversation.images[1].source,
+            ImageSource::Remote("https://example.com/b.png".into())
+        );
+    }
+
+    #[test]
+    fn bad_messages_are_refused_with_their_path() {
+        let cases = [
+            (json!([]), 400, "at least one message"),
+            (
+                json!([{"role": "robot", "content": "hi"}]),
+                400,
+                "'messages[0].role': unknown chat role 'robot'",
+            ),
+            (
+                json!([{"role": "user", "content": 5}]),
+                400,
+                "'messages[0].content' must be a string or an array",
+            ),
+            (
+                json!([{"role": "user", "content": [{"type": "text"}]}]),
+                400,
+                "'messages[0].content[0].text' is required",
+            ),
+            (
+                json!([{"role": "user", "content": [{"type": "input_audio"}]}]),
+                422,
+                "'input_audio' are not supported",
+            ),
+            (
+                json!([{"role": "assistant", "content": [{"type": "image", "image": "AAEC"}]}]),
+                400,
+                "only accepted in user and tool",
+            ),
+            (
+                json!([{"role": "user", "content": [{"type": "image", "image": "file:///x"}]}]),
+                400,
+                "'messages[0].content[0].image'",
+            ),
+        ];
+        for (value, status, needle) in cases {
+            let error = parse_messages(&value, 8).unwrap_err();
+            assert_eq!(error.status, status, "{value}");
+            assert!(error.message.contains(needle), "{value}: {}", error.message);
+        }
+    }
+
+    #[test]
+    fn too_many_images_are_refused() {
+        let part = json!({"type": "image", "image": "AAEC"});
+        let value = json!([{"role": "user", "content": [part.clone(), part.clone(), part]}]);
+        let error = parse_messages(&value, 2).unwrap_err();
+        assert_eq!((error.status, error.code), (400, "too_many_images"));
+        assert!(error.message.contains("3 images, more than the limit of 2"));
+    }
+}

@@ -1,0 +1,123 @@
+//! `glimpse serve`: the OpenAI-compatible HTTP service (tiny_http). The port is bound
+//! first and the model loaded behind it (`/health` answers 503 until then). Requests and
+//! responses only: the engine (`Scheduler`, `ModelBundle`) does the work; nothing here
+//! knows tensors. Files: `routes` (what answers what), `request`/`messages` (parsing),
+//! `completion`/`sse` (answers), `transport` (tiny_http), `metrics`, `auth`.
+mod auth;
+mod completion;
+mod errors;
+mod fields;
+mod image_fetch;
+mod image_source;
+mod messages;
+mod metrics;
+mod reply;
+mod request;
+mod response;
+mod routes;
+mod sse;
+mod state;
+mod transport;
+#[cfg(feature = "webui")]
+mod webui;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+
+use crate::engine::scheduler::Scheduler;
+use crate::engine::ModelBundle;
+use state::{AppState, LoadedModel};
+pub use transport::LARGEST_DRAINABLE_BODY;
+
+/// Request limits (see `glimpse serve --help` for the flags and defaults).
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Larger bodies are refused with 413.
+    pub max_body_bytes: usize,
+    /// More images in one request are refused with 400.
+    pub max_images: usize,
+    /// Images whose decoded size is larger are refused with 400 (before decoding).
+    pub max_image_pixels: u64,
+    /// Resize budget: images are downscaled (aspect kept) to at most this many pixels;
+    /// `None` keeps the model's own budget.
+    pub image_budget_pixels: Option<usize>,
+    pub allow_image_urls: bool,
+    pub max_image_download_bytes: usize,
+    pub image_download_timeout: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// The GGUF file to serve.
+    pub model_path: PathBuf,
+    /// The model's name in responses and `/v1/models`.
+    pub model_id: String,
+    pub host: String,
+    pub port: u16,
+    /// Tokens of prompt plus answer one request may use.
+    pub context_length: usize,
+    pub api_key: Option<String>,
+    /// Generation slots (requests generated at once).
+    pub parallel: usize,
+    /// Requests that may wait for a slot; more are refused with 429.
+    pub max_queue: usize,
+    /// Serve the web chat at `/` (only with the `webui` feature).
+    pub webui: bool,
+    pub limits: Limits,
+}
+
+/// HTTP worker threads besides the ones busy with generations (health checks, refusals).
+const SPARE_WORKERS: usize = 4;
+
+/// Binds, loads the model, prints `glimpse listening on http://HOST:PORT`, then serves
+/// until the process ends. A model that fails to load is returned as the error.
+pub fn serve(config: ServerConfig) -> Result<()> {
+    let server = tiny_http::Server::http((config.host.as_str(), config.port))
+        .map_err(|e| anyhow!("cannot listen on {}:{}: {e}", config.host, config.port))?;
+    let address: SocketAddr = server
+        .server_addr()
+        .to_ip()
+        .context("the listener has no IP address")?;
+    let server = Arc::new(server);
+    let workers = config.parallel + config.max_queue + SPARE_WORKERS;
+    let state = Arc::new(AppState::new(config));
+    for index in 0..workers {
+        let (server, state) = (server.clone(), state.clone());
+        std::thread::Builder::new()
+            .name(format!("glimpse-http-{index}"))
+            .spawn(move || transport::run_worker(&server, &state))
+            .context("starting an HTTP worker thread")?;
+    }
+
+    let config = &state.config;
+    if !address.ip().is_loopback() && config.api_key.is_none() {
+        eprintln!("glimpse: warning: listening on {address} without --api-key; anyone who can reach it can use it");
+    }
+    eprintln!(
+        "glimpse: loading {} (GET /health answers 503 until it is ready)",
+        config.model_path.display()
+    );
+    let bundle = Arc::new(ModelBundle::load(&config.model_path)?);
+    let image_config = match config.limits.image_budget_pixels {
+        Some(budget) => bundle
+            .preprocess
+            .with_pixel_budget(Some(bundle.preprocess.min_pixels.min(budget)), Some(budget))
+            .context("--image-budget")?,
+        None => bundle.preprocess.clone(),
+    };
+    let scheduler = Scheduler::start(bundle.clone(), config.parallel, config.max_queue);
+    state.set_model(LoadedModel {
+        bundle,
+        scheduler,
+        image_config,
+    });
+    eprintln!("glimpse listening on http://{address}");
+    // Workers serve until the process is stopped.
+    loop {
+        std::thread::park();
+    }
+}

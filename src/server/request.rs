@@ -1,0 +1,273 @@
+//! `POST /v1/chat/completions` body → a validated `ChatRequest`. Known fields are
+//! type- and range-checked (400 naming the field); valid OpenAI features glimpse does
+//! not implement (`n` > 1, tools, JSON response formats) are refused with 422; unknown
+//! fields are ignored. Sampling fields left out take the model's defaults.
+use serde_json::Value;
+
+use super::errors::ApiError;
+use super::fields::Fields;
+use super::messages::{parse_messages, Conversation};
+use crate::engine::SamplingParams;
+
+/// Most stop strings one request may give.
+pub const MAX_STOP_STRINGS: usize = 16;
+/// Most alternatives `top_logprobs` may ask for (OpenAI's limit).
+pub const MAX_TOP_LOGPROBS: u64 = 20;
+
+#[derive(Debug, PartialEq)]
+pub struct ChatRequest {
+    pub conversation: Conversation,
+    pub stream: bool,
+    /// `stream_options.include_usage`: a final chunk with the usage.
+    pub include_usage: bool,
+    /// `max_completion_tokens` or `max_tokens`; `None` = up to the context size.
+    pub max_tokens: Option<usize>,
+    pub sampling: SamplingParams,
+    pub stop: Vec<String>,
+    /// `Some(n)` when `logprobs` is true: report each token's log-probability and `n` alternatives.
+    pub logprobs: Option<usize>,
+}
+
+/// Parses and validates a request body.
+pub fn parse_chat_request(body: &[u8], max_images: usize) -> Result<ChatRequest, ApiError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::invalid(
+            "invalid_json",
+            format!("the request body is not valid JSON: {e}"),
+        )
+    })?;
+    let fields = Fields::of(&value, "")?;
+    refuse_unsupported(&fields)?;
+    fields.string("model")?;
+    let conversation = parse_messages(fields.required("messages")?, max_images)?;
+    let stream = fields.bool("stream")?.unwrap_or(false);
+    let include_usage = match fields.get("stream_options") {
+        Some(options) => Fields::of(options, "stream_options")?
+            .bool("include_usage")?
+            .unwrap_or(false),
+        None => false,
+    };
+    let max_tokens = match fields.integer("max_completion_tokens", 1, u32::MAX.into())? {
+        Some(n) => Some(n),
+        None => fields.integer("max_tokens", 1, u32::MAX.into())?,
+    }
+    .map(|n| n as usize);
+    Ok(ChatRequest {
+        conversation,
+        stream,
+        include_usage,
+        max_tokens,
+        sampling: sampling_params(&fields)?,
+        stop: stop_strings(&fields)?,
+        logprobs: logprobs(&fields)?,
+    })
+}
+
+/// 422 for OpenAI features that would otherwise be silently ignored.
+fn refuse_unsupported(fields: &Fields) -> Result<(), ApiError> {
+    if let Some(n) = fields.integer("n", 1, u32::MAX.into())? {
+        if n != 1 {
+            return Err(ApiError::unsupported(format!(
+                "'n' = {n}: glimpse returns one choice per request"
+            )));
+        }
+    }
+    if fields
+        .get("tools")
+        .is_some_and(|tools| !matches!(tools, Value::Array(list) if list.is_empty()))
+        || fields.get("functions").is_some()
+    {
+        return Err(ApiError::unsupported(
+            "tool and function calling are not supported",
+        ));
+    }
+    if let Some(format) = fields.get("response_format") {
+        let kind = Fields::of(format, "response_format")?.required_string("type")?;
+        if kind != "text" {
+            return Err(ApiError::unsupported(format!(
+                "'response_format.type' = '{kind}': only 'text' is supported"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn sampling_params(fields: &Fields) -> Result<SamplingParams, ApiError> {
+    let defaults = SamplingParams::model_defaults();
+    let number = |name: &str, min: f64, max: f64, default: f32| -> Result<f32, ApiError> {
+        Ok(fields.number(name, min, max)?.map_or(default, |n| n as f32))
+    };
+    Ok(SamplingParams {
+        temperature: number("temperature", 0.0, 2.0, defaults.temperature)?,
+        top_p: number("top_p", 0.0, 1.0, defaults.top_p)?,
+        top_k: fields
+            .integer("top_k", 0, u32::MAX.into())?
+            .map_or(defaults.top_k, |k| k as usize),
+        seed: fields.integer_bits("seed")?,
+        presence_penalty: number("presence_penalty", -2.0, 2.0, defaults.presence_penalty)?,
+        frequency_penalty: number("frequency_penalty", -2.0, 2.0, defaults.frequency_penalty)?,
+        repetition_penalty: match fields.number("repetition_penalty", 0.0, 10.0)? {
+            Some(p) if p <= 0.0 => {
+                return Err(ApiError::invalid(
+                    "invalid_field",
+                    "'repetition_penalty' must be above 0 (1 = off)",
+                ))
+            }
+            Some(p) => p as f32,
+            None => defaults.repetition_penalty,
+        },
+    })
+}
+
+/// `stop`: one string or a list of strings.
+fn stop_strings(fields: &Fields) -> Result<Vec<String>, ApiError> {
+    let invalid = || {
+        ApiError::invalid(
+            "invalid_field",
+            format!("'stop' must be a string or an array of at most {MAX_STOP_STRINGS} strings"),
+        )
+    };
+    match fields.get("stop") {
+        None => Ok(Vec::new()),
+        Some(Value::String(stop)) => Ok(vec![stop.clone()]),
+        Some(Value::Array(list)) if list.len() <= MAX_STOP_STRINGS => list
+            .iter()
+            .map(|item| item.as_str().map(str::to_owned).ok_or_else(invalid))
+            .collect(),
+        Some(_) => Err(invalid()),
+    }
+}
+
+fn logprobs(fields: &Fields) -> Result<Option<usize>, ApiError> {
+    let wanted = fields.bool("logprobs")?.unwrap_or(false);
+    let top = fields.integer("top_logprobs", 0, MAX_TOP_LOGPROBS)?;
+    match (wanted, top) {
+        (true, top) => Ok(Some(top.unwrap_or(0) as usize)),
+        (false, Some(_)) => Err(ApiError::invalid(
+            "invalid_field",
+            "'top_logprobs' needs 'logprobs': true",
+        )),
+        (false, None) => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(value: Value) -> Result<ChatRequest, ApiError> {
+        parse_chat_request(value.to_string().as_bytes(), 8)
+    }
+
+    fn hello(extra: Value) -> Value {
+        let mut body = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
+        if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
+            body.extend(extra);
+        }
+        body
+    }
+
+    #[test]
+    fn omitted_sampling_fields_take_the_model_defaults() {
+        let request = parse(hello(json!({}))).unwrap();
+        assert_eq!(request.sampling, SamplingParams::model_defaults());
+        assert_eq!(
+            (request.stream, request.max_tokens, request.logprobs),
+            (false, None, None)
+        );
+    }
+
+    #[test]
+    fn every_field_is_read() {
+        let request = parse(hello(json!({
+            "stream": true, "stream_options": {"include_usage": true},
+            "max_tokens": 7, "max_completion_tokens": 9, "temperature": 0, "top_p": 0.5,
+            "top_k": 3, "seed": 42, "stop": ["a", "b"], "logprobs": true, "top_logprobs": 5,
+            "presence_penalty": 0.5, "frequency_penalty": -0.5, "repetition_penalty": 1.1,
+            "user": "ignored", "n": 1
+        })))
+        .unwrap();
+        assert!(request.stream && request.include_usage);
+        assert_eq!(request.max_tokens, Some(9));
+        assert_eq!(request.stop, ["a", "b"]);
+        assert_eq!(request.logprobs, Some(5));
+        let s = &request.sampling;
+        assert_eq!(
+            (s.temperature, s.top_p, s.top_k, s.seed),
+            (0.0, 0.5, 3, Some(42))
+        );
+        assert_eq!(
+            (
+                s.presence_penalty,
+                s.frequency_penalty,
+                s.repetition_penalty
+            ),
+            (0.5, -0.5, 1.1)
+        );
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_field_named() {
+        let cases = [
+            (
+                json!({"temperature": 3}),
+                400,
+                "'temperature' must be a number from 0 to 2",
+            ),
+            (
+                json!({"temperature": "hot"}),
+                400,
+                "'temperature' must be a number",
+            ),
+            (
+                json!({"top_logprobs": 21, "logprobs": true}),
+                400,
+                "'top_logprobs' must be an integer from 0 to 20",
+            ),
+            (json!({"top_logprobs": 2}), 400, "needs 'logprobs'"),
+            (
+                json!({"max_tokens": 0}),
+                400,
+                "'max_tokens' must be an integer from 1",
+            ),
+            (
+                json!({"stream": "yes"}),
+                400,
+                "'stream' must be true or false",
+            ),
+            (
+                json!({"stop": [1]}),
+                400,
+                "'stop' must be a string or an array",
+            ),
+            (json!({"presence_penalty": 2.5}), 400, "'presence_penalty'"),
+            (
+                json!({"repetition_penalty": 0}),
+                400,
+                "'repetition_penalty' must be above 0",
+            ),
+            (json!({"seed": 1.5}), 400, "'seed' must be an integer"),
+            (json!({"n": 2}), 422, "'n' = 2"),
+            (json!({"tools": [{"type": "function"}]}), 422, "tool"),
+            (
+                json!({"response_format": {"type": "json_object"}}),
+                422,
+                "json_object",
+            ),
+        ];
+        for (extra, status, needle) in cases {
+            let error = parse(hello(extra.clone())).unwrap_err();
+            assert_eq!(error.status, status, "{extra}: {}", error.message);
+            assert!(error.message.contains(needle), "{extra}: {}", error.message);
+        }
+    }
+
+    #[test]
+    fn malformed_bodies_are_400() {
+        for body in [&b"{"[..], b"[1]", b"{}", b"\xff"] {
+            let error = parse_chat_request(body, 8).unwrap_err();
+            assert_eq!(error.status, 400, "{}", error.message);
+        }
+    }
+}

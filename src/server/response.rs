@@ -1,0 +1,224 @@
+//! The JSON the API answers with: `chat.completion`, `chat.completion.chunk`, `usage`,
+//! `logprobs.content[]`, the `timings` extension and the `/v1/models` list. Builders
+//! only; the values come from the engine's events.
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+
+use crate::engine::scheduler::TokenLogprob;
+use crate::engine::{FinishReason, Timings};
+
+/// Stand-in for a log-probability of minus infinity, which JSON cannot hold (OpenAI's value).
+const LOGPROB_FLOOR: f64 = -9999.0;
+
+/// The identity every object of one completion shares.
+#[derive(Clone, Debug)]
+pub struct CompletionIds {
+    pub id: String,
+    pub created: u64,
+    pub model: String,
+}
+
+impl CompletionIds {
+    pub fn new(model: &str) -> Self {
+        Self {
+            id: format!("chatcmpl-{:032x}", rand::random::<u128>()),
+            created: unix_time(),
+            model: model.to_owned(),
+        }
+    }
+}
+
+pub fn unix_time() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Token counts of one completion.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+    /// Prompt tokens reused from the KV cache.
+    pub cached_tokens: usize,
+}
+
+/// What the server measured around the engine's timings, in milliseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ServerTimings {
+    /// Fetching, decoding and resizing the request's images.
+    pub preprocess_ms: f64,
+    /// From request received to the first generated token.
+    pub ttft_ms: f64,
+}
+
+pub fn finish_reason_name(reason: FinishReason) -> &'static str {
+    match reason {
+        FinishReason::Stop => "stop",
+        FinishReason::Length => "length",
+    }
+}
+
+pub fn usage_json(usage: &Usage) -> Value {
+    json!({
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
+    })
+}
+
+/// The `timings` extension.
+pub fn timings_json(engine: &Timings, server: &ServerTimings) -> Value {
+    json!({
+        "vision_ms": engine.vision_ms,
+        "prefill_ms": engine.prefill_ms,
+        "decode_ms": engine.decode_ms,
+        "cached_prompt_tokens": engine.cached_prompt_tokens,
+        "images_encoded": engine.images_encoded,
+        "preprocess_ms": server.preprocess_ms,
+        "ttft_ms": server.ttft_ms,
+    })
+}
+
+fn logprob_value(logprob: f32) -> f64 {
+    if logprob.is_finite() {
+        f64::from(logprob)
+    } else {
+        LOGPROB_FLOOR
+    }
+}
+
+/// `{"content": [{token, logprob, bytes, top_logprobs: [{token, logprob, bytes}]}]}`.
+pub fn logprobs_json(tokens: &[TokenLogprob]) -> Value {
+    let content: Vec<Value> = tokens
+        .iter()
+        .map(|t| {
+            let top: Vec<Value> = t
+                .top
+                .iter()
+                .map(|(token, bytes, logprob)| {
+                    json!({"token": token, "logprob": logprob_value(*logprob), "bytes": bytes})
+                })
+                .collect();
+            json!({
+                "token": t.token,
+                "logprob": logprob_value(t.logprob),
+                "bytes": t.bytes,
+                "top_logprobs": top,
+            })
+        })
+        .collect();
+    json!({"content": content, "refusal": null})
+}
+
+/// A whole non-streamed answer.
+pub struct Completion<'a> {
+    pub text: &'a str,
+    pub finish_reason: FinishReason,
+    /// `None` when logprobs were not requested.
+    pub logprobs: Option<&'a [TokenLogprob]>,
+    pub usage: Usage,
+    pub timings: Value,
+}
+
+pub fn completion_json(ids: &CompletionIds, completion: &Completion) -> Value {
+    json!({
+        "id": ids.id,
+        "object": "chat.completion",
+        "created": ids.created,
+        "model": ids.model,
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": completion.text},
+            "logprobs": completion.logprobs.map(logprobs_json),
+            "finish_reason": finish_reason_name(completion.finish_reason),
+        }],
+        "usage": usage_json(&completion.usage),
+        "timings": completion.timings,
+    })
+}
+
+/// One streamed chunk with a single choice.
+pub fn chunk_json(
+    ids: &CompletionIds,
+    delta: Value,
+    logprobs: Option<&[TokenLogprob]>,
+    finish_reason: Option<FinishReason>,
+) -> Value {
+    json!({
+        "id": ids.id,
+        "object": "chat.completion.chunk",
+        "created": ids.created,
+        "model": ids.model,
+        "choices": [{
+            "index": 0,
+            "delta": delta,
+            "logprobs": logprobs.map(logprobs_json),
+            "finish_reason": finish_reason.map(finish_reason_name),
+        }],
+    })
+}
+
+/// The chunk `stream_options.include_usage` asks for: no choices, the usage.
+pub fn usage_chunk_json(ids: &CompletionIds, usage: &Usage) -> Value {
+    json!({
+        "id": ids.id,
+        "object": "chat.completion.chunk",
+        "created": ids.created,
+        "model": ids.model,
+        "choices": [],
+        "usage": usage_json(usage),
+    })
+}
+
+/// `GET /v1/models`: the one model this server runs.
+pub fn models_json(model: &str, created: u64, context_length: usize) -> Value {
+    json!({
+        "object": "list",
+        "data": [{
+            "id": model,
+            "object": "model",
+            "created": created,
+            "owned_by": "glimpse",
+            "context_length": context_length,
+        }],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minus_infinity_logprob_becomes_the_openai_floor() {
+        let tokens = [TokenLogprob {
+            token: "a".into(),
+            bytes: vec![97],
+            logprob: f32::NEG_INFINITY,
+            top: vec![("b".into(), vec![98], -0.5)],
+        }];
+        let value = logprobs_json(&tokens);
+        assert_eq!(value["content"][0]["logprob"], json!(-9999.0));
+        assert_eq!(value["content"][0]["bytes"], json!([97]));
+        assert_eq!(
+            value["content"][0]["top_logprobs"][0]["logprob"],
+            json!(-0.5)
+        );
+    }
+
+    #[test]
+    fn usage_totals_prompt_and_completion() {
+        let usage = Usage {
+            prompt_tokens: 10,
+            completion_tokens: 4,
+            cached_tokens: 3,
+        };
+        assert_eq!(
+            usage_json(&usage),
+            json!({"prompt_tokens": 10, "completion_tokens": 4, "total_tokens": 14,
+                   "prompt_tokens_details": {"cached_tokens": 3}})
+        );
+    }
+}

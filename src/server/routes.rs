@@ -1,0 +1,293 @@
+//! Routing: method + path → handler, with the API-key check, the body-size limit and the
+//! "still loading" answer in front of the handlers that need them. Works on `Incoming`,
+//! a plain view of a request, so it is tested without sockets.
+use std::io::Read;
+use std::time::Instant;
+
+use serde_json::json;
+
+use super::auth::is_authorized;
+use super::completion::chat_completion;
+use super::errors::ApiError;
+use super::reply::Reply;
+use super::request::parse_chat_request;
+use super::response::models_json;
+use super::state::{AppState, LoadedModel};
+
+/// The parts of an HTTP request the routes look at.
+pub struct Incoming<'a> {
+    pub method: &'a str,
+    /// Path without the query string.
+    pub path: &'a str,
+    pub authorization: Option<&'a str>,
+    pub content_length: Option<usize>,
+    pub body: &'a mut dyn Read,
+}
+
+/// The metrics label of a path: a fixed set, so clients cannot grow the label space.
+pub fn route_label(path: &str) -> &'static str {
+    match path {
+        "/v1/chat/completions" | "/chat/completions" => "/v1/chat/completions",
+        "/v1/models" | "/models" => "/v1/models",
+        "/health" | "/v1/health" => "/health",
+        "/metrics" => "/metrics",
+        "/" | "/index.html" | "/app.js" | "/style.css" => "/",
+        _ => "other",
+    }
+}
+
+pub fn handle(state: &AppState, incoming: Incoming, received: Instant) -> Reply {
+    respond(state, incoming, received).unwrap_or_else(Reply::from)
+}
+
+fn respond(state: &AppState, mut incoming: Incoming, received: Instant) -> Result<Reply, ApiError> {
+    let (method, path, authorization) = (incoming.method, incoming.path, incoming.authorization);
+    if method == "OPTIONS" {
+        return Ok(Reply::empty(204)
+            .with_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+            .with_header(
+                "Access-Control-Allow-Headers",
+                "Authorization, Content-Type",
+            )
+            .with_header("Access-Control-Max-Age", "86400"));
+    }
+    let expect = |wanted: &str| {
+        if method == wanted {
+            Ok(())
+        } else {
+            Err(ApiError::method_not_allowed(method, path))
+        }
+    };
+    let authorize = || {
+        if is_authorized(state.config.api_key.as_deref(), authorization) {
+            Ok(())
+        } else {
+            Err(ApiError::unauthorized())
+        }
+    };
+    match route_label(path) {
+        "/health" => {
+            expect("GET")?;
+            state.model().ok_or_else(ApiError::loading)?;
+            Ok(Reply::json(200, &json!({"status": "ok"})))
+        }
+        "/metrics" => {
+            expect("GET")?;
+            authorize()?;
+            Ok(Reply::bytes(
+                200,
+                "text/plain; version=0.0.4",
+                state.metrics.render(&state.gauges()),
+            ))
+        }
+        "/v1/models" => {
+            expect("GET")?;
+            authorize()?;
+            loaded(state)?;
+            let body = models_json(
+                &state.config.model_id,
+                state.started,
+                state.config.context_length,
+            );
+            Ok(Reply::json(200, &body))
+        }
+        "/v1/chat/completions" => {
+            expect("POST")?;
+            authorize()?;
+            let model = loaded(state)?;
+            let body = read_body(&mut incoming, state.config.limits.max_body_bytes)?;
+            let request = parse_chat_request(&body, state.config.limits.max_images)?;
+            chat_completion(state, model, request, received)
+        }
+        "/" => web_page(state, method, path),
+        _ => Err(ApiError::not_found(path)),
+    }
+}
+
+fn loaded(state: &AppState) -> Result<&LoadedModel, ApiError> {
+    state.model().ok_or_else(ApiError::loading)
+}
+
+/// The body, refused (413) past `limit` bytes — by its declared length when there is one.
+fn read_body(incoming: &mut Incoming, limit: usize) -> Result<Vec<u8>, ApiError> {
+    if incoming.content_length.is_some_and(|n| n > limit) {
+        return Err(ApiError::body_too_large(limit));
+    }
+    let mut body = Vec::new();
+    (&mut *incoming.body)
+        .take(limit as u64 + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| {
+            ApiError::invalid(
+                "unreadable_body",
+                format!("cannot read the request body: {e}"),
+            )
+        })?;
+    if body.len() > limit {
+        return Err(ApiError::body_too_large(limit));
+    }
+    Ok(body)
+}
+
+#[cfg(feature = "webui")]
+fn web_page(state: &AppState, method: &str, path: &str) -> Result<Reply, ApiError> {
+    let asset = super::webui::asset(path)
+        .filter(|_| state.config.webui)
+        .ok_or_else(|| ApiError::not_found(path))?;
+    if method != "GET" {
+        return Err(ApiError::method_not_allowed(method, path));
+    }
+    Ok(Reply::bytes(200, asset.content_type, asset.body))
+}
+
+#[cfg(not(feature = "webui"))]
+fn web_page(_state: &AppState, _method: &str, path: &str) -> Result<Reply, ApiError> {
+    Err(ApiError::not_found(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::server::{Limits, ServerConfig};
+
+    fn loading_state(api_key: Option<&str>) -> AppState {
+        AppState::new(ServerConfig {
+            model_path: PathBuf::from("model.gguf"),
+            model_id: "model".into(),
+            host: "127.0.0.1".into(),
+            port: 0,
+            context_length: 64,
+            api_key: api_key.map(str::to_owned),
+            parallel: 1,
+            max_queue: 1,
+            webui: true,
+            limits: Limits {
+                max_body_bytes: 16,
+                max_images: 1,
+                max_image_pixels: 1000,
+                image_budget_pixels: None,
+                allow_image_urls: false,
+                max_image_download_bytes: 1000,
+                image_download_timeout: Duration::from_secs(1),
+            },
+        })
+    }
+
+    fn call(state: &AppState, method: &str, path: &str, key: Option<&str>) -> Reply {
+        let header = key.map(|k| format!("Bearer {k}"));
+        handle(
+            state,
+            Incoming {
+                method,
+                path,
+                authorization: header.as_deref(),
+                content_length: None,
+                body: &mut std::io::empty(),
+            },
+            Instant::now(),
+        )
+    }
+
+    fn body_text(reply: &Reply) -> String {
+        match &reply.body {
+            crate::server::reply::Body::Bytes(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+            crate::server::reply::Body::EventStream(_) => panic!("unexpected stream"),
+        }
+    }
+
+    #[test]
+    fn health_and_api_answer_503_while_the_model_loads() {
+        let state = loading_state(None);
+        let health = call(&state, "GET", "/health", None);
+        assert_eq!(health.status, 503);
+        assert!(body_text(&health).contains("\"code\":\"model_loading\""));
+        assert!(health
+            .headers
+            .iter()
+            .any(|(name, _)| *name == "Retry-After"));
+        assert_eq!(
+            call(&state, "POST", "/v1/chat/completions", None).status,
+            503
+        );
+        assert_eq!(call(&state, "GET", "/v1/models", None).status, 503);
+        let metrics = call(&state, "GET", "/metrics", None);
+        assert_eq!(metrics.status, 200);
+        assert!(body_text(&metrics).contains("glimpse_model_loaded 0"));
+    }
+
+    #[test]
+    fn the_api_key_guards_everything_but_health() {
+        let state = loading_state(Some("k"));
+        for (method, path) in [
+            ("GET", "/v1/models"),
+            ("GET", "/metrics"),
+            ("POST", "/v1/chat/completions"),
+        ] {
+            let refused = call(&state, method, path, None);
+            assert_eq!(refused.status, 401, "{path}");
+            assert!(body_text(&refused).contains("\"type\":\"authentication_error\""));
+            assert_eq!(
+                call(&state, method, path, Some("wrong")).status,
+                401,
+                "{path}"
+            );
+            assert_ne!(call(&state, method, path, Some("k")).status, 401, "{path}");
+        }
+        assert_eq!(call(&state, "GET", "/health", None).status, 503);
+    }
+
+    #[test]
+    fn unknown_paths_wrong_methods_and_preflight() {
+        let state = loading_state(None);
+        assert_eq!(call(&state, "GET", "/v2/anything", None).status, 404);
+        assert_eq!(
+            call(&state, "GET", "/v1/chat/completions", None).status,
+            405
+        );
+        assert_eq!(call(&state, "POST", "/health", None).status, 405);
+        let preflight = call(&state, "OPTIONS", "/v1/chat/completions", None);
+        assert_eq!(preflight.status, 204);
+        assert!(preflight
+            .headers
+            .iter()
+            .any(|(name, value)| *name == "Access-Control-Allow-Headers"
+                && value.contains("Authorization")));
+    }
+
+    #[test]
+    fn web_page_follows_the_feature_and_the_flag() {
+        let mut state = loading_state(None);
+        let expected = if cfg!(feature = "webui") { 200 } else { 404 };
+        let page = call(&state, "GET", "/", None);
+        assert_eq!(page.status, expected);
+        if cfg!(feature = "webui") {
+            assert!(page.content_type.starts_with("text/html"));
+            assert_eq!(call(&state, "GET", "/app.js", None).status, 200);
+        }
+        state.config.webui = false;
+        assert_eq!(call(&state, "GET", "/", None).status, 404);
+    }
+
+    #[test]
+    fn body_over_the_limit_is_413_with_or_without_a_declared_length() {
+        let mut declared = std::io::empty();
+        let mut incoming = Incoming {
+            method: "POST",
+            path: "/v1/chat/completions",
+            authorization: None,
+            content_length: Some(17),
+            body: &mut declared,
+        };
+        assert_eq!(read_body(&mut incoming, 16).unwrap_err().status, 413);
+        let mut undeclared = std::io::Cursor::new(vec![b'x'; 17]);
+        incoming.content_length = None;
+        incoming.body = &mut undeclared;
+        assert_eq!(read_body(&mut incoming, 16).unwrap_err().status, 413);
+        let mut fits = std::io::Cursor::new(vec![b'x'; 16]);
+        incoming.body = &mut fits;
+        assert_eq!(read_body(&mut incoming, 16).unwrap().len(), 16);
+    }
+}

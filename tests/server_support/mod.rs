@@ -1,0 +1,373 @@
+//! Support for the `glimpse serve` tests: starts the real binary on the converted
+//! tiny-untied fixture with `--port 0`, reads the URL it prints, and talks to it over
+//! HTTP with ureq (JSON requests, SSE streams, metrics). Fixture conversations are turned
+//! into OpenAI requests with the images inline as data URIs.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::{json, Value};
+
+use crate::common::{converted, glimpse_bin, tokenizer_json, Case};
+
+/// A running `glimpse serve`, killed when dropped.
+pub struct TestServer {
+    child: Child,
+    pub base: String,
+    agent: ureq::Agent,
+}
+
+/// An HTTP answer: status, headers we look at, body.
+pub struct Answer {
+    pub status: u16,
+    pub retry_after: Option<String>,
+    pub content_type: String,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    /// Asserts an OpenAI error object with this status and code.
+    pub fn assert_error(&self, status: u16, code: &str) -> String {
+        assert_eq!(self.status, status, "{}", self.body);
+        let body = self.json();
+        let error = &body["error"];
+        assert_eq!(error["code"], code, "{body}");
+        assert!(error["type"].is_string(), "{body}");
+        error["message"].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+impl TestServer {
+    /// Starts the server on the tiny-untied fixture with `extra` flags.
+    pub fn start(extra: &[&str]) -> Self {
+        Self::start_with_env(extra, &[])
+    }
+
+    /// `start` with environment variables set (GLIMPSE_API_KEY is otherwise removed).
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
+        let model = converted("tiny-untied", "f32");
+        let mut child = Command::new(glimpse_bin())
+            .arg("serve")
+            .arg("-m")
+            .arg(&model)
+            .args(["--port", "0", "--threads", "1"])
+            .args(extra)
+            .env_remove("GLIMPSE_API_KEY")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting glimpse serve");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (sender, receiver) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("glimpse listening on ") {
+                    let _ = sender.send(url.to_owned());
+                }
+                eprintln!("[server] {line}");
+            }
+        });
+        let base = match receiver.recv_timeout(Duration::from_secs(120)) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("glimpse serve did not print its URL");
+            }
+        };
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(300)))
+            .build()
+            .into();
+        Self { child, base, agent }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn answer(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Answer {
+        let mut response = response.expect("HTTP request failed");
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let retry_after = header("retry-after");
+        let content_type = header("content-type").unwrap_or_default();
+        Answer {
+            status: response.status().as_u16(),
+            retry_after,
+            content_type,
+            body: response
+                .body_mut()
+                .with_config()
+                .limit(100 << 20)
+                .read_to_string()
+                .expect("reading the body"),
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Answer {
+        Self::answer(self.agent.get(self.url(path)).call())
+    }
+
+    pub fn get_with_key(&self, path: &str, key: &str) -> Answer {
+        Self::answer(
+            self.agent
+                .get(self.url(path))
+                .header("Authorization", format!("Bearer {key}"))
+                .call(),
+        )
+    }
+
+    pub fn post_raw(&self, path: &str, body: &[u8], key: Option<&str>) -> Answer {
+        let mut request = self
+            .agent
+            .post(self.url(path))
+            .header("Content-Type", "application/json");
+        if let Some(key) = key {
+            request = request.header("Authorization", format!("Bearer {key}"));
+        }
+        Self::answer(request.send(body))
+    }
+
+    /// `POST /v1/chat/completions` with a JSON body.
+    pub fn chat(&self, body: &Value) -> Answer {
+        self.post_raw("/v1/chat/completions", body.to_string().as_bytes(), None)
+    }
+
+    /// A successful non-streamed completion.
+    pub fn complete(&self, body: &Value) -> Value {
+        let answer = self.chat(body);
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        answer.json()
+    }
+
+    /// Opens a streamed completion; the events are read as they come.
+    pub fn open_stream(&self, body: &Value) -> EventStream {
+        let mut body = body.clone();
+        body["stream"] = json!(true);
+        let response = self
+            .agent
+            .post(self.url("/v1/chat/completions"))
+            .header("Content-Type", "application/json")
+            .send(body.to_string())
+            .expect("HTTP request failed");
+        assert_eq!(response.status().as_u16(), 200);
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        assert_eq!(content_type, "text/event-stream");
+        EventStream {
+            lines: Box::new(BufReader::new(response.into_body().into_reader())),
+            saw_done: false,
+        }
+    }
+
+    /// A whole streamed completion: the JSON of every `data:` event before `[DONE]`.
+    pub fn stream(&self, body: &Value) -> Vec<Value> {
+        let mut stream = self.open_stream(body);
+        let mut events = Vec::new();
+        while let Some(event) = stream.next_event() {
+            events.push(event);
+        }
+        assert!(stream.saw_done, "the stream did not end with [DONE]");
+        events
+    }
+
+    /// A greedy request whose answer runs at least `tokens` tokens (no early end of
+    /// turn), found by trying a few prompts on this model.
+    pub fn long_greedy_request(&self, tokens: usize) -> Value {
+        [
+            "Tell me a story.",
+            "Hello",
+            "Describe the sea.",
+            "Count to a thousand.",
+        ]
+        .iter()
+        .map(|prompt| {
+            json!({
+                "messages": [{"role": "user", "content": prompt}],
+                "temperature": 0, "max_tokens": tokens
+            })
+        })
+        .find(|request| self.complete(request)["choices"][0]["finish_reason"] == "length")
+        .unwrap_or_else(|| panic!("every prompt ended before {tokens} tokens"))
+    }
+
+    /// One value of the Prometheus text at `/metrics` (a sample line's number).
+    pub fn metric(&self, sample: &str) -> f64 {
+        let text = self.get("/metrics").body;
+        text.lines()
+            .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no sample {sample} in\n{text}"))
+            .parse()
+            .expect("a number")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The events of a stream, read one at a time.
+pub struct EventStream {
+    lines: Box<dyn BufRead + Send>,
+    pub saw_done: bool,
+}
+
+impl EventStream {
+    /// The next `data:` event as JSON; `None` after `[DONE]` or at the end.
+    pub fn next_event(&mut self) -> Option<Value> {
+        loop {
+            let mut line = String::new();
+            if self.lines.read_line(&mut line).ok()? == 0 {
+                return None;
+            }
+            let Some(data) = line.trim_end().strip_prefix("data: ") else {
+                continue;
+            };
+            if data == "[DONE]" {
+                self.saw_done = true;
+                return None;
+            }
+            return Some(serde_json::from_str(data).expect("event is JSON"));
+        }
+    }
+}
+
+/// The concatenated `delta.content` of stream events.
+pub fn streamed_text(events: &[Value]) -> String {
+    events
+        .iter()
+        .filter_map(|e| e["choices"][0]["delta"]["content"].as_str())
+        .collect()
+}
+
+pub fn data_uri(path: &Path) -> String {
+    let mime = match path.extension().and_then(|e| e.to_str()) {
+        Some("png") => "image/png",
+        _ => "image/jpeg",
+    };
+    format!("data:{mime};base64,{}", base64_of(path))
+}
+
+pub fn base64_of(path: &Path) -> String {
+    let bytes = std::fs::read(path).expect("reading a fixture image");
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// A fixture conversation as OpenAI messages; `image` turns a fixture image path into
+/// the part to send.
+pub fn openai_messages(case: &Case, image: &dyn Fn(&Path) -> Value) -> Value {
+    let messages: Vec<Value> = case
+        .messages
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|message| {
+            let content: Vec<Value> = message["content"]
+                .as_array()
+                .expect("parts")
+                .iter()
+                .map(|part| match part["type"].as_str() {
+                    Some("image") => image(
+                        &crate::common::fixtures()
+                            .join(part["image"].as_str().expect("image path")),
+                    ),
+                    _ => part.clone(),
+                })
+                .collect();
+            json!({"role": message["role"], "content": content})
+        })
+        .collect();
+    Value::Array(messages)
+}
+
+/// The `image_url` part with a data URI, the form most clients send.
+pub fn data_uri_part(path: &Path) -> Value {
+    json!({"type": "image_url", "image_url": {"url": data_uri(path)}})
+}
+
+/// A greedy request for a fixture case, as long as the fixture's answer.
+pub fn greedy_request(case: &Case, image: &dyn Fn(&Path) -> Value) -> Value {
+    json!({
+        "model": "tiny",
+        "messages": openai_messages(case, image),
+        "temperature": 0,
+        "max_tokens": case.greedy_tokens.len(),
+    })
+}
+
+/// The fixture's greedy answer as text (special tokens skipped, as the API returns it).
+pub fn expected_text(case: &Case) -> String {
+    let bytes = std::fs::read(tokenizer_json()).expect("tokenizer.json");
+    let tokenizer = glimpse::chat::Tokenizer::from_json_bytes(&bytes).expect("tokenizer");
+    tokenizer
+        .decode(&case.greedy_tokens, true)
+        .expect("decoding the greedy tokens")
+}
+
+/// End-of-turn ids that end a fixture's greedy answer (`<|im_end|>`, `<|endoftext|>`).
+const END_OF_TURN: [u32; 2] = [151645, 151643];
+
+/// Tokens of the fixture's answer, without the end-of-turn token that may close it.
+pub fn answer_tokens(case: &Case) -> usize {
+    match case.greedy_tokens.last() {
+        Some(last) if END_OF_TURN.contains(last) => case.greedy_tokens.len() - 1,
+        _ => case.greedy_tokens.len(),
+    }
+}
+
+/// `stop` when the fixture's answer ended with an end-of-turn token, else `length`.
+pub fn finish_reason(case: &Case) -> &'static str {
+    if answer_tokens(case) < case.greedy_tokens.len() {
+        "stop"
+    } else {
+        "length"
+    }
+}
+
+pub fn case(name: &str) -> Case {
+    crate::common::cases("tiny-untied")
+        .into_iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no fixture case {name}"))
+}
+
+/// A tiny HTTP server for image URLs: serves `files` (path → bytes) until the process ends.
+pub fn host_files(files: Vec<(&'static str, Vec<u8>)>) -> String {
+    let server = tiny_http::Server::http("127.0.0.1:0").expect("binding the image host");
+    let address = server
+        .server_addr()
+        .to_ip()
+        .expect("the image host has an IP address");
+    std::thread::spawn(move || {
+        for request in server.incoming_requests() {
+            let file = files.iter().find(|(path, _)| *path == request.url());
+            let _ = match file {
+                Some((_, bytes)) => request.respond(tiny_http::Response::from_data(bytes.clone())),
+                None => request.respond(tiny_http::Response::empty(404)),
+            };
+        }
+    });
+    format!("http://{address}")
+}

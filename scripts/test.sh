@@ -11,5 +11,5 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
 cargo clippy --no-default-features --all-targets -- -D warnings
-cargo test --no-default-features --test server_api --test server_limits
+cargo test --no-default-features --test server_api --test server_limits --test server_openai_client
 ./scripts/browser_test.sh

@@ -45,6 +45,17 @@ fn checkpoint_copy(name: &str) -> PathBuf {
     broken
 }
 
+/// Runs `glimpse convert` on `dir`, writing `dir/out.gguf`.
+fn convert_in_place(dir: &Path) -> Output {
+    glimpse(&[
+        "convert",
+        "--quiet",
+        path_str(dir),
+        "-o",
+        path_str(&dir.join("out.gguf")),
+    ])
+}
+
 #[test]
 fn run_streams_the_transformers_greedy_answer() {
     let model = converted("tiny-untied", "f32");
@@ -119,13 +130,7 @@ fn convert_rejects_a_checkpoint_without_safetensors() {
             std::fs::copy(entry.path(), broken.join(entry.file_name())).unwrap();
         }
     }
-    let out = glimpse(&[
-        "convert",
-        "--quiet",
-        path_str(&broken),
-        "-o",
-        path_str(&broken.join("out.gguf")),
-    ]);
+    let out = convert_in_place(&broken);
     assert_clear_failure(&out, "safetensors");
     assert!(
         !broken.join("out.gguf").exists(),
@@ -138,13 +143,7 @@ fn convert_rejects_a_corrupt_safetensors_file() {
     let broken = checkpoint_copy("corrupt-safetensors");
     let bytes = std::fs::read(broken.join("model.safetensors")).unwrap();
     std::fs::write(broken.join("model.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
-    let out = glimpse(&[
-        "convert",
-        "--quiet",
-        path_str(&broken),
-        "-o",
-        path_str(&broken.join("out.gguf")),
-    ]);
+    let out = convert_in_place(&broken);
     assert_clear_failure(&out, "model.safetensors");
 }
 
@@ -156,13 +155,7 @@ fn convert_rejects_an_unknown_architecture() {
         .replace("\"qwen3_vl\"", "\"llama\"")
         .replace("Qwen3VLForConditionalGeneration", "LlamaForCausalLM");
     std::fs::write(broken.join("config.json"), config).unwrap();
-    let out = glimpse(&[
-        "convert",
-        "--quiet",
-        path_str(&broken),
-        "-o",
-        path_str(&broken.join("out.gguf")),
-    ]);
+    let out = convert_in_place(&broken);
     assert_clear_failure(&out, "unsupported architecture");
 }
 

@@ -173,22 +173,29 @@ fn run_slot(index: usize, bundle: &ModelBundle, slot: &Slot, jobs: Receiver<Job>
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             run_job(bundle, &mut session, &job)
         }));
-        if run.is_err() {
+        let last_event = run.unwrap_or_else(|_| {
             // A bug hit by one request must not take the slot down with it: report the
             // failure and start over with an empty cache.
-            let _ = job.events.send(JobEvent::Failed(
-                "internal error while generating (details in the server log)".into(),
-            ));
             session = Session::new(bundle);
-        }
+            Some(JobEvent::Failed(
+                "internal error while generating (details in the server log)".into(),
+            ))
+        });
+        // The slot is free before its client hears the answer is complete, so a request
+        // sent right after an answer finds the slot idle.
         *lock(&slot.cached) = session.cached_items().to_vec();
         lock(&shared.queue).idle.push(index);
         shared.wake.notify_all();
+        if let Some(event) = last_event {
+            let _ = job.events.send(event);
+        }
     }
 }
 
 /// Generates one job's answer, streaming deltas; a failed send means the client is gone.
-fn run_job(bundle: &ModelBundle, session: &mut Session, job: &Job) {
+/// Returns the final event (`Done` or `Failed`) for the caller to send once the slot is
+/// free, or `None` when nobody is listening any more.
+fn run_job(bundle: &ModelBundle, session: &mut Session, job: &Job) -> Option<JobEvent> {
     let mut decoder = bundle.tokenizer.stream_decoder(true);
     let mut stop = StopMatcher::new(&job.stop);
     let mut pending_logprobs = Vec::new();
@@ -229,12 +236,11 @@ fn run_job(bundle: &ModelBundle, session: &mut Session, job: &Job) {
     let output = match result {
         Ok(output) => output,
         Err(e) => {
-            let _ = job.events.send(JobEvent::Failed(format!("{e:#}")));
-            return;
+            return Some(JobEvent::Failed(format!("{e:#}")));
         }
     };
     if client_gone {
-        return;
+        return None;
     }
     if !stopped_by_string {
         let tail = decoder.finish().unwrap_or_default();
@@ -252,11 +258,11 @@ fn run_job(bundle: &ModelBundle, session: &mut Session, job: &Job) {
     } else {
         output.finish_reason
     };
-    let _ = job.events.send(JobEvent::Done {
+    Some(JobEvent::Done {
         finish_reason,
         completion_tokens: output.tokens.len(),
         timings: output.timings,
-    });
+    })
 }
 
 fn token_logprob(bundle: &ModelBundle, id: u32, logits: &[f32], top: usize) -> TokenLogprob {

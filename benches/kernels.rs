@@ -1,0 +1,104 @@
+//! Kernel bench: `x · Wᵀ` for f32, f16 and q8_0 weights at Qwen3-VL-2B shapes, for one
+//! token (decode: memory-bound, reported as weight GB/s) and 128 tokens (prefill:
+//! compute-bound, GFLOP/s), and text-decoder attention. `cargo bench --bench kernels`.
+use std::time::{Duration, Instant};
+
+use glimpse::kernels::attention::{attention, AttentionShape};
+use glimpse::kernels::quant::q8_0;
+use glimpse::kernels::WeightMatrix;
+use half::f16;
+
+/// Median seconds per call over calls made for about `budget`.
+fn time(budget: Duration, mut f: impl FnMut()) -> f64 {
+    f();
+    let mut samples = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < budget || samples.len() < 3 {
+        let t = Instant::now();
+        f();
+        samples.push(t.elapsed().as_secs_f64());
+    }
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+fn main() {
+    let threads = glimpse::engine::threads::init_thread_pool(None).unwrap_or(1);
+    println!(
+        "simd path: {}, threads: {threads}",
+        glimpse::kernels::simd::simd_path().name()
+    );
+    let budget = Duration::from_millis(1500);
+    for (name, rows, cols) in [
+        ("attn_q 2048x2048", 2048, 2048),
+        ("ffn_up 6144x2048", 6144, 2048),
+    ] {
+        let w32: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i * 2_654_435_761usize) % 1000) as f32 / 1000.0 - 0.5)
+            .collect();
+        let w16: Vec<f16> = w32.iter().map(|&v| f16::from_f32(v)).collect();
+        let bytes = q8_0::row_bytes(cols);
+        let mut wq = vec![0u8; rows * bytes];
+        for (row, q) in w32.chunks_exact(cols).zip(wq.chunks_exact_mut(bytes)) {
+            q8_0::quantize_row(row, q);
+        }
+        let weights = [
+            (
+                "f32",
+                WeightMatrix::F32 {
+                    data: &w32,
+                    rows,
+                    cols,
+                },
+                rows * cols * 4,
+            ),
+            (
+                "f16",
+                WeightMatrix::F16 {
+                    data: &w16,
+                    rows,
+                    cols,
+                },
+                rows * cols * 2,
+            ),
+            (
+                "q8_0",
+                WeightMatrix::Q8_0 {
+                    data: &wq,
+                    rows,
+                    cols,
+                },
+                rows * bytes,
+            ),
+        ];
+        for (kind, w, weight_bytes) in weights {
+            for m in [1usize, 128] {
+                let x: Vec<f32> = (0..m * cols).map(|i| (i % 7) as f32 * 0.1).collect();
+                let mut out = vec![0.0; m * rows];
+                let secs = time(budget, || w.matmul(&x, m, &mut out));
+                let gflops = 2.0 * (m * rows * cols) as f64 / secs / 1e9;
+                let gbps = weight_bytes as f64 / secs / 1e9;
+                println!("{name:18} {kind:5} m={m:<4} {:9.3} ms  {gflops:7.1} GFLOP/s  {gbps:6.1} GB/s of weights", secs * 1e3);
+            }
+        }
+    }
+    for (label, queries, keys) in [
+        ("decode, 1 query / 1024 keys", 1, 1024),
+        ("prefill, 512 queries", 512, 512),
+    ] {
+        let shape = AttentionShape {
+            n_heads: 16,
+            n_kv_heads: 8,
+            head_dim: 128,
+            n_queries: queries,
+            n_keys: keys,
+            kv_stride: keys,
+        };
+        let q = vec![0.01f32; 16 * queries * 128];
+        let kv = vec![0.02f32; 8 * keys * 128];
+        let secs = time(budget, || {
+            std::hint::black_box(attention(&q, &kv, &kv, shape, 0.088, Some(keys - queries)));
+        });
+        println!("attention {label:30} {:9.3} ms", secs * 1e3);
+    }
+}

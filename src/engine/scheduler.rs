@@ -10,7 +10,9 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use super::bundle::ModelBundle;
 use super::sampler::log_softmax;
-use super::session::{cache_items, CachedItem, FinishReason, GenerationParams, Session, Timings};
+use super::session::{
+    cache_items, image_key, CachedItem, FinishReason, GenerationParams, Session, Timings,
+};
 use super::stop::{StopMatcher, StopOutcome};
 use crate::chat::Prompt;
 use crate::preprocess::PixelValues;
@@ -142,7 +144,8 @@ fn dispatch(shared: &Shared, slots: &[Arc<Slot>]) {
         let Some(job) = state.jobs.pop_front() else {
             continue;
         };
-        let items = cache_items(&job.prompt, &job.images.iter().collect::<Vec<_>>());
+        let keys: Vec<u64> = job.images.iter().map(image_key).collect();
+        let items = cache_items(&job.prompt, &keys);
         let best = state
             .idle
             .iter()

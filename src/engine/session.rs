@@ -124,7 +124,8 @@ impl<'m> Session<'m> {
             .map(|p| (p.grid_thw[1] / merge, p.grid_thw[2] / merge))
             .collect();
         let positions = rope_positions(&prompt.ids, self.bundle.special.image_pad, &grids)?;
-        let items = cache_items(prompt, images);
+        let image_keys: Vec<u64> = images.iter().map(|p| image_key(p)).collect();
+        let items = cache_items(prompt, &image_keys);
 
         // Reuse the longest common prefix, but always recompute the last prompt token.
         let common = self
@@ -141,11 +142,16 @@ impl<'m> Session<'m> {
 
         let vision_start = Instant::now();
         let mut encoded: Vec<(usize, Arc<VisionOutput>)> = Vec::new();
-        for (i, (span, pixels)) in prompt.image_spans.iter().zip(images).enumerate() {
+        for (i, ((span, pixels), &key)) in prompt
+            .image_spans
+            .iter()
+            .zip(images)
+            .zip(&image_keys)
+            .enumerate()
+        {
             if span.end <= reuse {
                 continue;
             }
-            let key = content_hash(pixels);
             let out = match self.bundle.vision_cache.get(key) {
                 Some(out) => out,
                 None => {
@@ -268,10 +274,10 @@ impl<'m> Session<'m> {
 
 /// Identity of every prompt position: token ids, with image pads replaced by
 /// (image content hash, index within the image).
-pub fn cache_items(prompt: &Prompt, images: &[&PixelValues]) -> Vec<CachedItem> {
+/// `image_keys[i]` is `image_key` of the prompt's i-th image.
+pub fn cache_items(prompt: &Prompt, image_keys: &[u64]) -> Vec<CachedItem> {
     let mut items: Vec<CachedItem> = prompt.ids.iter().map(|&id| CachedItem::Token(id)).collect();
-    for (span, pixels) in prompt.image_spans.iter().zip(images) {
-        let image = content_hash(pixels);
+    for (span, &image) in prompt.image_spans.iter().zip(image_keys) {
         for (index, item) in items[span.clone()].iter_mut().enumerate() {
             *item = CachedItem::ImageToken { image, index };
         }
@@ -279,7 +285,8 @@ pub fn cache_items(prompt: &Prompt, images: &[&PixelValues]) -> Vec<CachedItem> 
     items
 }
 
-fn content_hash(pixels: &PixelValues) -> u64 {
+/// Identity of an image's content (grid and pixel values).
+pub fn image_key(pixels: &PixelValues) -> u64 {
     let mut hasher = DefaultHasher::new();
     pixels.grid_thw.hash(&mut hasher);
     bytemuck::cast_slice::<f32, u8>(&pixels.data).hash(&mut hasher);

@@ -1,11 +1,11 @@
-//! Kernel bench: `x · Wᵀ` for f32, f16 and q8_0 weights at Qwen3-VL-2B shapes, for one
+//! Kernel bench: `x · Wᵀ` for f32, f16, q8_0 and q4_K weights at Qwen3-VL-2B shapes, for one
 //! token (decode: memory-bound, reported as weight GB/s) and 128 tokens (prefill:
 //! compute-bound, GFLOP/s), and text-decoder attention. `cargo bench --bench kernels`.
 use std::time::{Duration, Instant};
 
 use glimpse::kernels::attention::{attention, AttentionShape};
-use glimpse::kernels::quant::q8_0;
 use glimpse::kernels::WeightMatrix;
+use glimpse_convert::GgmlType;
 use half::f16;
 
 /// Median seconds per call over calls made for about `budget`.
@@ -37,11 +37,12 @@ fn main() {
             .map(|i| ((i * 2_654_435_761usize) % 1000) as f32 / 1000.0 - 0.5)
             .collect();
         let w16: Vec<f16> = w32.iter().map(|&v| f16::from_f32(v)).collect();
-        let bytes = q8_0::row_bytes(cols);
-        let mut wq = vec![0u8; rows * bytes];
-        for (row, q) in w32.chunks_exact(cols).zip(wq.chunks_exact_mut(bytes)) {
-            q8_0::quantize_row(row, q);
-        }
+        let quantized = |t: GgmlType| {
+            let mut out = Vec::new();
+            glimpse_convert::encode_into(t, &w32, &mut out).expect("quantize");
+            out
+        };
+        let (q8, q4k) = (quantized(GgmlType::Q8_0), quantized(GgmlType::Q4_K));
         let weights = [
             (
                 "f32",
@@ -64,11 +65,20 @@ fn main() {
             (
                 "q8_0",
                 WeightMatrix::Q8_0 {
-                    data: &wq,
+                    data: &q8,
                     rows,
                     cols,
                 },
-                rows * bytes,
+                q8.len(),
+            ),
+            (
+                "q4_K",
+                WeightMatrix::Q4K {
+                    data: &q4k,
+                    rows,
+                    cols,
+                },
+                q4k.len(),
             ),
         ];
         for (kind, w, weight_bytes) in weights {

@@ -5,10 +5,13 @@ pub mod activation;
 pub mod attention;
 pub mod elementwise;
 pub mod gemm;
+pub mod matvec;
 pub mod norm;
 pub mod quant;
 pub mod rope;
 pub mod simd;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod simd_x86;
 pub mod weight;
 
 pub use weight::WeightMatrix;

@@ -1,13 +1,14 @@
-//! Runtime choice of the SIMD path, made once per process: AVX2+FMA on x86_64 when the
-//! CPU has it, NEON on aarch64, otherwise portable scalar code. `GLIMPSE_SIMD=scalar`
-//! forces the scalar path (parity runs and debugging).
+//! Runtime choice of the SIMD path, made once per process: AVX-512 (F/BW/VL + VNNI) or
+//! AVX2+FMA on x86_64 when the CPU has them, NEON on aarch64, otherwise portable scalar
+//! code. `GLIMPSE_SIMD=scalar|avx2` caps the path (parity runs, debugging, benches).
 use std::sync::OnceLock;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum SimdPath {
     Scalar,
-    Avx2,
     Neon,
+    Avx2,
+    Avx512,
 }
 
 impl SimdPath {
@@ -15,18 +16,30 @@ impl SimdPath {
         match self {
             SimdPath::Scalar => "scalar",
             SimdPath::Avx2 => "avx2",
+            SimdPath::Avx512 => "avx512-vnni",
             SimdPath::Neon => "neon",
         }
     }
 }
 
-fn detect() -> SimdPath {
-    if std::env::var("GLIMPSE_SIMD").is_ok_and(|v| v.eq_ignore_ascii_case("scalar")) {
-        return SimdPath::Scalar;
-    }
+/// The best path this CPU supports.
+fn hardware_path() -> SimdPath {
     #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-        return SimdPath::Avx2;
+    {
+        let avx2 = is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c");
+        let avx512 = avx2
+            && is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vl")
+            && is_x86_feature_detected!("avx512vnni");
+        if avx512 {
+            return SimdPath::Avx512;
+        }
+        if avx2 {
+            return SimdPath::Avx2;
+        }
     }
     #[cfg(target_arch = "aarch64")]
     if std::arch::is_aarch64_feature_detected!("neon") {
@@ -35,8 +48,35 @@ fn detect() -> SimdPath {
     SimdPath::Scalar
 }
 
+fn detect() -> SimdPath {
+    let hardware = hardware_path();
+    match std::env::var("GLIMPSE_SIMD").map(|v| v.to_ascii_lowercase()) {
+        Ok(v) if v == "scalar" => SimdPath::Scalar,
+        Ok(v) if v == "avx2" && hardware >= SimdPath::Avx2 => SimdPath::Avx2,
+        _ => hardware,
+    }
+}
+
 /// The path every kernel uses in this process.
 pub fn simd_path() -> SimdPath {
     static PATH: OnceLock<SimdPath> = OnceLock::new();
     *PATH.get_or_init(detect)
+}
+
+/// Every path this CPU can run, scalar first (kernel tests compare each with scalar).
+pub fn available_paths() -> Vec<SimdPath> {
+    let hardware = hardware_path();
+    [
+        SimdPath::Scalar,
+        SimdPath::Neon,
+        SimdPath::Avx2,
+        SimdPath::Avx512,
+    ]
+    .into_iter()
+    .filter(|&p| {
+        p == SimdPath::Scalar
+            || p == hardware
+            || (p == SimdPath::Avx2 && hardware == SimdPath::Avx512)
+    })
+    .collect()
 }

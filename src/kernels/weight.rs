@@ -1,11 +1,14 @@
 //! A weight matrix as stored in the model file (f32, f16 or a ggml block format, one
 //! row per output feature) and the product `x · Wᵀ` over it. Quantized weights are
-//! used as they are; the activations are quantized once per product.
+//! used as they are: a few activation rows (decode) go through the format's integer dot
+//! kernels with the activations quantized once per product; many rows (prefill, the
+//! vision encoder) dequantize panels of weight rows and run a dense product on them.
 use half::f16;
 use rayon::prelude::*;
 
 use super::gemm::{matmul_a_bt, Threads};
-use super::quant::q8_0;
+use super::matvec::quantized_matvec;
+use super::quant::{q4_k, q8_0, q8_k};
 
 /// Borrowed weight data, `rows` × `cols`, row-major (PyTorch `nn.Linear` layout).
 #[derive(Clone, Copy, Debug)]
@@ -26,17 +29,27 @@ pub enum WeightMatrix<'a> {
         rows: usize,
         cols: usize,
     },
+    /// ggml Q4_K rows (`cols` a multiple of 256).
+    Q4K {
+        data: &'a [u8],
+        rows: usize,
+        cols: usize,
+    },
 }
 
-/// Weight rows per parallel task (at most; fewer when the matrix is small).
-const ROWS_PER_TILE: usize = 64;
+/// Weight rows per dequantized panel of the dense path (at most; fewer when small).
+const ROWS_PER_PANEL: usize = 64;
+/// From this many activation rows on, dequantizing panels and running a dense product
+/// beats one integer dot product per (row, activation) pair.
+const DENSE_FROM_ROWS: usize = 8;
 
 impl WeightMatrix<'_> {
     pub fn rows(&self) -> usize {
         match *self {
             WeightMatrix::F32 { rows, .. }
             | WeightMatrix::F16 { rows, .. }
-            | WeightMatrix::Q8_0 { rows, .. } => rows,
+            | WeightMatrix::Q8_0 { rows, .. }
+            | WeightMatrix::Q4K { rows, .. } => rows,
         }
     }
 
@@ -44,27 +57,50 @@ impl WeightMatrix<'_> {
         match *self {
             WeightMatrix::F32 { cols, .. }
             | WeightMatrix::F16 { cols, .. }
-            | WeightMatrix::Q8_0 { cols, .. } => cols,
+            | WeightMatrix::Q8_0 { cols, .. }
+            | WeightMatrix::Q4K { cols, .. } => cols,
         }
     }
 
-    /// Copies row `index` as f32 into `out` (an embedding lookup).
-    pub fn row_into(&self, index: usize, out: &mut [f32]) {
+    /// Bytes of the weight data.
+    pub fn bytes(&self) -> usize {
+        match *self {
+            WeightMatrix::F32 { data, .. } => data.len() * 4,
+            WeightMatrix::F16 { data, .. } => data.len() * 2,
+            WeightMatrix::Q8_0 { data, .. } | WeightMatrix::Q4K { data, .. } => data.len(),
+        }
+    }
+
+    /// Copies rows `first..first + out.len() / cols` as f32 into `out`.
+    pub fn rows_into(&self, first: usize, out: &mut [f32]) {
         let cols = self.cols();
+        let count = out.len() / cols;
         match *self {
             WeightMatrix::F32 { data, .. } => {
-                out.copy_from_slice(&data[index * cols..(index + 1) * cols])
+                out.copy_from_slice(&data[first * cols..(first + count) * cols])
             }
             WeightMatrix::F16 { data, .. } => {
-                for (o, v) in out.iter_mut().zip(&data[index * cols..(index + 1) * cols]) {
+                for (o, v) in out
+                    .iter_mut()
+                    .zip(&data[first * cols..(first + count) * cols])
+                {
                     *o = v.to_f32();
                 }
             }
             WeightMatrix::Q8_0 { data, .. } => {
                 let bytes = q8_0::row_bytes(cols);
-                q8_0::dequantize_row(&data[index * bytes..(index + 1) * bytes], out)
+                q8_0::dequantize_row(&data[first * bytes..(first + count) * bytes], out)
+            }
+            WeightMatrix::Q4K { data, .. } => {
+                let bytes = q4_k::row_bytes(cols);
+                q4_k::dequantize_row(&data[first * bytes..(first + count) * bytes], out)
             }
         }
+    }
+
+    /// Copies row `index` as f32 into `out` (an embedding lookup).
+    pub fn row_into(&self, index: usize, out: &mut [f32]) {
+        self.rows_into(index, out)
     }
 
     /// `out[m, rows] = x[m, cols] · Wᵀ`.
@@ -76,64 +112,77 @@ impl WeightMatrix<'_> {
             WeightMatrix::F32 { data, .. } => {
                 matmul_a_bt(x, data, out, (m, cols, rows), rows, Threads::Pool)
             }
-            WeightMatrix::F16 { data, .. } => {
-                for_row_tiles(rows, m, out, |first, tile_rows, part| {
-                    let tile = &data[first * cols..(first + tile_rows) * cols];
-                    let weights: Vec<f32> = tile.iter().map(|v| v.to_f32()).collect();
-                    matmul_a_bt(
-                        x,
-                        &weights,
-                        part,
-                        (m, cols, tile_rows),
-                        tile_rows,
-                        Threads::Single,
-                    );
-                });
+            WeightMatrix::Q8_0 { data, .. } if m < DENSE_FROM_ROWS => {
+                let (w_bytes, x_bytes) = (q8_0::row_bytes(cols), q8_0::row_bytes(cols));
+                let xq = quantize_rows(x, cols, x_bytes, q8_0::quantize_row);
+                quantized_matvec(data, w_bytes, rows, &xq, x_bytes, m, out, q8_0::dot_rows);
             }
-            WeightMatrix::Q8_0 { data, .. } => {
-                let bytes = q8_0::row_bytes(cols);
-                let mut xq = vec![0u8; m * bytes];
-                for (row, q) in x.chunks_exact(cols).zip(xq.chunks_exact_mut(bytes)) {
-                    q8_0::quantize_row(row, q);
-                }
-                for_row_tiles(rows, m, out, |first, tile_rows, part| {
-                    for r in 0..tile_rows {
-                        let w = &data[(first + r) * bytes..(first + r + 1) * bytes];
-                        for (i, xi) in xq.chunks_exact(bytes).enumerate() {
-                            part[i * tile_rows + r] = q8_0::dot(w, xi);
-                        }
-                    }
-                });
+            WeightMatrix::Q4K { data, .. } if m < DENSE_FROM_ROWS => {
+                let (w_bytes, x_bytes) = (q4_k::row_bytes(cols), q8_k::row_bytes(cols));
+                let xq = quantize_rows(x, cols, x_bytes, q8_k::quantize_row);
+                quantized_matvec(data, w_bytes, rows, &xq, x_bytes, m, out, q4_k::dot_rows);
             }
+            _ => self.dense_matmul(x, m, out),
         }
+    }
+
+    /// Panels of weight rows dequantized to f32, each multiplied on one thread.
+    fn dense_matmul(&self, x: &[f32], m: usize, out: &mut [f32]) {
+        let (rows, cols) = (self.rows(), self.cols());
+        for_row_panels(rows, m, out, |first, panel_rows, part| {
+            let mut weights = vec![0.0f32; panel_rows * cols];
+            self.rows_into(first, &mut weights);
+            matmul_a_bt(
+                x,
+                &weights,
+                part,
+                (m, cols, panel_rows),
+                panel_rows,
+                Threads::Single,
+            );
+        });
     }
 }
 
-/// Splits the output columns (weight rows) into tiles computed in parallel:
-/// `compute(first_row, tile_rows, part)` fills `part` (`m × tile_rows`, row-major),
+/// Each `cols`-wide row of `x` quantized into `x_bytes` bytes.
+fn quantize_rows(
+    x: &[f32],
+    cols: usize,
+    x_bytes: usize,
+    quantize: fn(&[f32], &mut [u8]),
+) -> Vec<u8> {
+    let mut xq = vec![0u8; x.len() / cols * x_bytes];
+    for (row, q) in x.chunks_exact(cols).zip(xq.chunks_exact_mut(x_bytes)) {
+        quantize(row, q);
+    }
+    xq
+}
+
+/// Splits the output columns (weight rows) into panels computed in parallel:
+/// `compute(first_row, panel_rows, part)` fills `part` (`m × panel_rows`, row-major),
 /// which is then copied into its columns of `out` (`m × rows`).
-fn for_row_tiles(
+fn for_row_panels(
     rows: usize,
     m: usize,
     out: &mut [f32],
     compute: impl Fn(usize, usize, &mut [f32]) + Sync,
 ) {
-    let tile = ROWS_PER_TILE.min(rows.div_ceil(rayon::current_num_threads()).max(1));
-    let tiles: Vec<(usize, Vec<f32>)> = (0..rows.div_ceil(tile))
+    let panel = ROWS_PER_PANEL.min(rows.div_ceil(rayon::current_num_threads()).max(1));
+    let panels: Vec<(usize, Vec<f32>)> = (0..rows.div_ceil(panel))
         .into_par_iter()
         .map(|t| {
-            let first = t * tile;
-            let tile_rows = tile.min(rows - first);
-            let mut part = vec![0.0f32; m * tile_rows];
-            compute(first, tile_rows, &mut part);
+            let first = t * panel;
+            let panel_rows = panel.min(rows - first);
+            let mut part = vec![0.0f32; m * panel_rows];
+            compute(first, panel_rows, &mut part);
             (first, part)
         })
         .collect();
-    for (first, part) in tiles {
-        let tile_rows = part.len() / m.max(1);
+    for (first, part) in panels {
+        let panel_rows = part.len() / m.max(1);
         for i in 0..m {
-            out[i * rows + first..][..tile_rows]
-                .copy_from_slice(&part[i * tile_rows..(i + 1) * tile_rows]);
+            out[i * rows + first..][..panel_rows]
+                .copy_from_slice(&part[i * panel_rows..(i + 1) * panel_rows]);
         }
     }
 }
@@ -142,43 +191,72 @@ fn for_row_tiles(
 mod tests {
     use super::*;
 
+    fn ramp(len: usize, seed: usize) -> Vec<f32> {
+        (0..len)
+            .map(|i| (((i * 31 + seed * 17) % 97) as f32 - 48.0) / 48.0)
+            .collect()
+    }
+
+    /// The product over `w` equals the f32 product over its dequantized rows, for a
+    /// decode-sized and a prefill-sized batch.
+    fn check_against_dequantized(w: WeightMatrix, tolerance: f32) {
+        let (rows, cols) = (w.rows(), w.cols());
+        let mut deq = vec![0.0; rows * cols];
+        w.rows_into(0, &mut deq);
+        let dense = WeightMatrix::F32 {
+            data: &deq,
+            rows,
+            cols,
+        };
+        for m in [1, 3, DENSE_FROM_ROWS + 1] {
+            let x = ramp(m * cols, m);
+            let (mut got, mut want) = (vec![0.0; m * rows], vec![0.0; m * rows]);
+            w.matmul(&x, m, &mut got);
+            dense.matmul(&x, m, &mut want);
+            let scale = want.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+            for (g, e) in got.iter().zip(&want) {
+                assert!((g - e).abs() <= tolerance * scale, "m={m}: {g} vs {e}");
+            }
+        }
+    }
+
     #[test]
     fn q8_0_product_matches_the_dequantized_weights() {
-        let (rows, cols, m) = (130, 64, 3);
-        let w: Vec<f32> = (0..rows * cols)
-            .map(|i| ((i * 31 % 97) as f32 - 48.0) / 48.0)
-            .collect();
+        let (rows, cols) = (130, 64);
         let bytes = q8_0::row_bytes(cols);
+        let w = ramp(rows * cols, 1);
         let mut wq = vec![0u8; rows * bytes];
         for (row, q) in w.chunks_exact(cols).zip(wq.chunks_exact_mut(bytes)) {
             q8_0::quantize_row(row, q);
         }
-        let mut deq = vec![0.0; rows * cols];
-        for r in 0..rows {
-            q8_0::dequantize_row(
-                &wq[r * bytes..(r + 1) * bytes],
-                &mut deq[r * cols..(r + 1) * cols],
-            );
-        }
-        let x: Vec<f32> = (0..m * cols)
-            .map(|i| ((i * 7 % 13) as f32 - 6.0) / 6.0)
+        check_against_dequantized(
+            WeightMatrix::Q8_0 {
+                data: &wq,
+                rows,
+                cols,
+            },
+            0.02,
+        );
+    }
+
+    #[test]
+    fn q4_k_product_matches_the_dequantized_weights() {
+        let (rows, cols) = (70, 512);
+        let mut wq: Vec<u8> = (0..rows * q4_k::row_bytes(cols))
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
             .collect();
-        let (mut got, mut want) = (vec![0.0; m * rows], vec![0.0; m * rows]);
-        WeightMatrix::Q8_0 {
-            data: &wq,
-            rows,
-            cols,
+        for block in wq.chunks_exact_mut(q4_k::BLOCK_BYTES) {
+            block[..2].copy_from_slice(&f16::from_f32(0.01).to_le_bytes());
+            block[2..4].copy_from_slice(&f16::from_f32(0.02).to_le_bytes());
         }
-        .matmul(&x, m, &mut got);
-        WeightMatrix::F32 {
-            data: &deq,
-            rows,
-            cols,
-        }
-        .matmul(&x, m, &mut want);
-        for (g, w) in got.iter().zip(&want) {
-            assert!((g - w).abs() < 0.02 * (1.0 + w.abs()), "{g} vs {w}");
-        }
+        check_against_dequantized(
+            WeightMatrix::Q4K {
+                data: &wq,
+                rows,
+                cols,
+            },
+            0.02,
+        );
     }
 
     #[test]

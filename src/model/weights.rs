@@ -23,6 +23,7 @@ enum Storage {
     F32,
     F16,
     Q8_0,
+    Q4K,
 }
 
 /// A 2-D weight (`rows` × `cols`, one row per output feature) mapped from the file.
@@ -84,8 +85,9 @@ impl Weights {
             GgmlType::F32 => Storage::F32,
             GgmlType::F16 => Storage::F16,
             GgmlType::Q8_0 => Storage::Q8_0,
+            GgmlType::Q4_K => Storage::Q4K,
             other => bail!(
-                "tensor '{}' is {other:?}; this build computes with f32, f16 and q8_0 weights",
+                "tensor '{}' is {other:?}; glimpse computes with f32, f16, q8_0 and q4_K weights",
                 self.full_name(name)
             ),
         };
@@ -139,7 +141,7 @@ impl Matrix {
         let aligned = match self.storage {
             Storage::F32 => bytemuck::try_cast_slice::<u8, f32>(raw).is_ok(),
             Storage::F16 => bytemuck::try_cast_slice::<u8, f16>(raw).is_ok(),
-            Storage::Q8_0 => true,
+            Storage::Q8_0 | Storage::Q4K => true,
         };
         if aligned {
             Ok(())
@@ -172,6 +174,11 @@ impl Matrix {
                 cols,
             },
             Storage::Q8_0 => WeightMatrix::Q8_0 {
+                data: raw,
+                rows,
+                cols,
+            },
+            Storage::Q4K => WeightMatrix::Q4K {
                 data: raw,
                 rows,
                 cols,

@@ -1,4 +1,7 @@
 //! ggml block formats the kernels compute with directly (weights stay quantized in
-//! memory). Each format is data plus two functions: quantize a row of activations into
-//! its companion format, and the dot product of a weight row with such a row.
+//! memory). Each format is data plus two functions: dequantize a row, and the dot
+//! products of weight rows with one row of activations quantized to its companion
+//! format (Q8_0 for Q8_0, Q8K for the K-quants).
+pub mod q4_k;
 pub mod q8_0;
+pub mod q8_k;

@@ -1,6 +1,7 @@
 //! Q8_0: blocks of 32 values stored as an f16 scale followed by 32 signed bytes
-//! (34 bytes). Activations are quantized to the same format once per product, and the
-//! dot product runs on integers: AVX2 (`maddubs`) on x86_64, scalar elsewhere.
+//! (34 bytes). Activations are quantized to the same format once per product and the
+//! dot products run on integers: AVX-512 VNNI or AVX2 on x86_64, NEON on aarch64, scalar
+//! elsewhere. Four weight rows share each activation load.
 use half::f16;
 
 use crate::kernels::simd::{simd_path, SimdPath};
@@ -28,7 +29,7 @@ pub fn quantize_row(x: &[f32], out: &mut [u8]) {
     }
 }
 
-/// Dequantizes one row (reference and tests).
+/// Dequantizes one row.
 pub fn dequantize_row(row: &[u8], out: &mut [f32]) {
     for (block, values) in row
         .chunks_exact(BLOCK_BYTES)
@@ -43,16 +44,43 @@ pub fn dequantize_row(row: &[u8], out: &mut [f32]) {
 
 /// `Σ w·x` over two Q8_0 rows of equal length.
 pub fn dot(w: &[u8], x: &[u8]) -> f32 {
-    debug_assert_eq!(w.len(), x.len());
-    match simd_path() {
+    let mut out = [0.0];
+    dot_rows(w, x, &mut out);
+    out[0]
+}
+
+/// `out[i] = Σ w_i·x` for the `out.len()` consecutive Q8_0 rows in `w` (each as long as `x`).
+pub fn dot_rows(w: &[u8], x: &[u8], out: &mut [f32]) {
+    dot_rows_with(simd_path(), w, x, out)
+}
+
+/// `dot_rows` on a given SIMD path (tests compare the paths).
+pub fn dot_rows_with(path: SimdPath, w: &[u8], x: &[u8], out: &mut [f32]) {
+    let bytes = x.len();
+    assert!(
+        bytes % BLOCK_BYTES == 0 && w.len() == bytes * out.len(),
+        "q8_0 dot_rows: row sizes"
+    );
+    match path {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: the AVX2 path is only selected when the CPU reports avx2 and fma.
-        SimdPath::Avx2 => unsafe { dot_avx2(w, x) },
-        _ => dot_scalar(w, x),
+        // SAFETY: these paths are only chosen when the CPU reports their features
+        // (`simd::hardware_path`); slice lengths were checked above.
+        SimdPath::Avx512 => unsafe { x86::dot_rows::<true>(w, x, out) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        SimdPath::Avx2 => unsafe { x86::dot_rows::<false>(w, x, out) },
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: NEON is only chosen when the CPU reports it; lengths checked above.
+        SimdPath::Neon => unsafe { neon::dot_rows(w, x, out) },
+        _ => {
+            for (o, row) in out.iter_mut().zip(w.chunks_exact(bytes)) {
+                *o = dot_scalar(row, x);
+            }
+        }
     }
 }
 
-pub fn dot_scalar(w: &[u8], x: &[u8]) -> f32 {
+fn dot_scalar(w: &[u8], x: &[u8]) -> f32 {
     let mut sum = 0.0f32;
     for (wb, xb) in w.chunks_exact(BLOCK_BYTES).zip(x.chunks_exact(BLOCK_BYTES)) {
         let dw = f16::from_le_bytes([wb[0], wb[1]]).to_f32();
@@ -68,36 +96,119 @@ pub fn dot_scalar(w: &[u8], x: &[u8]) -> f32 {
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dot_avx2(w: &[u8], x: &[u8]) -> f32 {
+mod x86 {
     use std::arch::x86_64::*;
-    let blocks = w.len() / BLOCK_BYTES;
-    let ones = _mm256_set1_epi16(1);
-    let mut acc = _mm256_setzero_ps();
-    for b in 0..blocks {
-        let (wb, xb) = (
-            w.as_ptr().add(b * BLOCK_BYTES),
-            x.as_ptr().add(b * BLOCK_BYTES),
-        );
-        let scale = f16::from_bits(u16::from_le_bytes([*wb, *wb.add(1)])).to_f32()
-            * f16::from_bits(u16::from_le_bytes([*xb, *xb.add(1)])).to_f32();
-        let wv = _mm256_loadu_si256(wb.add(2) as *const __m256i);
-        let xv = _mm256_loadu_si256(xb.add(2) as *const __m256i);
-        // maddubs needs an unsigned left operand: move w's sign onto x.
-        let products = _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
-        let sums = _mm256_cvtepi32_ps(_mm256_madd_epi16(products, ones));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(scale), sums, acc);
+
+    use super::BLOCK_BYTES;
+    use crate::kernels::simd_x86::{hsum_ps, i8_dot_i32};
+
+    /// Four rows at a time (then one at a time), one f32 accumulator per row; each
+    /// block's integer dot is scaled by `dw·dx` (the two f16 scales) and summed.
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn dot_rows_vnni(w: &[u8], x: &[u8], out: &mut [f32]) {
+        rows_impl::<true>(w, x, out)
     }
-    let half = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-    let quad = _mm_add_ps(half, _mm_movehl_ps(half, half));
-    _mm_cvtss_f32(_mm_add_ss(quad, _mm_shuffle_ps(quad, quad, 1)))
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dot_rows_avx2(w: &[u8], x: &[u8], out: &mut [f32]) {
+        rows_impl::<false>(w, x, out)
+    }
+
+    pub unsafe fn dot_rows<const VNNI: bool>(w: &[u8], x: &[u8], out: &mut [f32]) {
+        if VNNI {
+            dot_rows_vnni(w, x, out)
+        } else {
+            dot_rows_avx2(w, x, out)
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn scale(p: *const u8) -> f32 {
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(
+            u16::from_le_bytes([*p, *p.add(1)]) as i32,
+        )))
+    }
+
+    #[inline(always)]
+    unsafe fn rows_impl<const VNNI: bool>(w: &[u8], x: &[u8], out: &mut [f32]) {
+        let bytes = x.len();
+        let blocks = bytes / BLOCK_BYTES;
+        let (xp, wp) = (x.as_ptr(), w.as_ptr());
+        let mut row = 0;
+        while row + 4 <= out.len() {
+            let r = [0, 1, 2, 3].map(|i| wp.add((row + i) * bytes));
+            let mut acc = [_mm256_setzero_ps(); 4];
+            for b in 0..blocks {
+                let xb = xp.add(b * BLOCK_BYTES);
+                let dx = scale(xb);
+                let xv = _mm256_loadu_si256(xb.add(2) as *const __m256i);
+                for i in 0..4 {
+                    let wb = r[i].add(b * BLOCK_BYTES);
+                    let wv = _mm256_loadu_si256(wb.add(2) as *const __m256i);
+                    let sums = _mm256_cvtepi32_ps(i8_dot_i32::<VNNI>(wv, xv));
+                    acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(scale(wb) * dx), sums, acc[i]);
+                }
+            }
+            for i in 0..4 {
+                out[row + i] = hsum_ps(acc[i]);
+            }
+            row += 4;
+        }
+        while row < out.len() {
+            let wr = wp.add(row * bytes);
+            let mut acc = _mm256_setzero_ps();
+            for b in 0..blocks {
+                let (xb, wb) = (xp.add(b * BLOCK_BYTES), wr.add(b * BLOCK_BYTES));
+                let xv = _mm256_loadu_si256(xb.add(2) as *const __m256i);
+                let wv = _mm256_loadu_si256(wb.add(2) as *const __m256i);
+                let sums = _mm256_cvtepi32_ps(i8_dot_i32::<VNNI>(wv, xv));
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(scale(wb) * scale(xb)), sums, acc);
+            }
+            out[row] = hsum_ps(acc);
+            row += 1;
+        }
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+mod neon {
+    use std::arch::aarch64::*;
+
+    use super::BLOCK_BYTES;
+    use half::f16;
+
+    #[target_feature(enable = "neon")]
+    pub unsafe fn dot_rows(w: &[u8], x: &[u8], out: &mut [f32]) {
+        let bytes = x.len();
+        let blocks = bytes / BLOCK_BYTES;
+        for (row, o) in out.iter_mut().enumerate() {
+            let wr = w.as_ptr().add(row * bytes);
+            let mut acc = vdupq_n_f32(0.0);
+            for b in 0..blocks {
+                let (xb, wb) = (x.as_ptr().add(b * BLOCK_BYTES), wr.add(b * BLOCK_BYTES));
+                let mut sum = vdupq_n_s32(0);
+                for half in 0..2 {
+                    let wv = vld1q_s8(wb.add(2 + 16 * half) as *const i8);
+                    let xv = vld1q_s8(xb.add(2 + 16 * half) as *const i8);
+                    let lo = vmull_s8(vget_low_s8(wv), vget_low_s8(xv));
+                    let hi = vmull_s8(vget_high_s8(wv), vget_high_s8(xv));
+                    sum = vpadalq_s16(vpadalq_s16(sum, lo), hi);
+                }
+                let d = f16::from_le_bytes([*wb, *wb.add(1)]).to_f32()
+                    * f16::from_le_bytes([*xb, *xb.add(1)]).to_f32();
+                acc = vfmaq_n_f32(acc, vcvtq_f32_s32(sum), d);
+            }
+            *o = vaddvq_f32(acc);
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::simd::available_paths;
 
-    fn values(n: usize, seed: u32) -> Vec<f32> {
+    pub(crate) fn values(n: usize, seed: u32) -> Vec<f32> {
         (0..n)
             .map(|i| {
                 ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) % 2001) as f32 / 1000.0
@@ -107,16 +218,32 @@ mod tests {
     }
 
     #[test]
-    fn simd_dot_equals_scalar_dot() {
-        let (w, x) = (values(4096, 1), values(4096, 7));
-        let (mut wq, mut xq) = (vec![0u8; row_bytes(4096)], vec![0u8; row_bytes(4096)]);
-        quantize_row(&w, &mut wq);
-        quantize_row(&x, &mut xq);
-        let (simd, scalar) = (dot(&wq, &xq), dot_scalar(&wq, &xq));
-        assert!(
-            (simd - scalar).abs() <= 1e-3 * scalar.abs().max(1.0),
-            "{simd} vs {scalar}"
+    fn every_simd_path_equals_the_scalar_dot() {
+        let (rows, cols) = (7, 4096);
+        let (w, x) = (values(rows * cols, 1), values(cols, 7));
+        let (mut wq, mut xq) = (
+            vec![0u8; rows * row_bytes(cols)],
+            vec![0u8; row_bytes(cols)],
         );
+        for (r, q) in w
+            .chunks_exact(cols)
+            .zip(wq.chunks_exact_mut(row_bytes(cols)))
+        {
+            quantize_row(r, q);
+        }
+        quantize_row(&x, &mut xq);
+        let mut want = vec![0.0; rows];
+        dot_rows_with(SimdPath::Scalar, &wq, &xq, &mut want);
+        for path in available_paths() {
+            let mut got = vec![0.0; rows];
+            dot_rows_with(path, &wq, &xq, &mut got);
+            for (g, s) in got.iter().zip(&want) {
+                assert!(
+                    (g - s).abs() <= 1e-4 * s.abs().max(1.0),
+                    "{path:?}: {g} vs {s}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -1,0 +1,65 @@
+//! Products of a quantized weight matrix with a few activation rows (decode and short
+//! prompts): the activations are quantized once into the format's companion layout,
+//! the weight rows are split over the pool in contiguous ranges, and each task streams
+//! its rows once, computing every activation row's dot products as it goes.
+use rayon::prelude::*;
+
+/// Weight rows per task are a multiple of this (the kernels handle four rows at a time).
+const ROW_GRAIN: usize = 4;
+/// Tasks per pool thread: enough to even out uneven progress, few enough that each task
+/// streams a long contiguous range.
+const TASKS_PER_THREAD: usize = 4;
+
+/// `out[t·rows + r] = dot(weight row r, activation row t)` for `m` activation rows held in
+/// `xq` (each `x_bytes` long). `dot_rows(weights, x, out)` fills `out[i]` for the
+/// consecutive rows in `weights` (each `w_bytes` long).
+pub fn quantized_matvec(
+    w: &[u8],
+    w_bytes: usize,
+    rows: usize,
+    xq: &[u8],
+    x_bytes: usize,
+    m: usize,
+    out: &mut [f32],
+    dot_rows: impl Fn(&[u8], &[u8], &mut [f32]) + Sync,
+) {
+    assert!(w.len() >= rows * w_bytes && xq.len() >= m * x_bytes && out.len() >= m * rows);
+    let tasks = rayon::current_num_threads() * TASKS_PER_THREAD;
+    let chunk = rows.div_ceil(tasks).div_ceil(ROW_GRAIN).max(1) * ROW_GRAIN;
+    if m == 1 {
+        out[..rows]
+            .par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(c, part)| {
+                let first = c * chunk;
+                dot_rows(
+                    &w[first * w_bytes..(first + part.len()) * w_bytes],
+                    &xq[..x_bytes],
+                    part,
+                );
+            });
+        return;
+    }
+    // Row-major per task ([rows of the task][m]), scattered into `out` afterwards.
+    let mut by_row = vec![0.0f32; rows * m];
+    by_row
+        .par_chunks_mut(chunk * m)
+        .enumerate()
+        .for_each(|(c, part)| {
+            let first = c * chunk;
+            let count = part.len() / m;
+            let weights = &w[first * w_bytes..(first + count) * w_bytes];
+            let mut column = vec![0.0f32; count];
+            for t in 0..m {
+                dot_rows(weights, &xq[t * x_bytes..(t + 1) * x_bytes], &mut column);
+                for (r, v) in column.iter().enumerate() {
+                    part[r * m + t] = *v;
+                }
+            }
+        });
+    for (r, values) in by_row.chunks_exact(m).enumerate() {
+        for (t, v) in values.iter().enumerate() {
+            out[t * rows + r] = *v;
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! Q4_K: super-blocks of 256 values in 144 bytes — f16 scale `d` and minimum scale
+//! `dmin`, twelve bytes packing eight 6-bit scales and eight 6-bit minimums (one pair per
+//! run of 32), then 128 bytes of 4-bit values (value = d·sc·q − dmin·m). Dot products run
+//! against Q8K activations with integer sub-block scales (AVX2 / AVX-512 VNNI / NEON /
+//! scalar), one float step per super-block.
+use half::f16;
+
+use super::q8_k;
+use crate::kernels::simd::{simd_path, SimdPath};
+
+pub const BLOCK: usize = 256;
+pub const BLOCK_BYTES: usize = 144;
+
+/// Bytes of a row of `cols` values (`cols` is a multiple of `BLOCK`).
+pub fn row_bytes(cols: usize) -> usize {
+    cols / BLOCK * BLOCK_BYTES
+}
+
+/// The eight 6-bit scales and eight 6-bit minimums of a super-block (ggml's
+/// `get_scale_min_k4` for every run at once).
+#[inline(always)]
+pub fn scales_and_mins(packed: &[u8]) -> ([u8; 8], [u8; 8]) {
+    let word =
+        |i: usize| u32::from_le_bytes([packed[i], packed[i + 1], packed[i + 2], packed[i + 3]]);
+    let [s, m] = unpack_scale_words([word(0), word(4), word(8)]);
+    let (s, m) = (s.to_le_bytes(), m.to_le_bytes());
+    (s, m)
+}
+
+/// The 12 packed bytes (as three words) → (8 scale bytes, 8 minimum bytes) as u64s.
+#[inline(always)]
+fn unpack_scale_words([a, b, c]: [u32; 3]) -> [u64; 2] {
+    const LOW6: u32 = 0x3f3f_3f3f;
+    const LOW4: u32 = 0x0f0f_0f0f;
+    const LOW2: u32 = 0x0303_0303;
+    let scales_lo = a & LOW6;
+    let scales_hi = (c & LOW4) | (((a >> 6) & LOW2) << 4);
+    let mins_lo = b & LOW6;
+    let mins_hi = ((c >> 4) & LOW4) | (((b >> 6) & LOW2) << 4);
+    [
+        scales_lo as u64 | (scales_hi as u64) << 32,
+        mins_lo as u64 | (mins_hi as u64) << 32,
+    ]
+}
+
+fn block_scales(block: &[u8]) -> (f32, f32) {
+    (
+        f16::from_le_bytes([block[0], block[1]]).to_f32(),
+        f16::from_le_bytes([block[2], block[3]]).to_f32(),
+    )
+}
+
+/// Dequantizes one row.
+pub fn dequantize_row(row: &[u8], out: &mut [f32]) {
+    for (block, values) in row
+        .chunks_exact(BLOCK_BYTES)
+        .zip(out.chunks_exact_mut(BLOCK))
+    {
+        let (d, dmin) = block_scales(block);
+        let (sc, m) = scales_and_mins(&block[4..16]);
+        for (j, (q, y)) in block[16..]
+            .chunks_exact(32)
+            .zip(values.chunks_exact_mut(64))
+            .enumerate()
+        {
+            let (d1, m1) = (d * sc[2 * j] as f32, dmin * m[2 * j] as f32);
+            let (d2, m2) = (d * sc[2 * j + 1] as f32, dmin * m[2 * j + 1] as f32);
+            let (lo, hi) = y.split_at_mut(32);
+            for ((&q, l), h) in q.iter().zip(lo).zip(hi) {
+                *l = d1 * (q & 0x0f) as f32 - m1;
+                *h = d2 * (q >> 4) as f32 - m2;
+            }
+        }
+    }
+}
+
+/// `out[i] = Σ w_i·x` for the `out.len()` consecutive Q4_K rows in `w`; `x` is one
+/// Q8K row of the same length.
+pub fn dot_rows(w: &[u8], x: &[u8], out: &mut [f32]) {
+    dot_rows_with(simd_path(), w, x, out)
+}
+
+/// `dot_rows` on a given SIMD path (tests compare the paths).
+pub fn dot_rows_with(path: SimdPath, w: &[u8], x: &[u8], out: &mut [f32]) {
+    let blocks = x.len() / q8_k::BLOCK_BYTES;
+    assert!(
+        x.len() % q8_k::BLOCK_BYTES == 0 && w.len() == blocks * BLOCK_BYTES * out.len(),
+        "q4_K dot_rows: row sizes"
+    );
+    let row = blocks * BLOCK_BYTES;
+    match path {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: chosen only when the CPU reports the features (`simd::hardware_path`);
+        // slice lengths were checked above.
+        SimdPath::Avx512 => unsafe { x86::dot_rows_vnni(w, x, out) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        SimdPath::Avx2 => unsafe { x86::dot_rows_avx2(w, x, out) },
+        _ => {
+            for (o, r) in out.iter_mut().zip(w.chunks_exact(row)) {
+                *o = dot_scalar(r, x);
+            }
+        }
+    }
+}
+
+fn dot_scalar(w: &[u8], x: &[u8]) -> f32 {
+    let mut total = 0.0f32;
+    for (wb, xb) in w
+        .chunks_exact(BLOCK_BYTES)
+        .zip(x.chunks_exact(q8_k::BLOCK_BYTES))
+    {
+        let (d, dmin) = block_scales(wb);
+        let (sc, m) = scales_and_mins(&wb[4..16]);
+        let dx = q8_k::scale(xb);
+        let xq = &xb[q8_k::VALUES..q8_k::SUMS];
+        let mut sumi = 0i32;
+        for (j, q) in wb[16..].chunks_exact(32).enumerate() {
+            let (mut lo, mut hi) = (0i32, 0i32);
+            for (l, &q) in q.iter().enumerate() {
+                lo += (q & 0x0f) as i32 * xq[64 * j + l] as i8 as i32;
+                hi += (q >> 4) as i32 * xq[64 * j + 32 + l] as i8 as i32;
+            }
+            sumi += sc[2 * j] as i32 * lo + sc[2 * j + 1] as i32 * hi;
+        }
+        let summ: i32 = xb[q8_k::SUMS..]
+            .chunks_exact(2)
+            .zip(m)
+            .map(|(s, m)| i16::from_le_bytes([s[0], s[1]]) as i32 * m as i32)
+            .sum();
+        total += dx * (d * sumi as f32 - dmin * summ as f32);
+    }
+    total
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{q8_k, unpack_scale_words, BLOCK_BYTES};
+    use crate::kernels::simd_x86::{hsum_ps, u8_i8_dot_scaled};
+
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub unsafe fn dot_rows_vnni(w: &[u8], x: &[u8], out: &mut [f32]) {
+        rows_impl::<true>(w, x, out)
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dot_rows_avx2(w: &[u8], x: &[u8], out: &mut [f32]) {
+        rows_impl::<false>(w, x, out)
+    }
+
+    /// Byte shuffles that broadcast i16 lane `i` of a 128-bit vector to every lane.
+    const fn lane_broadcast_masks() -> [[u8; 32]; 8] {
+        let mut masks = [[0u8; 32]; 8];
+        let mut i = 0;
+        while i < 8 {
+            let mut b = 0;
+            while b < 32 {
+                masks[i][b] = (2 * i + b % 2) as u8;
+                b += 1;
+            }
+            i += 1;
+        }
+        masks
+    }
+    static BROADCAST: [[u8; 32]; 8] = lane_broadcast_masks();
+
+    #[inline(always)]
+    unsafe fn rows_impl<const VNNI: bool>(w: &[u8], x: &[u8], out: &mut [f32]) {
+        let blocks = x.len() / q8_k::BLOCK_BYTES;
+        let low4 = _mm256_set1_epi8(0x0f);
+        for (row, o) in out.iter_mut().enumerate() {
+            let wr = w.as_ptr().add(row * blocks * BLOCK_BYTES);
+            let mut acc = _mm256_setzero_ps();
+            let mut acc_min = _mm_setzero_ps();
+            for b in 0..blocks {
+                let wb = wr.add(b * BLOCK_BYTES);
+                let xb = x.as_ptr().add(b * q8_k::BLOCK_BYTES);
+                let dx = (xb as *const f32).read_unaligned();
+                let scales = _mm_cvtph_ps(_mm_cvtsi32_si128((wb as *const i32).read_unaligned()));
+                let d = _mm_cvtss_f32(scales) * dx;
+                let dmin = _mm_cvtss_f32(_mm_movehdup_ps(scales)) * dx;
+                let words = [4, 8, 12].map(|o| (wb.add(o) as *const u32).read_unaligned());
+                let [sc, mins] = unpack_scale_words(words);
+                let sc16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(sc as i64));
+                let mins16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(mins as i64));
+                let sums = _mm_loadu_si128(xb.add(q8_k::SUMS) as *const __m128i);
+                let min_prod = _mm_cvtepi32_ps(_mm_madd_epi16(mins16, sums));
+                acc_min = _mm_fmadd_ps(_mm_set1_ps(dmin), min_prod, acc_min);
+                let sc_both = _mm256_broadcastsi128_si256(sc16);
+                let (qs, xq) = (wb.add(16), xb.add(q8_k::VALUES));
+                let mut sumi = _mm256_setzero_si256();
+                for j in 0..4 {
+                    let bits = _mm256_loadu_si256(qs.add(32 * j) as *const __m256i);
+                    let lo = _mm256_and_si256(bits, low4);
+                    let hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), low4);
+                    let x_lo = _mm256_loadu_si256(xq.add(64 * j) as *const __m256i);
+                    let x_hi = _mm256_loadu_si256(xq.add(64 * j + 32) as *const __m256i);
+                    let s_lo = _mm256_shuffle_epi8(
+                        sc_both,
+                        _mm256_loadu_si256(BROADCAST[2 * j].as_ptr() as *const __m256i),
+                    );
+                    let s_hi = _mm256_shuffle_epi8(
+                        sc_both,
+                        _mm256_loadu_si256(BROADCAST[2 * j + 1].as_ptr() as *const __m256i),
+                    );
+                    sumi = u8_i8_dot_scaled::<VNNI>(sumi, lo, x_lo, s_lo);
+                    sumi = u8_i8_dot_scaled::<VNNI>(sumi, hi, x_hi, s_hi);
+                }
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+            }
+            let min_total = {
+                let h = _mm_add_ps(acc_min, _mm_movehl_ps(acc_min, acc_min));
+                _mm_cvtss_f32(_mm_add_ss(h, _mm_shuffle_ps(h, h, 1)))
+            };
+            *o = hsum_ps(acc) - min_total;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::simd::available_paths;
+
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) % 2001) as f32 / 1000.0
+                    - 1.0
+            })
+            .collect()
+    }
+
+    /// A Q4_K row with varied scales and minimums (random bytes are valid Q4_K data
+    /// once the two f16 scales are set to sane values).
+    fn random_rows(rows: usize, cols: usize, seed: u32) -> Vec<u8> {
+        let mut data: Vec<u8> = (0..rows * row_bytes(cols))
+            .map(|i| ((i as u32).wrapping_mul(2_246_822_519).wrapping_add(seed) >> 13) as u8)
+            .collect();
+        for (b, block) in data.chunks_exact_mut(BLOCK_BYTES).enumerate() {
+            block[..2].copy_from_slice(&f16::from_f32(0.01 + (b % 7) as f32 * 0.003).to_le_bytes());
+            block[2..4]
+                .copy_from_slice(&f16::from_f32(0.02 + (b % 5) as f32 * 0.001).to_le_bytes());
+        }
+        data
+    }
+
+    #[test]
+    fn every_simd_path_equals_the_scalar_dot() {
+        let (rows, cols) = (5, 2048);
+        let w = random_rows(rows, cols, 3);
+        let mut xq = vec![0u8; q8_k::row_bytes(cols)];
+        q8_k::quantize_row(&values(cols, 9), &mut xq);
+        let mut want = vec![0.0; rows];
+        dot_rows_with(SimdPath::Scalar, &w, &xq, &mut want);
+        for path in available_paths() {
+            let mut got = vec![0.0; rows];
+            dot_rows_with(path, &w, &xq, &mut got);
+            for (g, s) in got.iter().zip(&want) {
+                assert!(
+                    (g - s).abs() <= 1e-4 * s.abs().max(1.0),
+                    "{path:?}: {g} vs {s}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn dot_matches_the_dequantized_row_times_the_activations() {
+        let cols = 1024;
+        let w = random_rows(1, cols, 11);
+        let x = values(cols, 4);
+        let mut deq = vec![0.0; cols];
+        dequantize_row(&w, &mut deq);
+        let exact: f32 = deq.iter().zip(&x).map(|(a, b)| a * b).sum();
+        let mut xq = vec![0u8; q8_k::row_bytes(cols)];
+        q8_k::quantize_row(&x, &mut xq);
+        let mut got = [0.0];
+        dot_rows(&w, &xq, &mut got);
+        let scale: f32 = deq.iter().zip(&x).map(|(a, b)| (a * b).abs()).sum();
+        assert!(
+            (got[0] - exact).abs() < 0.01 * scale,
+            "{} vs {exact}",
+            got[0]
+        );
+    }
+
+    #[test]
+    fn scale_unpacking_matches_ggml_get_scale_min_k4() {
+        let packed: [u8; 12] = [
+            0xc1, 0x82, 0x43, 0xff, 0x05, 0x46, 0x87, 0xc8, 0x9a, 0xbc, 0xde, 0xf0,
+        ];
+        let (sc, m) = scales_and_mins(&packed);
+        for j in 0..8 {
+            let (want_sc, want_m) = if j < 4 {
+                (packed[j] & 63, packed[j + 4] & 63)
+            } else {
+                (
+                    (packed[j + 4] & 0xf) | ((packed[j - 4] >> 6) << 4),
+                    (packed[j + 4] >> 4) | ((packed[j] >> 6) << 4),
+                )
+            };
+            assert_eq!((sc[j], m[j]), (want_sc, want_m), "run {j}");
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! Small x86_64 SIMD building blocks shared by the kernels (horizontal sums, signed
+//! byte dot products). Always inlined into a caller that enables the features they use.
+use std::arch::x86_64::*;
+
+/// Sum of the eight lanes.
+#[inline(always)]
+pub unsafe fn hsum_ps(v: __m256) -> f32 {
+    let half = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let quad = _mm_add_ps(half, _mm_movehl_ps(half, half));
+    _mm_cvtss_f32(_mm_add_ss(quad, _mm_shuffle_ps(quad, quad, 1)))
+}
+
+/// Signed bytes `w`·`x` summed in groups of four into eight i32 lanes. The unsigned
+/// operand that `maddubs` / `vpdpbusd` need is `|w|`, with w's sign moved onto x
+/// (exact: Q8 values never hold -128).
+#[inline(always)]
+pub unsafe fn i8_dot_i32<const VNNI: bool>(w: __m256i, x: __m256i) -> __m256i {
+    let (unsigned, signed) = (_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+    if VNNI {
+        _mm256_dpbusd_epi32(_mm256_setzero_si256(), unsigned, signed)
+    } else {
+        _mm256_madd_epi16(_mm256_maddubs_epi16(unsigned, signed), _mm256_set1_epi16(1))
+    }
+}
+
+/// Unsigned bytes `u` times signed bytes `s`, pairs summed to i16 then multiplied by
+/// the i16 `scale` lanes and summed in pairs into `acc` (i32 lanes).
+#[inline(always)]
+pub unsafe fn u8_i8_dot_scaled<const VNNI: bool>(
+    acc: __m256i,
+    u: __m256i,
+    s: __m256i,
+    scale: __m256i,
+) -> __m256i {
+    let pairs = _mm256_maddubs_epi16(u, s);
+    if VNNI {
+        _mm256_dpwssd_epi32(acc, pairs, scale)
+    } else {
+        _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, scale))
+    }
+}

@@ -2,7 +2,9 @@
 //! activations and rotary embeddings. Model code calls these and never the `gemm`
 //! crate or SIMD intrinsics directly, so a faster kernel never touches a model file.
 pub mod activation;
+pub mod amx;
 pub mod attention;
+pub mod dense_bf16;
 pub mod elementwise;
 pub mod gemm;
 pub mod matvec;

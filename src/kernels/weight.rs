@@ -2,10 +2,13 @@
 //! row per output feature) and the product `x · Wᵀ` over it. Quantized weights are
 //! used as they are: a few activation rows (decode) go through the format's integer dot
 //! kernels with the activations quantized once per product; many rows (prefill, the
-//! vision encoder) dequantize panels of weight rows and run a dense product on them.
+//! vision encoder) dequantize panels of weight rows and run a dense product on them:
+//! bf16 on AMX tiles where present for quantized weights, f32 otherwise (f32 and f16
+//! weights always take the exact f32 product).
 use half::f16;
 use rayon::prelude::*;
 
+use super::dense_bf16::{self, dense_bf16_matmul};
 use super::gemm::{matmul_a_bt, Threads};
 use super::matvec::quantized_matvec;
 use super::quant::{q4_k, q8_0, q8_k};
@@ -121,6 +124,11 @@ impl WeightMatrix<'_> {
                 let (w_bytes, x_bytes) = (q4_k::row_bytes(cols), q8_k::row_bytes(cols));
                 let xq = quantize_rows(x, cols, x_bytes, q8_k::quantize_row);
                 quantized_matvec(data, w_bytes, rows, &xq, x_bytes, m, out, q4_k::dot_rows);
+            }
+            WeightMatrix::Q8_0 { .. } | WeightMatrix::Q4K { .. } if dense_bf16::supports(cols) => {
+                dense_bf16_matmul(rows, cols, x, m, out, |first, buf| {
+                    self.rows_into(first, buf)
+                })
             }
             _ => self.dense_matmul(x, m, out),
         }

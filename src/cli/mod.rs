@@ -1,5 +1,6 @@
 //! Command-line interface: the clap definitions of every subcommand and their
 //! dispatch. Each subcommand lives in its own file and only calls library code.
+mod bench;
 mod convert;
 mod info;
 mod model_path;
@@ -33,6 +34,8 @@ enum Command {
     Run(run::RunArgs),
     /// Serve the OpenAI-compatible HTTP API (and the web chat) on one model.
     Serve(serve::ServeArgs),
+    /// Measure load, vision, time to first token, prefill and decode speed, and memory.
+    Bench(bench::BenchArgs),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -42,5 +45,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Info(args) => info::run(args),
         Command::Run(args) => run::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }

@@ -1,6 +1,7 @@
 //! The `glimpse` binary end to end: `run` streams transformers' greedy answer, `info`
-//! describes a converted file, and every bad input (checkpoint, GGUF, image) ends with a
-//! clear message and a non-zero exit, never a panic.
+//! describes a converted file, `bench` reports its measurements as text or one JSON
+//! object, and every bad input (checkpoint, GGUF, image, argument) ends with a clear
+//! message and a non-zero exit, never a panic.
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -271,4 +272,125 @@ fn quantize_rewrites_a_model_that_still_answers() {
         "q3_k",
     ]);
     assert_clear_failure(&bad, "unsupported output type");
+}
+
+#[test]
+fn bench_json_is_one_object_with_every_measurement() {
+    let model = converted("tiny-tied", "f32");
+    let out = glimpse(&[
+        "bench",
+        "-m",
+        path_str(&model),
+        "--prompt-tokens",
+        "24",
+        "--gen-tokens",
+        "5",
+        "--threads",
+        "2",
+        "--repetitions",
+        "2",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "one JSON line: {stdout}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let int = |name: &str| {
+        report[name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{name} is not an integer: {report}"))
+    };
+    let float = |name: &str| {
+        report[name]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{name} is not a number: {report}"))
+    };
+    assert_eq!(report["model"], path_str(&model));
+    assert!(!report["simd"].as_str().unwrap().is_empty());
+    assert_eq!(int("threads"), 2);
+    assert_eq!(int("file_bytes"), std::fs::metadata(&model).unwrap().len());
+    assert_eq!(int("prefill_tokens"), 24);
+    assert_eq!(int("decode_tokens"), 5);
+    assert!(int("image_tokens") > 0);
+    assert!(int("cached_prompt_tokens") > int("image_tokens"));
+    for name in ["load_ms", "vision_ms", "ttft_image_ms", "ttft_followup_ms"] {
+        assert!(float(name) >= 0.0, "{name}: {report}");
+    }
+    assert!(float("prefill_tok_s") > 0.0 && float("decode_tok_s") > 0.0);
+    assert!(int("idle_rss_bytes") > 0);
+    assert!(int("peak_rss_bytes") >= int("idle_rss_bytes"));
+    assert_eq!(report.as_object().unwrap().len(), 16, "{report}");
+}
+
+#[test]
+fn bench_prints_timing_lines_for_a_given_image() {
+    let model = converted("tiny-tied", "f32");
+    let image = fixtures().join("images/noresize_256x320.png");
+    let out = glimpse(&[
+        "bench",
+        "-m",
+        path_str(&model),
+        "--image",
+        path_str(&image),
+        "--prompt-tokens",
+        "8",
+        "--gen-tokens",
+        "3",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    for label in [
+        "load:",
+        "vision:",
+        "ttft image:",
+        "ttft follow-up:",
+        "prompt eval:",
+        "eval:",
+        "rss peak:",
+        "simd:",
+    ] {
+        assert!(text.contains(label), "no {label:?} line: {text}");
+    }
+    assert!(
+        text.contains("/ 8 tokens") && text.contains("/ 3 tokens"),
+        "{text}"
+    );
+}
+
+#[test]
+fn bench_rejects_bad_arguments() {
+    let model = converted("tiny-tied", "f32");
+    let bench = |extra: &[&str]| {
+        let mut args = vec!["bench", "-m", path_str(&model)];
+        args.extend_from_slice(extra);
+        glimpse(&args)
+    };
+    assert_clear_failure(
+        &bench(&["--prompt-tokens", "0"]),
+        "--prompt-tokens must be at least 1",
+    );
+    assert_clear_failure(
+        &bench(&["--gen-tokens", "0"]),
+        "--gen-tokens must be at least 1",
+    );
+    assert_clear_failure(
+        &bench(&["--prompt-tokens", "300000"]),
+        "exceed the model's context",
+    );
+    assert_clear_failure(
+        &bench(&["--image", "/nonexistent/x.png"]),
+        "cannot read image",
+    );
+    assert_clear_failure(
+        &glimpse(&["bench", "-m", "/nonexistent/model.gguf"]),
+        "not found",
+    );
 }

@@ -81,8 +81,12 @@ fn main() {
                 q4k.len(),
             ),
         ];
+        let filter = std::env::var("BENCH_FILTER").unwrap_or_default();
         for (kind, w, weight_bytes) in weights {
-            for m in [1usize, 128] {
+            if !kind.contains(filter.as_str()) {
+                continue;
+            }
+            for m in [1usize, 128, 512] {
                 let x: Vec<f32> = (0..m * cols).map(|i| (i % 7) as f32 * 0.1).collect();
                 let mut out = vec![0.0; m * rows];
                 let secs = time(budget, || w.matmul(&x, m, &mut out));

@@ -116,7 +116,7 @@ impl GgmlType {
     /// Bytes of one row of `n_cols` elements; errors when the row is not a whole number of
     /// blocks or the size overflows.
     pub fn row_byte_size(self, n_cols: usize) -> Result<usize> {
-        if n_cols % self.block_size() != 0 {
+        if !n_cols.is_multiple_of(self.block_size()) {
             bail!(
                 "a row of {n_cols} elements is not a multiple of the {} block size {}",
                 self.name(),

@@ -114,7 +114,7 @@ impl HfConfig {
         if text.num_attention_heads == 0 || text.num_key_value_heads == 0 {
             bail!("text_config: attention head counts must be positive");
         }
-        if vision.num_heads == 0 || vision.hidden_size % vision.num_heads != 0 {
+        if vision.num_heads == 0 || !vision.hidden_size.is_multiple_of(vision.num_heads) {
             bail!(
                 "vision_config: hidden_size {} is not divisible by num_heads {}",
                 vision.hidden_size,

@@ -17,7 +17,7 @@ pub fn quantize_into(target: GgmlType, values: &[f32], out: &mut Vec<u8>) -> Res
 
 fn encode_blocks<B: CandleBlock>(values: &[f32], out: &mut Vec<u8>) -> Result<()> {
     ensure!(
-        values.len() % B::BLCK_SIZE == 0,
+        values.len().is_multiple_of(B::BLCK_SIZE),
         "{} values do not fill whole {:?} blocks",
         values.len(),
         B::DTYPE

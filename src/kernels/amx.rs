@@ -75,24 +75,71 @@ pub struct TileOperands {
     /// Two B column blocks, each `k_steps` consecutive 1 KiB tiles (VNNI-packed pairs).
     pub b: [*const u8; 2],
     pub k_steps: usize,
+    /// C: 32 rows of 32 f32 (`c_stride` bytes apart).
+    pub c: *mut u8,
+    pub c_stride: usize,
+    /// Add to C's contents (otherwise overwrite them).
+    pub accumulate: bool,
 }
 
-/// `c[i][j]` (16 × 16 f32, row-major, 1 KiB each) = Σ_k A rows `16i..16i+16` · B block `j`.
-///
-/// # Safety
-/// AMX must be available (`amx_available`), and every pointer must cover the bytes the
-/// shapes above describe.
-#[cfg(target_arch = "x86_64")]
-pub unsafe fn tile_product_2x2(op: &TileOperands, c: &mut [[f32; TILE * TILE]; 4]) {
+/// The tile registers configured for `tile_product_2x2` on this thread; released on drop.
+/// Configuring costs about as much as a few tile products, so a task does it once.
+pub struct Tiles(());
+
+impl Tiles {
+    /// # Safety
+    /// AMX must be available (`amx_available`).
+    pub unsafe fn configure() -> Self {
+        std::arch::asm!("ldtilecfg [{}]", in(reg) CONFIG.0.as_ptr(), options(nostack, readonly));
+        Tiles(())
+    }
+
+    /// C rows `16i..16i+16`, columns `16j..16j+16` (+)= Σ_k A rows `16i..` · B block `j`.
+    ///
+    /// # Safety
+    /// Every pointer must cover the bytes the shapes of `TileOperands` describe.
+    pub unsafe fn product_2x2(&self, op: &TileOperands) {
+        tile_product_2x2(op)
+    }
+}
+
+impl Drop for Tiles {
+    fn drop(&mut self) {
+        // SAFETY: tiles were configured by `configure`; releasing them has no operands.
+        unsafe { std::arch::asm!("tilerelease", options(nostack, nomem)) };
+    }
+}
+
+#[inline(always)]
+unsafe fn tile_product_2x2(op: &TileOperands) {
     use std::arch::asm;
-    asm!("ldtilecfg [{}]", in(reg) CONFIG.0.as_ptr(), options(nostack, readonly));
-    asm!(
-        "tilezero tmm4",
-        "tilezero tmm5",
-        "tilezero tmm6",
-        "tilezero tmm7",
-        options(nostack, nomem)
+    let (c0, c1) = (op.c, op.c.add(64));
+    let (c2, c3) = (
+        op.c.add(TILE * op.c_stride),
+        op.c.add(TILE * op.c_stride + 64),
     );
+    if op.accumulate {
+        asm!(
+            "tileloadd tmm4, [{c0} + {s}*1]",
+            "tileloadd tmm5, [{c1} + {s}*1]",
+            "tileloadd tmm6, [{c2} + {s}*1]",
+            "tileloadd tmm7, [{c3} + {s}*1]",
+            c0 = in(reg) c0,
+            c1 = in(reg) c1,
+            c2 = in(reg) c2,
+            c3 = in(reg) c3,
+            s = in(reg) op.c_stride,
+            options(nostack, readonly)
+        );
+    } else {
+        asm!(
+            "tilezero tmm4",
+            "tilezero tmm5",
+            "tilezero tmm6",
+            "tilezero tmm7",
+            options(nostack, nomem)
+        );
+    }
     let a1 = op.a.add(TILE * op.a_stride);
     for s in 0..op.k_steps {
         let (a0, a1) = (op.a.add(s * 64), a1.add(s * 64));
@@ -120,12 +167,11 @@ pub unsafe fn tile_product_2x2(op: &TileOperands, c: &mut [[f32; TILE * TILE]; 4
         "tilestored [{c1} + {s}*1], tmm5",
         "tilestored [{c2} + {s}*1], tmm6",
         "tilestored [{c3} + {s}*1], tmm7",
-        "tilerelease",
-        c0 = in(reg) c[0].as_mut_ptr(),
-        c1 = in(reg) c[1].as_mut_ptr(),
-        c2 = in(reg) c[2].as_mut_ptr(),
-        c3 = in(reg) c[3].as_mut_ptr(),
-        s = in(reg) 64usize,
+        c0 = in(reg) c0,
+        c1 = in(reg) c1,
+        c2 = in(reg) c2,
+        c3 = in(reg) c3,
+        s = in(reg) op.c_stride,
         options(nostack)
     );
 }

@@ -1,19 +1,24 @@
 //! Dense products on AMX tiles for many activation rows (prefill, the vision encoder):
-//! the activations are rounded to bf16 once per product and packed in the tiles' pair
-//! layout; each task dequantizes panels of 32 weight rows (any storage format) to bf16
-//! and multiplies them with every activation row, accumulating in f32 over the whole K.
+//! the activations are rounded to bf16 once per product (the A operand, row-major); each
+//! task dequantizes panels of 32 weight rows (any storage format) to bf16 in the tiles'
+//! pair layout (the B operand) and multiplies every block of 32 activation rows with
+//! them in passes of 256 columns of K, accumulating in a compact per-panel f32 buffer
+//! whose rows are then copied into the output.
 use rayon::prelude::*;
 
-use super::amx::{tile_product_2x2, TileOperands, K_STEP, TILE};
+use super::amx::{TileOperands, Tiles, K_STEP, TILE};
 
-/// Weight rows per panel (two A tiles) and activation rows per pass (two B tiles).
+/// Weight rows per panel (two B tiles) and activation rows per product (two A tiles).
 const PANEL: usize = 2 * TILE;
 /// Tasks per pool thread.
 const TASKS_PER_THREAD: usize = 2;
+/// K steps per pass: the panel's slice of B (2 × 8 tiles, 16 KiB) stays in L1 while
+/// every block of activation rows streams past it.
+const STEPS_PER_PASS: usize = 8;
 
 /// Whether `dense_bf16_matmul` handles a product of this shape on this machine.
 pub fn supports(cols: usize) -> bool {
-    cols % K_STEP == 0 && super::amx::amx_available()
+    cols.is_multiple_of(K_STEP) && super::amx::amx_available()
 }
 
 /// The output matrix, written by several tasks at once in disjoint column ranges.
@@ -21,7 +26,7 @@ struct SharedOut {
     ptr: *mut f32,
     rows: usize,
 }
-// SAFETY: tasks write disjoint column ranges (their own weight rows) of the output.
+// SAFETY: each task writes only the columns of its own weight rows.
 unsafe impl Sync for SharedOut {}
 
 /// `out[m, rows] = x[m, cols] · Wᵀ`, where `dequantize(first, buf)` writes weight rows
@@ -43,7 +48,9 @@ pub fn dense_bf16_matmul(
         "dense_bf16_matmul: sizes"
     );
     let steps = cols / K_STEP;
-    let packed = pack_activations(x, m, cols);
+    // One extra cache line per row keeps the 16 rows of an A tile out of one L1 set.
+    let x_stride = cols + 32;
+    let activations = activations_bf16(x, m, cols, x_stride);
     let token_pairs = m.div_ceil(PANEL);
     let panels = rows.div_ceil(PANEL);
     let per_task = panels
@@ -58,78 +65,77 @@ pub fn dense_bf16_matmul(
         .for_each(|task| {
             let shared = &shared;
             let mut f32_rows = vec![0.0f32; PANEL * cols];
-            let mut panel = vec![0u16; PANEL * cols];
-            let mut c = [[0.0f32; TILE * TILE]; 4];
+            let mut bf16_rows = vec![0u16; PANEL * cols];
+            let mut packed = vec![0u32; 2 * steps * TILE * TILE];
+            let mut c = vec![0.0f32; token_pairs * PANEL * PANEL];
+            // SAFETY: AMX is available (`supports`).
+            let tiles = unsafe { Tiles::configure() };
             for p in task * per_task..((task + 1) * per_task).min(panels) {
                 let first = p * PANEL;
                 let valid_rows = PANEL.min(rows - first);
                 dequantize(first, &mut f32_rows[..valid_rows * cols]);
                 f32_rows[valid_rows * cols..].fill(0.0);
-                to_bf16(&f32_rows, &mut panel);
-                for pair in 0..token_pairs {
+                to_bf16(&f32_rows, &mut bf16_rows);
+                pack_pairs(&bf16_rows, cols, &mut packed);
+                for step0 in (0..steps).step_by(STEPS_PER_PASS) {
+                    let k_steps = STEPS_PER_PASS.min(steps - step0);
                     let block = |j: usize| {
-                        // SAFETY: `packed` holds `2 · token_pairs` blocks of `steps` tiles.
-                        unsafe {
-                            packed.as_ptr().add((2 * pair + j) * steps * TILE * TILE) as *const u8
-                        }
+                        packed[(j * steps + step0) * TILE * TILE..].as_ptr() as *const u8
                     };
-                    let op = TileOperands {
-                        a: panel.as_ptr() as *const u8,
-                        a_stride: cols * 2,
-                        b: [block(0), block(1)],
-                        k_steps: steps,
-                    };
-                    // SAFETY: AMX is available (`supports`); `panel` is 32 rows of `cols` bf16 and
-                    // each B block is `steps` tiles of 1 KiB.
-                    unsafe { tile_product_2x2(&op, &mut c) };
-                    let t0 = pair * PANEL;
-                    for (i, tile) in c.iter().enumerate() {
-                        let (n_base, t_base) = (first + (i / 2) * TILE, t0 + (i % 2) * TILE);
-                        for (n_local, row) in tile.chunks_exact(TILE).enumerate() {
-                            let n = n_base + n_local;
-                            if n >= rows {
-                                break;
-                            }
-                            for (t_local, &v) in row.iter().enumerate() {
-                                let t = t_base + t_local;
-                                if t >= m {
-                                    break;
-                                }
-                                // SAFETY: t < m and n < rows; column n belongs to this task only.
-                                unsafe { *shared.ptr.add(t * shared.rows + n) = v };
-                            }
-                        }
+                    for pair in 0..token_pairs {
+                        let t0 = pair * PANEL;
+                        let op = TileOperands {
+                            a: activations[t0 * x_stride + step0 * K_STEP..].as_ptr() as *const u8,
+                            a_stride: x_stride * 2,
+                            b: [block(0), block(1)],
+                            k_steps,
+                            c: c[t0 * PANEL..].as_mut_ptr() as *mut u8,
+                            c_stride: PANEL * 4,
+                            accumulate: step0 > 0,
+                        };
+                        // SAFETY: A is 32 rows (zero-padded) of `x_stride` bf16 read from
+                        // `step0`, each B block holds `k_steps` tiles of 1 KiB from there, and
+                        // C is rows t0..t0+32 of the panel's `m_padded × 32` f32 buffer.
+                        unsafe { tiles.product_2x2(&op) };
                     }
+                }
+                for t in 0..m {
+                    // SAFETY: t < m and first + valid_rows <= rows: columns owned by this task.
+                    let dst = unsafe {
+                        std::slice::from_raw_parts_mut(
+                            shared.ptr.add(t * shared.rows + first),
+                            valid_rows,
+                        )
+                    };
+                    dst.copy_from_slice(&c[t * PANEL..t * PANEL + valid_rows]);
                 }
             }
         });
 }
 
-/// `x` (m × cols) as bf16 pairs in B-tile order: for each block of 16 rows (zero-padded
-/// to an even number of blocks), each step of 32 columns is one 1 KiB tile whose row `kk`
-/// holds, for every activation row `t`, the pair of columns `2kk, 2kk + 1`.
-fn pack_activations(x: &[f32], m: usize, cols: usize) -> Vec<u32> {
+/// `x` (m × cols) as bf16 rows of `stride` values, zero-padded to whole 32-row blocks.
+fn activations_bf16(x: &[f32], m: usize, cols: usize, stride: usize) -> Vec<u16> {
+    let mut out = vec![0u16; m.div_ceil(PANEL) * PANEL * stride];
+    out.par_chunks_mut(stride)
+        .zip(x.par_chunks(cols))
+        .for_each(|(dst, src)| to_bf16(src, &mut dst[..cols]));
+    out
+}
+
+/// 32 bf16 rows of `cols` values into two B blocks of `cols / 32` tiles each: tile `s`
+/// of block `j` holds in row `kk`, for each of the block's 16 rows `n`, the pair of
+/// columns `32s + 2kk, 32s + 2kk + 1`. One 1 KiB tile at a time, so stores stay in L1.
+fn pack_pairs(rows_bf16: &[u16], cols: usize, packed: &mut [u32]) {
     let steps = cols / K_STEP;
-    let blocks = 2 * m.div_ceil(PANEL);
-    let mut packed = vec![0u32; blocks * steps * TILE * TILE];
-    packed
-        .par_chunks_mut(steps * TILE * TILE)
-        .enumerate()
-        .for_each(|(block, dst)| {
-            let mut row_bf16 = vec![0u16; cols];
-            for t in 0..TILE {
-                let row = block * TILE + t;
-                if row >= m {
-                    break;
-                }
-                to_bf16(&x[row * cols..(row + 1) * cols], &mut row_bf16);
-                for (pair, v) in row_bf16.chunks_exact(2).enumerate() {
-                    let (s, kk) = (pair / TILE, pair % TILE);
-                    dst[(s * TILE + kk) * TILE + t] = v[0] as u32 | (v[1] as u32) << 16;
-                }
+    for (tile_index, tile) in packed.chunks_exact_mut(TILE * TILE).enumerate() {
+        let (j, s) = (tile_index / steps, tile_index % steps);
+        for n in 0..TILE {
+            let row = &rows_bf16[(j * TILE + n) * cols + s * K_STEP..][..K_STEP];
+            for (kk, v) in row.chunks_exact(2).enumerate() {
+                tile[kk * TILE + n] = v[0] as u32 | (v[1] as u32) << 16;
             }
-        });
-    packed
+        }
+    }
 }
 
 /// f32 → bf16 bits, rounding to nearest even (as `half::bf16::from_f32`).

@@ -10,19 +10,24 @@ const ROW_GRAIN: usize = 4;
 /// streams a long contiguous range.
 const TASKS_PER_THREAD: usize = 4;
 
-/// `out[t·rows + r] = dot(weight row r, activation row t)` for `m` activation rows held in
-/// `xq` (each `x_bytes` long). `dot_rows(weights, x, out)` fills `out[i]` for the
-/// consecutive rows in `weights` (each `w_bytes` long).
+/// Rows of fixed byte length in one buffer (quantized weights or activations).
+#[derive(Clone, Copy)]
+pub struct PackedRows<'a> {
+    pub data: &'a [u8],
+    pub row_bytes: usize,
+    pub rows: usize,
+}
+
+/// `out[t·rows + r] = dot(weight row r, activation row t)` for every activation row of `x`.
+/// `dot_rows(weights, x, out)` fills `out[i]` for the consecutive rows in `weights`.
 pub fn quantized_matvec(
-    w: &[u8],
-    w_bytes: usize,
-    rows: usize,
-    xq: &[u8],
-    x_bytes: usize,
-    m: usize,
+    w: PackedRows,
+    x: PackedRows,
     out: &mut [f32],
     dot_rows: impl Fn(&[u8], &[u8], &mut [f32]) + Sync,
 ) {
+    let (rows, w_bytes, m, x_bytes, xq) = (w.rows, w.row_bytes, x.rows, x.row_bytes, x.data);
+    let w = w.data;
     assert!(w.len() >= rows * w_bytes && xq.len() >= m * x_bytes && out.len() >= m * rows);
     let tasks = rayon::current_num_threads() * TASKS_PER_THREAD;
     let chunk = rows.div_ceil(tasks).div_ceil(ROW_GRAIN).max(1) * ROW_GRAIN;

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 
 use super::dense_bf16::{self, dense_bf16_matmul};
 use super::gemm::{matmul_a_bt, Threads};
-use super::matvec::quantized_matvec;
+use super::matvec::{quantized_matvec, PackedRows};
 use super::quant::{q4_k, q8_0, q8_k};
 
 /// Borrowed weight data, `rows` × `cols`, row-major (PyTorch `nn.Linear` layout).
@@ -116,14 +116,40 @@ impl WeightMatrix<'_> {
                 matmul_a_bt(x, data, out, (m, cols, rows), rows, Threads::Pool)
             }
             WeightMatrix::Q8_0 { data, .. } if m < DENSE_FROM_ROWS => {
-                let (w_bytes, x_bytes) = (q8_0::row_bytes(cols), q8_0::row_bytes(cols));
-                let xq = quantize_rows(x, cols, x_bytes, q8_0::quantize_row);
-                quantized_matvec(data, w_bytes, rows, &xq, x_bytes, m, out, q8_0::dot_rows);
+                let row_bytes = q8_0::row_bytes(cols);
+                let xq = quantize_rows(x, cols, row_bytes, q8_0::quantize_row);
+                quantized_matvec(
+                    PackedRows {
+                        data,
+                        row_bytes,
+                        rows,
+                    },
+                    PackedRows {
+                        data: &xq,
+                        row_bytes,
+                        rows: m,
+                    },
+                    out,
+                    q8_0::dot_rows,
+                );
             }
             WeightMatrix::Q4K { data, .. } if m < DENSE_FROM_ROWS => {
-                let (w_bytes, x_bytes) = (q4_k::row_bytes(cols), q8_k::row_bytes(cols));
+                let x_bytes = q8_k::row_bytes(cols);
                 let xq = quantize_rows(x, cols, x_bytes, q8_k::quantize_row);
-                quantized_matvec(data, w_bytes, rows, &xq, x_bytes, m, out, q4_k::dot_rows);
+                quantized_matvec(
+                    PackedRows {
+                        data,
+                        row_bytes: q4_k::row_bytes(cols),
+                        rows,
+                    },
+                    PackedRows {
+                        data: &xq,
+                        row_bytes: x_bytes,
+                        rows: m,
+                    },
+                    out,
+                    q4_k::dot_rows,
+                );
             }
             WeightMatrix::Q8_0 { .. } | WeightMatrix::Q4K { .. } if dense_bf16::supports(cols) => {
                 dense_bf16_matmul(rows, cols, x, m, out, |first, buf| {

@@ -134,11 +134,11 @@ fn text_config(file: &GgufFile) -> Result<TextConfig> {
         sections[2] as usize,
     ];
     ensure!(
-        num_heads > 0 && num_kv_heads > 0 && num_heads % num_kv_heads == 0,
+        num_heads > 0 && num_kv_heads > 0 && num_heads.is_multiple_of(num_kv_heads),
         "{num_heads} attention heads cannot be grouped over {num_kv_heads} KV heads"
     );
     ensure!(
-        head_dim % 2 == 0 && head_dim > 0,
+        head_dim.is_multiple_of(2) && head_dim > 0,
         "head_dim {head_dim} must be even"
     );
     ensure!(
@@ -171,11 +171,11 @@ fn vision_config(file: &GgufFile) -> Result<VisionConfig> {
     let hidden_size = file.get_u32("clip.vision.embedding_length")? as usize;
     let num_heads = file.get_u32("clip.vision.attention.head_count")? as usize;
     ensure!(
-        num_heads > 0 && hidden_size % num_heads == 0,
+        num_heads > 0 && hidden_size.is_multiple_of(num_heads),
         "vision hidden size {hidden_size} is not divisible by {num_heads} heads"
     );
     ensure!(
-        (hidden_size / num_heads) % 4 == 0,
+        (hidden_size / num_heads).is_multiple_of(4),
         "vision head_dim {} must be a multiple of 4 for 2-D rotary",
         hidden_size / num_heads
     );

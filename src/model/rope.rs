@@ -168,7 +168,7 @@ mod tests {
         // SPEC §5.2: 3 text tokens, vision_start, a 4x6 merged image, then 9 text tokens.
         let pad = 151655;
         let mut ids = vec![1, 2, 3, 151652];
-        ids.extend(std::iter::repeat(pad).take(24));
+        ids.extend(std::iter::repeat_n(pad, 24));
         ids.extend([151653, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
         let pos = rope_positions(&ids, pad, &[(4, 6)]).unwrap();
         assert_eq!(pos[3], [3, 3, 3]);

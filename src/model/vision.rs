@@ -223,7 +223,7 @@ impl VisionEncoder {
         let merge = cfg.spatial_merge_size;
         let n = grid_h * grid_w;
         ensure!(
-            grid_h % merge == 0 && grid_w % merge == 0 && n > 0,
+            grid_h.is_multiple_of(merge) && grid_w.is_multiple_of(merge) && n > 0,
             "image grid {grid_h}x{grid_w} is not a positive multiple of the merge size {merge}"
         );
         ensure!(

@@ -84,7 +84,7 @@ pub fn dot_rows(w: &[u8], x: &[u8], out: &mut [f32]) {
 pub fn dot_rows_with(path: SimdPath, w: &[u8], x: &[u8], out: &mut [f32]) {
     let blocks = x.len() / q8_k::BLOCK_BYTES;
     assert!(
-        x.len() % q8_k::BLOCK_BYTES == 0 && w.len() == blocks * BLOCK_BYTES * out.len(),
+        x.len().is_multiple_of(q8_k::BLOCK_BYTES) && w.len() == blocks * BLOCK_BYTES * out.len(),
         "q4_K dot_rows: row sizes"
     );
     let row = blocks * BLOCK_BYTES;

@@ -58,7 +58,7 @@ pub fn dot_rows(w: &[u8], x: &[u8], out: &mut [f32]) {
 pub fn dot_rows_with(path: SimdPath, w: &[u8], x: &[u8], out: &mut [f32]) {
     let bytes = x.len();
     assert!(
-        bytes % BLOCK_BYTES == 0 && w.len() == bytes * out.len(),
+        bytes.is_multiple_of(BLOCK_BYTES) && w.len() == bytes * out.len(),
         "q8_0 dot_rows: row sizes"
     );
     match path {

@@ -1,20 +1,23 @@
 //! Dense products on AMX tiles for many activation rows (prefill, the vision encoder):
 //! the activations are rounded to bf16 once per product (the A operand, row-major); each
-//! task dequantizes panels of 32 weight rows (any storage format) to bf16 in the tiles'
-//! pair layout (the B operand) and multiplies every block of 32 activation rows with
-//! them in passes of 256 columns of K, accumulating in a compact per-panel f32 buffer
-//! whose rows are then copied into the output.
+//! task dequantizes its panels of 32 weight rows (any storage format) once to bf16 in the
+//! tiles' pair layout (the B operand), then for each block of 128 activation rows runs
+//! every panel over it in passes of 1024 columns of K, accumulating in a small f32 buffer
+//! whose rows are copied into the output.
 use rayon::prelude::*;
 
 use super::amx::{TileOperands, Tiles, K_STEP, TILE};
+use super::scratch::Scratch;
 
 /// Weight rows per panel (two B tiles) and activation rows per product (two A tiles).
 const PANEL: usize = 2 * TILE;
 /// Tasks per pool thread.
 const TASKS_PER_THREAD: usize = 2;
-/// K steps per pass: the panel's slice of B (2 × 8 tiles, 16 KiB) stays in L1 while
-/// every block of activation rows streams past it.
-const STEPS_PER_PASS: usize = 8;
+/// K steps per pass: the panel's slice of B (2 × 32 tiles, 64 KiB) stays near L1 while
+/// the block's activation rows stream past it.
+const STEPS_PER_PASS: usize = 32;
+/// Pairs of 16 activation rows per block (128 rows: 512 KiB of bf16 at K = 2048 stays in L2).
+const PAIRS_PER_BLOCK: usize = 4;
 
 /// Whether `dense_bf16_matmul` handles a product of this shape on this machine.
 pub fn supports(cols: usize) -> bool {
@@ -60,62 +63,80 @@ pub fn dense_bf16_matmul(
         ptr: out.as_mut_ptr(),
         rows,
     };
+    let panel_words = 2 * steps * TILE * TILE;
     (0..panels.div_ceil(per_task))
         .into_par_iter()
         .for_each(|task| {
             let shared = &shared;
-            let mut f32_rows = vec![0.0f32; PANEL * cols];
-            let mut bf16_rows = vec![0u16; PANEL * cols];
-            let mut packed = vec![0u32; 2 * steps * TILE * TILE];
-            let mut c = vec![0.0f32; token_pairs * PANEL * PANEL];
-            // SAFETY: AMX is available (`supports`).
-            let tiles = unsafe { Tiles::configure() };
-            for p in task * per_task..((task + 1) * per_task).min(panels) {
+            let task_panels = task * per_task..((task + 1) * per_task).min(panels);
+            // Every panel of the task, dequantized and packed once.
+            let mut packed = Scratch::<u32>::new(task_panels.len() * panel_words);
+            let mut f32_rows = Scratch::<f32>::new(PANEL * cols);
+            let mut bf16_rows = Scratch::<u16>::new(PANEL * cols);
+            for (p, dst) in task_panels
+                .clone()
+                .zip(packed.chunks_exact_mut(panel_words))
+            {
                 let first = p * PANEL;
                 let valid_rows = PANEL.min(rows - first);
                 dequantize(first, &mut f32_rows[..valid_rows * cols]);
                 f32_rows[valid_rows * cols..].fill(0.0);
                 to_bf16(&f32_rows, &mut bf16_rows);
-                pack_pairs(&bf16_rows, cols, &mut packed);
-                for step0 in (0..steps).step_by(STEPS_PER_PASS) {
-                    let k_steps = STEPS_PER_PASS.min(steps - step0);
-                    let block = |j: usize| {
-                        packed[(j * steps + step0) * TILE * TILE..].as_ptr() as *const u8
-                    };
-                    for pair in 0..token_pairs {
-                        let t0 = pair * PANEL;
-                        let op = TileOperands {
-                            a: activations[t0 * x_stride + step0 * K_STEP..].as_ptr() as *const u8,
-                            a_stride: x_stride * 2,
-                            b: [block(0), block(1)],
-                            k_steps,
-                            c: c[t0 * PANEL..].as_mut_ptr() as *mut u8,
-                            c_stride: PANEL * 4,
-                            accumulate: step0 > 0,
+                pack_pairs(&bf16_rows, cols, dst);
+            }
+            let mut c = Scratch::<f32>::new(PAIRS_PER_BLOCK * PANEL * PANEL);
+            // SAFETY: AMX is available (`supports`).
+            let tiles = unsafe { Tiles::configure() };
+            // Token blocks outermost: a block's activations stay in L2 while every panel
+            // of the task passes by.
+            for pair0 in (0..token_pairs).step_by(PAIRS_PER_BLOCK) {
+                let pairs = pair0..(pair0 + PAIRS_PER_BLOCK).min(token_pairs);
+                for (p, panel) in task_panels.clone().zip(packed.chunks_exact(panel_words)) {
+                    for step0 in (0..steps).step_by(STEPS_PER_PASS) {
+                        let k_steps = STEPS_PER_PASS.min(steps - step0);
+                        let block = |j: usize| {
+                            panel[(j * steps + step0) * TILE * TILE..].as_ptr() as *const u8
                         };
-                        // SAFETY: A is 32 rows (zero-padded) of `x_stride` bf16 read from
-                        // `step0`, each B block holds `k_steps` tiles of 1 KiB from there, and
-                        // C is rows t0..t0+32 of the panel's `m_padded × 32` f32 buffer.
-                        unsafe { tiles.product_2x2(&op) };
+                        for pair in pairs.clone() {
+                            let t0 = pair * PANEL;
+                            let op = TileOperands {
+                                a: activations[t0 * x_stride + step0 * K_STEP..].as_ptr()
+                                    as *const u8,
+                                a_stride: x_stride * 2,
+                                b: [block(0), block(1)],
+                                k_steps,
+                                c: c[(pair - pair0) * PANEL * PANEL..].as_mut_ptr() as *mut u8,
+                                c_stride: PANEL * 4,
+                                accumulate: step0 > 0,
+                            };
+                            // SAFETY: A is 32 rows (zero-padded) of `x_stride` bf16 read from
+                            // `step0`, each B block holds `k_steps` tiles of 1 KiB from there,
+                            // and C is one 32 × 32 f32 block of `c`.
+                            unsafe { tiles.product_2x2(&op) };
+                        }
                     }
-                }
-                for t in 0..m {
-                    // SAFETY: t < m and first + valid_rows <= rows: columns owned by this task.
-                    let dst = unsafe {
-                        std::slice::from_raw_parts_mut(
-                            shared.ptr.add(t * shared.rows + first),
-                            valid_rows,
-                        )
-                    };
-                    dst.copy_from_slice(&c[t * PANEL..t * PANEL + valid_rows]);
+                    let first = p * PANEL;
+                    let valid_rows = PANEL.min(rows - first);
+                    for t in pairs.start * PANEL..(pairs.end * PANEL).min(m) {
+                        // SAFETY: t < m and first + valid_rows <= rows: columns of this task.
+                        let dst = unsafe {
+                            std::slice::from_raw_parts_mut(
+                                shared.ptr.add(t * shared.rows + first),
+                                valid_rows,
+                            )
+                        };
+                        let src = (t - pair0 * PANEL) * PANEL;
+                        dst.copy_from_slice(&c[src..src + valid_rows]);
+                    }
                 }
             }
         });
 }
 
 /// `x` (m × cols) as bf16 rows of `stride` values, zero-padded to whole 32-row blocks.
-fn activations_bf16(x: &[f32], m: usize, cols: usize, stride: usize) -> Vec<u16> {
-    let mut out = vec![0u16; m.div_ceil(PANEL) * PANEL * stride];
+fn activations_bf16(x: &[f32], m: usize, cols: usize, stride: usize) -> Scratch<u16> {
+    let mut out = Scratch::<u16>::new(m.div_ceil(PANEL) * PANEL * stride);
+    out[m * stride..].fill(0);
     out.par_chunks_mut(stride)
         .zip(x.par_chunks(cols))
         .for_each(|(dst, src)| to_bf16(src, &mut dst[..cols]));

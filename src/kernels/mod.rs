@@ -11,6 +11,7 @@ pub mod matvec;
 pub mod norm;
 pub mod quant;
 pub mod rope;
+pub mod scratch;
 pub mod simd;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod simd_x86;

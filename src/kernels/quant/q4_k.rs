@@ -50,8 +50,22 @@ fn block_scales(block: &[u8]) -> (f32, f32) {
     )
 }
 
-/// Dequantizes one row.
+/// Dequantizes one row (or several consecutive rows into as many values).
 pub fn dequantize_row(row: &[u8], out: &mut [f32]) {
+    assert_eq!(
+        row.len() / BLOCK_BYTES * BLOCK,
+        out.len(),
+        "q4_K dequantize: sizes"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if simd_path() == SimdPath::Avx512 {
+        // SAFETY: AVX-512 was detected; sizes were checked above.
+        return unsafe { x86::dequantize_avx512(row, out) };
+    }
+    dequantize_scalar(row, out)
+}
+
+fn dequantize_scalar(row: &[u8], out: &mut [f32]) {
     for (block, values) in row
         .chunks_exact(BLOCK_BYTES)
         .zip(out.chunks_exact_mut(BLOCK))
@@ -148,6 +162,42 @@ mod x86 {
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dot_rows_avx2(w: &[u8], x: &[u8], out: &mut [f32]) {
         rows_impl::<false>(w, x, out)
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,f16c")]
+    pub unsafe fn dequantize_avx512(row: &[u8], out: &mut [f32]) {
+        for b in 0..row.len() / BLOCK_BYTES {
+            let block = row.as_ptr().add(b * BLOCK_BYTES);
+            let scales = _mm_cvtph_ps(_mm_cvtsi32_si128((block as *const i32).read_unaligned()));
+            let (d, dmin) = (
+                _mm_cvtss_f32(scales),
+                _mm_cvtss_f32(_mm_movehdup_ps(scales)),
+            );
+            let words = [4, 8, 12].map(|o| (block.add(o) as *const u32).read_unaligned());
+            let [sc, mins] = unpack_scale_words(words).map(u64::to_le_bytes);
+            let dst = out.as_mut_ptr().add(b * 256);
+            for j in 0..4 {
+                let q = _mm256_loadu_si256(block.add(16 + 32 * j) as *const __m256i);
+                let lo = _mm256_and_si256(q, _mm256_set1_epi8(0x0f));
+                let hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), _mm256_set1_epi8(0x0f));
+                for (half, nibbles) in [lo, hi].into_iter().enumerate() {
+                    let run = 2 * j + half;
+                    let scale = _mm512_set1_ps(d * sc[run] as f32);
+                    let offset = _mm512_set1_ps(-dmin * mins[run] as f32);
+                    let halves = [
+                        _mm256_castsi256_si128(nibbles),
+                        _mm256_extracti128_si256(nibbles, 1),
+                    ];
+                    for (i, part) in halves.into_iter().enumerate() {
+                        let v = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(part));
+                        _mm512_storeu_ps(
+                            dst.add(32 * run + 16 * i),
+                            _mm512_fmadd_ps(scale, v, offset),
+                        );
+                    }
+                }
+            }
+        }
     }
 
     /// Byte shuffles that broadcast i16 lane `i` of a 128-bit vector to every lane.
@@ -285,6 +335,17 @@ mod tests {
             "{} vs {exact}",
             got[0]
         );
+    }
+
+    #[test]
+    fn simd_dequantization_matches_scalar() {
+        let w = random_rows(2, 512, 5);
+        let (mut simd, mut scalar) = (vec![0.0; 1024], vec![0.0; 1024]);
+        dequantize_row(&w, &mut simd);
+        dequantize_scalar(&w, &mut scalar);
+        for (a, b) in simd.iter().zip(&scalar) {
+            assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "{a} vs {b}");
+        }
     }
 
     #[test]

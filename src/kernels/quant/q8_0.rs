@@ -29,8 +29,22 @@ pub fn quantize_row(x: &[f32], out: &mut [u8]) {
     }
 }
 
-/// Dequantizes one row.
+/// Dequantizes one row (or several consecutive rows into as many values).
 pub fn dequantize_row(row: &[u8], out: &mut [f32]) {
+    assert_eq!(
+        row.len() / BLOCK_BYTES * BLOCK,
+        out.len(),
+        "q8_0 dequantize: sizes"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if simd_path() == SimdPath::Avx512 {
+        // SAFETY: AVX-512 was detected; sizes were checked above.
+        return unsafe { x86::dequantize_avx512(row, out) };
+    }
+    dequantize_scalar(row, out)
+}
+
+fn dequantize_scalar(row: &[u8], out: &mut [f32]) {
     for (block, values) in row
         .chunks_exact(BLOCK_BYTES)
         .zip(out.chunks_exact_mut(BLOCK))
@@ -112,6 +126,20 @@ mod x86 {
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn dot_rows_avx2(w: &[u8], x: &[u8], out: &mut [f32]) {
         rows_impl::<false>(w, x, out)
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,f16c")]
+    pub unsafe fn dequantize_avx512(row: &[u8], out: &mut [f32]) {
+        for b in 0..row.len() / BLOCK_BYTES {
+            let block = row.as_ptr().add(b * BLOCK_BYTES);
+            let d = _mm512_set1_ps(scale(block));
+            let q = _mm256_loadu_si256(block.add(2) as *const __m256i);
+            let lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_castsi256_si128(q)));
+            let hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_extracti128_si256(q, 1)));
+            let dst = out.as_mut_ptr().add(b * 32);
+            _mm512_storeu_ps(dst, _mm512_mul_ps(d, lo));
+            _mm512_storeu_ps(dst.add(16), _mm512_mul_ps(d, hi));
+        }
     }
 
     pub unsafe fn dot_rows<const VNNI: bool>(w: &[u8], x: &[u8], out: &mut [f32]) {
@@ -244,6 +272,17 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn simd_dequantization_equals_scalar() {
+        let cols = 320;
+        let mut q = vec![0u8; row_bytes(cols)];
+        quantize_row(&values(cols, 2), &mut q);
+        let (mut simd, mut scalar) = (vec![0.0; cols], vec![0.0; cols]);
+        dequantize_row(&q, &mut simd);
+        dequantize_scalar(&q, &mut scalar);
+        assert_eq!(simd, scalar);
     }
 
     #[test]

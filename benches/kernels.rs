@@ -3,7 +3,7 @@
 //! compute-bound, GFLOP/s), and text-decoder attention. `cargo bench --bench kernels`.
 use std::time::{Duration, Instant};
 
-use glimpse::kernels::attention::{attention, AttentionShape};
+use glimpse::kernels::attention::{attention, AttentionShape, Precision};
 use glimpse::kernels::WeightMatrix;
 use glimpse_convert::GgmlType;
 use half::f16;
@@ -96,23 +96,35 @@ fn main() {
             }
         }
     }
-    for (label, queries, keys) in [
-        ("decode, 1 query / 1024 keys", 1, 1024),
-        ("prefill, 512 queries", 512, 512),
+    for (label, heads, kv_heads, d, queries, keys, causal) in [
+        (
+            "text decode, 1 query / 1024 keys",
+            16,
+            8,
+            128,
+            1,
+            1024,
+            true,
+        ),
+        ("text prefill, 512 queries", 16, 8, 128, 512, 512, true),
+        ("vision, 784 patches", 16, 16, 64, 784, 784, false),
     ] {
         let shape = AttentionShape {
-            n_heads: 16,
-            n_kv_heads: 8,
-            head_dim: 128,
+            n_heads: heads,
+            n_kv_heads: kv_heads,
+            head_dim: d,
             n_queries: queries,
             n_keys: keys,
             kv_stride: keys,
         };
-        let q = vec![0.01f32; 16 * queries * 128];
-        let kv = vec![0.02f32; 8 * keys * 128];
-        let secs = time(budget, || {
-            std::hint::black_box(attention(&q, &kv, &kv, shape, 0.088, Some(keys - queries)));
-        });
-        println!("attention {label:30} {:9.3} ms", secs * 1e3);
+        let q = vec![0.01f32; heads * queries * d];
+        let kv = vec![0.02f32; kv_heads * keys * d];
+        let causal = causal.then_some(keys - queries);
+        for precision in [Precision::F32, Precision::Bf16] {
+            let secs = time(budget, || {
+                std::hint::black_box(attention(&q, &kv, &kv, shape, 0.088, causal, precision));
+            });
+            println!("attention {label:34} {precision:?}: {:9.3} ms", secs * 1e3);
+        }
     }
 }

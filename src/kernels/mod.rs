@@ -6,6 +6,7 @@ pub mod amx;
 pub mod attention;
 pub mod dense_bf16;
 pub mod elementwise;
+pub mod fast_math;
 pub mod gemm;
 pub mod matvec;
 pub mod norm;

@@ -118,6 +118,7 @@ impl DecoderLayer {
             shape,
             (hd as f32).powf(-0.5),
             Some(past),
+            self.q_proj.weight.attention_precision(),
         );
         add_in_place(x, &self.o_proj.forward(&attended, n));
 

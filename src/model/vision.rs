@@ -7,7 +7,7 @@ use anyhow::{ensure, Result};
 use super::config::VisionConfig;
 use super::rope::{patch_coordinates, vision_rope_tables, RotaryTables};
 use super::weights::{Linear, Vector, Weights};
-use crate::kernels::activation::{gelu_erf, gelu_tanh};
+use crate::kernels::activation::{gelu_erf, gelu_tanh_in_place};
 use crate::kernels::attention::{attention, AttentionShape};
 use crate::kernels::elementwise::add_in_place;
 use crate::kernels::norm::layer_norm;
@@ -128,10 +128,11 @@ impl VisionBlock {
             shape,
             (d as f32).powf(-0.5),
             None,
+            self.qkv.weight.attention_precision(),
         );
         add_in_place(x, &self.proj.forward(&attended, n));
         let mut hidden = self.fc1.forward(&self.norm2.forward(x), n);
-        hidden.iter_mut().for_each(|v| *v = gelu_tanh(*v));
+        gelu_tanh_in_place(&mut hidden);
         add_in_place(x, &self.fc2.forward(&hidden, n));
     }
 }

@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use half::f16;
 
 use crate::gguf::{GgmlType, GgufFile};
+use crate::kernels::attention::Precision;
 use crate::kernels::WeightMatrix;
 
 /// Tensor lookup relative to a name prefix (`blk.3.` …), like candle's `VarBuilder::pp`.
@@ -152,6 +153,15 @@ impl Matrix {
 
     pub fn rows(&self) -> usize {
         self.rows
+    }
+
+    /// The attention arithmetic that matches this weight's precision: bf16 tiles beside
+    /// block-quantized weights, exact f32 beside f32 / f16 ones.
+    pub fn attention_precision(&self) -> Precision {
+        match self.storage {
+            Storage::Q8_0 | Storage::Q4K => Precision::Bf16,
+            Storage::F32 | Storage::F16 => Precision::F32,
+        }
     }
 
     pub fn cols(&self) -> usize {

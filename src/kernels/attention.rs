@@ -3,7 +3,7 @@
 //! pool; each block holds its score rows only, so memory stays O(block × keys).
 use rayon::prelude::*;
 
-use super::dense_bf16::{self, dense_bf16_matmul};
+use super::attention_amx;
 use super::fast_math::{exp, map_in_place};
 use super::gemm::{matmul_a_b, matmul_a_bt, Threads};
 
@@ -45,9 +45,9 @@ pub fn attention(
 ) -> Vec<f32> {
     if precision == Precision::Bf16
         && shape.n_queries >= BF16_FROM_QUERIES
-        && dense_bf16::supports(shape.head_dim)
+        && attention_amx::supports(shape.head_dim)
     {
-        return attention_bf16(q, k, v, shape, scale, causal_offset);
+        return attention_amx::attention_tiles(q, k, v, shape, scale, causal_offset);
     }
     let AttentionShape {
         n_heads,
@@ -113,81 +113,8 @@ pub fn attention(
     out
 }
 
-/// `attention` with both products on AMX tiles, one head at a time (each product is
-/// itself split over the pool): scores = Q·Kᵀ, masked softmax in f32, then P·V with V
-/// transposed and the keys padded to whole tile steps.
-fn attention_bf16(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    shape: AttentionShape,
-    scale: f32,
-    causal_offset: Option<usize>,
-) -> Vec<f32> {
-    let AttentionShape {
-        n_heads,
-        n_kv_heads,
-        head_dim: d,
-        n_queries,
-        n_keys,
-        kv_stride,
-    } = shape;
-    assert!(
-        n_kv_heads > 0 && n_heads.is_multiple_of(n_kv_heads),
-        "attention: head grouping"
-    );
-    let group = n_heads / n_kv_heads;
-    let keys_padded = n_keys.div_ceil(32) * 32;
-    let mut out = vec![0.0f32; n_queries * n_heads * d];
-    let mut scores = vec![0.0f32; n_queries * n_keys];
-    let mut probs = vec![0.0f32; n_queries * keys_padded];
-    let mut values_t = vec![0.0f32; d * keys_padded];
-    let mut head_out = vec![0.0f32; n_queries * d];
-    for head in 0..n_heads {
-        let kv_base = (head / group) * kv_stride * d;
-        let keys = &k[kv_base..kv_base + n_keys * d];
-        let q_head = &q[head * n_queries * d..(head + 1) * n_queries * d];
-        dense_bf16_matmul(n_keys, d, q_head, n_queries, &mut scores, |first, buf| {
-            buf.copy_from_slice(&keys[first * d..first * d + buf.len()])
-        });
-        probs
-            .par_chunks_mut(keys_padded)
-            .zip(scores.par_chunks(n_keys))
-            .enumerate()
-            .for_each(|(i, (p, s))| {
-                p[..n_keys].copy_from_slice(s);
-                let limit = causal_offset.map_or(n_keys, |past| (past + i + 1).min(n_keys));
-                softmax_prefix(&mut p[..n_keys], limit, scale);
-                p[n_keys..].fill(0.0);
-            });
-        if head % group == 0 {
-            let values = &v[kv_base..kv_base + n_keys * d];
-            for (j, row) in values.chunks_exact(d).enumerate() {
-                for (t, &x) in row.iter().enumerate() {
-                    values_t[t * keys_padded + j] = x;
-                }
-            }
-        }
-        dense_bf16_matmul(
-            d,
-            keys_padded,
-            &probs,
-            n_queries,
-            &mut head_out,
-            |first, buf| {
-                buf.copy_from_slice(&values_t[first * keys_padded..first * keys_padded + buf.len()])
-            },
-        );
-        for (i, row) in head_out.chunks_exact(d).enumerate() {
-            let dst = (i * n_heads + head) * d;
-            out[dst..dst + d].copy_from_slice(row);
-        }
-    }
-    out
-}
-
 /// Softmax of `row[..limit] * scale`; entries from `limit` on are masked to zero.
-fn softmax_prefix(row: &mut [f32], limit: usize, scale: f32) {
+pub(crate) fn softmax_prefix(row: &mut [f32], limit: usize, scale: f32) {
     let (live, masked) = row.split_at_mut(limit);
     masked.fill(0.0);
     let max = live

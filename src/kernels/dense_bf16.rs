@@ -146,7 +146,7 @@ fn activations_bf16(x: &[f32], m: usize, cols: usize, stride: usize) -> Scratch<
 /// 32 bf16 rows of `cols` values into two B blocks of `cols / 32` tiles each: tile `s`
 /// of block `j` holds in row `kk`, for each of the block's 16 rows `n`, the pair of
 /// columns `32s + 2kk, 32s + 2kk + 1`. One 1 KiB tile at a time, so stores stay in L1.
-fn pack_pairs(rows_bf16: &[u16], cols: usize, packed: &mut [u32]) {
+pub(crate) fn pack_pairs(rows_bf16: &[u16], cols: usize, packed: &mut [u32]) {
     let steps = cols / K_STEP;
     for (tile_index, tile) in packed.chunks_exact_mut(TILE * TILE).enumerate() {
         let (j, s) = (tile_index / steps, tile_index % steps);
@@ -160,7 +160,7 @@ fn pack_pairs(rows_bf16: &[u16], cols: usize, packed: &mut [u32]) {
 }
 
 /// f32 → bf16 bits, rounding to nearest even (as `half::bf16::from_f32`).
-fn to_bf16(src: &[f32], dst: &mut [u16]) {
+pub(crate) fn to_bf16(src: &[f32], dst: &mut [u16]) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: only reached when AMX is available, which implies AVX-512 BF16.
     unsafe {

@@ -4,6 +4,7 @@
 pub mod activation;
 pub mod amx;
 pub mod attention;
+pub mod attention_amx;
 pub mod dense_bf16;
 pub mod elementwise;
 pub mod fast_math;

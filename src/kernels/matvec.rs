@@ -4,8 +4,8 @@
 //! its rows once, computing every activation row's dot products as it goes.
 use rayon::prelude::*;
 
-/// Weight rows per task are a multiple of this (the kernels handle four rows at a time).
-const ROW_GRAIN: usize = 4;
+/// Weight rows per task are a multiple of this (the kernels stream eight rows at a time).
+const ROW_GRAIN: usize = 16;
 /// Tasks per pool thread: enough to even out uneven progress, few enough that each task
 /// streams a long contiguous range.
 const TASKS_PER_THREAD: usize = 4;

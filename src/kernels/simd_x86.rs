@@ -39,3 +39,19 @@ pub unsafe fn u8_i8_dot_scaled<const VNNI: bool>(
         _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, scale))
     }
 }
+
+/// How far ahead of the current weight block the streaming kernels prefetch. Weights are
+/// file-backed 4 KiB pages, where the hardware prefetcher stops at every page boundary.
+pub const PREFETCH_DISTANCE: usize = 512;
+
+/// Prefetches the cache lines of the `len` bytes `PREFETCH_DISTANCE` past `p`. Only a
+/// hint: addresses past the end of the data are never dereferenced.
+#[inline(always)]
+pub unsafe fn prefetch_ahead(p: *const u8, len: usize) {
+    let ahead = p.wrapping_add(PREFETCH_DISTANCE);
+    let mut offset = 0;
+    while offset < len {
+        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(offset) as *const i8);
+        offset += 64;
+    }
+}

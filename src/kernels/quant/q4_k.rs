@@ -152,7 +152,7 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::{q8_k, unpack_scale_words, BLOCK_BYTES};
-    use crate::kernels::simd_x86::{hsum_ps, u8_i8_dot_scaled};
+    use crate::kernels::simd_x86::{hsum_ps, prefetch_ahead, u8_i8_dot_scaled};
 
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
     pub unsafe fn dot_rows_vnni(w: &[u8], x: &[u8], out: &mut [f32]) {
@@ -226,6 +226,7 @@ mod x86 {
             let mut acc_min = _mm_setzero_ps();
             for b in 0..blocks {
                 let wb = wr.add(b * BLOCK_BYTES);
+                prefetch_ahead(wb, BLOCK_BYTES);
                 let xb = x.as_ptr().add(b * q8_k::BLOCK_BYTES);
                 let dx = (xb as *const f32).read_unaligned();
                 let scales = _mm_cvtph_ps(_mm_cvtsi32_si128((wb as *const i32).read_unaligned()));

@@ -1,7 +1,7 @@
 //! Q8_0: blocks of 32 values stored as an f16 scale followed by 32 signed bytes
 //! (34 bytes). Activations are quantized to the same format once per product and the
 //! dot products run on integers: AVX-512 VNNI or AVX2 on x86_64, NEON on aarch64, scalar
-//! elsewhere. Four weight rows share each activation load.
+//! elsewhere. Eight weight rows share each activation load.
 use half::f16;
 
 use crate::kernels::simd::{simd_path, SimdPath};
@@ -114,9 +114,9 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::BLOCK_BYTES;
-    use crate::kernels::simd_x86::{hsum_ps, i8_dot_i32};
+    use crate::kernels::simd_x86::{hsum_ps, i8_dot_i32, prefetch_ahead};
 
-    /// Four rows at a time (then one at a time), one f32 accumulator per row; each
+    /// `ROWS` rows at a time (then one at a time), one f32 accumulator per row; each
     /// block's integer dot is scaled by `dw·dx` (the two f16 scales) and summed.
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
     unsafe fn dot_rows_vnni(w: &[u8], x: &[u8], out: &mut [f32]) {
@@ -157,36 +157,42 @@ mod x86 {
         )))
     }
 
+    /// Rows streamed together: each is a separate memory stream, and the loads of
+    /// several streams overlap their latency.
+    const ROWS: usize = 16;
+
     #[inline(always)]
     unsafe fn rows_impl<const VNNI: bool>(w: &[u8], x: &[u8], out: &mut [f32]) {
         let bytes = x.len();
         let blocks = bytes / BLOCK_BYTES;
         let (xp, wp) = (x.as_ptr(), w.as_ptr());
         let mut row = 0;
-        while row + 4 <= out.len() {
-            let r = [0, 1, 2, 3].map(|i| wp.add((row + i) * bytes));
-            let mut acc = [_mm256_setzero_ps(); 4];
+        while row + ROWS <= out.len() {
+            let r: [*const u8; ROWS] = std::array::from_fn(|i| wp.add((row + i) * bytes));
+            let mut acc = [_mm256_setzero_ps(); ROWS];
             for b in 0..blocks {
                 let xb = xp.add(b * BLOCK_BYTES);
                 let dx = scale(xb);
                 let xv = _mm256_loadu_si256(xb.add(2) as *const __m256i);
-                for i in 0..4 {
+                for i in 0..ROWS {
                     let wb = r[i].add(b * BLOCK_BYTES);
+                    prefetch_ahead(wb, BLOCK_BYTES);
                     let wv = _mm256_loadu_si256(wb.add(2) as *const __m256i);
                     let sums = _mm256_cvtepi32_ps(i8_dot_i32::<VNNI>(wv, xv));
                     acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(scale(wb) * dx), sums, acc[i]);
                 }
             }
-            for i in 0..4 {
+            for i in 0..ROWS {
                 out[row + i] = hsum_ps(acc[i]);
             }
-            row += 4;
+            row += ROWS;
         }
         while row < out.len() {
             let wr = wp.add(row * bytes);
             let mut acc = _mm256_setzero_ps();
             for b in 0..blocks {
                 let (xb, wb) = (xp.add(b * BLOCK_BYTES), wr.add(b * BLOCK_BYTES));
+                prefetch_ahead(wb, BLOCK_BYTES);
                 let xv = _mm256_loadu_si256(xb.add(2) as *const __m256i);
                 let wv = _mm256_loadu_si256(wb.add(2) as *const __m256i);
                 let sums = _mm256_cvtepi32_ps(i8_dot_i32::<VNNI>(wv, xv));

@@ -253,7 +253,7 @@ mod tests {
 
     #[test]
     fn every_simd_path_equals_the_scalar_dot() {
-        let (rows, cols) = (7, 4096);
+        let (rows, cols) = (37, 4096);
         let (w, x) = (values(rows * cols, 1), values(cols, 7));
         let (mut wq, mut xq) = (
             vec![0u8; rows * row_bytes(cols)],

@@ -216,57 +216,77 @@ mod x86 {
     }
     static BROADCAST: [[u8; 32]; 8] = lane_broadcast_masks();
 
+    /// Rows streamed together (separate memory streams whose latencies overlap).
+    const ROWS: usize = 4;
+
     #[inline(always)]
     unsafe fn rows_impl<const VNNI: bool>(w: &[u8], x: &[u8], out: &mut [f32]) {
         let blocks = x.len() / q8_k::BLOCK_BYTES;
-        let low4 = _mm256_set1_epi8(0x0f);
-        for (row, o) in out.iter_mut().enumerate() {
-            let wr = w.as_ptr().add(row * blocks * BLOCK_BYTES);
-            let mut acc = _mm256_setzero_ps();
-            let mut acc_min = _mm_setzero_ps();
+        let row_bytes = blocks * BLOCK_BYTES;
+        let mut row = 0;
+        while row < out.len() {
+            let count = ROWS.min(out.len() - row);
+            let mut acc = [_mm256_setzero_ps(); ROWS];
+            let mut acc_min = [_mm_setzero_ps(); ROWS];
             for b in 0..blocks {
-                let wb = wr.add(b * BLOCK_BYTES);
-                prefetch_ahead(wb, BLOCK_BYTES);
                 let xb = x.as_ptr().add(b * q8_k::BLOCK_BYTES);
-                let dx = (xb as *const f32).read_unaligned();
-                let scales = _mm_cvtph_ps(_mm_cvtsi32_si128((wb as *const i32).read_unaligned()));
-                let d = _mm_cvtss_f32(scales) * dx;
-                let dmin = _mm_cvtss_f32(_mm_movehdup_ps(scales)) * dx;
-                let words = [4, 8, 12].map(|o| (wb.add(o) as *const u32).read_unaligned());
-                let [sc, mins] = unpack_scale_words(words);
-                let sc16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(sc as i64));
-                let mins16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(mins as i64));
-                let sums = _mm_loadu_si128(xb.add(q8_k::SUMS) as *const __m128i);
-                let min_prod = _mm_cvtepi32_ps(_mm_madd_epi16(mins16, sums));
-                acc_min = _mm_fmadd_ps(_mm_set1_ps(dmin), min_prod, acc_min);
-                let sc_both = _mm256_broadcastsi128_si256(sc16);
-                let (qs, xq) = (wb.add(16), xb.add(q8_k::VALUES));
-                let mut sumi = _mm256_setzero_si256();
-                for j in 0..4 {
-                    let bits = _mm256_loadu_si256(qs.add(32 * j) as *const __m256i);
-                    let lo = _mm256_and_si256(bits, low4);
-                    let hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), low4);
-                    let x_lo = _mm256_loadu_si256(xq.add(64 * j) as *const __m256i);
-                    let x_hi = _mm256_loadu_si256(xq.add(64 * j + 32) as *const __m256i);
-                    let s_lo = _mm256_shuffle_epi8(
-                        sc_both,
-                        _mm256_loadu_si256(BROADCAST[2 * j].as_ptr() as *const __m256i),
-                    );
-                    let s_hi = _mm256_shuffle_epi8(
-                        sc_both,
-                        _mm256_loadu_si256(BROADCAST[2 * j + 1].as_ptr() as *const __m256i),
-                    );
-                    sumi = u8_i8_dot_scaled::<VNNI>(sumi, lo, x_lo, s_lo);
-                    sumi = u8_i8_dot_scaled::<VNNI>(sumi, hi, x_hi, s_hi);
+                for i in 0..count {
+                    let wb = w.as_ptr().add((row + i) * row_bytes + b * BLOCK_BYTES);
+                    block_dot::<VNNI>(wb, xb, &mut acc[i], &mut acc_min[i]);
                 }
-                acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
             }
-            let min_total = {
-                let h = _mm_add_ps(acc_min, _mm_movehl_ps(acc_min, acc_min));
-                _mm_cvtss_f32(_mm_add_ss(h, _mm_shuffle_ps(h, h, 1)))
-            };
-            *o = hsum_ps(acc) - min_total;
+            for i in 0..count {
+                let m = acc_min[i];
+                let h = _mm_add_ps(m, _mm_movehl_ps(m, m));
+                let min_total = _mm_cvtss_f32(_mm_add_ss(h, _mm_shuffle_ps(h, h, 1)));
+                out[row + i] = hsum_ps(acc[i]) - min_total;
+            }
+            row += count;
         }
+    }
+
+    /// One super-block of one row: `acc += d·dx·Σ sc·q·x` (8 lanes), `acc_min += dmin·dx·m·Σx`.
+    #[inline(always)]
+    unsafe fn block_dot<const VNNI: bool>(
+        wb: *const u8,
+        xb: *const u8,
+        acc: &mut __m256,
+        acc_min: &mut __m128,
+    ) {
+        let low4 = _mm256_set1_epi8(0x0f);
+        prefetch_ahead(wb, BLOCK_BYTES);
+        let dx = (xb as *const f32).read_unaligned();
+        let scales = _mm_cvtph_ps(_mm_cvtsi32_si128((wb as *const i32).read_unaligned()));
+        let d = _mm_cvtss_f32(scales) * dx;
+        let dmin = _mm_cvtss_f32(_mm_movehdup_ps(scales)) * dx;
+        let words = [4, 8, 12].map(|o| (wb.add(o) as *const u32).read_unaligned());
+        let [sc, mins] = unpack_scale_words(words);
+        let sc16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(sc as i64));
+        let mins16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(mins as i64));
+        let sums = _mm_loadu_si128(xb.add(q8_k::SUMS) as *const __m128i);
+        let min_prod = _mm_cvtepi32_ps(_mm_madd_epi16(mins16, sums));
+        *acc_min = _mm_fmadd_ps(_mm_set1_ps(dmin), min_prod, *acc_min);
+        let sc_both = _mm256_broadcastsi128_si256(sc16);
+        let (qs, xq) = (wb.add(16), xb.add(q8_k::VALUES));
+        let mut sumi = _mm256_setzero_si256();
+        for j in 0..4 {
+            let bits = _mm256_loadu_si256(qs.add(32 * j) as *const __m256i);
+            let lo = _mm256_and_si256(bits, low4);
+            let hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), low4);
+            let x_lo = _mm256_loadu_si256(xq.add(64 * j) as *const __m256i);
+            let x_hi = _mm256_loadu_si256(xq.add(64 * j + 32) as *const __m256i);
+            let s_lo = _mm256_shuffle_epi8(
+                sc_both,
+                _mm256_loadu_si256(BROADCAST[2 * j].as_ptr() as *const __m256i),
+            );
+            let s_hi = _mm256_shuffle_epi8(
+                sc_both,
+                _mm256_loadu_si256(BROADCAST[2 * j + 1].as_ptr() as *const __m256i),
+            );
+            sumi = u8_i8_dot_scaled::<VNNI>(sumi, lo, x_lo, s_lo);
+            sumi = u8_i8_dot_scaled::<VNNI>(sumi, hi, x_hi, s_hi);
+        }
+        *acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), *acc);
     }
 }
 

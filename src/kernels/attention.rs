@@ -103,8 +103,19 @@ pub fn attention(
             (head, q0, out)
         })
         .collect();
+    token_major(results, n_queries, n_heads, d)
+}
+
+/// Per-(head, first query) blocks of `[query][d]` rows gathered into the token-major
+/// `[query][head][d]` layout the output projection reads.
+pub(crate) fn token_major(
+    blocks: Vec<(usize, usize, Vec<f32>)>,
+    n_queries: usize,
+    n_heads: usize,
+    d: usize,
+) -> Vec<f32> {
     let mut out = vec![0.0f32; n_queries * n_heads * d];
-    for (head, q0, block) in results {
+    for (head, q0, block) in blocks {
         for (i, row) in block.chunks_exact(d).enumerate() {
             let dst = ((q0 + i) * n_heads + head) * d;
             out[dst..dst + d].copy_from_slice(row);

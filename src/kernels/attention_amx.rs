@@ -5,7 +5,7 @@
 use rayon::prelude::*;
 
 use super::amx::{TileOperands, Tiles, K_STEP, TILE};
-use super::attention::{softmax_prefix, AttentionShape};
+use super::attention::{softmax_prefix, token_major, AttentionShape};
 use super::dense_bf16::{pack_pairs, to_bf16};
 use super::scratch::Scratch;
 
@@ -154,12 +154,5 @@ pub fn attention_tiles(
             (head, q0, out)
         })
         .collect();
-    let mut out = vec![0.0f32; n_queries * n_heads * d];
-    for (head, q0, block) in blocks {
-        for (i, row) in block.chunks_exact(d).enumerate() {
-            let dst = ((q0 + i) * n_heads + head) * d;
-            out[dst..dst + d].copy_from_slice(row);
-        }
-    }
-    out
+    token_major(blocks, n_queries, n_heads, d)
 }

@@ -90,7 +90,11 @@ impl Tiles {
     /// # Safety
     /// AMX must be available (`amx_available`).
     pub unsafe fn configure() -> Self {
+        #[cfg(target_arch = "x86_64")]
         std::arch::asm!("ldtilecfg [{}]", in(reg) CONFIG.0.as_ptr(), options(nostack, readonly));
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("AMX exists only on x86_64, where amx_available() is checked first");
+        #[cfg(target_arch = "x86_64")]
         Tiles(())
     }
 
@@ -99,17 +103,24 @@ impl Tiles {
     /// # Safety
     /// Every pointer must cover the bytes the shapes of `TileOperands` describe.
     pub unsafe fn product_2x2(&self, op: &TileOperands) {
-        tile_product_2x2(op)
+        #[cfg(target_arch = "x86_64")]
+        tile_product_2x2(op);
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = op;
     }
 }
 
 impl Drop for Tiles {
     fn drop(&mut self) {
         // SAFETY: tiles were configured by `configure`; releasing them has no operands.
-        unsafe { std::arch::asm!("tilerelease", options(nostack, nomem)) };
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            std::arch::asm!("tilerelease", options(nostack, nomem))
+        };
     }
 }
 
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn tile_product_2x2(op: &TileOperands) {
     use std::arch::asm;

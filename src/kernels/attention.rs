@@ -31,6 +31,17 @@ pub struct AttentionShape {
     pub kv_stride: usize,
 }
 
+impl AttentionShape {
+    /// Query heads per key/value head (grouped-query attention).
+    pub fn group(&self) -> usize {
+        assert!(
+            self.n_kv_heads > 0 && self.n_heads.is_multiple_of(self.n_kv_heads),
+            "attention: head grouping"
+        );
+        self.n_heads / self.n_kv_heads
+    }
+}
+
 /// `q`: [n_heads][n_queries][head_dim]; `k`, `v`: [n_kv_heads][kv_stride][head_dim] (first
 /// `n_keys` rows used). `causal_offset = Some(p)`: query `i` sees keys `0..=p+i`.
 /// Returns [n_queries][n_heads][head_dim] (token-major, ready for the output projection).
@@ -57,13 +68,9 @@ pub fn attention(
         n_keys,
         kv_stride,
     } = shape;
-    assert!(
-        n_kv_heads > 0 && n_heads % n_kv_heads == 0,
-        "attention: head grouping"
-    );
     assert!(q.len() >= n_heads * n_queries * d, "attention: q too short");
     assert!(k.len() >= n_kv_heads * kv_stride * d && v.len() >= n_kv_heads * kv_stride * d);
-    let group = n_heads / n_kv_heads;
+    let group = shape.group();
     let blocks_per_head = n_queries.div_ceil(QUERY_BLOCK);
     let results: Vec<(usize, usize, Vec<f32>)> = (0..n_heads * blocks_per_head)
         .into_par_iter()

@@ -36,11 +36,7 @@ pub fn attention_tiles(
         kv_stride,
     } = shape;
     assert!(supports(d), "attention_tiles: head size or CPU");
-    assert!(
-        n_kv_heads > 0 && n_heads.is_multiple_of(n_kv_heads),
-        "attention: head grouping"
-    );
-    let group = n_heads / n_kv_heads;
+    let group = shape.group();
     let keys_padded = n_keys.div_ceil(BLOCK) * BLOCK;
     let key_panels = keys_padded / BLOCK;
     // Per KV head: keys as B panels over d, and values transposed as B panels over keys.

@@ -65,16 +65,8 @@ impl WeightMatrix<'_> {
         }
     }
 
-    /// Bytes of the weight data.
-    pub fn bytes(&self) -> usize {
-        match *self {
-            WeightMatrix::F32 { data, .. } => data.len() * 4,
-            WeightMatrix::F16 { data, .. } => data.len() * 2,
-            WeightMatrix::Q8_0 { data, .. } | WeightMatrix::Q4K { data, .. } => data.len(),
-        }
-    }
-
-    /// Copies rows `first..first + out.len() / cols` as f32 into `out`.
+    /// Copies rows `first..first + out.len() / cols` as f32 into `out` (one row: an
+    /// embedding lookup).
     pub fn rows_into(&self, first: usize, out: &mut [f32]) {
         let cols = self.cols();
         let count = out.len() / cols;
@@ -99,11 +91,6 @@ impl WeightMatrix<'_> {
                 q4_k::dequantize_row(&data[first * bytes..(first + count) * bytes], out)
             }
         }
-    }
-
-    /// Copies row `index` as f32 into `out` (an embedding lookup).
-    pub fn row_into(&self, index: usize, out: &mut [f32]) {
-        self.rows_into(index, out)
     }
 
     /// `out[m, rows] = x[m, cols] · Wᵀ`.

@@ -173,7 +173,7 @@ impl TextModel {
                 "token id {id} is outside the vocabulary ({})",
                 self.cfg.vocab_size
             );
-            self.embed_tokens.view().row_into(id as usize, row);
+            self.embed_tokens.view().rows_into(id as usize, row);
         }
         Ok(out)
     }

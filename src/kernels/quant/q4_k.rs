@@ -23,8 +23,7 @@ pub fn scales_and_mins(packed: &[u8]) -> ([u8; 8], [u8; 8]) {
     let word =
         |i: usize| u32::from_le_bytes([packed[i], packed[i + 1], packed[i + 2], packed[i + 3]]);
     let [s, m] = unpack_scale_words([word(0), word(4), word(8)]);
-    let (s, m) = (s.to_le_bytes(), m.to_le_bytes());
-    (s, m)
+    (s.to_le_bytes(), m.to_le_bytes())
 }
 
 /// The 12 packed bytes (as three words) → (8 scale bytes, 8 minimum bytes) as u64s.

@@ -67,6 +67,31 @@ impl GgufFile {
         &self.map
     }
 
+    /// Drops this process's mapping of the whole pages inside `range` (their data has
+    /// been copied into another layout and is no longer read here), so they stop
+    /// counting towards the resident set. The pages stay in the OS page cache and come
+    /// back on the next access; a no-op where the OS has no such advice.
+    pub fn release_pages(&self, range: std::ops::Range<usize>) {
+        #[cfg(unix)]
+        {
+            const PAGE: usize = 4096;
+            let (start, end) = (range.start.next_multiple_of(PAGE), range.end / PAGE * PAGE);
+            if end > start {
+                // SAFETY: a read-only shared file mapping; dropping pages only makes later
+                // reads fault them back in from the file, whose contents do not change.
+                let _ = unsafe {
+                    self.map.unchecked_advise_range(
+                        memmap2::UncheckedAdvice::DontNeed,
+                        start,
+                        end - start,
+                    )
+                };
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = range;
+    }
+
     pub fn file_size(&self) -> usize {
         self.map.len()
     }

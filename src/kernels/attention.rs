@@ -4,6 +4,7 @@
 use rayon::prelude::*;
 
 use super::attention_amx;
+use super::attention_decode::{attention_few_queries, MAX_QUERIES};
 use super::fast_math::{exp, map_in_place};
 use super::gemm::{matmul_a_b, matmul_a_bt, Threads};
 
@@ -59,6 +60,9 @@ pub fn attention(
         && attention_amx::supports(shape.head_dim)
     {
         return attention_amx::attention_tiles(q, k, v, shape, scale, causal_offset);
+    }
+    if shape.n_queries <= MAX_QUERIES {
+        return attention_few_queries(q, k, v, shape, scale, causal_offset);
     }
     let AttentionShape {
         n_heads,
@@ -229,6 +233,27 @@ mod tests {
             got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 2e-2),
             "bf16 attention drifted"
         );
+    }
+
+    #[test]
+    fn decode_steps_over_a_long_cache_match_reference() {
+        for n_queries in 1..=MAX_QUERIES {
+            let s = AttentionShape {
+                n_heads: 8,
+                n_kv_heads: 2,
+                head_dim: 40,
+                n_queries,
+                n_keys: 300,
+                kv_stride: 310,
+            };
+            let q = data(s.n_heads * n_queries * 40, 11);
+            let k = data(s.n_kv_heads * s.kv_stride * 40, 12);
+            let v = data(s.n_kv_heads * s.kv_stride * 40, 13);
+            let offset = Some(300 - n_queries);
+            let got = attention(&q, &k, &v, s, 0.15, offset, Precision::F32);
+            let want = reference(&q, &k, &v, s, 0.15, offset);
+            assert!(got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-5));
+        }
     }
 
     #[test]

@@ -4,14 +4,21 @@
 //! kernels with the activations quantized once per product; many rows (prefill, the
 //! vision encoder) dequantize panels of weight rows and run a dense product on them:
 //! bf16 on AMX tiles where present for quantized weights, f32 otherwise (f32 and f16
-//! weights always take the exact f32 product).
+//! weights always take the exact f32 product). On CPUs with AVX-512 VNNI and without
+//! AMX, quantized weights are repacked at load into 16-row groups (`quant::q8_0x16`,
+//! `quant::q4_kx16`) and every batch size runs the interleaved integer kernels.
+use std::sync::OnceLock;
+
 use half::f16;
 use rayon::prelude::*;
 
+use super::amx::amx_available;
 use super::dense_bf16::{self, dense_bf16_matmul};
 use super::gemm::{matmul_a_bt, Threads};
 use super::matvec::{quantized_matvec, PackedRows};
-use super::quant::{q4_k, q8_0, q8_k};
+use super::quant::q8_blocks::Q8Blocks;
+use super::quant::{q4_k, q4_kx16, q8_0, q8_0x16, q8_k};
+use super::simd::{simd_path, SimdPath};
 
 /// Borrowed weight data, `rows` × `cols`, row-major (PyTorch `nn.Linear` layout).
 #[derive(Clone, Copy, Debug)]
@@ -38,6 +45,29 @@ pub enum WeightMatrix<'a> {
         rows: usize,
         cols: usize,
     },
+    /// Q8_0 repacked into interleaved 16-row groups (`quant::q8_0x16`).
+    Q8_0x16 {
+        data: &'a [u8],
+        rows: usize,
+        cols: usize,
+    },
+    /// Q4_K repacked into interleaved 16-row groups (`quant::q4_kx16`).
+    Q4Kx16 {
+        data: &'a [u8],
+        rows: usize,
+        cols: usize,
+    },
+}
+
+/// Whether this process multiplies block-quantized weights in the interleaved layout:
+/// with AVX-512 VNNI, unless AMX tiles (bf16 panels) serve the long batches.
+/// `GLIMPSE_INTERLEAVE=off` keeps the file layout (comparisons, debugging).
+pub fn interleaving_pays() -> bool {
+    static PAYS: OnceLock<bool> = OnceLock::new();
+    *PAYS.get_or_init(|| {
+        let off = std::env::var("GLIMPSE_INTERLEAVE").is_ok_and(|v| v.eq_ignore_ascii_case("off"));
+        !off && simd_path() == SimdPath::Avx512 && !amx_available()
+    })
 }
 
 /// Weight rows per dequantized panel of the dense path (at most; fewer when small).
@@ -46,13 +76,15 @@ const ROWS_PER_PANEL: usize = 64;
 /// beats one integer dot product per (row, activation) pair.
 const DENSE_FROM_ROWS: usize = 8;
 
-impl WeightMatrix<'_> {
+impl<'a> WeightMatrix<'a> {
     pub fn rows(&self) -> usize {
         match *self {
             WeightMatrix::F32 { rows, .. }
             | WeightMatrix::F16 { rows, .. }
             | WeightMatrix::Q8_0 { rows, .. }
-            | WeightMatrix::Q4K { rows, .. } => rows,
+            | WeightMatrix::Q4K { rows, .. }
+            | WeightMatrix::Q8_0x16 { rows, .. }
+            | WeightMatrix::Q4Kx16 { rows, .. } => rows,
         }
     }
 
@@ -61,7 +93,45 @@ impl WeightMatrix<'_> {
             WeightMatrix::F32 { cols, .. }
             | WeightMatrix::F16 { cols, .. }
             | WeightMatrix::Q8_0 { cols, .. }
-            | WeightMatrix::Q4K { cols, .. } => cols,
+            | WeightMatrix::Q4K { cols, .. }
+            | WeightMatrix::Q8_0x16 { cols, .. }
+            | WeightMatrix::Q4Kx16 { cols, .. } => cols,
+        }
+    }
+
+    /// Bytes of this matrix in the interleaved layout, for formats that have one.
+    pub fn interleaved_bytes(&self) -> Option<usize> {
+        match *self {
+            WeightMatrix::Q8_0 { rows, cols, .. } => Some(q8_0x16::packed_bytes(rows, cols)),
+            WeightMatrix::Q4K { rows, cols, .. } => Some(q4_kx16::packed_bytes(rows, cols)),
+            _ => None,
+        }
+    }
+
+    /// Repacks this matrix into `out` (`interleaved_bytes()` long) and returns the view
+    /// of the result; formats without an interleaved layout are returned unchanged.
+    pub fn interleave_into<'b>(&self, out: &'b mut [u8]) -> WeightMatrix<'b>
+    where
+        'a: 'b,
+    {
+        match *self {
+            WeightMatrix::Q8_0 { data, rows, cols } => {
+                q8_0x16::pack(data, rows, cols, out);
+                WeightMatrix::Q8_0x16 {
+                    data: out,
+                    rows,
+                    cols,
+                }
+            }
+            WeightMatrix::Q4K { data, rows, cols } => {
+                q4_kx16::pack(data, rows, cols, out);
+                WeightMatrix::Q4Kx16 {
+                    data: out,
+                    rows,
+                    cols,
+                }
+            }
+            other => other,
         }
     }
 
@@ -90,6 +160,8 @@ impl WeightMatrix<'_> {
                 let bytes = q4_k::row_bytes(cols);
                 q4_k::dequantize_row(&data[first * bytes..(first + count) * bytes], out)
             }
+            WeightMatrix::Q8_0x16 { data, .. } => q8_0x16::dequantize_rows(data, cols, first, out),
+            WeightMatrix::Q4Kx16 { data, .. } => q4_kx16::dequantize_rows(data, cols, first, out),
         }
     }
 
@@ -101,6 +173,12 @@ impl WeightMatrix<'_> {
         match *self {
             WeightMatrix::F32 { data, .. } => {
                 matmul_a_bt(x, data, out, (m, cols, rows), rows, Threads::Pool)
+            }
+            WeightMatrix::Q8_0x16 { data, .. } => {
+                q8_0x16::matmul(data, rows, &Q8Blocks::quantize(x, cols), out)
+            }
+            WeightMatrix::Q4Kx16 { data, .. } => {
+                q4_kx16::matmul(data, rows, &Q8Blocks::quantize(x, cols), out)
             }
             WeightMatrix::Q8_0 { data, .. } if m < DENSE_FROM_ROWS => {
                 let row_bytes = q8_0::row_bytes(cols);
@@ -250,7 +328,7 @@ mod tests {
         for (row, q) in w.chunks_exact(cols).zip(wq.chunks_exact_mut(bytes)) {
             q8_0::quantize_row(row, q);
         }
-        check_against_dequantized(
+        check_with_interleaved(
             WeightMatrix::Q8_0 {
                 data: &wq,
                 rows,
@@ -258,6 +336,13 @@ mod tests {
             },
             0.02,
         );
+    }
+
+    /// The file layout and its interleaved repacking both match the dequantized product.
+    fn check_with_interleaved(w: WeightMatrix, tolerance: f32) {
+        check_against_dequantized(w, tolerance);
+        let mut packed = vec![0u8; w.interleaved_bytes().expect("has a layout")];
+        check_against_dequantized(w.interleave_into(&mut packed), tolerance);
     }
 
     #[test]
@@ -270,7 +355,7 @@ mod tests {
             block[..2].copy_from_slice(&f16::from_f32(0.01).to_le_bytes());
             block[2..4].copy_from_slice(&f16::from_f32(0.02).to_le_bytes());
         }
-        check_against_dequantized(
+        check_with_interleaved(
             WeightMatrix::Q4K {
                 data: &wq,
                 rows,

@@ -9,6 +9,7 @@ use half::f16;
 
 use crate::gguf::{GgmlType, GgufFile};
 use crate::kernels::attention::Precision;
+use crate::kernels::weight::interleaving_pays;
 use crate::kernels::WeightMatrix;
 
 /// Tensor lookup relative to a name prefix (`blk.3.` …), like candle's `VarBuilder::pp`.
@@ -27,13 +28,16 @@ enum Storage {
     Q4K,
 }
 
-/// A 2-D weight (`rows` × `cols`, one row per output feature) mapped from the file.
+/// A 2-D weight (`rows` × `cols`, one row per output feature) mapped from the file, or
+/// repacked at load into the kernels' interleaved layout (then the file pages of the
+/// tensor are released, so the weights are resident once).
 pub struct Matrix {
     file: Arc<GgufFile>,
     bytes: Range<usize>,
     storage: Storage,
     rows: usize,
     cols: usize,
+    interleaved: Option<(memmap2::MmapMut, usize)>,
 }
 
 /// A 1-D f32 parameter (norm weight, bias).
@@ -92,16 +96,22 @@ impl Weights {
                 self.full_name(name)
             ),
         };
-        let matrix = Matrix {
+        let mut matrix = Matrix {
             file: self.file.clone(),
             bytes,
             storage,
             rows,
             cols,
+            interleaved: None,
         };
         matrix
             .check_alignment()
             .with_context(|| format!("tensor '{}'", self.full_name(name)))?;
+        if interleaving_pays() {
+            matrix
+                .interleave()
+                .with_context(|| format!("repacking tensor '{}'", self.full_name(name)))?;
+        }
         Ok(matrix)
     }
 
@@ -151,6 +161,21 @@ impl Matrix {
         }
     }
 
+    /// Repacks a block-quantized matrix into anonymous memory (huge pages where the OS
+    /// offers them) in the interleaved layout and releases the file's pages of it.
+    fn interleave(&mut self) -> Result<()> {
+        let Some(len) = self.view().interleaved_bytes() else {
+            return Ok(());
+        };
+        let mut buffer = memmap2::MmapMut::map_anon(len.max(1))?;
+        #[cfg(target_os = "linux")]
+        let _ = buffer.advise(memmap2::Advice::HugePage);
+        self.view().interleave_into(&mut buffer[..len]);
+        self.interleaved = Some((buffer, len));
+        self.file.release_pages(self.bytes.clone());
+        Ok(())
+    }
+
     pub fn rows(&self) -> usize {
         self.rows
     }
@@ -169,9 +194,16 @@ impl Matrix {
     }
 
     pub fn view(&self) -> WeightMatrix<'_> {
+        let (rows, cols) = (self.rows, self.cols);
+        if let Some((buffer, len)) = &self.interleaved {
+            let data = &buffer[..*len];
+            return match self.storage {
+                Storage::Q4K => WeightMatrix::Q4Kx16 { data, rows, cols },
+                _ => WeightMatrix::Q8_0x16 { data, rows, cols },
+            };
+        }
         // Alignment and size were verified in `Weights::matrix`.
         let raw = &self.file.bytes()[self.bytes.clone()];
-        let (rows, cols) = (self.rows, self.cols);
         match self.storage {
             Storage::F32 => WeightMatrix::F32 {
                 data: bytemuck::cast_slice(raw),

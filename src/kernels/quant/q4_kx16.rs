@@ -1,0 +1,339 @@
+//! Q4_K weights repacked at load for AVX-512 VNNI, 16 rows interleaved like Q8_0x16 (one
+//! row per i32 lane of `vpdpbusd`; 4-bit values are already unsigned). Per group of 16
+//! rows and per super-block of 256 values (2368 bytes, 2.8 % more than the file's 16 ×
+//! 144): `d` and `dmin` of the 16 rows as f16 (2 × 32 bytes), the unpacked 6-bit scales
+//! and minimums as bytes, `[run][row]` (2 × 128 bytes), then for each run of 32 values
+//! four 64-byte vectors: vector `v` holds, for each row, values `8v..8v+4` of the run in
+//! its low nibbles and `8v+4..8v+8` in its high nibbles. Against activations quantized
+//! per run of 32 (`Q8Blocks`) a run contributes `dx·(d·sc·Σq·x − dmin·m·Σx)`.
+use half::f16;
+use rayon::prelude::*;
+
+use super::q4_k::{scales_and_mins, BLOCK, BLOCK_BYTES};
+use super::q8_blocks::Q8Blocks;
+use crate::kernels::interleaved::{for_each_tile, TileOut, GROUP_ROWS};
+use crate::kernels::simd::{simd_path, SimdPath};
+
+const RUNS: usize = BLOCK / 32;
+const DMIN: usize = 2 * GROUP_ROWS;
+const SCALES: usize = 4 * GROUP_ROWS;
+const MINS: usize = SCALES + RUNS * GROUP_ROWS;
+const QUANTS: usize = MINS + RUNS * GROUP_ROWS;
+/// Bytes of the quantized values of one run of one group (16 rows × 32 nibbles).
+const RUN_BYTES: usize = GROUP_ROWS * 16;
+/// Bytes of one super-block of one group.
+pub const GROUP_BLOCK_BYTES: usize = QUANTS + RUNS * RUN_BYTES;
+
+/// Bytes of a repacked `rows × cols` matrix.
+pub fn packed_bytes(rows: usize, cols: usize) -> usize {
+    rows.div_ceil(GROUP_ROWS) * (cols / BLOCK) * GROUP_BLOCK_BYTES
+}
+
+/// Byte offset (inside a group super-block) and nibble shift of value `k` of row `lane`.
+fn packed_position(lane: usize, k: usize) -> (usize, u32) {
+    let (run, within) = (k / 32, k % 32);
+    let (vector, high, p) = (within / 8, (within % 8) / 4, within % 4);
+    (
+        QUANTS + run * RUN_BYTES + vector * 64 + lane * 4 + p,
+        4 * high as u32,
+    )
+}
+
+/// Repacks `rows` file-layout Q4_K rows of `cols` values into `out`
+/// (`packed_bytes(rows, cols)` long).
+pub fn pack(file_rows: &[u8], rows: usize, cols: usize, out: &mut [u8]) {
+    let row_bytes = cols / BLOCK * BLOCK_BYTES;
+    assert!(
+        cols.is_multiple_of(BLOCK)
+            && file_rows.len() == rows * row_bytes
+            && out.len() == packed_bytes(rows, cols),
+        "q4_Kx16 pack: sizes"
+    );
+    let group_bytes = cols / BLOCK * GROUP_BLOCK_BYTES;
+    if group_bytes == 0 {
+        return;
+    }
+    out.par_chunks_mut(group_bytes)
+        .enumerate()
+        .for_each(|(group, packed)| {
+            let first = group * GROUP_ROWS;
+            for (b, dst) in packed.chunks_exact_mut(GROUP_BLOCK_BYTES).enumerate() {
+                dst.fill(0);
+                for lane in 0..GROUP_ROWS.min(rows - first) {
+                    let src =
+                        &file_rows[(first + lane) * row_bytes + b * BLOCK_BYTES..][..BLOCK_BYTES];
+                    dst[2 * lane..2 * lane + 2].copy_from_slice(&src[..2]);
+                    dst[DMIN + 2 * lane..DMIN + 2 * lane + 2].copy_from_slice(&src[2..4]);
+                    let (sc, m) = scales_and_mins(&src[4..16]);
+                    for run in 0..RUNS {
+                        dst[SCALES + run * GROUP_ROWS + lane] = sc[run];
+                        dst[MINS + run * GROUP_ROWS + lane] = m[run];
+                    }
+                    for run in 0..RUNS {
+                        // The run's 32 nibbles: low or high halves of 32 file bytes.
+                        let bytes = &src[16 + 32 * (run / 2)..][..32];
+                        let shift = 4 * (run % 2);
+                        let nibbles = |i: usize| {
+                            let word = u32::from_le_bytes([
+                                bytes[i],
+                                bytes[i + 1],
+                                bytes[i + 2],
+                                bytes[i + 3],
+                            ]);
+                            (word >> shift) & 0x0f0f_0f0f
+                        };
+                        for vector in 0..4 {
+                            let at = QUANTS + run * RUN_BYTES + vector * 64 + lane * 4;
+                            let word = nibbles(8 * vector) | nibbles(8 * vector + 4) << 4;
+                            dst[at..at + 4].copy_from_slice(&word.to_le_bytes());
+                        }
+                    }
+                }
+            }
+        });
+}
+
+fn half_at(block: &[u8], at: usize) -> f32 {
+    f16::from_le_bytes([block[at], block[at + 1]]).to_f32()
+}
+
+/// Dequantizes rows `first..first + out.len() / cols` of a repacked matrix into `out`.
+pub fn dequantize_rows(packed: &[u8], cols: usize, first: usize, out: &mut [f32]) {
+    let group_bytes = cols / BLOCK * GROUP_BLOCK_BYTES;
+    for (i, row) in out.chunks_exact_mut(cols).enumerate() {
+        let (group, lane) = ((first + i) / GROUP_ROWS, (first + i) % GROUP_ROWS);
+        let data = &packed[group * group_bytes..][..group_bytes];
+        for (block, values) in data
+            .chunks_exact(GROUP_BLOCK_BYTES)
+            .zip(row.chunks_exact_mut(BLOCK))
+        {
+            let (d, dmin) = (half_at(block, 2 * lane), half_at(block, DMIN + 2 * lane));
+            for (k, v) in values.iter_mut().enumerate() {
+                let run = k / 32;
+                let (sc, m) = (
+                    block[SCALES + run * GROUP_ROWS + lane],
+                    block[MINS + run * GROUP_ROWS + lane],
+                );
+                let (at, shift) = packed_position(lane, k);
+                let q = (block[at] >> shift) & 0x0f;
+                *v = d * sc as f32 * q as f32 - dmin * m as f32;
+            }
+        }
+    }
+}
+
+/// `out[t·rows + r] = Σ W[r]·x[t]` for every token of `x` (`x.cols == cols`).
+pub fn matmul(packed: &[u8], rows: usize, x: &Q8Blocks, out: &mut [f32]) {
+    matmul_with(simd_path(), packed, rows, x, out)
+}
+
+/// `matmul` on a given SIMD path (tests compare the paths).
+pub fn matmul_with(path: SimdPath, packed: &[u8], rows: usize, x: &Q8Blocks, out: &mut [f32]) {
+    let cols = x.cols;
+    assert!(
+        cols.is_multiple_of(BLOCK)
+            && packed.len() == packed_bytes(rows, cols)
+            && out.len() == x.rows * rows,
+        "q4_Kx16 product: sizes"
+    );
+    let group_bytes = cols / BLOCK * GROUP_BLOCK_BYTES;
+    for_each_tile(rows, x.rows, out, |group, t0, tokens, tile| {
+        let weights = &packed[group * group_bytes..][..group_bytes];
+        match path {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: AVX-512 VNNI is only chosen when the CPU reports it; the group and
+            // the tile lie inside `packed`, `x` and `out` (sizes checked above).
+            SimdPath::Avx512 => unsafe { x86::tile(weights, x, t0, tokens, tile) },
+            // SAFETY: as above (the scalar tile writes `tile.valid` values per token).
+            _ => unsafe { tile_scalar(weights, x, t0, tokens, tile) },
+        }
+    });
+}
+
+/// # Safety
+/// `tile` addresses `tokens` rows of at least `tile.valid` writable floats.
+unsafe fn tile_scalar(weights: &[u8], x: &Q8Blocks, t0: usize, tokens: usize, tile: TileOut) {
+    let runs = x.runs();
+    for t in 0..tokens {
+        let token = t0 + t;
+        let xq = &x.quants[token * x.cols..][..x.cols];
+        let mut acc = [0.0f32; GROUP_ROWS];
+        for (b, block) in weights.chunks_exact(GROUP_BLOCK_BYTES).enumerate() {
+            for (lane, acc) in acc.iter_mut().enumerate() {
+                let (d, dmin) = (half_at(block, 2 * lane), half_at(block, DMIN + 2 * lane));
+                for run in 0..RUNS {
+                    let r = b * RUNS + run;
+                    let mut sum = 0i32;
+                    for k in 0..32 {
+                        let (at, shift) = packed_position(lane, run * 32 + k);
+                        let q = (block[at] >> shift) & 0x0f;
+                        sum += q as i32 * xq[r * 32 + k] as i32;
+                    }
+                    let dsc = d * block[SCALES + run * GROUP_ROWS + lane] as f32;
+                    let dmn = dmin * block[MINS + run * GROUP_ROWS + lane] as f32;
+                    let part = (-dmn).mul_add(x.sums[token * runs + r] as f32, sum as f32 * dsc);
+                    *acc = part.mul_add(x.scales[token * runs + r], *acc);
+                }
+            }
+        }
+        let dst = tile.token(t);
+        for (lane, v) in acc.iter().enumerate().take(tile.valid) {
+            *dst.add(lane) = *v;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::GROUP_ROWS;
+    use super::{
+        Q8Blocks, TileOut, DMIN, GROUP_BLOCK_BYTES, MINS, QUANTS, RUNS, RUN_BYTES, SCALES,
+    };
+    use crate::kernels::interleaved::TILE_TOKENS;
+    use crate::kernels::simd_x86::prefetch_ahead;
+
+    /// # Safety
+    /// AVX-512 F/BW/VNNI present; `tile` addresses `tokens` (1..=8) rows of at least
+    /// `tile.valid` writable floats; `weights` is one whole group.
+    pub unsafe fn tile(weights: &[u8], x: &Q8Blocks, t0: usize, tokens: usize, out: TileOut) {
+        debug_assert!(tokens >= 1 && tokens <= TILE_TOKENS);
+        match tokens {
+            1 => tile_n::<1>(weights, x, t0, out),
+            2 => tile_n::<2>(weights, x, t0, out),
+            3 => tile_n::<3>(weights, x, t0, out),
+            4 => tile_n::<4>(weights, x, t0, out),
+            5 => tile_n::<5>(weights, x, t0, out),
+            6 => tile_n::<6>(weights, x, t0, out),
+            7 => tile_n::<7>(weights, x, t0, out),
+            _ => tile_n::<8>(weights, x, t0, out),
+        }
+    }
+
+    /// The 16 bytes at `p` as f32 lanes.
+    #[inline(always)]
+    unsafe fn bytes_as_f32(p: *const u8) -> __m512 {
+        _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(p as *const __m128i)))
+    }
+
+    /// `T` tokens against one group: per run, the eight nibble vectors are unpacked once
+    /// and each token's four-byte runs are broadcast straight from memory.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c")]
+    unsafe fn tile_n<const T: usize>(weights: &[u8], x: &Q8Blocks, t0: usize, out: TileOut) {
+        let (cols, runs) = (x.cols, x.runs());
+        let blocks = weights.len() / GROUP_BLOCK_BYTES;
+        let xq: [*const i8; T] = std::array::from_fn(|t| x.quants.as_ptr().add((t0 + t) * cols));
+        let xd: [*const f32; T] = std::array::from_fn(|t| x.scales.as_ptr().add((t0 + t) * runs));
+        let xs: [*const i32; T] = std::array::from_fn(|t| x.sums.as_ptr().add((t0 + t) * runs));
+        let low = _mm512_set1_epi8(0x0f);
+        let mut acc = [_mm512_setzero_ps(); T];
+        for b in 0..blocks {
+            let block = weights.as_ptr().add(b * GROUP_BLOCK_BYTES);
+            if T == 1 {
+                prefetch_ahead(block, GROUP_BLOCK_BYTES);
+            }
+            let d = _mm512_cvtph_ps(_mm256_loadu_si256(block as *const __m256i));
+            let dmin = _mm512_cvtph_ps(_mm256_loadu_si256(block.add(DMIN) as *const __m256i));
+            for run in 0..RUNS {
+                let dsc = _mm512_mul_ps(d, bytes_as_f32(block.add(SCALES + run * GROUP_ROWS)));
+                let dmn = _mm512_mul_ps(dmin, bytes_as_f32(block.add(MINS + run * GROUP_ROWS)));
+                let q = block.add(QUANTS + run * RUN_BYTES);
+                let mut w = [_mm512_setzero_si512(); 8];
+                for v in 0..4 {
+                    let packed = _mm512_loadu_si512(q.add(64 * v) as *const _);
+                    w[2 * v] = _mm512_and_si512(packed, low);
+                    w[2 * v + 1] = _mm512_and_si512(_mm512_srli_epi16(packed, 4), low);
+                }
+                let r = b * RUNS + run;
+                for t in 0..T {
+                    let xb = xq[t].add(r * 32);
+                    let mut sum = _mm512_setzero_si512();
+                    for (quad, w) in w.iter().enumerate() {
+                        let four = (xb.add(quad * 4) as *const i32).read_unaligned();
+                        sum = _mm512_dpbusd_epi32(sum, *w, _mm512_set1_epi32(four));
+                    }
+                    let part = _mm512_fnmadd_ps(
+                        dmn,
+                        _mm512_set1_ps(*xs[t].add(r) as f32),
+                        _mm512_mul_ps(_mm512_cvtepi32_ps(sum), dsc),
+                    );
+                    acc[t] = _mm512_fmadd_ps(part, _mm512_set1_ps(*xd[t].add(r)), acc[t]);
+                }
+            }
+        }
+        let mask: __mmask16 = ((1u32 << out.valid) - 1) as __mmask16;
+        for (t, acc) in acc.iter().enumerate() {
+            _mm512_mask_storeu_ps(out.token(t), mask, *acc);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::quant::q4_k;
+    use crate::kernels::simd::available_paths;
+
+    fn file_rows(rows: usize, cols: usize) -> Vec<u8> {
+        let mut wq: Vec<u8> = (0..rows * q4_k::row_bytes(cols))
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+            .collect();
+        for (i, block) in wq.chunks_exact_mut(BLOCK_BYTES).enumerate() {
+            block[..2].copy_from_slice(&f16::from_f32(0.01 + 0.001 * (i % 7) as f32).to_le_bytes());
+            block[2..4].copy_from_slice(&f16::from_f32(0.02).to_le_bytes());
+        }
+        wq
+    }
+
+    #[test]
+    fn repacked_rows_dequantize_like_the_file_rows() {
+        let (rows, cols) = (21, 512);
+        let file = file_rows(rows, cols);
+        let mut packed = vec![0u8; packed_bytes(rows, cols)];
+        pack(&file, rows, cols, &mut packed);
+        let (mut want, mut got) = (vec![0.0; rows * cols], vec![0.0; (rows - 3) * cols]);
+        q4_k::dequantize_row(&file, &mut want);
+        dequantize_rows(&packed, cols, 3, &mut got);
+        for (g, w) in got.iter().zip(&want[3 * cols..]) {
+            assert!((g - w).abs() <= 1e-6 * w.abs().max(1.0), "{g} vs {w}");
+        }
+    }
+
+    /// Every path and token count (tiles of 1..8 and a partial last group) agrees with
+    /// the f32 product over the dequantized weights and the dequantized activations.
+    #[test]
+    fn every_path_equals_the_dequantized_product() {
+        let (rows, cols) = (21, 512);
+        let file = file_rows(rows, cols);
+        let mut packed = vec![0u8; packed_bytes(rows, cols)];
+        pack(&file, rows, cols, &mut packed);
+        let mut w = vec![0.0; rows * cols];
+        q4_k::dequantize_row(&file, &mut w);
+        for m in [1, 2, 8, 11] {
+            let xf: Vec<f32> = (0..m * cols)
+                .map(|i| ((i * 7919) % 2001) as f32 / 1000.0 - 1.0)
+                .collect();
+            let x = Q8Blocks::quantize(&xf, cols);
+            let xd: Vec<f32> = (0..m * cols)
+                .map(|i| x.quants[i] as f32 * x.scales[i / 32])
+                .collect();
+            let want: Vec<f32> = (0..m * rows)
+                .map(|i| {
+                    let (t, r) = (i / rows, i % rows);
+                    (0..cols).map(|k| xd[t * cols + k] * w[r * cols + k]).sum()
+                })
+                .collect();
+            for path in available_paths() {
+                let mut got = vec![f32::NAN; m * rows];
+                matmul_with(path, &packed, rows, &x, &mut got);
+                for (g, e) in got.iter().zip(&want) {
+                    assert!(
+                        (g - e).abs() <= 1e-3 * e.abs().max(1.0),
+                        "{path:?} m={m}: {g} vs {e}"
+                    );
+                }
+            }
+        }
+    }
+}

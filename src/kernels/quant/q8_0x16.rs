@@ -1,0 +1,275 @@
+//! Q8_0 weights repacked at load for AVX-512 VNNI: 16 consecutive rows interleaved so
+//! one 64-byte vector holds four consecutive values of each of the 16 rows, the operand
+//! layout of `vpdpbusd` with one row per i32 lane. Per group of 16 rows and per block of
+//! 32 values: the 16 f16 scales (32 bytes), then 8 vectors of 16 rows × 4 values (512
+//! bytes). Values are stored with the sign bit flipped (q + 128, unsigned) because
+//! `vpdpbusd` multiplies unsigned by signed bytes: the activations stay signed and the
+//! extra 128·Σx of each block is taken off once (it depends on the activations only).
+//! The size equals the file layout's when the rows are a multiple of 16; a last partial
+//! group is padded with zero-scale rows.
+use half::f16;
+use rayon::prelude::*;
+
+use super::q8_0::{BLOCK, BLOCK_BYTES};
+use super::q8_blocks::Q8Blocks;
+use crate::kernels::interleaved::{for_each_tile, TileOut, GROUP_ROWS};
+use crate::kernels::simd::{simd_path, SimdPath};
+
+/// Bytes of one block (32 values) of one group: 16 scales and 16 × 32 values.
+pub const GROUP_BLOCK_BYTES: usize = GROUP_ROWS * BLOCK_BYTES;
+const SCALES_BYTES: usize = 2 * GROUP_ROWS;
+/// Bytes of one vector: four values of each of the 16 rows.
+const QUAD_BYTES: usize = 4 * GROUP_ROWS;
+
+/// Bytes of a repacked `rows × cols` matrix.
+pub fn packed_bytes(rows: usize, cols: usize) -> usize {
+    rows.div_ceil(GROUP_ROWS) * (cols / BLOCK) * GROUP_BLOCK_BYTES
+}
+
+/// Repacks `rows` file-layout Q8_0 rows of `cols` values into `out`
+/// (`packed_bytes(rows, cols)` long).
+pub fn pack(file_rows: &[u8], rows: usize, cols: usize, out: &mut [u8]) {
+    let row_bytes = cols / BLOCK * BLOCK_BYTES;
+    assert!(
+        cols.is_multiple_of(BLOCK)
+            && file_rows.len() == rows * row_bytes
+            && out.len() == packed_bytes(rows, cols),
+        "q8_0x16 pack: sizes"
+    );
+    let group_bytes = cols / BLOCK * GROUP_BLOCK_BYTES;
+    if group_bytes == 0 {
+        return;
+    }
+    out.par_chunks_mut(group_bytes)
+        .enumerate()
+        .for_each(|(group, packed)| {
+            let first = group * GROUP_ROWS;
+            for (b, dst) in packed.chunks_exact_mut(GROUP_BLOCK_BYTES).enumerate() {
+                dst.fill(0);
+                for lane in 0..GROUP_ROWS.min(rows - first) {
+                    let src =
+                        &file_rows[(first + lane) * row_bytes + b * BLOCK_BYTES..][..BLOCK_BYTES];
+                    dst[2 * lane..2 * lane + 2].copy_from_slice(&src[..2]);
+                    for (quad, four) in src[2..].chunks_exact(4).enumerate() {
+                        let at = SCALES_BYTES + quad * QUAD_BYTES + lane * 4;
+                        let flipped =
+                            u32::from_le_bytes([four[0], four[1], four[2], four[3]]) ^ 0x8080_8080;
+                        dst[at..at + 4].copy_from_slice(&flipped.to_le_bytes());
+                    }
+                }
+            }
+        });
+}
+
+/// Dequantizes rows `first..first + out.len() / cols` of a repacked matrix into `out`.
+pub fn dequantize_rows(packed: &[u8], cols: usize, first: usize, out: &mut [f32]) {
+    let blocks = cols / BLOCK;
+    let group_bytes = blocks * GROUP_BLOCK_BYTES;
+    for (i, row) in out.chunks_exact_mut(cols).enumerate() {
+        let (group, lane) = ((first + i) / GROUP_ROWS, (first + i) % GROUP_ROWS);
+        let data = &packed[group * group_bytes..][..group_bytes];
+        for (block, values) in data
+            .chunks_exact(GROUP_BLOCK_BYTES)
+            .zip(row.chunks_exact_mut(BLOCK))
+        {
+            let d = f16::from_le_bytes([block[2 * lane], block[2 * lane + 1]]).to_f32();
+            for (quad, v) in values.chunks_exact_mut(4).enumerate() {
+                let at = SCALES_BYTES + quad * QUAD_BYTES + lane * 4;
+                for (p, v) in v.iter_mut().enumerate() {
+                    *v = d * (block[at + p] ^ 0x80) as i8 as f32;
+                }
+            }
+        }
+    }
+}
+
+/// `out[t·rows + r] = Σ W[r]·x[t]` for every token of `x` (`x.cols == cols`).
+pub fn matmul(packed: &[u8], rows: usize, x: &Q8Blocks, out: &mut [f32]) {
+    matmul_with(simd_path(), packed, rows, x, out)
+}
+
+/// `matmul` on a given SIMD path (tests compare the paths).
+pub fn matmul_with(path: SimdPath, packed: &[u8], rows: usize, x: &Q8Blocks, out: &mut [f32]) {
+    let cols = x.cols;
+    assert!(
+        packed.len() == packed_bytes(rows, cols) && out.len() == x.rows * rows,
+        "q8_0x16 product: sizes"
+    );
+    let group_bytes = cols / BLOCK * GROUP_BLOCK_BYTES;
+    for_each_tile(rows, x.rows, out, |group, t0, tokens, tile| {
+        let weights = &packed[group * group_bytes..][..group_bytes];
+        match path {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: AVX-512 VNNI is only chosen when the CPU reports it; the group and
+            // the tile lie inside `packed`, `x` and `out` (sizes checked above).
+            SimdPath::Avx512 => unsafe { x86::tile(weights, x, t0, tokens, tile) },
+            // SAFETY: as above (the scalar tile writes `tile.valid` values per token).
+            _ => unsafe { tile_scalar(weights, x, t0, tokens, tile) },
+        }
+    });
+}
+
+/// # Safety
+/// `tile` addresses `tokens` rows of at least `tile.valid` writable floats.
+unsafe fn tile_scalar(weights: &[u8], x: &Q8Blocks, t0: usize, tokens: usize, tile: TileOut) {
+    let runs = x.runs();
+    for t in 0..tokens {
+        let token = t0 + t;
+        let xq = &x.quants[token * x.cols..][..x.cols];
+        let mut acc = [0.0f32; GROUP_ROWS];
+        for (b, block) in weights.chunks_exact(GROUP_BLOCK_BYTES).enumerate() {
+            let (dx, correction) = (x.scales[token * runs + b], -128 * x.sums[token * runs + b]);
+            for (lane, acc) in acc.iter_mut().enumerate() {
+                let mut sum = correction;
+                for quad in 0..BLOCK / 4 {
+                    let at = SCALES_BYTES + quad * QUAD_BYTES + lane * 4;
+                    for p in 0..4 {
+                        sum += block[at + p] as i32 * xq[b * BLOCK + quad * 4 + p] as i32;
+                    }
+                }
+                let dw = f16::from_le_bytes([block[2 * lane], block[2 * lane + 1]]).to_f32();
+                *acc = (sum as f32).mul_add(dw * dx, *acc);
+            }
+        }
+        let dst = tile.token(t);
+        for (lane, v) in acc.iter().enumerate().take(tile.valid) {
+            *dst.add(lane) = *v;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{Q8Blocks, TileOut, GROUP_BLOCK_BYTES, QUAD_BYTES, SCALES_BYTES};
+    use crate::kernels::interleaved::TILE_TOKENS;
+    use crate::kernels::simd_x86::prefetch_ahead;
+
+    /// # Safety
+    /// AVX-512 F/BW/VNNI present; `tile` addresses `tokens` (1..=8) rows of at least
+    /// `tile.valid` writable floats; `weights` is one whole group.
+    pub unsafe fn tile(weights: &[u8], x: &Q8Blocks, t0: usize, tokens: usize, out: TileOut) {
+        debug_assert!(tokens >= 1 && tokens <= TILE_TOKENS);
+        match tokens {
+            1 => tile_n::<1>(weights, x, t0, out),
+            2 => tile_n::<2>(weights, x, t0, out),
+            3 => tile_n::<3>(weights, x, t0, out),
+            4 => tile_n::<4>(weights, x, t0, out),
+            5 => tile_n::<5>(weights, x, t0, out),
+            6 => tile_n::<6>(weights, x, t0, out),
+            7 => tile_n::<7>(weights, x, t0, out),
+            _ => tile_n::<8>(weights, x, t0, out),
+        }
+    }
+
+    /// `T` tokens against one group: per block, the eight weight vectors are loaded once
+    /// and each token's four-byte runs are broadcast straight from memory.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c")]
+    unsafe fn tile_n<const T: usize>(weights: &[u8], x: &Q8Blocks, t0: usize, out: TileOut) {
+        let (cols, runs) = (x.cols, x.runs());
+        let blocks = weights.len() / GROUP_BLOCK_BYTES;
+        let xq: [*const i8; T] = std::array::from_fn(|t| x.quants.as_ptr().add((t0 + t) * cols));
+        let xd: [*const f32; T] = std::array::from_fn(|t| x.scales.as_ptr().add((t0 + t) * runs));
+        let xs: [*const i32; T] = std::array::from_fn(|t| x.sums.as_ptr().add((t0 + t) * runs));
+        let mut acc = [_mm512_setzero_ps(); T];
+        for b in 0..blocks {
+            let block = weights.as_ptr().add(b * GROUP_BLOCK_BYTES);
+            if T == 1 {
+                prefetch_ahead(block, GROUP_BLOCK_BYTES);
+            }
+            let dw = _mm512_cvtph_ps(_mm256_loadu_si256(block as *const __m256i));
+            let w: [__m512i; 8] = std::array::from_fn(|quad| {
+                _mm512_loadu_si512(block.add(SCALES_BYTES + quad * QUAD_BYTES) as *const _)
+            });
+            for t in 0..T {
+                let xb = xq[t].add(b * 32);
+                let mut sum = _mm512_set1_epi32(-128 * *xs[t].add(b));
+                for (quad, w) in w.iter().enumerate() {
+                    let four = (xb.add(quad * 4) as *const i32).read_unaligned();
+                    sum = _mm512_dpbusd_epi32(sum, *w, _mm512_set1_epi32(four));
+                }
+                let scale = _mm512_mul_ps(dw, _mm512_set1_ps(*xd[t].add(b)));
+                acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), scale, acc[t]);
+            }
+        }
+        let mask: __mmask16 = ((1u32 << out.valid) - 1) as __mmask16;
+        for (t, acc) in acc.iter().enumerate() {
+            _mm512_mask_storeu_ps(out.token(t), mask, *acc);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::quant::q8_0;
+    use crate::kernels::simd::available_paths;
+
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) % 2001) as f32 / 1000.0
+                    - 1.0
+            })
+            .collect()
+    }
+
+    fn file_rows(rows: usize, cols: usize) -> Vec<u8> {
+        let bytes = q8_0::row_bytes(cols);
+        let mut q = vec![0u8; rows * bytes];
+        for (r, dst) in values(rows * cols, 1)
+            .chunks_exact(cols)
+            .zip(q.chunks_exact_mut(bytes))
+        {
+            q8_0::quantize_row(r, dst);
+        }
+        q
+    }
+
+    #[test]
+    fn repacked_rows_dequantize_like_the_file_rows() {
+        let (rows, cols) = (37, 96);
+        let file = file_rows(rows, cols);
+        let mut packed = vec![0u8; packed_bytes(rows, cols)];
+        pack(&file, rows, cols, &mut packed);
+        let (mut want, mut got) = (vec![0.0; rows * cols], vec![0.0; (rows - 5) * cols]);
+        q8_0::dequantize_row(&file, &mut want);
+        dequantize_rows(&packed, cols, 5, &mut got);
+        assert_eq!(got, want[5 * cols..]);
+    }
+
+    /// Every path and token count (tiles of 1..8 and a partial last group) agrees with
+    /// the f32 product over the dequantized weights and the dequantized activations.
+    #[test]
+    fn every_path_equals_the_dequantized_product() {
+        let (rows, cols) = (37, 128);
+        let file = file_rows(rows, cols);
+        let mut packed = vec![0u8; packed_bytes(rows, cols)];
+        pack(&file, rows, cols, &mut packed);
+        let mut w = vec![0.0; rows * cols];
+        q8_0::dequantize_row(&file, &mut w);
+        for m in [1, 3, 8, 13] {
+            let x = Q8Blocks::quantize(&values(m * cols, 9), cols);
+            let xd: Vec<f32> = (0..m * cols)
+                .map(|i| x.quants[i] as f32 * x.scales[i / 32])
+                .collect();
+            let want: Vec<f32> = (0..m * rows)
+                .map(|i| {
+                    let (t, r) = (i / rows, i % rows);
+                    (0..cols).map(|k| xd[t * cols + k] * w[r * cols + k]).sum()
+                })
+                .collect();
+            for path in available_paths() {
+                let mut got = vec![f32::NAN; m * rows];
+                matmul_with(path, &packed, rows, &x, &mut got);
+                for (g, e) in got.iter().zip(&want) {
+                    assert!(
+                        (g - e).abs() <= 1e-4 * e.abs().max(1.0),
+                        "{path:?} m={m}: {g} vs {e}"
+                    );
+                }
+            }
+        }
+    }
+}

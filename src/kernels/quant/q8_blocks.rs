@@ -1,0 +1,151 @@
+//! Activations quantized once per product for the interleaved weight kernels: each run
+//! of 32 values becomes 32 signed bytes with an f32 scale (`d = max|x| / 127`,
+//! `q = round-half-even(x / d)`) and the run's integer sum `Σq` (the q4_K minimums and
+//! the unsigned-weight correction of Q8_0x16 need it). Values, scales and sums live in
+//! three arrays so a kernel can broadcast four bytes of a token straight from memory.
+use rayon::prelude::*;
+
+use crate::kernels::simd::{simd_path, SimdPath};
+
+pub const RUN: usize = 32;
+
+/// `rows` tokens of `cols` values each (`cols` a multiple of 32).
+pub struct Q8Blocks {
+    pub quants: Vec<i8>,
+    pub scales: Vec<f32>,
+    pub sums: Vec<i32>,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+/// Tokens per parallel task when quantizing a long batch.
+const TOKENS_PER_TASK: usize = 16;
+
+impl Q8Blocks {
+    /// Quantizes the `x.len() / cols` rows of `x`.
+    pub fn quantize(x: &[f32], cols: usize) -> Q8Blocks {
+        Self::quantize_with(simd_path(), x, cols)
+    }
+
+    /// `quantize` on a given SIMD path (tests compare the paths).
+    pub fn quantize_with(path: SimdPath, x: &[f32], cols: usize) -> Q8Blocks {
+        assert!(
+            cols.is_multiple_of(RUN) && x.len().is_multiple_of(cols),
+            "q8 blocks: width"
+        );
+        let rows = x.len() / cols;
+        let runs = cols / RUN;
+        let mut blocks = Q8Blocks {
+            quants: vec![0; x.len()],
+            scales: vec![0.0; rows * runs],
+            sums: vec![0; rows * runs],
+            rows,
+            cols,
+        };
+        let quantize_token = |(((x, q), d), s): (((&[f32], &mut [i8]), &mut [f32]), &mut [i32])| {
+            quantize_runs(path, x, q, d, s)
+        };
+        let (tokens, runs_per_task) = (cols * TOKENS_PER_TASK, runs * TOKENS_PER_TASK);
+        if rows > TOKENS_PER_TASK {
+            x.par_chunks(tokens)
+                .zip(blocks.quants.par_chunks_mut(tokens))
+                .zip(blocks.scales.par_chunks_mut(runs_per_task))
+                .zip(blocks.sums.par_chunks_mut(runs_per_task))
+                .for_each(quantize_token);
+        } else {
+            quantize_token((
+                ((x, &mut blocks.quants[..]), &mut blocks.scales[..]),
+                &mut blocks.sums[..],
+            ));
+        }
+        blocks
+    }
+
+    pub fn runs(&self) -> usize {
+        self.cols / RUN
+    }
+}
+
+fn quantize_runs(path: SimdPath, x: &[f32], q: &mut [i8], d: &mut [f32], s: &mut [i32]) {
+    #[cfg(target_arch = "x86_64")]
+    if path == SimdPath::Avx512 {
+        // SAFETY: AVX-512 is only chosen when the CPU reports it; the slices hold
+        // `d.len()` runs of 32 (checked by the caller's chunking).
+        return unsafe { x86::quantize_runs(x, q, d, s) };
+    }
+    let _ = path;
+    for (((values, q), d), s) in x
+        .chunks_exact(RUN)
+        .zip(q.chunks_exact_mut(RUN))
+        .zip(d.iter_mut())
+        .zip(s.iter_mut())
+    {
+        let amax = values.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        *d = amax / 127.0;
+        let inv = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+        let mut sum = 0;
+        for (q, v) in q.iter_mut().zip(values) {
+            *q = (v * inv).round_ties_even() as i8;
+            sum += *q as i32;
+        }
+        *s = sum;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::RUN;
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub unsafe fn quantize_runs(x: &[f32], q: &mut [i8], d: &mut [f32], s: &mut [i32]) {
+        let sign = _mm512_set1_ps(-0.0);
+        for r in 0..d.len() {
+            let p = x.as_ptr().add(r * RUN);
+            let (a, b) = (_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(16)));
+            let amax = _mm512_reduce_max_ps(_mm512_max_ps(
+                _mm512_andnot_ps(sign, a),
+                _mm512_andnot_ps(sign, b),
+            ));
+            d[r] = amax / 127.0;
+            let inv = _mm512_set1_ps(if amax != 0.0 { 127.0 / amax } else { 0.0 });
+            // Round to nearest even (the default MXCSR mode), as the scalar path does.
+            let qa = _mm512_cvtps_epi32(_mm512_mul_ps(a, inv));
+            let qb = _mm512_cvtps_epi32(_mm512_mul_ps(b, inv));
+            s[r] = _mm512_reduce_add_epi32(_mm512_add_epi32(qa, qb));
+            let out = q.as_mut_ptr().add(r * RUN) as *mut __m128i;
+            _mm_storeu_si128(out, _mm512_cvtepi32_epi8(qa));
+            _mm_storeu_si128(out.add(1), _mm512_cvtepi32_epi8(qb));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::simd::available_paths;
+
+    #[test]
+    fn every_path_quantizes_like_scalar_and_the_sums_add_up() {
+        let cols = 96;
+        let x: Vec<f32> = (0..cols * 40)
+            .map(|i| ((i * 7919) % 1013) as f32 / 97.0 - 5.0)
+            .collect();
+        let want = Q8Blocks::quantize_with(SimdPath::Scalar, &x, cols);
+        for run in 0..want.scales.len() {
+            let q = &want.quants[run * RUN..(run + 1) * RUN];
+            assert_eq!(want.sums[run], q.iter().map(|&v| v as i32).sum::<i32>());
+            let back: Vec<f32> = q.iter().map(|&v| v as f32 * want.scales[run]).collect();
+            for (b, v) in back.iter().zip(&x[run * RUN..]) {
+                assert!((b - v).abs() <= want.scales[run] * 0.5 + 1e-6);
+            }
+        }
+        for path in available_paths() {
+            let got = Q8Blocks::quantize_with(path, &x, cols);
+            assert_eq!(got.quants, want.quants, "{path:?}");
+            assert_eq!(got.scales, want.scales, "{path:?}");
+            assert_eq!(got.sums, want.sums, "{path:?}");
+        }
+    }
+}

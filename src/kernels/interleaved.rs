@@ -42,6 +42,14 @@ struct SharedOut(*mut f32);
 unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
 
+impl SharedOut {
+    /// # Safety
+    /// `offset` lies inside the buffer.
+    unsafe fn at(&self, offset: usize) -> *mut f32 {
+        self.0.add(offset)
+    }
+}
+
 /// Calls `tile(group, first_token, tokens, out)` for every group of `rows` weight rows
 /// and every tile of the `m` tokens, filling `out[t·rows + r]` (`m × rows`).
 pub fn for_each_tile(
@@ -56,7 +64,6 @@ pub fn for_each_tile(
     let per_task = groups.div_ceil(tasks.max(1)).max(1);
     let shared = SharedOut(out.as_mut_ptr());
     let run_task = |task: usize| {
-        let shared = shared;
         let end = ((task + 1) * per_task).min(groups);
         let mut panel = task * per_task;
         while panel < end {
@@ -68,7 +75,7 @@ pub fn for_each_tile(
                     // SAFETY: the tile's columns first_row..first_row + valid and tokens
                     // t0..t0 + tokens lie inside `out` (checked above); no other task
                     // writes these columns.
-                    let ptr = unsafe { shared.0.add(t0 * rows + first_row) };
+                    let ptr = unsafe { shared.at(t0 * rows + first_row) };
                     let out = TileOut {
                         ptr,
                         stride: rows,

@@ -44,14 +44,30 @@ pub unsafe fn u8_i8_dot_scaled<const VNNI: bool>(
 /// file-backed 4 KiB pages, where the hardware prefetcher stops at every page boundary.
 pub const PREFETCH_DISTANCE: usize = 512;
 
-/// Prefetches the cache lines of the `len` bytes `PREFETCH_DISTANCE` past `p`. Only a
-/// hint: addresses past the end of the data are never dereferenced.
+/// Prefetches the cache lines of the `len` bytes `PREFETCH_DISTANCE` past `p`.
 #[inline(always)]
 pub unsafe fn prefetch_ahead(p: *const u8, len: usize) {
-    let ahead = p.wrapping_add(PREFETCH_DISTANCE);
+    prefetch_lines(p.wrapping_add(PREFETCH_DISTANCE), len)
+}
+
+/// Prefetches the cache lines of the `len` bytes at `p`. Only a hint: addresses past
+/// the end of the data are never dereferenced.
+#[inline(always)]
+unsafe fn prefetch_lines(p: *const u8, len: usize) {
     let mut offset = 0;
     while offset < len {
-        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(offset) as *const i8);
+        _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(offset) as *const i8);
         offset += 64;
     }
+}
+
+/// How far ahead the interleaved kernels prefetch: each task streams one contiguous
+/// run of groups, and a few blocks of look-ahead keep the loads in flight (measured on
+/// the 2B model's decode: none 9.0 tok/s, 2–8 KiB 11.5–13 tok/s, 16–32 KiB no better).
+pub const STREAM_PREFETCH_DISTANCE: usize = 4096;
+
+/// Prefetches the cache lines of the `len` bytes `STREAM_PREFETCH_DISTANCE` past `p`.
+#[inline(always)]
+pub unsafe fn prefetch_stream(p: *const u8, len: usize) {
+    prefetch_lines(p.wrapping_add(STREAM_PREFETCH_DISTANCE), len)
 }

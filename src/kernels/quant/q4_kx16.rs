@@ -192,13 +192,13 @@ mod x86 {
         Q8Blocks, TileOut, DMIN, GROUP_BLOCK_BYTES, MINS, QUANTS, RUNS, RUN_BYTES, SCALES,
     };
     use crate::kernels::interleaved::TILE_TOKENS;
-    use crate::kernels::simd_x86::prefetch_ahead;
+    use crate::kernels::simd_x86::prefetch_stream;
 
     /// # Safety
     /// AVX-512 F/BW/VNNI present; `tile` addresses `tokens` (1..=8) rows of at least
     /// `tile.valid` writable floats; `weights` is one whole group.
     pub unsafe fn tile(weights: &[u8], x: &Q8Blocks, t0: usize, tokens: usize, out: TileOut) {
-        debug_assert!(tokens >= 1 && tokens <= TILE_TOKENS);
+        debug_assert!((1..=TILE_TOKENS).contains(&tokens));
         match tokens {
             1 => tile_n::<1>(weights, x, t0, out),
             2 => tile_n::<2>(weights, x, t0, out),
@@ -231,7 +231,7 @@ mod x86 {
         for b in 0..blocks {
             let block = weights.as_ptr().add(b * GROUP_BLOCK_BYTES);
             if T == 1 {
-                prefetch_ahead(block, GROUP_BLOCK_BYTES);
+                prefetch_stream(block, GROUP_BLOCK_BYTES);
             }
             let d = _mm512_cvtph_ps(_mm256_loadu_si256(block as *const __m256i));
             let dmin = _mm512_cvtph_ps(_mm256_loadu_si256(block.add(DMIN) as *const __m256i));

@@ -18,6 +18,9 @@ pub struct Q8Blocks {
     pub cols: usize,
 }
 
+/// One task's share: values, and the quantized values, scales and sums they become.
+type TokenParts<'a> = (((&'a [f32], &'a mut [i8]), &'a mut [f32]), &'a mut [i32]);
+
 /// Tokens per parallel task when quantizing a long batch.
 const TOKENS_PER_TASK: usize = 16;
 
@@ -42,7 +45,7 @@ impl Q8Blocks {
             rows,
             cols,
         };
-        let quantize_token = |(((x, q), d), s): (((&[f32], &mut [i8]), &mut [f32]), &mut [i32])| {
+        let quantize_token = |(((x, q), d), s): TokenParts| {
             quantize_runs(path, x, q, d, s)
         };
         let (tokens, runs_per_task) = (cols * TOKENS_PER_TASK, runs * TOKENS_PER_TASK);

@@ -45,9 +45,7 @@ impl Q8Blocks {
             rows,
             cols,
         };
-        let quantize_token = |(((x, q), d), s): TokenParts| {
-            quantize_runs(path, x, q, d, s)
-        };
+        let quantize_token = |(((x, q), d), s): TokenParts| quantize_runs(path, x, q, d, s);
         let (tokens, runs_per_task) = (cols * TOKENS_PER_TASK, runs * TOKENS_PER_TASK);
         if rows > TOKENS_PER_TASK {
             x.par_chunks(tokens)

@@ -41,6 +41,17 @@ impl AttentionShape {
         );
         self.n_heads / self.n_kv_heads
     }
+
+    /// Panics unless `q`, `k` and `v` hold the rows this shape reads.
+    pub(crate) fn check_inputs(&self, q: &[f32], k: &[f32], v: &[f32]) {
+        let d = self.head_dim;
+        assert!(
+            q.len() >= self.n_heads * self.n_queries * d,
+            "attention: q too short"
+        );
+        let kv = self.n_kv_heads * self.kv_stride * d;
+        assert!(k.len() >= kv && v.len() >= kv, "attention: k / v too short");
+    }
 }
 
 /// `q`: [n_heads][n_queries][head_dim]; `k`, `v`: [n_kv_heads][kv_stride][head_dim] (first
@@ -66,14 +77,13 @@ pub fn attention(
     }
     let AttentionShape {
         n_heads,
-        n_kv_heads,
         head_dim: d,
         n_queries,
         n_keys,
         kv_stride,
+        ..
     } = shape;
-    assert!(q.len() >= n_heads * n_queries * d, "attention: q too short");
-    assert!(k.len() >= n_kv_heads * kv_stride * d && v.len() >= n_kv_heads * kv_stride * d);
+    shape.check_inputs(q, k, v);
     let group = shape.group();
     let blocks_per_head = n_queries.div_ceil(QUERY_BLOCK);
     let results: Vec<(usize, usize, Vec<f32>)> = (0..n_heads * blocks_per_head)

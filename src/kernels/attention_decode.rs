@@ -28,8 +28,7 @@ pub fn attention_few_queries(
         n_keys,
         kv_stride,
     } = shape;
-    assert!(q.len() >= n_heads * n_queries * d, "attention: q too short");
-    assert!(k.len() >= n_kv_heads * kv_stride * d && v.len() >= n_kv_heads * kv_stride * d);
+    shape.check_inputs(q, k, v);
     assert!(n_keys <= kv_stride, "attention: keys past the cache stride");
     let group = shape.group();
     let blocks: Vec<(usize, usize, Vec<f32>)> = (0..n_kv_heads)

@@ -6,6 +6,9 @@
 //! token) is the same loop with one tile: each task streams its groups once.
 use rayon::prelude::*;
 
+use super::quant::q8_blocks::Q8Blocks;
+use super::simd::SimdPath;
+
 /// Rows per interleaved group (the 16 i32 lanes of a 512-bit vector).
 pub const GROUP_ROWS: usize = 16;
 /// Tokens a kernel call computes together (their accumulators stay in registers).
@@ -16,7 +19,7 @@ const GROUPS_PER_PANEL: usize = 4;
 const TASKS_PER_THREAD: usize = 4;
 
 /// Where one kernel call writes: `tokens` rows of `out` (stride `stride` floats), from
-/// column `first_row`, `valid` (≤ 16) columns each.
+/// the group's first column, `valid` (≤ 16) columns each.
 #[derive(Clone, Copy)]
 pub struct TileOut {
     ptr: *mut f32,
@@ -33,7 +36,90 @@ impl TileOut {
     pub unsafe fn token(&self, t: usize) -> *mut f32 {
         self.ptr.add(t * self.stride)
     }
+
+    /// Writes the first `valid` of `values` as token `t`'s outputs.
+    ///
+    /// # Safety
+    /// As for `token`.
+    #[inline(always)]
+    pub unsafe fn store(&self, t: usize, values: &[f32; GROUP_ROWS]) {
+        std::ptr::copy_nonoverlapping(values.as_ptr(), self.token(t), self.valid);
+    }
+
+    /// Writes the first `valid` lanes of `values` as token `t`'s outputs.
+    ///
+    /// # Safety
+    /// As for `token`; AVX-512 F present (inlined into a caller that enables it).
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    pub unsafe fn store_avx512(&self, t: usize, values: std::arch::x86_64::__m512) {
+        use std::arch::x86_64::*;
+        let mask: __mmask16 = ((1u32 << self.valid) - 1) as __mmask16;
+        _mm512_mask_storeu_ps(self.token(t), mask, values);
+    }
 }
+
+/// A format's kernel for one group and one token tile:
+/// `(group weights, activations, first token, tokens, out)`.
+///
+/// # Safety (for implementations)
+/// Called with `weights` one whole group, `1..=TILE_TOKENS` tokens of `x` from the first
+/// token on, and `out` addressing that many rows of `out.valid` writable floats.
+pub type TileKernel = unsafe fn(&[u8], &Q8Blocks, usize, usize, TileOut);
+
+/// The tile kernels of one interleaved format.
+pub struct TileKernels {
+    pub scalar: TileKernel,
+    #[cfg(target_arch = "x86_64")]
+    pub avx512: TileKernel,
+}
+
+/// `out[t·rows + r] = Σ W[r]·x[t]` over a repacked matrix of `group_bytes` per group,
+/// on the kernel of `path` (AVX-512 there, scalar on every other path).
+pub fn interleaved_matmul(
+    path: SimdPath,
+    packed: &[u8],
+    group_bytes: usize,
+    rows: usize,
+    x: &Q8Blocks,
+    out: &mut [f32],
+    kernels: &TileKernels,
+) {
+    assert!(
+        packed.len() == rows.div_ceil(GROUP_ROWS) * group_bytes && out.len() == x.rows * rows,
+        "interleaved product: sizes"
+    );
+    let kernel = match path {
+        #[cfg(target_arch = "x86_64")]
+        SimdPath::Avx512 => kernels.avx512,
+        _ => kernels.scalar,
+    };
+    for_each_tile(rows, x.rows, out, |group, t0, tokens, tile| {
+        let weights = &packed[group * group_bytes..][..group_bytes];
+        // SAFETY: the AVX-512 kernel is only chosen when the CPU reports AVX-512 VNNI
+        // (`simd::hardware_path`); the group and the tile lie inside `packed`, `x` and
+        // `out` (sizes checked above, tiles from `for_each_tile`).
+        unsafe { kernel(weights, x, t0, tokens, tile) }
+    });
+}
+
+/// Calls `$kernel::<T>(args…)` with `T` the tile's token count (`1..=TILE_TOKENS`), so
+/// each count gets its own register-resident accumulators.
+macro_rules! for_token_count {
+    ($tokens:expr, $kernel:ident($($arg:expr),*)) => {
+        match $tokens {
+            1 => $kernel::<1>($($arg),*),
+            2 => $kernel::<2>($($arg),*),
+            3 => $kernel::<3>($($arg),*),
+            4 => $kernel::<4>($($arg),*),
+            5 => $kernel::<5>($($arg),*),
+            6 => $kernel::<6>($($arg),*),
+            7 => $kernel::<7>($($arg),*),
+            _ => $kernel::<8>($($arg),*),
+        }
+    };
+}
+pub(crate) use for_token_count;
 
 /// A pointer to `out` shared by the tasks; each task writes only its own groups' columns.
 #[derive(Clone, Copy)]
@@ -92,5 +178,45 @@ pub fn for_each_tile(
         (0..task_count).for_each(run_task);
     } else {
         (0..task_count).into_par_iter().for_each(run_task);
+    }
+}
+
+/// Test support shared by the interleaved formats.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::Q8Blocks;
+    use crate::kernels::simd::{available_paths, SimdPath};
+
+    /// Every SIMD path's product over `packed` equals the f32 product of the dequantized
+    /// weights `w` (`rows × cols`, row-major) and the dequantized activations, within
+    /// `tolerance` (relative, at least 1 absolute).
+    pub fn check_every_path(
+        packed: &[u8],
+        w: &[f32],
+        rows: usize,
+        x: &Q8Blocks,
+        tolerance: f32,
+        matmul_with: fn(SimdPath, &[u8], usize, &Q8Blocks, &mut [f32]),
+    ) {
+        let (m, cols) = (x.rows, x.cols);
+        let xd: Vec<f32> = (0..m * cols)
+            .map(|i| x.quants[i] as f32 * x.scales[i / 32])
+            .collect();
+        let want: Vec<f32> = (0..m * rows)
+            .map(|i| {
+                let (t, r) = (i / rows, i % rows);
+                (0..cols).map(|k| xd[t * cols + k] * w[r * cols + k]).sum()
+            })
+            .collect();
+        for path in available_paths() {
+            let mut got = vec![f32::NAN; m * rows];
+            matmul_with(path, packed, rows, x, &mut got);
+            for (g, e) in got.iter().zip(&want) {
+                assert!(
+                    (g - e).abs() <= tolerance * e.abs().max(1.0),
+                    "{path:?} m={m}: {g} vs {e}"
+                );
+            }
+        }
     }
 }

@@ -11,8 +11,8 @@ use half::f16;
 use rayon::prelude::*;
 
 use super::q8_0::{BLOCK, BLOCK_BYTES};
-use super::q8_blocks::Q8Blocks;
-use crate::kernels::interleaved::{for_each_tile, TileOut, GROUP_ROWS};
+use super::q8_blocks::{Q8Blocks, TokenPointers};
+use crate::kernels::interleaved::{interleaved_matmul, TileKernels, TileOut, GROUP_ROWS};
 use crate::kernels::simd::{simd_path, SimdPath};
 
 /// Bytes of one block (32 values) of one group: 16 scales and 16 × 32 values.
@@ -90,24 +90,15 @@ pub fn matmul(packed: &[u8], rows: usize, x: &Q8Blocks, out: &mut [f32]) {
 
 /// `matmul` on a given SIMD path (tests compare the paths).
 pub fn matmul_with(path: SimdPath, packed: &[u8], rows: usize, x: &Q8Blocks, out: &mut [f32]) {
-    let cols = x.cols;
-    assert!(
-        packed.len() == packed_bytes(rows, cols) && out.len() == x.rows * rows,
-        "q8_0x16 product: sizes"
-    );
-    let group_bytes = cols / BLOCK * GROUP_BLOCK_BYTES;
-    for_each_tile(rows, x.rows, out, |group, t0, tokens, tile| {
-        let weights = &packed[group * group_bytes..][..group_bytes];
-        match path {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: AVX-512 VNNI is only chosen when the CPU reports it; the group and
-            // the tile lie inside `packed`, `x` and `out` (sizes checked above).
-            SimdPath::Avx512 => unsafe { x86::tile(weights, x, t0, tokens, tile) },
-            // SAFETY: as above (the scalar tile writes `tile.valid` values per token).
-            _ => unsafe { tile_scalar(weights, x, t0, tokens, tile) },
-        }
-    });
+    let group_bytes = x.cols / BLOCK * GROUP_BLOCK_BYTES;
+    interleaved_matmul(path, packed, group_bytes, rows, x, out, &KERNELS);
 }
+
+const KERNELS: TileKernels = TileKernels {
+    scalar: tile_scalar,
+    #[cfg(target_arch = "x86_64")]
+    avx512: x86::tile,
+};
 
 /// # Safety
 /// `tile` addresses `tokens` rows of at least `tile.valid` writable floats.
@@ -131,10 +122,7 @@ unsafe fn tile_scalar(weights: &[u8], x: &Q8Blocks, t0: usize, tokens: usize, ti
                 *acc = (sum as f32).mul_add(dw * dx, *acc);
             }
         }
-        let dst = tile.token(t);
-        for (lane, v) in acc.iter().enumerate().take(tile.valid) {
-            *dst.add(lane) = *v;
-        }
+        tile.store(t, &acc);
     }
 }
 
@@ -142,8 +130,8 @@ unsafe fn tile_scalar(weights: &[u8], x: &Q8Blocks, t0: usize, tokens: usize, ti
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{Q8Blocks, TileOut, GROUP_BLOCK_BYTES, QUAD_BYTES, SCALES_BYTES};
-    use crate::kernels::interleaved::TILE_TOKENS;
+    use super::{Q8Blocks, TileOut, TokenPointers, GROUP_BLOCK_BYTES, QUAD_BYTES, SCALES_BYTES};
+    use crate::kernels::interleaved::{for_token_count, TILE_TOKENS};
     use crate::kernels::simd_x86::prefetch_stream;
 
     /// # Safety
@@ -151,27 +139,19 @@ mod x86 {
     /// `tile.valid` writable floats; `weights` is one whole group.
     pub unsafe fn tile(weights: &[u8], x: &Q8Blocks, t0: usize, tokens: usize, out: TileOut) {
         debug_assert!((1..=TILE_TOKENS).contains(&tokens));
-        match tokens {
-            1 => tile_n::<1>(weights, x, t0, out),
-            2 => tile_n::<2>(weights, x, t0, out),
-            3 => tile_n::<3>(weights, x, t0, out),
-            4 => tile_n::<4>(weights, x, t0, out),
-            5 => tile_n::<5>(weights, x, t0, out),
-            6 => tile_n::<6>(weights, x, t0, out),
-            7 => tile_n::<7>(weights, x, t0, out),
-            _ => tile_n::<8>(weights, x, t0, out),
-        }
+        for_token_count!(tokens, tile_n(weights, x, t0, out))
     }
 
     /// `T` tokens against one group: per block, the eight weight vectors are loaded once
     /// and each token's four-byte runs are broadcast straight from memory.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c")]
     unsafe fn tile_n<const T: usize>(weights: &[u8], x: &Q8Blocks, t0: usize, out: TileOut) {
-        let (cols, runs) = (x.cols, x.runs());
         let blocks = weights.len() / GROUP_BLOCK_BYTES;
-        let xq: [*const i8; T] = std::array::from_fn(|t| x.quants.as_ptr().add((t0 + t) * cols));
-        let xd: [*const f32; T] = std::array::from_fn(|t| x.scales.as_ptr().add((t0 + t) * runs));
-        let xs: [*const i32; T] = std::array::from_fn(|t| x.sums.as_ptr().add((t0 + t) * runs));
+        let TokenPointers {
+            quants: xq,
+            scales: xd,
+            sums: xs,
+        } = x.token_pointers::<T>(t0);
         let mut acc = [_mm512_setzero_ps(); T];
         for b in 0..blocks {
             let block = weights.as_ptr().add(b * GROUP_BLOCK_BYTES);
@@ -193,9 +173,8 @@ mod x86 {
                 acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), scale, acc[t]);
             }
         }
-        let mask: __mmask16 = ((1u32 << out.valid) - 1) as __mmask16;
         for (t, acc) in acc.iter().enumerate() {
-            _mm512_mask_storeu_ps(out.token(t), mask, *acc);
+            out.store_avx512(t, *acc);
         }
     }
 }
@@ -203,8 +182,8 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::interleaved::test_support::check_every_path;
     use crate::kernels::quant::q8_0;
-    use crate::kernels::simd::available_paths;
 
     fn values(n: usize, seed: u32) -> Vec<f32> {
         (0..n)
@@ -251,25 +230,7 @@ mod tests {
         q8_0::dequantize_row(&file, &mut w);
         for m in [1, 3, 8, 13] {
             let x = Q8Blocks::quantize(&values(m * cols, 9), cols);
-            let xd: Vec<f32> = (0..m * cols)
-                .map(|i| x.quants[i] as f32 * x.scales[i / 32])
-                .collect();
-            let want: Vec<f32> = (0..m * rows)
-                .map(|i| {
-                    let (t, r) = (i / rows, i % rows);
-                    (0..cols).map(|k| xd[t * cols + k] * w[r * cols + k]).sum()
-                })
-                .collect();
-            for path in available_paths() {
-                let mut got = vec![f32::NAN; m * rows];
-                matmul_with(path, &packed, rows, &x, &mut got);
-                for (g, e) in got.iter().zip(&want) {
-                    assert!(
-                        (g - e).abs() <= 1e-4 * e.abs().max(1.0),
-                        "{path:?} m={m}: {g} vs {e}"
-                    );
-                }
-            }
+            check_every_path(&packed, &w, rows, &x, 1e-4, matmul_with);
         }
     }
 }

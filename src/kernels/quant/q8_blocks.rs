@@ -65,6 +65,24 @@ impl Q8Blocks {
     pub fn runs(&self) -> usize {
         self.cols / RUN
     }
+
+    /// Where the values, scales and sums of the `T` tokens from `first` on start (for
+    /// kernels that broadcast straight from memory; dereferencing is theirs to justify).
+    pub fn token_pointers<const T: usize>(&self, first: usize) -> TokenPointers<T> {
+        let (cols, runs) = (self.cols, self.runs());
+        TokenPointers {
+            quants: std::array::from_fn(|t| self.quants.as_ptr().wrapping_add((first + t) * cols)),
+            scales: std::array::from_fn(|t| self.scales.as_ptr().wrapping_add((first + t) * runs)),
+            sums: std::array::from_fn(|t| self.sums.as_ptr().wrapping_add((first + t) * runs)),
+        }
+    }
+}
+
+/// `Q8Blocks::token_pointers`: the first value, scale and sum of each of `T` tokens.
+pub struct TokenPointers<const T: usize> {
+    pub quants: [*const i8; T],
+    pub scales: [*const f32; T],
+    pub sums: [*const i32; T],
 }
 
 fn quantize_runs(path: SimdPath, x: &[f32], q: &mut [i8], d: &mut [f32], s: &mut [i32]) {

@@ -17,28 +17,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-REQUIREMENTS = REPO / "scripts" / "requirements-fixtures.txt"
-
-
-def ensure_running_in_venv() -> None:
-    """Create/refresh the pinned venv if needed and re-execute this script with its python."""
-    venv = Path(os.environ.get("FIXTURES_VENV", REPO / ".venv")).resolve()
-    if Path(sys.prefix).resolve() == venv:
-        return
-    python = venv / "bin" / "python"
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    stamp = venv / ".fixtures-requirements.sha256"
-    digest = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
-    if not stamp.exists() or stamp.read_text() != digest:
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "-r", str(REQUIREMENTS)], check=True)
-        stamp.write_text(digest)
-    os.execv(str(python), [str(python), str(Path(__file__).resolve()), *sys.argv[1:]])
-
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fixture_venv import REPO, ensure_running_in_venv  # noqa: E402
 
 if __name__ == "__main__":
-    ensure_running_in_venv()
+    ensure_running_in_venv(__file__)
 
 # The imports below need the venv, so they come after the bootstrap above.
 import datetime  # noqa: E402

@@ -12,6 +12,9 @@ use glimpse::chat::{ImageRef, Message, Part, Role};
 use serde::Deserialize;
 
 pub const CONFIGS: [&str; 2] = ["tiny-tied", "tiny-untied"];
+/// The trained 256-wide fixture the quantized profiles' quality is measured on
+/// (scripts/make_quality_fixture.py).
+pub const QUALITY_CONFIG: &str = "small-trained";
 
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -49,8 +52,45 @@ pub fn checkpoint_dir(config: &str) -> PathBuf {
         std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
     }
     std::fs::copy(tokenizer_json(), dir.join("tokenizer.json")).unwrap();
+    let rows = fixtures().join(config).join("embedding_rows.safetensors");
+    if rows.is_file() {
+        write_embedding_shard(&rows, &dir);
+    }
     made.insert(config.to_owned(), dir.clone());
     dir
+}
+
+/// Writes the embedding shard a sharded fixture checkpoint's index names but does not commit:
+/// the vocabulary-sized matrix, zero except the rows `rows_file` lists (`ids` int64, `rows`).
+fn write_embedding_shard(rows_file: &Path, checkpoint: &Path) {
+    const EMBEDDING: &str = "model.language_model.embed_tokens.weight";
+    let read_json = |name: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(checkpoint.join(name)).unwrap()).unwrap()
+    };
+    let shard = read_json("model.safetensors.index.json")["weight_map"][EMBEDDING]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let vocab = read_json("config.json")["text_config"]["vocab_size"]
+        .as_u64()
+        .unwrap() as usize;
+    let bytes = std::fs::read(rows_file).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let (ids, rows) = (file.tensor("ids").unwrap(), file.tensor("rows").unwrap());
+    assert_eq!(ids.dtype(), safetensors::Dtype::I64);
+    let row_bytes = rows.data().len() / rows.shape()[0];
+    let mut matrix = vec![0u8; vocab * row_bytes];
+    for (id, row) in ids
+        .data()
+        .chunks_exact(8)
+        .zip(rows.data().chunks_exact(row_bytes))
+    {
+        let id = i64::from_le_bytes(id.try_into().unwrap()) as usize;
+        matrix[id * row_bytes..][..row_bytes].copy_from_slice(row);
+    }
+    let shape = vec![vocab, rows.shape()[1]];
+    let view = safetensors::tensor::TensorView::new(rows.dtype(), shape, &matrix).unwrap();
+    safetensors::serialize_to_file([(EMBEDDING, view)], None, &checkpoint.join(shard)).unwrap();
 }
 
 /// The fixture checkpoint converted by the `glimpse convert` binary (once per process).
@@ -84,6 +124,8 @@ pub struct Case {
     pub image_grid_thw: Vec<[usize; 3]>,
     pub greedy_tokens: Vec<u32>,
     pub greedy_text: String,
+    /// transformers' top-1 minus top-2 logit at each greedy step.
+    pub greedy_margins: Vec<f32>,
 }
 
 pub fn cases(config: &str) -> Vec<Case> {

@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::model_path::resolve_model;
 use crate::engine::threads::init_thread_pool;
-use crate::server::{serve, Limits, ServerConfig, LARGEST_DRAINABLE_BODY};
+use crate::server::{serve, Limits, RequestLog, ServerConfig, LARGEST_DRAINABLE_BODY};
 
 const MB: usize = 1 << 20;
 /// Larger bodies are always refused (see `LARGEST_DRAINABLE_BODY`).
@@ -67,6 +67,15 @@ pub struct ServeArgs {
     /// Time limit in seconds for downloading one image URL.
     #[arg(long, default_value_t = 10)]
     image_download_timeout: u64,
+    /// On SIGTERM / Ctrl-C: seconds the requests in flight may take to finish before they
+    /// are interrupted (new requests are refused with 503 meanwhile).
+    #[arg(long, default_value_t = 30)]
+    shutdown_timeout: u64,
+    /// Log every request (health checks and metrics scrapes too) with per-stage timings
+    /// and the user agent. GLIMPSE_LOG=off|info|debug sets the level, GLIMPSE_LOG_FORMAT=json
+    /// writes JSON lines instead of key=value text.
+    #[arg(short, long)]
+    verbose: bool,
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
@@ -76,6 +85,11 @@ pub fn run(args: ServeArgs) -> Result<()> {
         (1..=MAX_BODY_MB).contains(&args.max_body_mb),
         "--max-body-mb must be from 1 to {MAX_BODY_MB}"
     );
+    let log = RequestLog::from_settings(
+        std::env::var("GLIMPSE_LOG").ok().as_deref(),
+        std::env::var("GLIMPSE_LOG_FORMAT").ok().as_deref(),
+        args.verbose,
+    )?;
     init_thread_pool(args.threads)?;
     let model_path = resolve_model(&args.model)?;
     serve(ServerConfig {
@@ -97,6 +111,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
             max_image_download_bytes: args.max_image_download_mb.saturating_mul(MB),
             image_download_timeout: Duration::from_secs(args.image_download_timeout),
         },
+        shutdown_grace: Duration::from_secs(args.shutdown_timeout),
+        log,
     })
 }
 

@@ -5,6 +5,7 @@
 //! stops at the next token.
 use std::collections::VecDeque;
 use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -51,6 +52,8 @@ pub enum JobEvent {
         timings: Timings,
     },
     Failed(String),
+    /// The server is shutting down: the job was cancelled (queued or mid-answer).
+    Interrupted,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -68,6 +71,9 @@ struct Shared {
     queue: Mutex<State>,
     wake: Condvar,
     max_queue: usize,
+    slots: usize,
+    /// Set by `Scheduler::interrupt`: running jobs stop at their next token.
+    interrupted: AtomicBool,
 }
 
 struct State {
@@ -90,6 +96,8 @@ impl Scheduler {
             }),
             wake: Condvar::new(),
             max_queue,
+            slots,
+            interrupted: AtomicBool::new(false),
         });
         let mut handles = Vec::with_capacity(slots);
         for index in 0..slots {
@@ -127,6 +135,22 @@ impl Scheduler {
     /// Jobs waiting for a slot.
     pub fn queue_depth(&self) -> usize {
         lock(&self.shared.queue).jobs.len()
+    }
+
+    /// Jobs waiting or running.
+    pub fn in_flight(&self) -> usize {
+        let state = lock(&self.shared.queue);
+        state.jobs.len() + (self.shared.slots - state.idle.len())
+    }
+
+    /// Ends every job: queued ones at once, running ones at their next token, each with
+    /// `JobEvent::Interrupted`; jobs submitted later are interrupted as they reach a slot.
+    pub fn interrupt(&self) {
+        self.shared.interrupted.store(true, Ordering::SeqCst);
+        let queued: Vec<Job> = lock(&self.shared.queue).jobs.drain(..).collect();
+        for job in queued {
+            let _ = job.events.send(JobEvent::Interrupted);
+        }
     }
 }
 
@@ -174,7 +198,7 @@ fn run_slot(index: usize, bundle: &ModelBundle, slot: &Slot, jobs: Receiver<Job>
     let mut session = Session::new(bundle);
     for job in jobs {
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            run_job(bundle, &mut session, &job)
+            run_job(bundle, &mut session, &job, &shared.interrupted)
         }));
         let last_event = run.unwrap_or_else(|_| {
             // A bug hit by one request must not take the slot down with it: report the
@@ -198,12 +222,21 @@ fn run_slot(index: usize, bundle: &ModelBundle, slot: &Slot, jobs: Receiver<Job>
 /// Generates one job's answer, streaming deltas; a failed send means the client is gone.
 /// Returns the final event (`Done` or `Failed`) for the caller to send once the slot is
 /// free, or `None` when nobody is listening any more.
-fn run_job(bundle: &ModelBundle, session: &mut Session, job: &Job) -> Option<JobEvent> {
+fn run_job(
+    bundle: &ModelBundle,
+    session: &mut Session,
+    job: &Job,
+    interrupted: &AtomicBool,
+) -> Option<JobEvent> {
+    if interrupted.load(Ordering::SeqCst) {
+        return Some(JobEvent::Interrupted);
+    }
     let mut decoder = bundle.tokenizer.stream_decoder(true);
     let mut stop = StopMatcher::new(&job.stop);
     let mut pending_logprobs = Vec::new();
     let mut stopped_by_string = false;
     let mut client_gone = false;
+    let mut cut_by_shutdown = false;
     let images: Vec<&PixelValues> = job.images.iter().collect();
     let send = |text: String, logprobs: &mut Vec<TokenLogprob>| {
         if text.is_empty() && logprobs.is_empty() {
@@ -230,7 +263,8 @@ fn run_job(bundle: &ModelBundle, session: &mut Session, job: &Job) -> Option<Job
         };
         stopped_by_string = stopped;
         client_gone = !send(text, &mut pending_logprobs);
-        if stopped || client_gone {
+        cut_by_shutdown = !stopped && interrupted.load(Ordering::Relaxed);
+        if stopped || client_gone || cut_by_shutdown {
             ControlFlow::Break(())
         } else {
             ControlFlow::Continue(())
@@ -244,6 +278,9 @@ fn run_job(bundle: &ModelBundle, session: &mut Session, job: &Job) -> Option<Job
     };
     if client_gone {
         return None;
+    }
+    if cut_by_shutdown {
+        return Some(JobEvent::Interrupted);
     }
     if !stopped_by_string {
         let tail = decoder.finish().unwrap_or_default();

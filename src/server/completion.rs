@@ -89,13 +89,14 @@ pub fn chat_completion(
         .scheduler
         .submit(job)
         .map_err(|SubmitError::QueueFull| ApiError::queue_full(state.config.max_queue))?;
+    let summary = tracker.summary();
     let answer = Answer {
         ids: CompletionIds::new(&state.config.model_id),
         tracker,
         wants_logprobs: logprobs.is_some(),
         preprocess_ms,
     };
-    if stream {
+    let reply = if stream {
         Ok(Reply::event_stream(Box::new(ChatStream::new(
             events,
             answer,
@@ -103,7 +104,8 @@ pub fn chat_completion(
         ))))
     } else {
         collect(events, answer)
-    }
+    };
+    reply.map(|reply| reply.with_generation(summary))
 }
 
 /// What the answer's objects need besides the engine's events.
@@ -162,7 +164,9 @@ fn collect(events: Receiver<JobEvent>, mut answer: Answer) -> Result<Reply, ApiE
                 completion_tokens,
                 timings,
             }) => {
-                answer.tracker.on_done(completion_tokens, &timings);
+                answer
+                    .tracker
+                    .on_done(completion_tokens, finish_reason, &timings);
                 let completion = Completion {
                     text: &text,
                     finish_reason,
@@ -179,6 +183,7 @@ fn collect(events: Receiver<JobEvent>, mut answer: Answer) -> Result<Reply, ApiE
             Ok(JobEvent::Failed(message)) => {
                 return Err(ApiError::internal(format!("generation failed: {message}")))
             }
+            Ok(JobEvent::Interrupted) => return Err(ApiError::shutting_down()),
             Err(_) => {
                 return Err(ApiError::internal(
                     "the generation stopped before finishing",

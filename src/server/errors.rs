@@ -89,6 +89,16 @@ impl ApiError {
         )
     }
 
+    /// 503: the server is stopping (SIGTERM / Ctrl-C); the request was refused or cut short.
+    pub fn shutting_down() -> Self {
+        Self::new(
+            503,
+            "unavailable_error",
+            "shutting_down",
+            "the server is shutting down; retry on another replica or after it restarts".into(),
+        )
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(500, "server_error", "internal_error", message.into())
     }

@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::engine::Timings;
+use super::request_log::{GenerationSlot, GenerationSummary};
+use crate::engine::{FinishReason, Timings};
 
 /// Upper bounds (seconds) of the histogram buckets.
 const BUCKETS: [f64; 14] = [
@@ -87,6 +88,7 @@ impl Metrics {
             metrics: self.clone(),
             received,
             first_token: None,
+            summary: GenerationSlot::default(),
         }
     }
 
@@ -188,6 +190,8 @@ pub struct GenerationTracker {
     metrics: Arc<Metrics>,
     received: Instant,
     first_token: Option<Duration>,
+    /// What the request log reports once the generation is done.
+    summary: GenerationSlot,
 }
 
 impl GenerationTracker {
@@ -203,8 +207,24 @@ impl GenerationTracker {
         self.first_token.unwrap_or_else(|| self.received.elapsed())
     }
 
+    /// Where the finished generation's summary will be, for the request log.
+    pub fn summary(&self) -> GenerationSlot {
+        self.summary.clone()
+    }
+
     /// Records a finished generation.
-    pub fn on_done(&self, completion_tokens: usize, timings: &Timings) {
+    pub fn on_done(
+        &self,
+        completion_tokens: usize,
+        finish_reason: FinishReason,
+        timings: &Timings,
+    ) {
+        *self.summary.lock().unwrap_or_else(|p| p.into_inner()) = Some(GenerationSummary {
+            completion_tokens,
+            finish_reason,
+            timings: timings.clone(),
+            ttft_ms: self.time_to_first_token().as_secs_f64() * 1e3,
+        });
         let mut registry = self.metrics.registry();
         registry.prompt_tokens += timings.prompt_tokens as u64;
         registry.cached_prompt_tokens += timings.cached_prompt_tokens as u64;
@@ -247,6 +267,7 @@ mod tests {
         tracker.on_delta();
         tracker.on_done(
             5,
+            FinishReason::Stop,
             &Timings {
                 vision_ms: 30.0,
                 prefill_ms: 200.0,

@@ -13,8 +13,10 @@ mod messages;
 mod metrics;
 mod reply;
 mod request;
+mod request_log;
 mod response;
 mod routes;
+mod shutdown;
 mod sse;
 mod state;
 mod transport;
@@ -30,6 +32,7 @@ use anyhow::{anyhow, Context, Result};
 
 use crate::engine::scheduler::Scheduler;
 use crate::engine::ModelBundle;
+pub use request_log::RequestLog;
 use state::{AppState, LoadedModel};
 pub use transport::LARGEST_DRAINABLE_BODY;
 
@@ -68,14 +71,20 @@ pub struct ServerConfig {
     /// Serve the web chat at `/` (only with the `webui` feature).
     pub webui: bool,
     pub limits: Limits,
+    /// On SIGTERM / Ctrl-C, how long requests in flight may take to finish before they
+    /// are interrupted.
+    pub shutdown_grace: Duration,
+    pub log: RequestLog,
 }
 
 /// HTTP worker threads besides the ones busy with generations (health checks, refusals).
 const SPARE_WORKERS: usize = 4;
 
 /// Binds, loads the model, prints `glimpse listening on http://HOST:PORT`, then serves
-/// until the process ends. A model that fails to load is returned as the error.
+/// until SIGTERM / SIGINT, after which it drains (see `shutdown`) and returns `Ok`.
+/// A model that fails to load is returned as the error.
 pub fn serve(config: ServerConfig) -> Result<()> {
+    let signal = shutdown::ShutdownSignal::install()?;
     let server = tiny_http::Server::http((config.host.as_str(), config.port))
         .map_err(|e| anyhow!("cannot listen on {}:{}: {e}", config.host, config.port))?;
     let address: SocketAddr = server
@@ -115,9 +124,10 @@ pub fn serve(config: ServerConfig) -> Result<()> {
         scheduler,
         image_config,
     });
-    eprintln!("glimpse listening on http://{address}");
-    // Workers serve until the process is stopped.
-    loop {
-        std::thread::park();
+    if !signal.received() {
+        eprintln!("glimpse listening on http://{address}");
+        signal.wait();
     }
+    shutdown::drain(&state, state.config.shutdown_grace);
+    Ok(())
 }

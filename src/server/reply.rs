@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use super::errors::ApiError;
+use super::request_log::GenerationSlot;
 
 /// Seconds a client should wait before retrying a refused (429) request.
 pub const RETRY_AFTER_SECONDS: u32 = 1;
@@ -20,6 +21,10 @@ pub struct Reply {
     pub content_type: &'static str,
     pub headers: Vec<(&'static str, String)>,
     pub body: Body,
+    /// The error's `code`, for the request log.
+    pub error_code: Option<&'static str>,
+    /// Filled by the generation when it is done, for the request log.
+    pub generation: Option<GenerationSlot>,
 }
 
 impl Reply {
@@ -29,6 +34,8 @@ impl Reply {
             content_type,
             headers: Vec::new(),
             body: Body::Bytes(body.into()),
+            error_code: None,
+            generation: None,
         }
     }
 
@@ -42,12 +49,19 @@ impl Reply {
             content_type: "text/event-stream",
             headers: vec![("Cache-Control", "no-cache".into())],
             body: Body::EventStream(chunks),
+            error_code: None,
+            generation: None,
         }
     }
 
     /// 204 with no body (CORS pre-flight).
     pub fn empty(status: u16) -> Self {
         Self::bytes(status, "text/plain", Vec::new())
+    }
+
+    pub fn with_generation(mut self, slot: GenerationSlot) -> Self {
+        self.generation = Some(slot);
+        self
     }
 
     pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
@@ -58,7 +72,8 @@ impl Reply {
 
 impl From<ApiError> for Reply {
     fn from(error: ApiError) -> Self {
-        let reply = Reply::json(error.status, &error.body());
+        let mut reply = Reply::json(error.status, &error.body());
+        reply.error_code = Some(error.code);
         match error.status {
             401 => reply.with_header("WWW-Authenticate", "Bearer"),
             429 | 503 => reply.with_header("Retry-After", RETRY_AFTER_SECONDS.to_string()),

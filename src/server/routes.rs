@@ -65,7 +65,11 @@ fn respond(state: &AppState, mut incoming: Incoming, received: Instant) -> Resul
             Err(ApiError::unauthorized())
         }
     };
-    match route_label(path) {
+    let route = route_label(path);
+    if state.is_draining() && matches!(route, "/health" | "/v1/chat/completions") {
+        return Err(ApiError::shutting_down());
+    }
+    match route {
         "/health" => {
             expect("GET")?;
             state.model().ok_or_else(ApiError::loading)?;
@@ -173,6 +177,8 @@ mod tests {
                 max_image_download_bytes: 1000,
                 image_download_timeout: Duration::from_secs(1),
             },
+            shutdown_grace: Duration::from_secs(1),
+            log: crate::server::RequestLog::from_settings(Some("off"), None, false).unwrap(),
         })
     }
 
@@ -237,6 +243,18 @@ mod tests {
             assert_ne!(call(&state, method, path, Some("k")).status, 401, "{path}");
         }
         assert_eq!(call(&state, "GET", "/health", None).status, 503);
+    }
+
+    #[test]
+    fn a_draining_server_refuses_generations_and_fails_health_checks() {
+        let state = loading_state(None);
+        state.start_draining();
+        for (method, path) in [("GET", "/health"), ("POST", "/v1/chat/completions")] {
+            let refused = call(&state, method, path, None);
+            assert_eq!(refused.status, 503, "{path}");
+            assert!(body_text(&refused).contains("\"code\":\"shutting_down\""));
+        }
+        assert_eq!(call(&state, "GET", "/metrics", None).status, 200);
     }
 
     #[test]

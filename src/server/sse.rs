@@ -58,7 +58,9 @@ impl ChatStream {
                 completion_tokens,
                 timings,
             }) => {
-                self.answer.tracker.on_done(completion_tokens, &timings);
+                self.answer
+                    .tracker
+                    .on_done(completion_tokens, finish_reason, &timings);
                 let mut last = chunk_json(&self.answer.ids, json!({}), None, Some(finish_reason));
                 last["timings"] = timings_json(&timings, &self.answer.server_timings());
                 self.ready.push_back(event(&last));
@@ -76,6 +78,11 @@ impl ChatStream {
             Ok(JobEvent::Failed(message)) => {
                 let error = ApiError::internal(format!("generation failed: {message}"));
                 self.ready.push_back(event(&error.body()));
+                self.finish();
+            }
+            Ok(JobEvent::Interrupted) => {
+                self.ready
+                    .push_back(event(&ApiError::shutting_down().body()));
                 self.finish();
             }
             Err(_) => {

@@ -1,6 +1,7 @@
 //! What every request handler shares: the server's settings, the metrics, the image
-//! fetcher, and the model once it has loaded (absent before, so `/health` can answer
-//! 503 while the port is already open).
+//! fetcher, the model once it has loaded (absent before, so `/health` can answer 503
+//! while the port is already open), and the shutdown state (draining, requests in flight).
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use super::image_fetch::ImageFetcher;
@@ -25,6 +26,19 @@ pub struct AppState {
     /// Unix time the server started (the model's `created` in `/v1/models`).
     pub started: u64,
     model: OnceLock<LoadedModel>,
+    /// Set when a shutdown began: new API requests are refused with 503.
+    draining: AtomicBool,
+    /// Requests being handled or written (streams included).
+    in_flight: AtomicUsize,
+}
+
+/// Counts a request as in flight for as long as it lives.
+pub struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl AppState {
@@ -40,7 +54,28 @@ impl AppState {
             fetcher,
             started: super::response::unix_time(),
             model: OnceLock::new(),
+            draining: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
         }
+    }
+
+    /// Marks a request as in flight until the returned guard is dropped.
+    pub fn begin_request(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(&self.in_flight)
+    }
+
+    pub fn requests_in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// From now on API requests are refused (503 `shutting_down`) and `/health` is 503.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
     }
 
     /// The model, or `None` while it is loading.

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use super::errors::ApiError;
 use super::reply::{Body, EventChunks};
+use super::request_log::RequestRecord;
 use super::routes::{handle, route_label, Incoming};
 use super::state::AppState;
 
@@ -52,6 +53,7 @@ fn header_value<'a>(request: &'a tiny_http::Request, name: &'static str) -> Opti
 }
 
 fn serve(mut request: tiny_http::Request, state: &AppState) {
+    let _in_flight = state.begin_request();
     let received = Instant::now();
     let method = request.method().as_str().to_owned();
     let path = request
@@ -61,6 +63,8 @@ fn serve(mut request: tiny_http::Request, state: &AppState) {
         .unwrap_or_default()
         .to_owned();
     let authorization = header_value(&request, "Authorization").map(str::to_owned);
+    let user_agent = header_value(&request, "User-Agent").map(str::to_owned);
+    let client = request.remote_addr().map(|a| a.ip().to_string());
     let content_length = request.body_length();
     let version = request.http_version().clone();
     let undrainable = content_length.is_some_and(|n| n > LARGEST_DRAINABLE_BODY);
@@ -80,7 +84,18 @@ fn serve(mut request: tiny_http::Request, state: &AppState) {
         )
     };
     let status = reply.status;
-    state.metrics.record_request(route_label(&path), status);
+    let route = route_label(&path);
+    state.metrics.record_request(route, status);
+    let mut record = RequestRecord {
+        status,
+        route,
+        client,
+        user_agent,
+        error: reply.error_code,
+        stream: matches!(reply.body, Body::EventStream(_)),
+        ..RequestRecord::default()
+    };
+    let generation = reply.generation.clone();
     let mut headers = reply.headers;
     headers.push(("Access-Control-Allow-Origin", "*".into()));
     headers.push(("X-Content-Type-Options", "nosniff".into()));
@@ -110,17 +125,12 @@ fn serve(mut request: tiny_http::Request, state: &AppState) {
             write_event_stream(request.into_writer(), &head, chunks, chunked)
         }
     };
-    if route_label(&path) != "/health" && route_label(&path) != "/metrics" {
-        let ms = received.elapsed().as_secs_f64() * 1e3;
-        let outcome = match written {
-            Ok(()) => String::new(),
-            Err(e) => format!(" (client gone: {e})"),
-        };
-        eprintln!(
-            "{method} {} {status} {ms:.0} ms{outcome}",
-            path.escape_debug()
-        );
-    }
+    record.ms = received.elapsed().as_secs_f64() * 1e3;
+    record.method = method;
+    record.path = path;
+    record.write_error = written.err().map(|e| e.to_string());
+    record.generation = generation.and_then(|slot| slot.lock().ok().and_then(|g| g.clone()));
+    state.config.log.write(&record);
 }
 
 fn tiny_http_headers<'a>(

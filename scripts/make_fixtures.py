@@ -1005,6 +1005,12 @@ Note on transformers' own `output_hidden_states` (5.24): entries 0..num_layers-1
   `last_hidden_state` the last vision block output before the merger.
 - `output_hidden_states`: see the note above (last entry is after the final RMSNorm).
 
+## small-trained/
+
+The quantization-quality fixture, written by `scripts/make_quality_fixture.py` (not by this
+script, and not rewritten by it): a trained 256-wide Qwen3-VL whose matrices fill whole q4_K
+blocks. Its own README.md says how it was made and what its files hold.
+
 ## manifest.json
 
 Python/torch/torchvision/transformers versions, image processor backend, seeds, weight scales,

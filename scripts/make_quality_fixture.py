@@ -16,7 +16,7 @@ to read past real image features); round to bf16; run transformers (float32, CPU
 on held-out conversations and record the tokens and margins. The committed checkpoint is sharded
 the way larger official checkpoints are: shard 1 holds every tensor but the embedding, and
 `embedding_rows.safetensors` holds the embedding's non-zero rows, from which the tests write
-shard 2 (tests/common/mod.rs). Run: python3 scripts/make_quality_fixture.py (~10 min on 2 cores).
+shard 2 (tests/common/mod.rs). Run: python3 scripts/make_quality_fixture.py (~25 min on 2 cores).
 """
 
 import sys
@@ -212,22 +212,45 @@ def encode(processor, messages: list) -> tuple:
     return full, start
 
 
-def answer_loss(model, inputs, start: int, active: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
+class ActiveRows(torch.nn.Module):
+    """The token embedding during training: only the `active` rows, as one small parameter.
+
+    Every other row is zero and stays zero, so training a dense [vocab, hidden] table (whose
+    gradient and AdamW state would be rewritten in full at every step) is wasted work; `slot` maps a
+    token id to its row here. `scatter_into` writes the trained rows back into the full table.
+    """
+
+    def __init__(self, embedding: torch.Tensor, active: torch.Tensor, slot: torch.Tensor):
+        super().__init__()
+        self.rows = torch.nn.Parameter(embedding[active].detach().clone())
+        self.register_buffer("active", active, persistent=False)
+        self.register_buffer("slot", slot, persistent=False)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.rows[self.slot[ids]]
+
+    def scatter_into(self, embedding: torch.Tensor) -> None:
+        with torch.no_grad():
+            embedding.zero_()
+            embedding[self.active] = self.rows
+
+
+def answer_loss(model, inputs, start: int, rows: ActiveRows) -> torch.Tensor:
     """Mean cross-entropy over the last answer's tokens (and its <|im_end|>), over the whole vocabulary.
 
-    Only the `active` embedding rows are non-zero, so the other logits are exactly 0 and their
-    softmax mass is (count) * e^0: the log-sum-exp over the vocabulary is computed exactly without
-    multiplying by the zero rows. `slot` maps a token id to its row in `active`.
+    Only the active embedding rows are non-zero (tied embeddings), so every other logit is exactly
+    0 and contributes (count) * e^0 to the softmax: the log-sum-exp over the full vocabulary is
+    computed exactly without multiplying by the zero rows.
     """
     model.model.rope_deltas = None
     hidden = model.model(**inputs, use_cache=False).last_hidden_state[0]
     ids = inputs["input_ids"][0]
     end = ids.shape[0] - 1  # the template's trailing "\n" after <|im_end|> is not a target
     states, targets = hidden[start - 1:end - 1], ids[start:end]
-    logits = states @ model.model.language_model.embed_tokens.weight[active].T
-    zero_rows = math.log(mf.VOCAB_SIZE - active.numel())
+    logits = states @ rows.rows.T
+    zero_rows = math.log(mf.VOCAB_SIZE - rows.rows.shape[0])
     log_norm = torch.logaddexp(torch.logsumexp(logits, dim=-1), torch.tensor(zero_rows))
-    return (log_norm - logits.gather(1, slot[targets][:, None])[:, 0]).mean()
+    return (log_norm - logits.gather(1, rows.slot[targets][:, None])[:, 0]).mean()
 
 
 def train(model, processor, rng: random.Random) -> dict:
@@ -239,22 +262,21 @@ def train(model, processor, rng: random.Random) -> dict:
     active = torch.tensor(sorted(used))
     slot = torch.full((mf.VOCAB_SIZE,), -1, dtype=torch.long)
     slot[active] = torch.arange(active.numel())
-    embedding = model.model.language_model.embed_tokens.weight
-    with torch.no_grad():
-        keep = torch.zeros(mf.VOCAB_SIZE, dtype=torch.bool)
-        keep[active] = True
-        embedding[~keep] = 0
+    language_model = model.model.language_model
+    embedding = language_model.embed_tokens
+    rows = ActiveRows(embedding.weight, active, slot)
+    language_model.embed_tokens = rows
     for param in model.model.visual.parameters():
         param.requires_grad_(False)
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = [p for p in model.parameters() if p.requires_grad and p is not embedding.weight]  # tied lm_head
     optimizer = torch.optim.AdamW(params, lr=LEARNING_RATE, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / WARMUP_STEPS)
                                                  * 0.5 * (1 + math.cos(math.pi * step / TRAIN_STEPS)))
     model.train()
-    began, recent = time.time(), []
+    began, recent, last = time.time(), [], float("nan")
     for step in range(TRAIN_STEPS):
         inputs, start = encode(processor, conversations[step % len(conversations)])
-        loss = answer_loss(model, inputs, start, active, slot)
+        loss = answer_loss(model, inputs, start, rows)
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -262,13 +284,13 @@ def train(model, processor, rng: random.Random) -> dict:
         schedule.step()
         recent.append(loss.item())
         if (step + 1) % 250 == 0:
-            print(f"step {step + 1}: loss {sum(recent) / len(recent):.3f} ({time.time() - began:.0f} s)", flush=True)
+            last = sum(recent) / len(recent)
+            print(f"step {step + 1}: loss {last:.3f} ({time.time() - began:.0f} s)", flush=True)
             recent = []
     model.eval()
-    with torch.no_grad():
-        embedding[~keep] = 0
-    return {"active_tokens": active.numel(), "final_loss": float(np.mean(recent or [float("nan")])),
-            "seconds": round(time.time() - began)}
+    rows.scatter_into(embedding.weight)
+    language_model.embed_tokens = embedding
+    return {"active_tokens": active.numel(), "final_loss": last, "seconds": round(time.time() - began)}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -61,7 +61,6 @@ fn f16_log_probs_stay_within_1e_2_of_transformers() {
 }
 
 #[test]
-#[ignore = "needs tests/fixtures/small-trained: scripts/make_quality_fixture.py (work in progress)"]
 fn f32_follows_transformers_greedy_path_on_the_trained_fixture() {
     let (agree, total) = agreement_with_margins(QUALITY_CONFIG);
     assert_eq!(agree, total, "f32 greedy agreement {agree}/{total}");
@@ -168,7 +167,6 @@ fn lockstep(config: &str, out_type: &str) -> Lockstep {
 }
 
 #[test]
-#[ignore = "needs tests/fixtures/small-trained: scripts/make_quality_fixture.py (work in progress)"]
 fn quantized_profiles_agree_with_f32_on_the_trained_fixture() {
     for (out_type, required) in [("f16", 1.0), ("q8_0", 0.99), ("q4_k", 0.95)] {
         let r = lockstep(QUALITY_CONFIG, out_type);

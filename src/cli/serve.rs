@@ -71,6 +71,10 @@ pub struct ServeArgs {
     /// are interrupted (new requests are refused with 503 meanwhile).
     #[arg(long, default_value_t = 30)]
     shutdown_timeout: u64,
+    /// Seconds a request body may take to arrive (408 after), and that a connection may
+    /// stall (no byte read or written) before it is dropped.
+    #[arg(long, default_value_t = 60)]
+    request_timeout: u64,
     /// Log every request (health checks and metrics scrapes too) with per-stage timings
     /// and the user agent. GLIMPSE_LOG=off|info|debug sets the level, GLIMPSE_LOG_FORMAT=json
     /// writes JSON lines instead of key=value text.
@@ -81,6 +85,10 @@ pub struct ServeArgs {
 pub fn run(args: ServeArgs) -> Result<()> {
     ensure!(args.parallel >= 1, "--parallel must be at least 1");
     ensure!(args.ctx >= 2, "--ctx must be at least 2 tokens");
+    ensure!(
+        args.request_timeout >= 1,
+        "--request-timeout must be at least 1 second"
+    );
     ensure!(
         (1..=MAX_BODY_MB).contains(&args.max_body_mb),
         "--max-body-mb must be from 1 to {MAX_BODY_MB}"
@@ -110,6 +118,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
             allow_image_urls: !args.no_image_urls,
             max_image_download_bytes: args.max_image_download_mb.saturating_mul(MB),
             image_download_timeout: Duration::from_secs(args.image_download_timeout),
+            request_timeout: Duration::from_secs(args.request_timeout),
         },
         shutdown_grace: Duration::from_secs(args.shutdown_timeout),
         log,

@@ -71,6 +71,16 @@ impl ApiError {
         )
     }
 
+    /// 408: the body did not arrive within `--request-timeout`.
+    pub fn request_timeout() -> Self {
+        Self::new(
+            408,
+            "invalid_request_error",
+            "request_timeout",
+            "the request body did not arrive in time (--request-timeout)".into(),
+        )
+    }
+
     pub fn queue_full(max_queue: usize) -> Self {
         Self::new(
             429,

@@ -5,6 +5,7 @@
 //! `completion`/`sse` (answers), `transport` (tiny_http), `metrics`, `auth`.
 mod auth;
 mod completion;
+mod connection_socket;
 mod errors;
 mod fields;
 mod image_fetch;
@@ -51,6 +52,9 @@ pub struct Limits {
     pub allow_image_urls: bool,
     pub max_image_download_bytes: usize,
     pub image_download_timeout: Duration,
+    /// A request body must arrive within this time (408 otherwise), and a connection on
+    /// which no byte moves for this long (a client not reading its answer) is dropped.
+    pub request_timeout: Duration,
 }
 
 #[derive(Clone, Debug)]

@@ -121,11 +121,14 @@ fn read_body(incoming: &mut Incoming, limit: usize) -> Result<Vec<u8>, ApiError>
     (&mut *incoming.body)
         .take(limit as u64 + 1)
         .read_to_end(&mut body)
-        .map_err(|e| {
-            ApiError::invalid(
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
+                ApiError::request_timeout()
+            }
+            _ => ApiError::invalid(
                 "unreadable_body",
                 format!("cannot read the request body: {e}"),
-            )
+            ),
         })?;
     if body.len() > limit {
         return Err(ApiError::body_too_large(limit));
@@ -176,6 +179,7 @@ mod tests {
                 allow_image_urls: false,
                 max_image_download_bytes: 1000,
                 image_download_timeout: Duration::from_secs(1),
+                request_timeout: Duration::from_secs(1),
             },
             shutdown_grace: Duration::from_secs(1),
             log: crate::server::RequestLog::from_settings(Some("off"), None, false).unwrap(),

@@ -3,9 +3,11 @@
 //! streams by hand (chunked, flushed after every event, since tiny_http buffers its own
 //! chunked bodies). A handler that panicked costs its connection, never the worker.
 use std::io::{self, Read, Write};
+use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use super::connection_socket::ConnectionSocket;
 use super::errors::ApiError;
 use super::reply::{Body, EventChunks};
 use super::request_log::RequestRecord;
@@ -20,6 +22,7 @@ pub const LARGEST_DRAINABLE_BODY: usize = 1 << 30;
 
 /// Serves requests from `server` until its listener fails.
 pub fn run_worker(server: &tiny_http::Server, state: &AppState) {
+    let local = server.server_addr().to_ip();
     loop {
         let request = match server.recv() {
             Ok(request) => request,
@@ -28,19 +31,33 @@ pub fn run_worker(server: &tiny_http::Server, state: &AppState) {
                 return;
             }
         };
-        if catch_unwind(AssertUnwindSafe(|| serve(request, state))).is_err() {
+        if catch_unwind(AssertUnwindSafe(|| serve(request, local, state))).is_err() {
             eprintln!("glimpse: a request handler panicked; its connection was closed");
         }
     }
 }
 
 /// Reads a request body on first use, so `Expect: 100-continue` is only answered when the
-/// handler wants the body.
-struct LazyBody<'a>(&'a mut tiny_http::Request);
+/// handler wants the body; fails with `TimedOut` once `deadline` has passed (a client
+/// trickling its body cannot hold a worker longer than the request timeout).
+struct LazyBody<'a> {
+    request: &'a mut tiny_http::Request,
+    deadline: Instant,
+    /// Whether the body was read to its end.
+    finished: bool,
+}
 
 impl Read for LazyBody<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.as_reader().read(buf)
+        if Instant::now() >= self.deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the request body did not arrive within the request timeout",
+            ));
+        }
+        let n = self.request.as_reader().read(buf)?;
+        self.finished |= n == 0 && !buf.is_empty();
+        Ok(n)
     }
 }
 
@@ -52,9 +69,16 @@ fn header_value<'a>(request: &'a tiny_http::Request, name: &'static str) -> Opti
         .map(|h| h.value.as_str())
 }
 
-fn serve(mut request: tiny_http::Request, state: &AppState) {
+fn serve(mut request: tiny_http::Request, local: Option<SocketAddr>, state: &AppState) {
     let _in_flight = state.begin_request();
     let received = Instant::now();
+    let timeout = state.config.limits.request_timeout;
+    let socket = local
+        .zip(request.remote_addr().copied())
+        .and_then(|(local, peer)| ConnectionSocket::find(local, peer));
+    if let Some(socket) = &socket {
+        socket.set_timeouts(timeout);
+    }
     let method = request.method().as_str().to_owned();
     let path = request
         .url()
@@ -67,22 +91,38 @@ fn serve(mut request: tiny_http::Request, state: &AppState) {
     let client = request.remote_addr().map(|a| a.ip().to_string());
     let content_length = request.body_length();
     let version = request.http_version().clone();
+    let has_body = content_length.is_some_and(|n| n > 0)
+        || header_value(&request, "Transfer-Encoding").is_some();
     let undrainable = content_length.is_some_and(|n| n > LARGEST_DRAINABLE_BODY);
+    let mut body_finished = false;
     let reply = if undrainable {
         ApiError::body_too_large(state.config.limits.max_body_bytes).into()
     } else {
-        handle(
+        let mut body = LazyBody {
+            request: &mut request,
+            deadline: received + timeout.max(Duration::from_millis(1)),
+            finished: false,
+        };
+        let reply = handle(
             state,
             Incoming {
                 method: &method,
                 path: &path,
                 authorization: authorization.as_deref(),
                 content_length,
-                body: &mut LazyBody(&mut request),
+                body: &mut body,
             },
             received,
-        )
+        );
+        body_finished = body.finished;
+        reply
     };
+    if reply.status >= 400 && has_body && !body_finished {
+        // tiny_http would otherwise read the rest of a refused body before closing.
+        if let Some(socket) = &socket {
+            socket.stop_reading();
+        }
+    }
     let status = reply.status;
     let route = route_label(&path);
     state.metrics.record_request(route, status);

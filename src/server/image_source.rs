@@ -58,11 +58,27 @@ fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
         .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
 }
 
-/// `data:[<media type>][;base64],<data>`; only base64 payloads are images.
+/// `data:[<media type>][;base64],<data>`; only base64 payloads of an `image/*` (or
+/// unnamed, or `application/octet-stream`) media type are images. The subtype need not
+/// match the bytes: the decoder recognizes the format itself, as clients often mislabel.
 fn decode_data_uri(uri: &str) -> Result<Vec<u8>, String> {
     let (header, payload) = uri
         .split_once(',')
         .ok_or_else(|| "data URI without ',' before its data".to_owned())?;
+    let media_type = header["data:".len()..]
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim();
+    let is_image = media_type.is_empty()
+        || media_type.eq_ignore_ascii_case("application/octet-stream")
+        || starts_with_ignore_case(media_type, "image/");
+    if !is_image {
+        return Err(format!(
+            "the data URI's media type is '{}', not an image type (image/png, image/jpeg, …)",
+            media_type.escape_debug()
+        ));
+    }
     let is_base64 = header
         .split(';')
         .skip(1)
@@ -109,5 +125,22 @@ mod tests {
         assert!(error.contains("expected a data URI"), "{error}");
         let error = parse_image_source("data:image/png,%89PNG").unwrap_err();
         assert!(error.contains("base64-encoded"), "{error}");
+    }
+
+    #[test]
+    fn data_uris_must_name_an_image_media_type() {
+        let error = parse_image_source("data:text/plain;base64,AAEC").unwrap_err();
+        assert!(error.contains("media type is 'text/plain'"), "{error}");
+        for accepted in [
+            "data:;base64,AAEC",
+            "DATA:IMAGE/JPEG;base64,AAEC",
+            "data:application/octet-stream;base64,AAEC",
+        ] {
+            assert_eq!(
+                parse_image_source(accepted).unwrap(),
+                ImageSource::Inline(vec![0, 1, 2]),
+                "{accepted}"
+            );
+        }
     }
 }

@@ -95,14 +95,16 @@ pub fn serve(config: ServerConfig) -> Result<()> {
         .server_addr()
         .to_ip()
         .context("the listener has no IP address")?;
+    let reaper = connection_socket::Reaper::new(address, config.limits.request_timeout);
+    reaper.start().context("starting the connection reaper")?;
     let server = Arc::new(server);
     let workers = config.parallel + config.max_queue + SPARE_WORKERS;
     let state = Arc::new(AppState::new(config));
     for index in 0..workers {
-        let (server, state) = (server.clone(), state.clone());
+        let (server, state, reaper) = (server.clone(), state.clone(), reaper.clone());
         std::thread::Builder::new()
             .name(format!("glimpse-http-{index}"))
-            .spawn(move || transport::run_worker(&server, &state))
+            .spawn(move || transport::run_worker(&server, &state, &reaper))
             .context("starting an HTTP worker thread")?;
     }
 

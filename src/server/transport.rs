@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
-use super::connection_socket::ConnectionSocket;
+use super::connection_socket::{ConnectionSocket, Reaper};
 use super::errors::ApiError;
 use super::reply::{Body, EventChunks};
 use super::request_log::RequestRecord;
@@ -20,8 +20,12 @@ use super::state::AppState;
 /// letting tiny_http drain them (their connection is abandoned instead).
 pub const LARGEST_DRAINABLE_BODY: usize = 1 << 30;
 
+/// Socket timeout once a request timed out: the answer is written and what is left of the
+/// body read only while it is already there.
+const AFTER_TIMEOUT: Duration = Duration::from_millis(100);
+
 /// Serves requests from `server` until its listener fails.
-pub fn run_worker(server: &tiny_http::Server, state: &AppState) {
+pub fn run_worker(server: &tiny_http::Server, state: &AppState, reaper: &Reaper) {
     let local = server.server_addr().to_ip();
     loop {
         let request = match server.recv() {
@@ -31,7 +35,7 @@ pub fn run_worker(server: &tiny_http::Server, state: &AppState) {
                 return;
             }
         };
-        if catch_unwind(AssertUnwindSafe(|| serve(request, local, state))).is_err() {
+        if catch_unwind(AssertUnwindSafe(|| serve(request, local, state, reaper))).is_err() {
             eprintln!("glimpse: a request handler panicked; its connection was closed");
         }
     }
@@ -43,8 +47,6 @@ pub fn run_worker(server: &tiny_http::Server, state: &AppState) {
 struct LazyBody<'a> {
     request: &'a mut tiny_http::Request,
     deadline: Instant,
-    /// Whether the body was read to its end.
-    finished: bool,
 }
 
 impl Read for LazyBody<'_> {
@@ -55,9 +57,7 @@ impl Read for LazyBody<'_> {
                 "the request body did not arrive within the request timeout",
             ));
         }
-        let n = self.request.as_reader().read(buf)?;
-        self.finished |= n == 0 && !buf.is_empty();
-        Ok(n)
+        self.request.as_reader().read(buf)
     }
 }
 
@@ -69,8 +69,14 @@ fn header_value<'a>(request: &'a tiny_http::Request, name: &'static str) -> Opti
         .map(|h| h.value.as_str())
 }
 
-fn serve(mut request: tiny_http::Request, local: Option<SocketAddr>, state: &AppState) {
+fn serve(
+    mut request: tiny_http::Request,
+    local: Option<SocketAddr>,
+    state: &AppState,
+    reaper: &Reaper,
+) {
     let _in_flight = state.begin_request();
+    let _in_use = request.remote_addr().map(|peer| reaper.in_use(*peer));
     let received = Instant::now();
     let timeout = state.config.limits.request_timeout;
     let socket = local
@@ -91,19 +97,15 @@ fn serve(mut request: tiny_http::Request, local: Option<SocketAddr>, state: &App
     let client = request.remote_addr().map(|a| a.ip().to_string());
     let content_length = request.body_length();
     let version = request.http_version().clone();
-    let has_body = content_length.is_some_and(|n| n > 0)
-        || header_value(&request, "Transfer-Encoding").is_some();
     let undrainable = content_length.is_some_and(|n| n > LARGEST_DRAINABLE_BODY);
-    let mut body_finished = false;
     let reply = if undrainable {
         ApiError::body_too_large(state.config.limits.max_body_bytes).into()
     } else {
         let mut body = LazyBody {
             request: &mut request,
             deadline: received + timeout.max(Duration::from_millis(1)),
-            finished: false,
         };
-        let reply = handle(
+        handle(
             state,
             Incoming {
                 method: &method,
@@ -113,14 +115,13 @@ fn serve(mut request: tiny_http::Request, local: Option<SocketAddr>, state: &App
                 body: &mut body,
             },
             received,
-        );
-        body_finished = body.finished;
-        reply
+        )
     };
-    if reply.status >= 400 && has_body && !body_finished {
-        // tiny_http would otherwise read the rest of a refused body before closing.
+    if reply.status == 408 {
+        // tiny_http reads the rest of an unread body before closing; from a client that
+        // trickles it that would take as long as the client likes.
         if let Some(socket) = &socket {
-            socket.stop_reading();
+            socket.set_timeouts(AFTER_TIMEOUT);
         }
     }
     let status = reply.status;

@@ -222,6 +222,19 @@ impl TestServer {
 }
 
 impl TestServer {
+    /// The server's resident memory in bytes (Linux: /proc/PID/status VmRSS).
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("reading the server's /proc status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| value.trim().strip_suffix("kB"))
+            .and_then(|kb| kb.trim().parse::<u64>().ok())
+            .expect("VmRSS in /proc status")
+            * 1024
+    }
+
     /// Sends SIGTERM and waits (up to `limit`) for the process to exit; its exit status.
     #[cfg(unix)]
     pub fn terminate(&mut self, limit: Duration) -> std::process::ExitStatus {

@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 ./scripts/setup_test_deps.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
-cargo test --workspace
+# The mutation fuzzers (src/fuzz.rs) run a minute per target here, 3 s in a plain `cargo test`.
+GLIMPSE_FUZZ_SECONDS="${GLIMPSE_FUZZ_SECONDS:-60}" cargo test --workspace
 cargo clippy --no-default-features --all-targets -- -D warnings
 cargo test --no-default-features --test server_api --test server_limits --test server_openai_client
 ./scripts/browser_test.sh

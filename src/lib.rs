@@ -6,6 +6,8 @@
 pub mod chat;
 pub mod cli;
 pub mod engine;
+#[cfg(test)]
+mod fuzz;
 pub mod gguf;
 pub mod kernels;
 pub mod model;

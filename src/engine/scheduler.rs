@@ -87,7 +87,11 @@ pub struct Scheduler {
 
 impl Scheduler {
     /// Starts `slots` slot threads and the dispatcher.
-    pub fn start(bundle: Arc<ModelBundle>, slots: usize, max_queue: usize) -> Self {
+    pub fn start(
+        bundle: Arc<ModelBundle>,
+        slots: usize,
+        max_queue: usize,
+    ) -> std::io::Result<Self> {
         let slots = slots.max(1);
         let shared = Arc::new(Shared {
             queue: Mutex::new(State {
@@ -110,15 +114,13 @@ impl Scheduler {
             let (bundle, shared) = (bundle.clone(), shared.clone());
             std::thread::Builder::new()
                 .name(format!("glimpse-slot-{index}"))
-                .spawn(move || run_slot(index, &bundle, &slot, receiver, &shared))
-                .expect("spawning a slot thread at start-up");
+                .spawn(move || run_slot(index, &bundle, &slot, receiver, &shared))?;
         }
         let dispatcher_shared = shared.clone();
         std::thread::Builder::new()
             .name("glimpse-dispatch".into())
-            .spawn(move || dispatch(&dispatcher_shared, &handles))
-            .expect("spawning the dispatcher thread at start-up");
-        Self { shared }
+            .spawn(move || dispatch(&dispatcher_shared, &handles))?;
+        Ok(Self { shared })
     }
 
     /// Queues a job, or refuses it when `max_queue` jobs are already waiting.

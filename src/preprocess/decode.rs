@@ -332,4 +332,32 @@ mod tests {
         let err = load_image(&bomb).unwrap_err();
         assert!(err.to_string().contains("over the limit"), "{err:#}");
     }
+
+    #[test]
+    fn fuzz_image_decoding_and_preprocessing() {
+        let image = DynamicImage::ImageRgb8(pattern(40, 24));
+        let mut seeds: Vec<Vec<u8>> = [
+            ImageFormat::Png,
+            ImageFormat::Jpeg,
+            ImageFormat::Gif,
+            ImageFormat::Bmp,
+            ImageFormat::WebP,
+        ]
+        .into_iter()
+        .map(|format| encode(&image, format))
+        .collect();
+        seeds.push(encode(
+            &DynamicImage::ImageRgba8(image.to_rgba8()),
+            ImageFormat::Png,
+        ));
+        let config = crate::preprocess::PreprocessConfig::default()
+            .with_pixel_budget(Some(1024), Some(1 << 16))
+            .unwrap();
+        let inputs = crate::fuzz::fuzz("image", &seeds, |bytes| {
+            if let Ok(decoded) = load_image_with_limit(bytes, 1 << 22) {
+                let _ = crate::preprocess::preprocess(&decoded, &config);
+            }
+        });
+        assert!(inputs > seeds.len());
+    }
 }

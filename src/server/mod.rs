@@ -124,7 +124,8 @@ pub fn serve(config: ServerConfig) -> Result<()> {
             .context("--image-budget")?,
         None => bundle.preprocess.clone(),
     };
-    let scheduler = Scheduler::start(bundle.clone(), config.parallel, config.max_queue);
+    let scheduler = Scheduler::start(bundle.clone(), config.parallel, config.max_queue)
+        .context("starting the generation threads")?;
     state.set_model(LoadedModel {
         bundle,
         scheduler,

@@ -270,4 +270,35 @@ mod tests {
             assert_eq!(error.status, 400, "{}", error.message);
         }
     }
+
+    #[test]
+    fn fuzz_chat_request() {
+        let png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC";
+        let seeds: Vec<Vec<u8>> = [
+            hello(json!({})),
+            hello(json!({"stream": true, "stream_options": {"include_usage": true},
+                "max_tokens": 5, "temperature": 0.2, "top_p": 0.9, "top_k": 5, "seed": 7,
+                "stop": ["a", "b"], "logprobs": true, "top_logprobs": 3,
+                "presence_penalty": 0.5, "frequency_penalty": 0.1, "repetition_penalty": 1.1})),
+            json!({"messages": [
+                {"role": "system", "content": "be brief"},
+                {"role": "user", "content": [
+                    {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{png}")}},
+                    {"type": "image", "image": png},
+                    {"type": "text", "text": "what?"}]},
+                {"role": "assistant", "content": [{"type": "text", "text": "a dot"}]},
+                {"role": "user", "content": "and?"}],
+                "max_completion_tokens": 9}),
+        ]
+        .iter()
+        .map(|v| v.to_string().into_bytes())
+        .collect();
+        let inputs = crate::fuzz::fuzz("chat_request", &seeds, |body| {
+            if let Ok(request) = parse_chat_request(body, 4) {
+                assert!(request.conversation.images.len() <= 4);
+                assert!(request.stop.len() <= MAX_STOP_STRINGS);
+            }
+        });
+        assert!(inputs > seeds.len());
+    }
 }

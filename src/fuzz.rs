@@ -74,7 +74,7 @@ fn fuzz_with_regressions(
         .map(|s| serde_json::from_slice(s).ok())
         .collect();
     let deadline = Instant::now() + budget();
-    let mut rng = ChaCha8Rng::seed_from_u64(0x676c_696d_7073_65);
+    let mut rng = ChaCha8Rng::seed_from_u64(0x0067_6c69_6d70_7365);
     while Instant::now() < deadline {
         let index = rng.random_range(0..seeds.len());
         let input = match &json_seeds[index] {

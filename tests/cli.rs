@@ -188,6 +188,52 @@ fn run_rejects_a_truncated_gguf() {
     }
 }
 
+/// The model-file corpus for every command that loads a model: each broken file ends with
+/// a clear message and a non-zero exit from `info`, `run` and `serve`, never a panic.
+#[test]
+fn broken_model_files_fail_clearly_in_info_run_and_serve() {
+    let bytes = std::fs::read(converted("tiny-tied", "f32")).unwrap();
+    let dir = scratch("broken-models");
+    let patched = |at: usize, value: &[u8]| {
+        let mut copy = bytes[..bytes.len().min(1 << 20)].to_vec();
+        copy[at..at + value.len()].copy_from_slice(value);
+        copy
+    };
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("bad-magic", patched(0, b"GGUX"), "bad magic"),
+        (
+            "version-1",
+            patched(4, &1u32.to_le_bytes()),
+            "unsupported GGUF version 1",
+        ),
+        (
+            "version-big-endian",
+            patched(4, &3u32.to_be_bytes()),
+            "big-endian",
+        ),
+        (
+            "absurd-tensor-count",
+            patched(8, &u64::MAX.to_le_bytes()),
+            "tensor count",
+        ),
+        (
+            "data-past-the-end",
+            bytes[..bytes.len() - 4096].to_vec(),
+            "past end",
+        ),
+        ("empty", Vec::new(), "GGUF"),
+    ];
+    for (name, contents, needle) in cases {
+        let path = dir.join(format!("{name}.gguf"));
+        std::fs::write(&path, contents).unwrap();
+        let model = path_str(&path);
+        assert_clear_failure(&glimpse(&["info", model]), needle);
+        assert_clear_failure(&glimpse(&["run", "-m", model, "-p", "hi"]), needle);
+        let serve = glimpse(&["serve", "-m", model, "--port", "0"]);
+        assert_clear_failure(&serve, needle);
+    }
+}
+
 #[test]
 fn run_rejects_a_gguf_of_another_architecture() {
     let path = scratch("llama-gguf").join("llama.gguf");

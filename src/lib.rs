@@ -3,6 +3,7 @@
 //! Layering (arrows point one way only): `kernels` (ops) ← `model` (Qwen3-VL graph)
 //! ← `engine` (sessions, caches, sampling) ← CLI / server. `gguf`, `preprocess` and
 //! `chat` are leaf modules used by the layers above them.
+pub mod catalog;
 pub mod chat;
 pub mod cli;
 pub mod engine;

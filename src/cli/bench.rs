@@ -13,7 +13,7 @@ use image::RgbImage;
 use serde_json::json;
 use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System};
 
-use super::model_path::resolve_model;
+use super::model_path::{model_name, resolve_model, MODEL_HELP};
 use crate::chat::{ImageRef, Message, Part, Prompt, Role};
 use crate::engine::sampler::argmax;
 use crate::engine::threads::init_thread_pool;
@@ -34,9 +34,8 @@ const SYNTHETIC_SIDE: u32 = 448;
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Model: a .gguf file or a Hugging Face checkpoint directory.
-    #[arg(short, long)]
-    model: PathBuf,
+    #[arg(short, long, help = MODEL_HELP)]
+    model: Option<String>,
     /// Image for the image turns (default: a synthetic 448×448 picture).
     #[arg(long)]
     image: Option<PathBuf>,
@@ -106,7 +105,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         })
         .transpose()?;
     let threads = init_thread_pool(args.threads)?;
-    let path = resolve_model(&args.model)?;
+    let path = resolve_model(args.model.as_deref())?;
     let file_bytes = std::fs::metadata(&path)
         .with_context(|| format!("cannot read model '{}'", path.display()))?
         .len();
@@ -146,7 +145,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
 
     let peak_seen = runs.iter().map(|r| r.rss_bytes).max().unwrap_or(0);
     let report = Report {
-        model: args.model.display().to_string(),
+        model: model_name(args.model.as_deref()),
         threads,
         simd: simd_path().name(),
         file_bytes,

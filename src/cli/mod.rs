@@ -2,6 +2,7 @@
 //! dispatch. Each subcommand lives in its own file and only calls library code.
 mod bench;
 mod convert;
+mod download;
 mod info;
 mod model_path;
 mod quantize;

@@ -1,6 +1,9 @@
 //! Resolves the `-m MODEL` argument to a GGUF file: a `.gguf` path is used as is; a
 //! Hugging Face checkpoint directory is converted once into the user cache and the
-//! cached file is reused while the checkpoint is unchanged.
+//! cached file is reused while the checkpoint is unchanged; a catalogue name
+//! (`qwen3-vl-2b:q8_0`, `models.toml`) — or no `-m` at all, for the catalogue's default —
+//! is downloaded from the hub and converted with its profile's type, after checking that
+//! the profile fits in the machine's memory.
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -8,20 +11,78 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use glimpse_convert::{convert, ConvertOptions, OutType};
 
-pub fn resolve_model(model: &Path) -> Result<PathBuf> {
-    if model.is_dir() {
-        if model.join("config.json").is_file() {
-            return converted_checkpoint(model);
+use super::download::download_checkpoint;
+use crate::catalog::{check_memory, Catalog};
+
+/// The `-m` help shared by every command that loads a model.
+pub const MODEL_HELP: &str = "Model: a .gguf file, a Hugging Face checkpoint directory, or a \
+catalogue name from models.toml (qwen3-vl-2b, qwen3-vl-2b:q8_0, …; default: the catalogue's default)";
+
+pub fn resolve_model(model: Option<&str>) -> Result<PathBuf> {
+    let catalog = Catalog::load()?;
+    let spec = match model {
+        Some(spec) => spec,
+        None => catalog.default.as_str(),
+    };
+    let path = Path::new(spec);
+    if path.is_dir() {
+        if path.join("config.json").is_file() {
+            return converted_checkpoint(path, OutType::F32, None);
         }
-        bail!("'{}' is a directory without config.json: pass a .gguf file or a Hugging Face checkpoint directory", model.display());
+        bail!("'{}' is a directory without config.json: pass a .gguf file or a Hugging Face checkpoint directory", path.display());
     }
-    if !model.exists() {
-        bail!(
-            "model '{}' not found: pass a .gguf file or a Hugging Face checkpoint directory",
-            model.display()
-        );
+    if path.exists() {
+        return Ok(path.to_path_buf());
     }
-    Ok(model.to_path_buf())
+    if catalog.knows(spec) {
+        return catalogue_model(&catalog, spec);
+    }
+    bail!(
+        "model '{spec}' not found: pass a .gguf file, a Hugging Face checkpoint directory or one \
+         of the catalogue's names ({})",
+        catalog
+            .models
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+/// The name clients see for `-m` (the file or directory name without `.gguf`, or the
+/// catalogue name).
+pub fn model_name(model: Option<&str>) -> String {
+    let spec = model
+        .map(str::to_owned)
+        .or_else(|| Catalog::load().ok().map(|c| c.default))
+        .unwrap_or_else(|| "glimpse".into());
+    let name = Path::new(&spec)
+        .file_name()
+        .map_or_else(|| spec.clone(), |n| n.to_string_lossy().into_owned());
+    name.strip_suffix(".gguf").unwrap_or(&name).to_owned()
+}
+
+/// Downloads and converts a catalogue model (once), refusing a profile the memory cannot hold.
+fn catalogue_model(catalog: &Catalog, spec: &str) -> Result<PathBuf> {
+    let choice = catalog.choose(spec)?;
+    if std::env::var_os("GLIMPSE_IGNORE_MEMORY").is_none() {
+        let mut system = sysinfo::System::new();
+        system.refresh_memory();
+        check_memory(&choice, system.available_memory())?;
+    }
+    let out_type: OutType = choice.profile.parse()?;
+    let converted = cache_dir()
+        .join("converted")
+        .join(format!("{}-{}.gguf", choice.model.name, choice.profile));
+    if converted.is_file() {
+        return Ok(converted);
+    }
+    eprintln!(
+        "glimpse: fetching {} ({}) for '{}:{}'",
+        choice.model.repo, choice.model.revision, choice.model.name, choice.profile
+    );
+    let checkpoint = download_checkpoint(choice.model)?;
+    converted_checkpoint(&checkpoint, out_type, Some(converted))
 }
 
 fn cache_dir() -> PathBuf {
@@ -32,8 +93,9 @@ fn cache_dir() -> PathBuf {
         .unwrap_or_else(|| std::env::temp_dir().join("glimpse"))
 }
 
-/// Converts `dir` (f32) into the cache unless a conversion of the same files exists.
-fn converted_checkpoint(dir: &Path) -> Result<PathBuf> {
+/// Converts `dir` to `out_type` into the cache (at `output`, or at a name derived from
+/// the checkpoint's files) unless that conversion exists.
+fn converted_checkpoint(dir: &Path, out_type: OutType, output: Option<PathBuf>) -> Result<PathBuf> {
     let dir = dir
         .canonicalize()
         .with_context(|| format!("cannot read '{}'", dir.display()))?;
@@ -48,9 +110,11 @@ fn converted_checkpoint(dir: &Path) -> Result<PathBuf> {
     let name = dir
         .file_name()
         .map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned());
-    let output = cache_dir()
-        .join("converted")
-        .join(format!("{name}-{:016x}-f32.gguf", hasher.finish()));
+    let output = output.unwrap_or_else(|| {
+        cache_dir()
+            .join("converted")
+            .join(format!("{name}-{:016x}-{out_type}.gguf", hasher.finish()))
+    });
     if !output.is_file() {
         std::fs::create_dir_all(output.parent().unwrap_or(Path::new("."))).with_context(|| {
             format!(
@@ -59,12 +123,17 @@ fn converted_checkpoint(dir: &Path) -> Result<PathBuf> {
             )
         })?;
         eprintln!("converting {} → {}", dir.display(), output.display());
+        // Written beside the final name first, so an interrupted conversion is never taken
+        // for a finished one.
+        let partial = output.with_extension("gguf.partial");
         convert(&ConvertOptions {
             input_dir: dir,
-            output: output.clone(),
-            out_type: OutType::F32,
+            output: partial.clone(),
+            out_type,
             progress: true,
         })?;
+        std::fs::rename(&partial, &output)
+            .with_context(|| format!("cannot move the conversion to '{}'", output.display()))?;
     }
     Ok(output)
 }

@@ -1,12 +1,12 @@
 //! `glimpse serve`: the flags of the HTTP service and their defaults, mapped onto
 //! `server::ServerConfig`. Limits are documented here, in `--help`.
-use std::path::{Path, PathBuf};
+
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
 use clap::Args;
 
-use super::model_path::resolve_model;
+use super::model_path::{model_name, resolve_model, MODEL_HELP};
 use crate::engine::threads::init_thread_pool;
 use crate::server::{serve, Limits, RequestLog, ServerConfig, LARGEST_DRAINABLE_BODY};
 
@@ -16,9 +16,8 @@ const MAX_BODY_MB: usize = LARGEST_DRAINABLE_BODY / MB;
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// Model: a .gguf file or a Hugging Face checkpoint directory.
-    #[arg(short, long)]
-    model: PathBuf,
+    #[arg(short, long, help = MODEL_HELP)]
+    model: Option<String>,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
@@ -99,9 +98,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
         args.verbose,
     )?;
     init_thread_pool(args.threads)?;
-    let model_path = resolve_model(&args.model)?;
+    let model_path = resolve_model(args.model.as_deref())?;
     serve(ServerConfig {
-        model_id: model_id(&args.model),
+        model_id: model_name(args.model.as_deref()),
         model_path,
         host: args.host,
         port: args.port,
@@ -123,12 +122,4 @@ pub fn run(args: ServeArgs) -> Result<()> {
         shutdown_grace: Duration::from_secs(args.shutdown_timeout),
         log,
     })
-}
-
-/// The name clients see: the model file's (or checkpoint directory's) name without `.gguf`.
-fn model_id(model: &Path) -> String {
-    let name = model
-        .file_name()
-        .map_or_else(|| "glimpse".into(), |n| n.to_string_lossy().into_owned());
-    name.strip_suffix(".gguf").unwrap_or(&name).to_owned()
 }

@@ -123,9 +123,10 @@ fn converted_checkpoint(dir: &Path, out_type: OutType, output: Option<PathBuf>) 
             )
         })?;
         eprintln!("converting {} → {}", dir.display(), output.display());
-        // Written beside the final name first, so an interrupted conversion is never taken
-        // for a finished one.
-        let partial = output.with_extension("gguf.partial");
+        // Written beside the final name first (one name per process, so replicas sharing a
+        // cache volume never write the same file), so an interrupted conversion is never
+        // taken for a finished one; the rename is atomic.
+        let partial = output.with_extension(format!("gguf.partial-{}", std::process::id()));
         convert(&ConvertOptions {
             input_dir: dir,
             output: partial.clone(),

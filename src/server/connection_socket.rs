@@ -11,8 +11,10 @@
 //!
 //! Unix only (descriptors are enumerated); elsewhere `find` returns `None` and requests
 //! run without socket timeouts.
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 /// An open connection socket, borrowed by descriptor number for one request.
 pub struct ConnectionSocket {
@@ -77,11 +79,18 @@ const REAP_PERIOD: Duration = Duration::from_millis(250);
 /// Closes connections that sit outside a request handler for longer than the timeout:
 /// stalled request heads and small bodies (which tiny_http reads before handing a request
 /// over, in a blocking read no timeout set afterwards can interrupt) and idle keep-alive
-/// connections. Connections whose request is being handled are marked with `in_use`.
+/// connections. Request handlers mark their connection with `in_use`; a connection's idle
+/// time runs from when the reaper first saw it or its last request ended, whichever is later.
 pub struct Reaper {
     local: SocketAddr,
     timeout: Duration,
-    in_use: std::sync::Mutex<std::collections::HashMap<SocketAddr, usize>>,
+    connections: Mutex<HashMap<SocketAddr, Activity>>,
+}
+
+struct Activity {
+    /// Requests of this connection being handled.
+    active: usize,
+    idle_since: Instant,
 }
 
 /// Marks a connection as being handled while it lives.
@@ -92,77 +101,86 @@ pub struct InUse<'a> {
 
 impl Drop for InUse<'_> {
     fn drop(&mut self) {
-        let mut in_use = self.reaper.lock();
-        if let Some(count) = in_use.get_mut(&self.peer) {
-            *count -= 1;
-            if *count == 0 {
-                in_use.remove(&self.peer);
-            }
+        if let Some(activity) = self.reaper.lock().get_mut(&self.peer) {
+            activity.active = activity.active.saturating_sub(1);
+            activity.idle_since = Instant::now();
         }
     }
 }
 
 impl Reaper {
     /// A reaper for the connections to `local`; `start` runs it.
-    pub fn new(local: SocketAddr, timeout: Duration) -> std::sync::Arc<Self> {
-        std::sync::Arc::new(Self {
+    pub fn new(local: SocketAddr, timeout: Duration) -> Arc<Self> {
+        Arc::new(Self {
             local,
             timeout,
-            in_use: Default::default(),
+            connections: Mutex::default(),
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<SocketAddr, usize>> {
-        self.in_use.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, HashMap<SocketAddr, Activity>> {
+        self.connections.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn in_use(&self, peer: SocketAddr) -> InUse<'_> {
-        *self.lock().entry(peer).or_default() += 1;
+        self.lock()
+            .entry(peer)
+            .or_insert(Activity {
+                active: 0,
+                idle_since: Instant::now(),
+            })
+            .active += 1;
         InUse { reaper: self, peer }
     }
 
     /// Starts the reaping thread (Unix; elsewhere connections are never reaped).
-    pub fn start(self: &std::sync::Arc<Self>) -> std::io::Result<()> {
+    pub fn start(self: &Arc<Self>) -> std::io::Result<()> {
         #[cfg(unix)]
         {
             let reaper = self.clone();
             std::thread::Builder::new()
                 .name("glimpse-reaper".into())
-                .spawn(move || reaper.run())?;
+                .spawn(move || loop {
+                    reaper.reap_once();
+                    std::thread::sleep(REAP_PERIOD);
+                })?;
         }
         Ok(())
     }
 
+    /// Shuts down every connection idle for longer than the timeout.
     #[cfg(unix)]
-    fn run(&self) {
-        let mut idle_since = std::collections::HashMap::<SocketAddr, std::time::Instant>::new();
-        loop {
-            let now = std::time::Instant::now();
-            let mut seen = std::collections::HashSet::new();
-            for fd in open_descriptors() {
-                let socket = ConnectionSocket {
-                    fd,
-                    local: self.local,
-                    peer: self.local,
-                };
-                let Some(Some(peer)) = socket.with_socket(|s| {
-                    let local = s.local_addr().ok().and_then(|a| a.as_socket());
-                    let peer = s.peer_addr().ok().and_then(|a| a.as_socket());
-                    peer.filter(|_| local == Some(self.local))
-                }) else {
-                    continue;
-                };
-                if !seen.insert(peer) || self.lock().contains_key(&peer) {
-                    continue;
-                }
-                let since = *idle_since.entry(peer).or_insert(now);
-                if now.duration_since(since) >= self.timeout {
-                    socket.with_socket(|s| s.shutdown(std::net::Shutdown::Both));
-                }
+    fn reap_once(&self) {
+        let now = Instant::now();
+        let mut seen = HashSet::new();
+        for fd in open_descriptors() {
+            let socket = ConnectionSocket {
+                fd,
+                local: self.local,
+                peer: self.local,
+            };
+            let Some(Some(peer)) = socket.with_socket(|s| {
+                let local = s.local_addr().ok().and_then(|a| a.as_socket());
+                let peer = s.peer_addr().ok().and_then(|a| a.as_socket());
+                peer.filter(|_| local == Some(self.local))
+            }) else {
+                continue;
+            };
+            if !seen.insert(peer) {
+                continue;
             }
-            idle_since.retain(|peer, _| seen.contains(peer) && !self.lock().contains_key(peer));
-            std::thread::sleep(REAP_PERIOD);
+            let mut connections = self.lock();
+            let activity = connections.entry(peer).or_insert(Activity {
+                active: 0,
+                idle_since: now,
+            });
+            if activity.active == 0 && now.duration_since(activity.idle_since) >= self.timeout {
+                drop(connections);
+                socket.with_socket(|s| s.shutdown(std::net::Shutdown::Both));
+            }
         }
+        self.lock()
+            .retain(|peer, activity| seen.contains(peer) || activity.active > 0);
     }
 }
 
@@ -220,32 +238,38 @@ mod tests {
     }
 
     #[test]
-    fn the_reaper_closes_idle_connections_but_not_ones_in_use() {
+    fn the_reaper_closes_idle_connections_but_not_ones_in_use_or_recently_used() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let local = listener.local_addr().unwrap();
-        let reaper = Reaper::new(local, Duration::from_millis(300));
+        let reaper = Reaper::new(local, Duration::from_millis(600));
         reaper.start().unwrap();
-        let mut idle_client = TcpStream::connect(local).unwrap();
-        let (_idle, _) = listener.accept().unwrap();
-        let busy_client = TcpStream::connect(local).unwrap();
-        let (_busy, busy_peer) = listener.accept().unwrap();
+        let connect = || {
+            let client = TcpStream::connect(local).unwrap();
+            let (accepted, peer) = listener.accept().unwrap();
+            (client, accepted, peer)
+        };
+        let (mut idle, _idle_side, _) = connect();
+        let (busy, _busy_side, busy_peer) = connect();
+        let (chatty, _chatty_side, chatty_peer) = connect();
         let _in_use = reaper.in_use(busy_peer);
+        // Short requests, one every 100 ms, for longer than the timeout.
+        for _ in 0..12 {
+            drop(reaper.in_use(chatty_peer));
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let mut buf = [0u8; 1];
-        idle_client
-            .set_read_timeout(Some(Duration::from_secs(10)))
+        idle.set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
-        assert_eq!(
-            idle_client.read(&mut buf).unwrap(),
-            0,
-            "closed by the reaper"
-        );
-        busy_client
-            .set_read_timeout(Some(Duration::from_millis(800)))
-            .unwrap();
-        assert!(
-            (&busy_client).read(&mut buf).is_err(),
-            "still open, no data"
-        );
+        assert_eq!(idle.read(&mut buf).unwrap(), 0, "closed by the reaper");
+        for (name, mut client) in [("in use", busy), ("recently used", chatty)] {
+            client
+                .set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            assert!(
+                client.read(&mut buf).is_err(),
+                "{name}: still open, no data"
+            );
+        }
     }
 
     #[test]

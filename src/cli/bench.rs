@@ -145,7 +145,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
 
     let peak_seen = runs.iter().map(|r| r.rss_bytes).max().unwrap_or(0);
     let report = Report {
-        model: model_name(args.model.as_deref()),
+        model: args.model.clone().unwrap_or_else(|| model_name(None)),
         threads,
         simd: simd_path().name(),
         file_bytes,

@@ -155,15 +155,8 @@ fn the_default_model_is_downloaded_converted_once_and_answers() {
     let (endpoint, requests) = stand_in_hub(checkpoint_dir("tiny-untied"));
     let sandbox = Sandbox::new("default", &catalogue(0.3));
     let (question, expected) = text_only_case();
-    let args = [
-        "run",
-        "-p",
-        &question,
-        "--temperature",
-        "0",
-        "--max-tokens",
-        "32",
-    ];
+    let greedy = ["-p", &question, "--temperature", "0", "--max-tokens", "32"];
+    let args: Vec<&str> = ["run"].into_iter().chain(greedy).collect();
     let first = sandbox.glimpse(&endpoint, &args);
     let stderr = String::from_utf8_lossy(&first.stderr);
     assert!(first.status.success(), "{stderr}");
@@ -176,20 +169,8 @@ fn the_default_model_is_downloaded_converted_once_and_answers() {
     let downloads = requests.load(Ordering::SeqCst);
     assert!(downloads > 0);
 
-    let again = sandbox.glimpse(
-        &endpoint,
-        &[
-            "run",
-            "-m",
-            "tiny",
-            "-p",
-            &question,
-            "--temperature",
-            "0",
-            "--max-tokens",
-            "32",
-        ],
-    );
+    let args: Vec<&str> = ["run", "-m", "tiny"].into_iter().chain(greedy).collect();
+    let again = sandbox.glimpse(&endpoint, &args);
     assert!(
         again.status.success(),
         "{}",

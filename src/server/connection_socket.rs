@@ -39,12 +39,17 @@ impl ConnectionSocket {
     /// Whether the descriptor is still this connection (descriptor numbers are reused
     /// once closed; the request holds the connection open while it is served).
     fn is_still_ours(&self) -> bool {
+        self.addresses() == Some((self.local, Some(self.peer)))
+    }
+
+    /// The descriptor's (local, peer) addresses, if it is an IP socket (peer `None` when
+    /// it is not connected).
+    fn addresses(&self) -> Option<(SocketAddr, Option<SocketAddr>)> {
         self.with_socket(|socket| {
-            let local = socket.local_addr().ok().and_then(|a| a.as_socket());
-            let peer = socket.peer_addr().ok().and_then(|a| a.as_socket());
-            local == Some(self.local) && peer == Some(self.peer)
+            let local = socket.local_addr().ok()?.as_socket()?;
+            Some((local, socket.peer_addr().ok().and_then(|a| a.as_socket())))
         })
-        .unwrap_or(false)
+        .flatten()
     }
 
     /// Every read and every write on the connection fails after `timeout` without progress.
@@ -159,13 +164,12 @@ impl Reaper {
                 local: self.local,
                 peer: self.local,
             };
-            let Some(Some(peer)) = socket.with_socket(|s| {
-                let local = s.local_addr().ok().and_then(|a| a.as_socket());
-                let peer = s.peer_addr().ok().and_then(|a| a.as_socket());
-                peer.filter(|_| local == Some(self.local))
-            }) else {
+            let Some((local, Some(peer))) = socket.addresses() else {
                 continue;
             };
+            if local != self.local {
+                continue;
+            }
             if !seen.insert(peer) {
                 continue;
             }

@@ -48,9 +48,11 @@ pub const TILE: usize = 16;
 pub const K_STEP: usize = 32;
 
 /// The tile configuration: palette 1, eight tiles of 16 rows × 64 bytes.
+#[cfg(target_arch = "x86_64")]
 #[repr(C, align(64))]
 struct TileConfig([u8; 64]);
 
+#[cfg(target_arch = "x86_64")]
 impl TileConfig {
     const fn all_full() -> Self {
         let mut bytes = [0u8; 64];
@@ -65,6 +67,7 @@ impl TileConfig {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
 static CONFIG: TileConfig = TileConfig::all_full();
 
 /// Operands of one call of `tile_product_2x2`.

@@ -6,7 +6,9 @@
 use rayon::prelude::*;
 
 use super::attention::{softmax_prefix, token_major, AttentionShape};
-use super::simd::{simd_path, SimdPath};
+use super::simd::simd_path;
+#[cfg(target_arch = "x86_64")]
+use super::simd::SimdPath;
 
 /// Up to this many queries take this path.
 pub const MAX_QUERIES: usize = 4;

@@ -2,7 +2,9 @@
 //! 2 ulp of the exact value over the range it is used in) and loops over slices that are
 //! compiled once more with AVX-512 / AVX2 enabled and chosen at run time, so softmax and
 //! the activations run many lanes at a time instead of one libm call per element.
-use crate::kernels::simd::{simd_path, SimdPath};
+use crate::kernels::simd::simd_path;
+#[cfg(target_arch = "x86_64")]
+use crate::kernels::simd::SimdPath;
 
 /// `eˣ`, saturating to `e⁻⁸⁷` below and `e⁸⁸` above (softmax and the activations never
 /// need more). Branch-free so that loops over it vectorize.

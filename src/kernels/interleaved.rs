@@ -104,7 +104,8 @@ pub fn interleaved_matmul(
 }
 
 /// Calls `$kernel::<T>(args…)` with `T` the tile's token count (`1..=TILE_TOKENS`), so
-/// each count gets its own register-resident accumulators.
+/// each count gets its own register-resident accumulators (used by the x86 kernels).
+#[cfg(target_arch = "x86_64")]
 macro_rules! for_token_count {
     ($tokens:expr, $kernel:ident($($arg:expr),*)) => {
         match $tokens {
@@ -119,6 +120,7 @@ macro_rules! for_token_count {
         }
     };
 }
+#[cfg(target_arch = "x86_64")]
 pub(crate) use for_token_count;
 
 /// A pointer to `out` shared by the tasks; each task writes only its own groups' columns.

@@ -80,3 +80,16 @@ pub fn available_paths() -> Vec<SimdPath> {
     })
     .collect()
 }
+
+#[cfg(all(test, target_arch = "aarch64"))]
+mod tests {
+    use super::*;
+
+    /// The kernel tests compare every path of `available_paths` with scalar, so on
+    /// aarch64 (a board or qemu-user) NEON must be among them or they test nothing.
+    #[test]
+    fn neon_is_detected_on_aarch64() {
+        assert_eq!(hardware_path(), SimdPath::Neon);
+        assert_eq!(available_paths(), [SimdPath::Scalar, SimdPath::Neon]);
+    }
+}

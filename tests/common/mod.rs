@@ -24,6 +24,22 @@ pub fn glimpse_bin() -> &'static str {
     env!("CARGO_BIN_EXE_glimpse")
 }
 
+/// A command running the glimpse binary, through `GLIMPSE_TEST_RUNNER` when set (e.g.
+/// `qemu-aarch64 -L /usr/aarch64-linux-gnu` from scripts/cross_aarch64.sh: a test under
+/// qemu-user cannot exec a foreign binary itself, but it can exec the host's qemu).
+pub fn glimpse_command() -> Command {
+    let runner = std::env::var("GLIMPSE_TEST_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    match words.next() {
+        Some(program) => {
+            let mut command = Command::new(program);
+            command.args(words).arg(glimpse_bin());
+            command
+        }
+        None => Command::new(glimpse_bin()),
+    }
+}
+
 pub fn tokenizer_json() -> PathBuf {
     let path = fixtures().join("tokenizer/tokenizer.json");
     assert!(
@@ -104,7 +120,7 @@ pub fn converted(config: &str, out_type: &str) -> PathBuf {
     }
     let output =
         Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{key}-{}.gguf", std::process::id()));
-    let status = Command::new(glimpse_bin())
+    let status = glimpse_command()
         .args(["convert", "--quiet", "--type", out_type, "-o"])
         .arg(&output)
         .arg(checkpoint_dir(config))

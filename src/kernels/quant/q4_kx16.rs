@@ -10,7 +10,7 @@ use half::f16;
 use rayon::prelude::*;
 
 use super::q4_k::{scales_and_mins, BLOCK, BLOCK_BYTES};
-use super::q8_blocks::{Q8Blocks, TokenPointers};
+use super::q8_blocks::Q8Blocks;
 use crate::kernels::interleaved::{interleaved_matmul, TileKernels, TileOut, GROUP_ROWS};
 use crate::kernels::simd::{simd_path, SimdPath};
 
@@ -176,10 +176,10 @@ mod x86 {
 
     use super::GROUP_ROWS;
     use super::{
-        Q8Blocks, TileOut, TokenPointers, DMIN, GROUP_BLOCK_BYTES, MINS, QUANTS, RUNS, RUN_BYTES,
-        SCALES,
+        Q8Blocks, TileOut, DMIN, GROUP_BLOCK_BYTES, MINS, QUANTS, RUNS, RUN_BYTES, SCALES,
     };
     use crate::kernels::interleaved::{for_token_count, TILE_TOKENS};
+    use crate::kernels::quant::q8_blocks::TokenPointers;
     use crate::kernels::simd_x86::prefetch_stream;
 
     /// # Safety

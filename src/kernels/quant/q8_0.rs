@@ -268,6 +268,11 @@ mod tests {
         quantize_row(&x, &mut xq);
         let mut want = vec![0.0; rows];
         dot_rows_with(SimdPath::Scalar, &wq, &xq, &mut want);
+        #[cfg(target_arch = "aarch64")]
+        assert!(
+            available_paths().contains(&SimdPath::Neon),
+            "NEON not detected"
+        );
         for path in available_paths() {
             let mut got = vec![0.0; rows];
             dot_rows_with(path, &wq, &xq, &mut got);

@@ -11,7 +11,7 @@ use half::f16;
 use rayon::prelude::*;
 
 use super::q8_0::{BLOCK, BLOCK_BYTES};
-use super::q8_blocks::{Q8Blocks, TokenPointers};
+use super::q8_blocks::Q8Blocks;
 use crate::kernels::interleaved::{interleaved_matmul, TileKernels, TileOut, GROUP_ROWS};
 use crate::kernels::simd::{simd_path, SimdPath};
 
@@ -130,8 +130,9 @@ unsafe fn tile_scalar(weights: &[u8], x: &Q8Blocks, t0: usize, tokens: usize, ti
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{Q8Blocks, TileOut, TokenPointers, GROUP_BLOCK_BYTES, QUAD_BYTES, SCALES_BYTES};
+    use super::{Q8Blocks, TileOut, GROUP_BLOCK_BYTES, QUAD_BYTES, SCALES_BYTES};
     use crate::kernels::interleaved::{for_token_count, TILE_TOKENS};
+    use crate::kernels::quant::q8_blocks::TokenPointers;
     use crate::kernels::simd_x86::prefetch_stream;
 
     /// # Safety

@@ -42,9 +42,8 @@
 # scripts/amx_ldtilecfg_fix.h (the same instruction with a 64-byte operand; no source change).
 set -euo pipefail
 
-PINNED_COMMIT=0c1e57098
-PINNED_FINGERPRINT=78c11d66f73df551e4bbc89f48a56e190ca1f967796aed9e2dc77b3fdaac479d
-PINNED_DESC="llama.cpp commit $PINNED_COMMIT (as vendored in llama-cpp-python 0.3.36)"
+# shellcheck source=scripts/llamacpp_pin.sh
+source "$(dirname "$0")/llamacpp_pin.sh"
 
 die() { echo "bench_vs_llamacpp: $*" >&2; exit 1; }
 say() { echo "== $*" >&2; }
@@ -72,22 +71,8 @@ as_root() { [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; }
 
 # --- pin ---------------------------------------------------------------------------------------
 say "checking the llama.cpp version in $LLAMA_DIR"
-git_commit=""
-if top=$(git -C "$LLAMA_DIR" rev-parse --show-toplevel 2>/dev/null) && [ "$top" = "$LLAMA_DIR" ]; then
-  git_commit=$(git -C "$LLAMA_DIR" rev-parse HEAD)
-fi
-fp=$(python3 "$HELPER" fingerprint "$LLAMA_DIR")
+check_llamacpp_version "$LLAMA_DIR"
 echo "llama.cpp: git HEAD ${git_commit:-none (no git metadata)}, source fingerprint $fp" >&2
-if [[ -n "$git_commit" && "$git_commit" == "$PINNED_COMMIT"* ]]; then
-  LLAMA_VERSION="$PINNED_DESC, git checkout"
-elif [ "$fp" = "$PINNED_FINGERPRINT" ]; then
-  LLAMA_VERSION="$PINNED_DESC; source fingerprint matches"
-elif [ "${LLAMA_CPP_ALLOW_OTHER:-0}" = 1 ]; then
-  LLAMA_VERSION="NOT the pinned commit: git ${git_commit:-none}, fingerprint ${fp:0:12}"
-  echo "warning: $LLAMA_VERSION (LLAMA_CPP_ALLOW_OTHER=1)" >&2
-else
-  die "$LLAMA_DIR is not $PINNED_DESC (git ${git_commit:-none}, fingerprint $fp != $PINNED_FINGERPRINT); set LLAMA_CPP_ALLOW_OTHER=1 to run anyway"
-fi
 echo "llama.cpp: $LLAMA_VERSION" >&2
 
 # --- (a) build llama.cpp ------------------------------------------------------------------------

@@ -213,13 +213,29 @@ mod tests {
         assert_eq!(catalog.choose("qwen3-vl-2b").unwrap().profile, "q4_k");
         assert!(catalog.knows("qwen3-vl-2b:f16"));
         assert!(!catalog.knows("model.gguf"));
+        // Every model offers every profile, bigger models needing more memory.
+        let mut previous = 0.0;
+        for name in ["qwen3-vl-2b", "qwen3-vl-4b", "qwen3-vl-8b"] {
+            let model = catalog.choose(name).unwrap().model;
+            assert_eq!(
+                model.profiles.keys().collect::<Vec<_>>(),
+                ["f16", "f32", "q4_k", "q8_0"],
+                "{name}"
+            );
+            let q4 = model.profiles["q4_k"].ram_gb;
+            assert!(q4 > previous, "{name}");
+            previous = q4;
+        }
     }
 
     #[test]
     fn unknown_names_and_profiles_list_what_exists() {
         let catalog = Catalog::parse(BUILTIN).unwrap();
         let error = catalog.choose("qwen9").unwrap_err().to_string();
-        assert!(error.contains("the catalogue has: qwen3-vl-2b"), "{error}");
+        assert!(
+            error.contains("the catalogue has: qwen3-vl-2b, qwen3-vl-4b, qwen3-vl-8b"),
+            "{error}"
+        );
         let error = catalog.choose("qwen3-vl-2b:q2").unwrap_err().to_string();
         assert!(error.contains("it has: f16, f32, q4_k, q8_0"), "{error}");
     }

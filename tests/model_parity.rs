@@ -12,7 +12,7 @@ use glimpse::engine::{GenerationParams, ModelBundle, SamplingParams, Session, Ti
 
 fn check_config(config: &str) {
     glimpse::engine::threads::init_thread_pool(None).unwrap();
-    let bundle = ModelBundle::load(&converted(config, "f32")).unwrap();
+    let bundle = ModelBundle::load(&converted(config, "f32"), None).unwrap();
     let expected = read_f32_tensors(&fixtures().join(config).join("expected.safetensors"));
     for case in cases(config) {
         let (messages, paths) = messages(&case);

@@ -16,7 +16,7 @@ use glimpse::engine::{ModelBundle, Session, Timings};
 /// the largest final-position log-prob difference from transformers.
 fn agreement(config: &str, out_type: &str) -> (usize, usize, f32) {
     glimpse::engine::threads::init_thread_pool(None).unwrap();
-    let bundle = ModelBundle::load(&converted(config, out_type)).unwrap();
+    let bundle = ModelBundle::load(&converted(config, out_type), None).unwrap();
     let expected = read_f32_tensors(&fixtures().join(config).join("expected.safetensors"));
     let (mut agree, mut total, mut worst) = (0, 0, 0.0f32);
     for case in cases(config) {
@@ -70,7 +70,7 @@ fn f32_follows_transformers_greedy_path_on_the_trained_fixture() {
 /// checking glimpse's top-1/top-2 margin against transformers' at every step.
 fn agreement_with_margins(config: &str) -> (usize, usize) {
     glimpse::engine::threads::init_thread_pool(None).unwrap();
-    let bundle = ModelBundle::load(&converted(config, "f32")).unwrap();
+    let bundle = ModelBundle::load(&converted(config, "f32"), None).unwrap();
     let (mut agree, mut total) = (0, 0);
     for case in cases(config) {
         let mut session = Session::new(&bundle);
@@ -125,8 +125,8 @@ struct Lockstep {
 
 fn lockstep(config: &str, out_type: &str) -> Lockstep {
     glimpse::engine::threads::init_thread_pool(None).unwrap();
-    let reference = ModelBundle::load(&converted(config, "f32")).unwrap();
-    let bundle = ModelBundle::load(&converted(config, out_type)).unwrap();
+    let reference = ModelBundle::load(&converted(config, "f32"), None).unwrap();
+    let bundle = ModelBundle::load(&converted(config, out_type), None).unwrap();
     let mut result = Lockstep {
         agree: 0,
         total: 0,

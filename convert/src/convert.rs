@@ -14,11 +14,13 @@ use crate::element_codec::{decode_into, encode_into};
 use crate::ggml_type::GgmlType;
 use crate::glimpse_metadata::add_glimpse_metadata;
 use crate::metadata::Metadata;
-use crate::model_metadata::{add_general_metadata, add_text_model_metadata, add_vision_metadata};
+use crate::model_metadata::{
+    add_general_metadata, add_text_model_metadata, add_vision_metadata, FileRole,
+};
 use crate::out_type::OutType;
 use crate::safetensors_dir::{SafetensorsDir, SourceTensor};
 use crate::tensor_map::{
-    plan_tensors, unused_checkpoint_tensors, Extraction, TensorMapping, LM_HEAD,
+    is_vision_tensor, plan_tensors, unused_checkpoint_tensors, Extraction, TensorMapping, LM_HEAD,
 };
 use crate::writer::{GgufWriter, TensorPlan};
 
@@ -31,6 +33,9 @@ pub struct ConvertOptions {
     pub input_dir: PathBuf,
     /// The GGUF file to create (replaced if it exists).
     pub output: PathBuf,
+    /// Write llama.cpp's two-file layout: the vision tower goes to this `mmproj` file and
+    /// `output` holds the text model only.
+    pub mmproj_output: Option<PathBuf>,
     pub out_type: OutType,
     /// Show a progress bar on stderr.
     pub progress: bool,
@@ -42,79 +47,153 @@ pub struct ConvertSummary {
     pub out_type: OutType,
     pub tensor_count: usize,
     pub parameter_count: u64,
-    /// Size of the written file.
+    /// Size of the written file (both files for a pair).
     pub file_bytes: u64,
     /// Whether `output.weight` was left out because lm_head is tied to the embedding.
     pub tied_embeddings: bool,
 }
 
-/// Converts the Qwen3-VL checkpoint in `opts.input_dir` into one GGUF file at `opts.output`.
+/// One GGUF file to write: its metadata and the tensors (with their sources) it holds.
+struct OutputFile<'a, 'w> {
+    path: &'a Path,
+    metadata: Metadata,
+    tensors: Vec<(&'a TensorMapping, &'a SourceTensor<'w>, TensorPlan)>,
+}
+
+/// Converts the Qwen3-VL checkpoint in `opts.input_dir` into one GGUF file at `opts.output`,
+/// or into llama.cpp's text + mmproj pair when `opts.mmproj_output` is set.
 pub fn convert(opts: &ConvertOptions) -> Result<ConvertSummary> {
     let checkpoint = Checkpoint::load(&opts.input_dir)?;
     let weights = SafetensorsDir::open(&opts.input_dir)?;
     let mappings = plan_tensors(&checkpoint.config)?;
     let sources = check_sources(&checkpoint, &weights, &mappings)?;
 
-    let mut metadata = Metadata::new();
-    add_general_metadata(&mut metadata, &checkpoint, opts.out_type)?;
-    add_text_model_metadata(&mut metadata, &checkpoint)?;
-    add_vision_metadata(&mut metadata, &checkpoint)?;
+    let mut model_metadata = Metadata::new();
+    add_general_metadata(
+        &mut model_metadata,
+        &checkpoint,
+        opts.out_type,
+        FileRole::Model,
+    )?;
+    add_text_model_metadata(&mut model_metadata, &checkpoint)?;
+    // The pair's projector file has its own `general.*` keys; the single file holds it all.
+    let vision_metadata = match opts.mmproj_output {
+        None => {
+            add_vision_metadata(&mut model_metadata, &checkpoint)?;
+            Metadata::new()
+        }
+        Some(_) => {
+            let mut projector = Metadata::new();
+            add_general_metadata(
+                &mut projector,
+                &checkpoint,
+                opts.out_type,
+                FileRole::Projector,
+            )?;
+            add_vision_metadata(&mut projector, &checkpoint)?;
+            projector
+        }
+    };
     checkpoint.tokenizer.add_metadata(
-        &mut metadata,
+        &mut model_metadata,
         &checkpoint.config_json.value,
         checkpoint.config.text_config.vocab_size,
     )?;
-    add_glimpse_metadata(&mut metadata, &checkpoint)?;
+    add_glimpse_metadata(&mut model_metadata, &checkpoint)?;
 
-    let plans: Vec<TensorPlan> = mappings
+    let tensors: Vec<_> = mappings
         .iter()
-        .map(|m| {
-            let shape = m.gguf_shape();
-            let dtype = opts.out_type.tensor_type(&m.gguf_name, &shape);
-            TensorPlan {
-                name: m.gguf_name.clone(),
+        .zip(&sources)
+        .map(|(mapping, source)| {
+            let shape = mapping.gguf_shape();
+            let dtype = opts.out_type.tensor_type(&mapping.gguf_name, &shape);
+            let plan = TensorPlan {
+                name: mapping.gguf_name.clone(),
                 shape,
                 dtype,
-            }
+            };
+            (mapping, source, plan)
         })
         .collect();
-    let parameter_count = plans
+    let parameter_count = tensors
         .iter()
-        .map(|p| p.shape.iter().product::<usize>() as u64)
+        .map(|(_, _, p)| p.shape.iter().product::<usize>() as u64)
         .sum();
-    let data_bytes = plans
-        .iter()
-        .map(TensorPlan::byte_size)
-        .sum::<Result<usize>>()?;
+    let tensor_count = tensors.len();
+    let files = match &opts.mmproj_output {
+        None => vec![OutputFile {
+            path: &opts.output,
+            metadata: model_metadata,
+            tensors,
+        }],
+        Some(mmproj) => {
+            let (vision, text) = tensors
+                .into_iter()
+                .partition(|(m, _, _)| is_vision_tensor(&m.gguf_name));
+            vec![
+                OutputFile {
+                    path: &opts.output,
+                    metadata: model_metadata,
+                    tensors: text,
+                },
+                OutputFile {
+                    path: mmproj,
+                    metadata: vision_metadata,
+                    tensors: vision,
+                },
+            ]
+        }
+    };
 
-    let (partial, file) = PartialFile::create(&opts.output)?;
+    let data_bytes = files
+        .iter()
+        .flat_map(|f| &f.tensors)
+        .map(|(_, _, p)| p.byte_size())
+        .sum::<Result<usize>>()?;
     let progress = progress_bar(opts.progress, data_bytes as u64)?;
-    let mut writer = GgufWriter::new(BufWriter::new(file), &metadata, plans.clone())?;
-    for (index, ((mapping, source), plan)) in mappings.iter().zip(&sources).zip(&plans).enumerate()
-    {
-        progress.set_message(format!("[{}/{}] {}", index + 1, plans.len(), plan.name));
-        write_tensor(&mut writer, mapping, source, plan.dtype, &progress)
-            .with_context(|| format!("writing tensor '{}'", plan.name))?;
+    let partials = files
+        .iter()
+        .map(|file| write_file(file, tensor_count, &progress))
+        .collect::<Result<Vec<_>>>()?;
+    let mut file_bytes = 0;
+    for (partial, bytes) in partials {
+        partial.commit()?;
+        file_bytes += bytes;
     }
-    let file_bytes = writer.position();
-    let file = writer
-        .finish()?
-        .into_inner()
-        .map_err(|e| e.into_error())
-        .context("flushing the GGUF file")?;
-    file.sync_all().context("syncing the GGUF file")?;
-    drop(file);
-    partial.commit()?;
     progress.finish_and_clear();
 
     Ok(ConvertSummary {
         output: opts.output.clone(),
         out_type: opts.out_type,
-        tensor_count: plans.len(),
+        tensor_count,
         parameter_count,
         file_bytes,
         tied_embeddings: checkpoint.config.tie_word_embeddings(),
     })
+}
+
+/// Writes one file to its partial path; the caller commits every file once all are written.
+fn write_file(
+    file: &OutputFile<'_, '_>,
+    tensor_count: usize,
+    progress: &ProgressBar,
+) -> Result<(PartialFile, u64)> {
+    let plans = file.tensors.iter().map(|(_, _, p)| p.clone()).collect();
+    let (partial, handle) = PartialFile::create(file.path)?;
+    let mut writer = GgufWriter::new(BufWriter::new(handle), &file.metadata, plans)?;
+    for (index, (mapping, source, plan)) in file.tensors.iter().enumerate() {
+        progress.set_message(format!("[{}/{tensor_count}] {}", index + 1, plan.name));
+        write_tensor(&mut writer, mapping, source, plan.dtype, progress)
+            .with_context(|| format!("writing tensor '{}'", plan.name))?;
+    }
+    let file_bytes = writer.position();
+    let handle = writer
+        .finish()?
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .context("flushing the GGUF file")?;
+    handle.sync_all().context("syncing the GGUF file")?;
+    Ok((partial, file_bytes))
 }
 
 /// The checkpoint tensor of every mapping, each with the shape config.json implies; fails on

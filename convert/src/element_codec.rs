@@ -29,6 +29,19 @@ pub fn decode_into(dtype: SourceDtype, bytes: &[u8], out: &mut Vec<f32>) {
     }
 }
 
+/// Appends the f32 values of `bytes`, whole elements (blocks) of the ggml type `source`:
+/// the float types convert exactly, the block types are dequantized.
+pub fn decode_ggml_into(source: GgmlType, bytes: &[u8], out: &mut Vec<f32>) -> Result<()> {
+    let source_dtype = match source {
+        GgmlType::F32 => SourceDtype::F32,
+        GgmlType::F16 => SourceDtype::F16,
+        GgmlType::BF16 => SourceDtype::BF16,
+        quantized => return crate::quantize::dequantize_into(quantized, bytes, out),
+    };
+    decode_into(source_dtype, bytes, out);
+    Ok(())
+}
+
 /// Appends `values` encoded as `target` (little-endian) to `out`. F16 rounds to nearest even,
 /// as numpy's `astype(float16)` in llama.cpp's converter does.
 pub fn encode_into(target: GgmlType, values: &[f32], out: &mut Vec<u8>) -> Result<()> {
@@ -36,7 +49,7 @@ pub fn encode_into(target: GgmlType, values: &[f32], out: &mut Vec<u8>) -> Resul
         GgmlType::F32 => out.extend(values.iter().flat_map(|v| v.to_le_bytes())),
         GgmlType::F16 => out.extend(values.iter().flat_map(|&v| f16::from_f32(v).to_le_bytes())),
         GgmlType::BF16 => out.extend(values.iter().flat_map(|&v| bf16::from_f32(v).to_le_bytes())),
-        GgmlType::Q4_0 | GgmlType::Q8_0 | GgmlType::Q4_K => quantize_into(target, values, out)?,
+        _ => quantize_into(target, values, out)?,
     }
     Ok(())
 }

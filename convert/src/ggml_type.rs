@@ -13,21 +13,21 @@ pub enum GgmlType {
     F32 = 0,
     F16 = 1,
     Q4_0 = 2,
+    Q4_1 = 3,
+    Q5_0 = 6,
+    Q5_1 = 7,
     Q8_0 = 8,
+    Q2_K = 10,
+    Q3_K = 11,
     Q4_K = 12,
+    Q5_K = 13,
+    Q6_K = 14,
     BF16 = 30,
 }
 
 /// Names of the ggml type ids glimpse does not support, for error messages.
 const UNSUPPORTED_TYPE_NAMES: &[(u32, &str)] = &[
-    (3, "Q4_1"),
-    (6, "Q5_0"),
-    (7, "Q5_1"),
     (9, "Q8_1"),
-    (10, "Q2_K"),
-    (11, "Q3_K"),
-    (13, "Q5_K"),
-    (14, "Q6_K"),
     (15, "Q8_K"),
     (16, "IQ2_XXS"),
     (17, "IQ2_XS"),
@@ -53,12 +53,19 @@ const UNSUPPORTED_TYPE_NAMES: &[(u32, &str)] = &[
 
 impl GgmlType {
     /// Every supported type, in id order.
-    pub const ALL: [GgmlType; 6] = [
+    pub const ALL: [GgmlType; 13] = [
         GgmlType::F32,
         GgmlType::F16,
         GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q5_1,
         GgmlType::Q8_0,
+        GgmlType::Q2_K,
+        GgmlType::Q3_K,
         GgmlType::Q4_K,
+        GgmlType::Q5_K,
+        GgmlType::Q6_K,
         GgmlType::BF16,
     ];
 
@@ -87,8 +94,15 @@ impl GgmlType {
             GgmlType::F32 => "F32",
             GgmlType::F16 => "F16",
             GgmlType::Q4_0 => "Q4_0",
+            GgmlType::Q4_1 => "Q4_1",
+            GgmlType::Q5_0 => "Q5_0",
+            GgmlType::Q5_1 => "Q5_1",
             GgmlType::Q8_0 => "Q8_0",
+            GgmlType::Q2_K => "Q2_K",
+            GgmlType::Q3_K => "Q3_K",
             GgmlType::Q4_K => "Q4_K",
+            GgmlType::Q5_K => "Q5_K",
+            GgmlType::Q6_K => "Q6_K",
             GgmlType::BF16 => "BF16",
         }
     }
@@ -97,8 +111,12 @@ impl GgmlType {
     pub fn block_size(self) -> usize {
         match self {
             GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => 1,
-            GgmlType::Q4_0 | GgmlType::Q8_0 => 32,
-            GgmlType::Q4_K => 256,
+            GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 | GgmlType::Q8_0 => {
+                32
+            }
+            GgmlType::Q2_K | GgmlType::Q3_K | GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K => {
+                256
+            }
         }
     }
 
@@ -108,8 +126,15 @@ impl GgmlType {
             GgmlType::F32 => 4,
             GgmlType::F16 | GgmlType::BF16 => 2,
             GgmlType::Q4_0 => 18,
+            GgmlType::Q4_1 => 20,
+            GgmlType::Q5_0 => 22,
+            GgmlType::Q5_1 => 24,
             GgmlType::Q8_0 => 34,
+            GgmlType::Q2_K => 84,
+            GgmlType::Q3_K => 110,
             GgmlType::Q4_K => 144,
+            GgmlType::Q5_K => 176,
+            GgmlType::Q6_K => 210,
         }
     }
 
@@ -166,8 +191,8 @@ mod tests {
 
     #[test]
     fn unsupported_and_unknown_ids_are_named_in_the_error() {
-        let err = GgmlType::from_id(14).unwrap_err().to_string();
-        assert_eq!(err, "unsupported tensor type Q6_K (14)");
+        let err = GgmlType::from_id(16).unwrap_err().to_string();
+        assert_eq!(err, "unsupported tensor type IQ2_XXS (16)");
         let err = GgmlType::from_id(999).unwrap_err().to_string();
         assert_eq!(err, "unknown tensor type id 999");
     }

@@ -4,6 +4,8 @@
 
 /// The architecture string of the text model (`general.architecture`).
 pub const ARCHITECTURE_QWEN3VL: &str = "qwen3vl";
+/// The architecture string of llama.cpp's projector files (`mmproj`).
+pub const ARCHITECTURE_CLIP: &str = "clip";
 /// The projector type of the vision tower (`clip.projector_type`).
 pub const PROJECTOR_QWEN3VL_MERGER: &str = "qwen3vl_merger";
 /// Tensor-data alignment glimpse writes (llama.cpp's default).
@@ -70,6 +72,9 @@ pub mod clip {
     pub const IMAGE_MEAN: &str = "clip.vision.image_mean";
     pub const IMAGE_STD: &str = "clip.vision.image_std";
     pub const SPATIAL_MERGE_SIZE: &str = "clip.vision.spatial_merge_size";
+    /// The pixel budget of an image (llama.cpp reads these; its Qwen3-VL converter writes none).
+    pub const IMAGE_MIN_PIXELS: &str = "clip.vision.image_min_pixels";
+    pub const IMAGE_MAX_PIXELS: &str = "clip.vision.image_max_pixels";
     /// One bool per vision block, true where a deepstack merger taps the block's output.
     pub const IS_DEEPSTACK_LAYERS: &str = "clip.vision.is_deepstack_layers";
 }

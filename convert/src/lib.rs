@@ -1,5 +1,6 @@
 //! glimpse-convert: Hugging Face Qwen3-VL checkpoint → one GGUF file (text model, vision
-//! tower, tokenizer, chat template and preprocessor config), plus the GGUF building blocks
+//! tower, tokenizer, chat template and preprocessor config) or llama.cpp's text + mmproj
+//! pair, plus the GGUF building blocks
 //! shared with glimpse's reader: ggml types, metadata values and tables, key names, the writer.
 //! Not for: reading GGUF files (see `glimpse::gguf`).
 mod checkpoint;
@@ -23,7 +24,7 @@ mod tokenizer_metadata;
 mod writer;
 
 pub use convert::{convert, ConvertOptions, ConvertSummary};
-pub use element_codec::encode_into;
+pub use element_codec::{decode_ggml_into, encode_into};
 pub use ggml_type::GgmlType;
 pub use hf_config::{
     HfConfig, RopeParameters, TextConfig, TextRope, TokenIds, VisionConfig, QWEN3VL_ARCHITECTURE,
@@ -32,4 +33,5 @@ pub use hf_config::{
 pub use meta_value::{MetaArray, MetaValue, MetaValueType};
 pub use metadata::Metadata;
 pub use out_type::OutType;
+pub use tensor_map::is_vision_tensor;
 pub use writer::{GgufWriter, TensorPlan, GGUF_MAGIC, GGUF_VERSION, MAX_DIMS, MAX_TENSOR_NAME_LEN};

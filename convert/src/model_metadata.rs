@@ -16,16 +16,29 @@ fn u32_value(what: &str, value: usize) -> Result<MetaValue> {
         .map_err(|_| anyhow!("{what} = {value} does not fit in a u32"))
 }
 
+/// What a written file holds: the model (glimpse's single file or llama.cpp's text file)
+/// or llama.cpp's vision projector (`mmproj`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileRole {
+    Model,
+    Projector,
+}
+
 pub fn add_general_metadata(
     meta: &mut Metadata,
     checkpoint: &Checkpoint,
     out_type: OutType,
+    role: FileRole,
 ) -> Result<()> {
+    let (architecture, kind) = match role {
+        FileRole::Model => (keys::ARCHITECTURE_QWEN3VL, "model"),
+        FileRole::Projector => (keys::ARCHITECTURE_CLIP, "mmproj"),
+    };
     meta.insert(
         general::ARCHITECTURE,
-        MetaValue::String(keys::ARCHITECTURE_QWEN3VL.into()),
+        MetaValue::String(architecture.into()),
     )?;
-    meta.insert(general::TYPE, MetaValue::String("model".into()))?;
+    meta.insert(general::TYPE, MetaValue::String(kind.into()))?;
     meta.insert(general::NAME, MetaValue::String(checkpoint.name()))?;
     meta.insert(general::FILE_TYPE, MetaValue::U32(out_type.file_type()))?;
     meta.insert(

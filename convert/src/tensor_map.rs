@@ -9,6 +9,12 @@ const TEXT: &str = "model.language_model";
 const VISION: &str = "model.visual";
 pub const LM_HEAD: &str = "lm_head.weight";
 
+/// Whether a GGUF tensor belongs to the vision tower (`v.*` encoder, `mm.*` merger) — the
+/// part llama.cpp keeps in its separate `mmproj` file.
+pub fn is_vision_tensor(gguf_name: &str) -> bool {
+    gguf_name.starts_with("v.") || gguf_name.starts_with("mm.")
+}
+
 /// How the GGUF tensor is cut from its checkpoint tensor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Extraction {

@@ -2,6 +2,7 @@
 //! detokenization), chat-template rendering, chat messages, the special token ids, and prompt
 //! building with image placeholder expansion. Knows nothing of models or images' pixels.
 
+mod gguf_vocabulary;
 mod message;
 mod prompt;
 mod python_json;
@@ -13,9 +14,10 @@ mod test_support;
 mod token_bytes;
 mod tokenizer;
 
+pub use gguf_vocabulary::tokenizer_json_from_gguf;
 pub use message::{images_in_prompt_order, Content, ImageRef, Message, Part, Role};
 pub use prompt::{build_prompt, Prompt};
 pub use special_tokens::SpecialTokens;
 pub use stream_decoder::StreamDecoder;
-pub use template::ChatTemplate;
+pub use template::{ChatTemplate, QWEN3_VL_CHAT_TEMPLATE};
 pub use tokenizer::Tokenizer;

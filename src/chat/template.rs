@@ -12,6 +12,10 @@ use super::python_json;
 
 const TEMPLATE_NAME: &str = "chat_template";
 
+/// The official Qwen3-VL Instruct chat template, byte for byte (used for model files that
+/// carry none).
+pub const QWEN3_VL_CHAT_TEMPLATE: &str = include_str!("qwen3vl_chat_template.jinja");
+
 /// A compiled chat template.
 #[derive(Debug)]
 pub struct ChatTemplate {

@@ -8,8 +8,7 @@ use std::sync::{Arc, OnceLock};
 use super::template::ChatTemplate;
 use super::tokenizer::Tokenizer;
 
-/// The official Qwen3-VL Instruct chat template.
-pub const QWEN3_VL_TEMPLATE: &str = include_str!("qwen3vl_chat_template.jinja");
+pub use super::template::QWEN3_VL_CHAT_TEMPLATE as QWEN3_VL_TEMPLATE;
 
 /// The real Qwen tokenizer from tests/fixtures/tokenizer/tokenizer.json, loaded once.
 /// Panics (failing the test) when the file is missing.

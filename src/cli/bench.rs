@@ -13,7 +13,7 @@ use image::RgbImage;
 use serde_json::json;
 use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System};
 
-use super::model_path::{model_name, resolve_model, MODEL_HELP};
+use super::model_path::ModelArgs;
 use crate::chat::{ImageRef, Message, Part, Prompt, Role};
 use crate::engine::sampler::argmax;
 use crate::engine::threads::init_thread_pool;
@@ -34,8 +34,8 @@ const SYNTHETIC_SIDE: u32 = 448;
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    #[arg(short, long, help = MODEL_HELP)]
-    model: Option<String>,
+    #[command(flatten)]
+    model: ModelArgs,
     /// Image for the image turns (default: a synthetic 448×448 picture).
     #[arg(long)]
     image: Option<PathBuf>,
@@ -105,19 +105,22 @@ pub fn run(args: BenchArgs) -> Result<()> {
         })
         .transpose()?;
     let threads = init_thread_pool(args.threads)?;
-    let path = resolve_model(args.model.as_deref())?;
-    let file_bytes = std::fs::metadata(&path)
-        .with_context(|| format!("cannot read model '{}'", path.display()))?
-        .len();
+    let path = args.model.resolve()?;
+    let mut file_bytes = 0;
+    for file in std::iter::once(&path).chain(&args.model.mmproj) {
+        file_bytes += std::fs::metadata(file)
+            .with_context(|| format!("cannot read model '{}'", file.display()))?
+            .len();
+    }
 
     eprintln!("bench: loading {}", path.display());
     let load_start = Instant::now();
-    let bundle = ModelBundle::load(&path)?;
+    let bundle = ModelBundle::load(&path, args.model.mmproj.as_deref())?;
     let load_ms = ms_since(load_start);
     let idle_rss_bytes = resident_bytes();
 
     let needed = args.prompt_tokens + args.gen_tokens;
-    if let Some(context) = bundle.file.metadata().get_u32_opt(CONTEXT_LENGTH)? {
+    if let Some(context) = bundle.files.text.metadata().get_u32_opt(CONTEXT_LENGTH)? {
         ensure!(
             needed <= context as usize,
             "--prompt-tokens {} + --gen-tokens {} = {needed} tokens exceed the model's context \
@@ -145,7 +148,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
 
     let peak_seen = runs.iter().map(|r| r.rss_bytes).max().unwrap_or(0);
     let report = Report {
-        model: args.model.clone().unwrap_or_else(|| model_name(None)),
+        model: args
+            .model
+            .model
+            .clone()
+            .unwrap_or_else(|| args.model.name()),
         threads,
         simd: simd_path().name(),
         file_bytes,

@@ -1,4 +1,4 @@
-//! `glimpse convert <HF_DIR> [-o OUT.gguf] [--type f32|f16]`.
+//! `glimpse convert <HF_DIR> [-o OUT.gguf] [--type f32|f16|q8_0|q4_k] [--mmproj-out MMPROJ.gguf]`.
 use std::path::PathBuf;
 
 use anyhow::Result;
@@ -12,6 +12,10 @@ pub struct ConvertArgs {
     /// Output file (default: <input dir name>-<type>.gguf in the current directory).
     #[arg(short, long)]
     output: Option<PathBuf>,
+    /// Write llama.cpp's two-file layout: the vision tower to this projector file, the
+    /// text model (with the tokenizer and template) to the output file.
+    #[arg(long, value_name = "FILE")]
+    mmproj_out: Option<PathBuf>,
     /// Weight type of the matrices.
     #[arg(long = "type", default_value = "f32")]
     out_type: OutType,
@@ -36,12 +40,20 @@ pub fn run(args: ConvertArgs) -> Result<()> {
     let summary = convert(&ConvertOptions {
         input_dir: args.input,
         output,
+        mmproj_output: args.mmproj_out.clone(),
         out_type: args.out_type,
         progress: !args.quiet,
     })?;
+    let written = match &args.mmproj_out {
+        Some(mmproj) => format!(
+            "{} + projector {}",
+            summary.output.display(),
+            mmproj.display()
+        ),
+        None => summary.output.display().to_string(),
+    };
     eprintln!(
-        "wrote {} ({} tensors, {:.1} M parameters, {:.1} MiB, {})",
-        summary.output.display(),
+        "wrote {written} ({} tensors, {:.1} M parameters, {:.1} MiB, {})",
         summary.tensor_count,
         summary.parameter_count as f64 / 1e6,
         summary.file_bytes as f64 / (1 << 20) as f64,

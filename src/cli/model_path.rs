@@ -9,14 +9,36 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use clap::Args;
 use glimpse_convert::{convert, ConvertOptions, OutType};
 
 use super::download::download_checkpoint;
 use crate::catalog::{check_memory, Catalog};
 
-/// The `-m` help shared by every command that loads a model.
-pub const MODEL_HELP: &str = "Model: a .gguf file, a Hugging Face checkpoint directory, or a \
-catalogue name from models.toml (qwen3-vl-2b, qwen3-vl-2b:q8_0, …; default: the catalogue's default)";
+/// `-m MODEL [--mmproj FILE]`, the model arguments of every command that loads one.
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// Model: a .gguf file, a Hugging Face checkpoint directory, or a catalogue name from
+    /// models.toml (qwen3-vl-2b, qwen3-vl-2b:q8_0, …; default: the catalogue's default).
+    #[arg(short, long)]
+    pub model: Option<String>,
+    /// The vision projector of a llama.cpp text GGUF (llama.cpp's two-file layout:
+    /// `-m Qwen3-VL-2B-Instruct-Q8_0.gguf --mmproj mmproj-Qwen3-VL-2B-Instruct-F16.gguf`).
+    #[arg(long, value_name = "FILE", requires = "model")]
+    pub mmproj: Option<PathBuf>,
+}
+
+impl ModelArgs {
+    /// The model file to load (downloaded / converted first when needed).
+    pub fn resolve(&self) -> Result<PathBuf> {
+        resolve_model(self.model.as_deref())
+    }
+
+    /// The model's name as clients see it.
+    pub fn name(&self) -> String {
+        model_name(self.model.as_deref())
+    }
+}
 
 pub fn resolve_model(model: Option<&str>) -> Result<PathBuf> {
     let catalog = Catalog::load()?;
@@ -130,6 +152,7 @@ fn converted_checkpoint(dir: &Path, out_type: OutType, output: Option<PathBuf>) 
         convert(&ConvertOptions {
             input_dir: dir,
             output: partial.clone(),
+            mmproj_output: None,
             out_type,
             progress: true,
         })?;

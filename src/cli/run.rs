@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use super::model_path::{resolve_model, MODEL_HELP};
+use super::model_path::ModelArgs;
 use crate::chat::{ImageRef, Message, Part, Role};
 use crate::engine::threads::init_thread_pool;
 use crate::engine::{GenerationParams, ModelBundle, SamplingParams, Session};
@@ -16,8 +16,8 @@ use crate::preprocess::{load_image, preprocess};
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    #[arg(short, long, help = MODEL_HELP)]
-    model: Option<String>,
+    #[command(flatten)]
+    model: ModelArgs,
     /// An image to ask about (repeat for several, in order).
     #[arg(long = "image")]
     images: Vec<PathBuf>,
@@ -53,8 +53,8 @@ pub struct RunArgs {
 pub fn run(args: RunArgs) -> Result<()> {
     let threads = init_thread_pool(args.threads)?;
     let load_start = Instant::now();
-    let path = resolve_model(args.model.as_deref())?;
-    let bundle = ModelBundle::load(&path)?;
+    let path = args.model.resolve()?;
+    let bundle = ModelBundle::load(&path, args.model.mmproj.as_deref())?;
     let load_ms = load_start.elapsed().as_secs_f64() * 1e3;
 
     let pixel_values = args

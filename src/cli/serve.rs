@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{ensure, Result};
 use clap::Args;
 
-use super::model_path::{model_name, resolve_model, MODEL_HELP};
+use super::model_path::ModelArgs;
 use crate::engine::threads::init_thread_pool;
 use crate::server::{serve, Limits, RequestLog, ServerConfig, LARGEST_DRAINABLE_BODY};
 
@@ -16,8 +16,8 @@ const MAX_BODY_MB: usize = LARGEST_DRAINABLE_BODY / MB;
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    #[arg(short, long, help = MODEL_HELP)]
-    model: Option<String>,
+    #[command(flatten)]
+    model: ModelArgs,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
@@ -98,10 +98,11 @@ pub fn run(args: ServeArgs) -> Result<()> {
         args.verbose,
     )?;
     init_thread_pool(args.threads)?;
-    let model_path = resolve_model(args.model.as_deref())?;
+    let model_path = args.model.resolve()?;
     serve(ServerConfig {
-        model_id: model_name(args.model.as_deref()),
+        model_id: args.model.name(),
         model_path,
+        mmproj_path: args.model.mmproj.clone(),
         host: args.host,
         port: args.port,
         context_length: args.ctx,

@@ -1,22 +1,23 @@
-//! Everything needed to serve one model file: the mapped GGUF, the network, the
-//! tokenizer, the chat template and the image preprocessor settings — all read from
-//! the single file glimpse writes.
+//! Everything needed to serve one model: the mapped GGUF file(s), the network, the
+//! tokenizer, the chat template and the image preprocessor settings. glimpse's single
+//! file carries them all verbatim; for llama.cpp's text + mmproj pair the tokenizer is
+//! rebuilt from the stored vocabulary and the preprocessor settings come from the
+//! projector's `clip.vision.*` keys with Qwen3-VL's own pixel budget.
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
 use super::vision_cache::VisionCache;
 use crate::chat::{
-    build_prompt, images_in_prompt_order, ChatTemplate, ImageRef, Message, Prompt, SpecialTokens,
-    Tokenizer,
+    build_prompt, images_in_prompt_order, tokenizer_json_from_gguf, ChatTemplate, ImageRef,
+    Message, Prompt, SpecialTokens, Tokenizer, QWEN3_VL_CHAT_TEMPLATE,
 };
-use crate::gguf::GgufFile;
-use crate::model::Qwen3VL;
+use crate::gguf::{keys, GgufFile};
+use crate::model::{ModelFiles, Qwen3VL};
 use crate::preprocess::{PixelValues, PreprocessConfig};
 
 pub struct ModelBundle {
-    pub file: Arc<GgufFile>,
+    pub files: ModelFiles,
     pub model: Qwen3VL,
     pub tokenizer: Tokenizer,
     pub template: ChatTemplate,
@@ -30,25 +31,34 @@ pub struct ModelBundle {
 pub const DEFAULT_VISION_CACHE_BYTES: usize = 256 << 20;
 
 impl ModelBundle {
-    pub fn load(path: &Path) -> Result<Self> {
-        let file = Arc::new(
-            GgufFile::open(path)
-                .with_context(|| format!("cannot load model '{}'", path.display()))?,
-        );
-        let model = Qwen3VL::load(file.clone())
+    /// Loads glimpse's single file, or llama.cpp's text file plus its `mmproj` projector.
+    pub fn load(path: &Path, mmproj: Option<&Path>) -> Result<Self> {
+        let files = ModelFiles::open(path, mmproj)?;
+        let model = Qwen3VL::load(files.clone())
             .with_context(|| format!("cannot load model '{}'", path.display()))?;
-        let tokenizer =
-            Tokenizer::from_json_bytes(file.get_str("glimpse.tokenizer_json")?.as_bytes())
-                .context("reading the tokenizer stored in the model file")?;
-        let template = ChatTemplate::new(file.get_str("tokenizer.chat_template")?)
+        let text = &files.text;
+        let tokenizer_json = match text.get_str_opt(keys::glimpse::TOKENIZER_JSON)? {
+            Some(json) => json.to_owned(),
+            None => tokenizer_json_from_gguf(text.metadata())
+                .context("reading the vocabulary stored in the model file")?,
+        };
+        let tokenizer = Tokenizer::from_json_bytes(tokenizer_json.as_bytes())
+            .context("reading the tokenizer stored in the model file")?;
+        let template_source = text
+            .get_str_opt(keys::tokenizer::CHAT_TEMPLATE)?
+            .unwrap_or(QWEN3_VL_CHAT_TEMPLATE);
+        let template = ChatTemplate::new(template_source)
             .context("reading the chat template stored in the model file")?;
-        let preprocess =
-            PreprocessConfig::from_json_str(file.get_str("glimpse.preprocessor_config")?)
-                .context("reading the preprocessor config stored in the model file")?;
+        let preprocess = match text.get_str_opt(keys::glimpse::PREPROCESSOR_CONFIG)? {
+            Some(json) => PreprocessConfig::from_json_str(json)
+                .context("reading the preprocessor config stored in the model file")?,
+            None => projector_preprocess_config(&files.vision)
+                .context("reading the image settings of the projector file")?,
+        };
         let mut special = SpecialTokens::from_tokenizer(&tokenizer)?;
         special.eos = model.config.tokens.eos.clone();
         Ok(Self {
-            file,
+            files,
             model,
             tokenizer,
             template,
@@ -87,4 +97,31 @@ impl ModelBundle {
         )?;
         Ok((prompt, ordered))
     }
+}
+
+/// The image settings a projector file without glimpse's `preprocessor_config.json` gives:
+/// patch and merge sizes, mean and std from `clip.vision.*`; the pixel budget from
+/// `clip.vision.image_{min,max}_pixels` when present, else Qwen3-VL's own (llama.cpp
+/// itself caps images at 4096 tokens; glimpse keeps the model's budget, as transformers).
+fn projector_preprocess_config(file: &GgufFile) -> Result<PreprocessConfig> {
+    let defaults = PreprocessConfig::default();
+    let rgb = |key: &str, default: [f32; 3]| -> Result<[f32; 3]> {
+        match file.get_f32_array_opt(key)? {
+            None => Ok(default),
+            Some(&[r, g, b]) => Ok([r, g, b]),
+            Some(other) => anyhow::bail!("{key} has {} values, not 3", other.len()),
+        }
+    };
+    let count = |key: &str, default: usize| -> Result<usize> {
+        Ok(file.get_u32_opt(key)?.map_or(default, |v| v as usize))
+    };
+    Ok(PreprocessConfig {
+        patch_size: count(keys::clip::PATCH_SIZE, defaults.patch_size)?,
+        merge_size: count(keys::clip::SPATIAL_MERGE_SIZE, defaults.merge_size)?,
+        min_pixels: count(keys::clip::IMAGE_MIN_PIXELS, defaults.min_pixels)?,
+        max_pixels: count(keys::clip::IMAGE_MAX_PIXELS, defaults.max_pixels)?,
+        image_mean: rgb(keys::clip::IMAGE_MEAN, defaults.image_mean)?,
+        image_std: rgb(keys::clip::IMAGE_STD, defaults.image_std)?,
+        ..defaults
+    })
 }

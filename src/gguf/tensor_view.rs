@@ -1,9 +1,9 @@
 //! A borrowed view of one tensor's bytes inside the memory-mapped GGUF file, with zero-copy
 //! typed access for F32/F16 (little-endian hosts, like every ggml file) and an f32 copy for
-//! the plain float types.
-use anyhow::{bail, Result};
+//! every type.
+use anyhow::{bail, Context, Result};
 use glimpse_convert::GgmlType;
-use half::{bf16, f16};
+use half::f16;
 
 #[derive(Clone, Debug)]
 pub struct TensorView<'a> {
@@ -53,28 +53,11 @@ impl<'a> TensorView<'a> {
         self.cast()
     }
 
-    /// The elements of an F32, F16 or BF16 tensor, converted to f32.
+    /// The elements of the tensor converted to f32 (block-quantized types dequantized).
     pub fn to_f32_vec(&self) -> Result<Vec<f32>> {
-        Ok(match self.dtype {
-            GgmlType::F32 => self
-                .data
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            GgmlType::F16 => self
-                .data
-                .chunks_exact(2)
-                .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            GgmlType::BF16 => self
-                .data
-                .chunks_exact(2)
-                .map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            other => bail!(
-                "tensor '{}' is {other}; only F32, F16 and BF16 convert to f32 here",
-                self.name
-            ),
-        })
+        let mut values = Vec::with_capacity(self.n_elements());
+        glimpse_convert::decode_ggml_into(self.dtype, self.data, &mut values)
+            .with_context(|| format!("tensor '{}'", self.name))?;
+        Ok(values)
     }
 }

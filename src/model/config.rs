@@ -1,9 +1,11 @@
 //! Model hyperparameters read from GGUF metadata (llama.cpp's `qwen3vl.*` and
-//! `clip.vision.*` keys, plus glimpse's special-token keys), validated once at load so
-//! the forward code can index without re-checking.
-use anyhow::{bail, ensure, Context, Result};
+//! `clip.vision.*` keys, plus glimpse's special-token keys — or, in llama.cpp's files,
+//! the same ids looked up in the stored vocabulary), validated once at load so the
+//! forward code can index without re-checking.
+use anyhow::{anyhow, ensure, Context, Result};
 
-use crate::gguf::GgufFile;
+use super::files::ModelFiles;
+use crate::gguf::{keys, GgufFile};
 
 /// The Qwen3 text decoder.
 #[derive(Clone, Debug, PartialEq)]
@@ -80,13 +82,10 @@ pub struct ModelConfig {
 const ARCH: &str = "qwen3vl";
 
 impl ModelConfig {
-    pub fn from_gguf(file: &GgufFile) -> Result<Self> {
-        let arch = file.get_str("general.architecture")?;
-        if arch != ARCH {
-            bail!("model architecture is '{arch}', glimpse runs '{ARCH}' (Qwen3-VL) models");
-        }
-        let text = text_config(file).context("reading the text model hyperparameters")?;
-        let vision = vision_config(file).context("reading the vision encoder hyperparameters")?;
+    pub fn from_gguf(files: &ModelFiles) -> Result<Self> {
+        let text = text_config(&files.text).context("reading the text model hyperparameters")?;
+        let vision =
+            vision_config(&files.vision).context("reading the vision encoder hyperparameters")?;
         ensure!(
             vision.out_hidden_size == text.hidden_size,
             "vision projection width {} differs from the text hidden size {}",
@@ -99,18 +98,50 @@ impl ModelConfig {
             vision.deepstack_indexes.len(),
             text.num_deepstack_layers
         );
-        let tokens = SpecialTokenIds {
-            image_pad: file.get_u32("glimpse.image_token_id")?,
-            vision_start: file.get_u32("glimpse.vision_start_token_id")?,
-            vision_end: file.get_u32("glimpse.vision_end_token_id")?,
-            eos: file.get_u32_array("glimpse.eos_token_ids")?,
-        };
+        let tokens = special_token_ids(&files.text).context("finding the special token ids")?;
         Ok(Self {
             text,
             vision,
             tokens,
         })
     }
+}
+
+/// glimpse's files name the ids; llama.cpp's have the vocabulary, where the Qwen3-VL
+/// tokens are found by their text. Generation ends at `<|im_end|>` and `<|endoftext|>`,
+/// as Qwen3-VL's `generation_config.json` says, plus the file's own EOS token.
+fn special_token_ids(file: &GgufFile) -> Result<SpecialTokenIds> {
+    if file.contains(keys::glimpse::IMAGE_TOKEN_ID) {
+        return Ok(SpecialTokenIds {
+            image_pad: file.get_u32(keys::glimpse::IMAGE_TOKEN_ID)?,
+            vision_start: file.get_u32(keys::glimpse::VISION_START_TOKEN_ID)?,
+            vision_end: file.get_u32(keys::glimpse::VISION_END_TOKEN_ID)?,
+            eos: file.get_u32_array(keys::glimpse::EOS_TOKEN_IDS)?,
+        });
+    }
+    let vocabulary = file
+        .get_str_array(keys::tokenizer::TOKENS)
+        .context("the file has neither glimpse's token ids nor a vocabulary")?;
+    let id_of = |text: &str| vocabulary.iter().position(|t| t == text).map(|i| i as u32);
+    let required =
+        |text: &str| id_of(text).ok_or_else(|| anyhow!("the vocabulary has no '{text}' token"));
+    let mut eos = Vec::new();
+    let candidates = [
+        file.get_u32_opt(keys::tokenizer::EOS_ID)?,
+        id_of("<|im_end|>"),
+        id_of("<|endoftext|>"),
+    ];
+    for id in candidates.into_iter().flatten() {
+        if !eos.contains(&id) {
+            eos.push(id);
+        }
+    }
+    Ok(SpecialTokenIds {
+        image_pad: required("<|image_pad|>")?,
+        vision_start: required("<|vision_start|>")?,
+        vision_end: required("<|vision_end|>")?,
+        eos,
+    })
 }
 
 fn key(name: &str) -> String {

@@ -2,24 +2,23 @@
 //! (ViT + patch merger + DeepStack mergers), the Qwen3 text decoder with interleaved
 //! M-RoPE, and the KV cache it writes. Weights are zero-copy views into the mapped file.
 pub mod config;
+pub mod files;
 pub mod kv_cache;
 pub mod rope;
 pub mod text;
 pub mod vision;
 pub mod weights;
 
-use std::sync::Arc;
-
 use anyhow::{Context, Result};
 
-use crate::gguf::GgufFile;
 pub use config::{ModelConfig, TextConfig, VisionConfig};
+pub use files::ModelFiles;
 pub use kv_cache::KvCache;
 pub use text::TextModel;
 pub use vision::{VisionEncoder, VisionOutput};
 use weights::Weights;
 
-/// Vision encoder + text decoder of one loaded model file.
+/// Vision encoder + text decoder of one loaded model (one file or llama.cpp's pair).
 pub struct Qwen3VL {
     pub config: ModelConfig,
     pub vision: VisionEncoder,
@@ -27,9 +26,9 @@ pub struct Qwen3VL {
 }
 
 impl Qwen3VL {
-    pub fn load(file: Arc<GgufFile>) -> Result<Self> {
-        let config = ModelConfig::from_gguf(&file)?;
-        let weights = Weights::new(file);
+    pub fn load(files: ModelFiles) -> Result<Self> {
+        let config = ModelConfig::from_gguf(&files)?;
+        let weights = Weights::new(files);
         let vision =
             VisionEncoder::load(&config.vision, &weights).context("loading the vision encoder")?;
         let text = TextModel::load(&config.text, &weights).context("loading the text decoder")?;

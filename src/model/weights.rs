@@ -1,4 +1,4 @@
-//! Typed access to the tensors of a mapped GGUF file by name, with shape checks.
+//! Typed access to the tensors of the mapped GGUF file(s) by name, with shape checks.
 //! Matrices and vectors stay views into the map (kept alive by an `Arc`); only
 //! tensors the model reshapes at load time are copied.
 use std::ops::Range;
@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use half::f16;
 
+use super::files::ModelFiles;
 use crate::gguf::{GgmlType, GgufFile};
 use crate::kernels::attention::Precision;
 use crate::kernels::weight::interleaving_pays;
@@ -15,11 +16,11 @@ use crate::kernels::WeightMatrix;
 /// Tensor lookup relative to a name prefix (`blk.3.` …), like candle's `VarBuilder::pp`.
 #[derive(Clone)]
 pub struct Weights {
-    file: Arc<GgufFile>,
+    files: ModelFiles,
     prefix: String,
 }
 
-/// Element type of a mapped weight.
+/// Element type of a weight as the kernels read it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Storage {
     F32,
@@ -28,16 +29,40 @@ enum Storage {
     Q4K,
 }
 
+impl Storage {
+    fn ggml_type(self) -> GgmlType {
+        match self {
+            Storage::F32 => GgmlType::F32,
+            Storage::F16 => GgmlType::F16,
+            Storage::Q8_0 => GgmlType::Q8_0,
+            Storage::Q4K => GgmlType::Q4_K,
+        }
+    }
+}
+
 /// A 2-D weight (`rows` × `cols`, one row per output feature) mapped from the file, or
-/// repacked at load into the kernels' interleaved layout (then the file pages of the
-/// tensor are released, so the weights are resident once).
+/// converted at load from a type the kernels do not read, and/or repacked into the kernels'
+/// interleaved layout (then the file pages of the tensor are released, so the weights are
+/// resident once).
 pub struct Matrix {
     file: Arc<GgufFile>,
     bytes: Range<usize>,
     storage: Storage,
     rows: usize,
     cols: usize,
+    converted: Option<(memmap2::MmapMut, usize)>,
     interleaved: Option<(memmap2::MmapMut, usize)>,
+}
+
+/// Rows converted per step of `Matrix::convert_from` (bounds the f32 staging buffer).
+const CONVERT_ROWS: usize = 64;
+
+/// Anonymous memory for a repacked weight (huge pages where the OS offers them).
+fn anonymous_buffer(len: usize) -> Result<memmap2::MmapMut> {
+    let buffer = memmap2::MmapMut::map_anon(len.max(1))?;
+    #[cfg(target_os = "linux")]
+    let _ = buffer.advise(memmap2::Advice::HugePage);
+    Ok(buffer)
 }
 
 /// A 1-D f32 parameter (norm weight, bias).
@@ -47,9 +72,9 @@ pub struct Vector {
 }
 
 impl Weights {
-    pub fn new(file: Arc<GgufFile>) -> Self {
+    pub fn new(files: ModelFiles) -> Self {
         Self {
-            file,
+            files,
             prefix: String::new(),
         }
     }
@@ -57,7 +82,7 @@ impl Weights {
     /// The same file, with `part.` appended to the name prefix.
     pub fn pp(&self, part: impl std::fmt::Display) -> Self {
         Self {
-            file: self.file.clone(),
+            files: self.files.clone(),
             prefix: format!("{}{part}.", self.prefix),
         }
     }
@@ -66,44 +91,62 @@ impl Weights {
         format!("{}{name}", self.prefix)
     }
 
-    pub fn contains(&self, name: &str) -> bool {
-        self.file.tensor(&self.full_name(name)).is_ok()
+    /// The file holding `name` (under the prefix).
+    fn file(&self, name: &str) -> &Arc<GgufFile> {
+        self.files.file_for(&self.full_name(name))
     }
 
-    /// Locates `name`, checks its shape and returns its type and byte range in the file.
-    fn locate(&self, name: &str, shape: &[usize]) -> Result<(GgmlType, Range<usize>)> {
+    pub fn contains(&self, name: &str) -> bool {
+        self.file(name).has_tensor(&self.full_name(name))
+    }
+
+    /// Locates `name`, checks its shape and returns its file, type and byte range there.
+    fn locate(
+        &self,
+        name: &str,
+        shape: &[usize],
+    ) -> Result<(Arc<GgufFile>, GgmlType, Range<usize>)> {
         let full = self.full_name(name);
-        let view = self.file.tensor(&full)?;
+        let file = self.file(name);
+        let view = file.tensor(&full)?;
         if view.shape != shape {
             bail!(
                 "tensor '{full}' has shape {:?}, the model configuration expects {shape:?}",
                 view.shape
             );
         }
-        let start = view.data.as_ptr() as usize - self.file.bytes().as_ptr() as usize;
-        Ok((view.dtype, start..start + view.data.len()))
+        let start = view.data.as_ptr() as usize - file.bytes().as_ptr() as usize;
+        Ok((file.clone(), view.dtype, start..start + view.data.len()))
     }
 
     pub fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix> {
-        let (dtype, bytes) = self.locate(name, &[rows, cols])?;
+        let (file, dtype, bytes) = self.locate(name, &[rows, cols])?;
         let storage = match dtype {
             GgmlType::F32 => Storage::F32,
             GgmlType::F16 => Storage::F16,
             GgmlType::Q8_0 => Storage::Q8_0,
             GgmlType::Q4_K => Storage::Q4K,
-            other => bail!(
-                "tensor '{}' is {other:?}; glimpse computes with f32, f16, q8_0 and q4_K weights",
-                self.full_name(name)
-            ),
+            // Widened exactly; the kernels have no bf16 weight path.
+            GgmlType::BF16 => Storage::F32,
+            // Other ggml block types (llama.cpp's Q4_K_M keeps some tensors in Q6_K, its
+            // fallbacks use Q5_0 / Q5_1 …) are requantized to Q8_0 at load: finer than any
+            // of them, so the error added is a fraction of theirs.
+            _ => Storage::Q8_0,
         };
         let mut matrix = Matrix {
-            file: self.file.clone(),
+            file,
             bytes,
             storage,
             rows,
             cols,
+            converted: None,
             interleaved: None,
         };
+        if dtype != storage.ggml_type() {
+            matrix
+                .convert_from(dtype)
+                .with_context(|| format!("converting tensor '{}'", self.full_name(name)))?;
+        }
         matrix
             .check_alignment()
             .with_context(|| format!("tensor '{}'", self.full_name(name)))?;
@@ -116,17 +159,14 @@ impl Weights {
     }
 
     pub fn vector(&self, name: &str, len: usize) -> Result<Vector> {
-        let (dtype, bytes) = self.locate(name, &[len])?;
+        let (file, dtype, bytes) = self.locate(name, &[len])?;
         if dtype != GgmlType::F32 {
             bail!(
                 "tensor '{}' is {dtype:?}; 1-D parameters must be f32",
                 self.full_name(name)
             );
         }
-        let vector = Vector {
-            file: self.file.clone(),
-            bytes,
-        };
+        let vector = Vector { file, bytes };
         bytemuck::try_cast_slice::<u8, f32>(&vector.file.bytes()[vector.bytes.clone()]).map_err(
             |e| {
                 anyhow::anyhow!(
@@ -141,14 +181,49 @@ impl Weights {
     /// Any float tensor of the given shape, copied out as f32 (for tensors the model
     /// rearranges at load time).
     pub fn copy_f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
-        self.locate(name, shape)?;
-        self.file.tensor(&self.full_name(name))?.to_f32_vec()
+        let (file, _, _) = self.locate(name, shape)?;
+        file.tensor(&self.full_name(name))?.to_f32_vec()
     }
 }
 
 impl Matrix {
+    /// The weight's bytes in its storage type: the converted copy, or the file's.
+    fn raw(&self) -> &[u8] {
+        match &self.converted {
+            Some((buffer, len)) => &buffer[..*len],
+            None => &self.file.bytes()[self.bytes.clone()],
+        }
+    }
+
+    /// Re-encodes the file's `source`-typed data in the storage type, a few rows at a time,
+    /// and releases the file's pages of it.
+    fn convert_from(&mut self, source: GgmlType) -> Result<()> {
+        let target = self.storage.ggml_type();
+        let (source_row, target_row) = (
+            source.row_byte_size(self.cols)?,
+            target.row_byte_size(self.cols)?,
+        );
+        let len = target_row * self.rows;
+        let mut buffer = anonymous_buffer(len)?;
+        let data = &self.file.bytes()[self.bytes.clone()];
+        let (mut values, mut encoded) = (Vec::new(), Vec::new());
+        for (rows_in, rows_out) in data
+            .chunks(source_row * CONVERT_ROWS)
+            .zip(buffer[..len].chunks_mut(target_row * CONVERT_ROWS))
+        {
+            values.clear();
+            encoded.clear();
+            glimpse_convert::decode_ggml_into(source, rows_in, &mut values)?;
+            glimpse_convert::encode_into(target, &values, &mut encoded)?;
+            rows_out.copy_from_slice(&encoded);
+        }
+        self.converted = Some((buffer, len));
+        self.file.release_pages(self.bytes.clone());
+        Ok(())
+    }
+
     fn check_alignment(&self) -> Result<()> {
-        let raw = &self.file.bytes()[self.bytes.clone()];
+        let raw = self.raw();
         let aligned = match self.storage {
             Storage::F32 => bytemuck::try_cast_slice::<u8, f32>(raw).is_ok(),
             Storage::F16 => bytemuck::try_cast_slice::<u8, f16>(raw).is_ok(),
@@ -167,11 +242,10 @@ impl Matrix {
         let Some(len) = self.view().interleaved_bytes() else {
             return Ok(());
         };
-        let mut buffer = memmap2::MmapMut::map_anon(len.max(1))?;
-        #[cfg(target_os = "linux")]
-        let _ = buffer.advise(memmap2::Advice::HugePage);
+        let mut buffer = anonymous_buffer(len)?;
         self.view().interleave_into(&mut buffer[..len]);
         self.interleaved = Some((buffer, len));
+        self.converted = None;
         self.file.release_pages(self.bytes.clone());
         Ok(())
     }
@@ -203,7 +277,7 @@ impl Matrix {
             };
         }
         // Alignment and size were verified in `Weights::matrix`.
-        let raw = &self.file.bytes()[self.bytes.clone()];
+        let raw = self.raw();
         match self.storage {
             Storage::F32 => WeightMatrix::F32 {
                 data: bytemuck::cast_slice(raw),
@@ -281,5 +355,85 @@ impl Linear {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use glimpse_convert::{encode_into, GgufWriter, Metadata, TensorPlan};
+
+    /// A GGUF file with one `rows × cols` matrix per type, all holding the same values.
+    fn file_with(types: &[GgmlType], rows: usize, cols: usize, values: &[f32]) -> Arc<GgufFile> {
+        let plans = types
+            .iter()
+            .map(|ty| TensorPlan {
+                name: format!("{ty}.weight"),
+                shape: vec![rows, cols],
+                dtype: *ty,
+            })
+            .collect();
+        let mut writer = GgufWriter::new(Vec::new(), &Metadata::new(), plans).unwrap();
+        for ty in types {
+            let mut bytes = Vec::new();
+            encode_into(*ty, values, &mut bytes).unwrap();
+            writer
+                .write_tensor(&format!("{ty}.weight"), &bytes)
+                .unwrap();
+        }
+        let path = std::env::temp_dir().join(format!(
+            "glimpse-weights-{}-{}.gguf",
+            std::process::id(),
+            types.len()
+        ));
+        std::fs::write(&path, writer.finish().unwrap()).unwrap();
+        let file = Arc::new(GgufFile::open(&path).unwrap());
+        let _ = std::fs::remove_file(&path);
+        file
+    }
+
+    #[test]
+    fn weights_of_other_ggml_types_are_converted_at_load_and_compute_alike() {
+        let (rows, cols) = (8, 256);
+        let values: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i * 7919 % 257) as f32 - 128.0) / 64.0)
+            .collect();
+        let x: Vec<f32> = (0..2 * cols)
+            .map(|i| ((i % 13) as f32 - 6.0) / 6.0)
+            .collect();
+        let types = [
+            GgmlType::BF16,
+            GgmlType::Q4_1,
+            GgmlType::Q5_0,
+            GgmlType::Q5_1,
+            GgmlType::Q2_K,
+            GgmlType::Q3_K,
+            GgmlType::Q5_K,
+            GgmlType::Q6_K,
+        ];
+        let weights = Weights::new(ModelFiles::single(file_with(&types, rows, cols, &values)));
+        for ty in types {
+            let name = format!("{ty}.weight");
+            // The reference: the file's values as stored, decoded exactly, in f32 arithmetic.
+            let stored = weights.copy_f32(&name, &[rows, cols]).unwrap();
+            let mut expected = vec![0.0; 2 * rows];
+            for (m, out) in expected.chunks_mut(rows).enumerate() {
+                for (r, o) in out.iter_mut().enumerate() {
+                    *o = (0..cols)
+                        .map(|c| x[m * cols + c] * stored[r * cols + c])
+                        .sum();
+                }
+            }
+            let matrix = weights.matrix(&name, rows, cols).unwrap();
+            let got = matrix.forward(&x, 2);
+            let scale = expected.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+            let worst = expected
+                .iter()
+                .zip(&got)
+                .fold(0.0f32, |a, (e, g)| a.max((e - g).abs()));
+            // bf16 widens exactly; the block types add Q8_0's rounding (and its int8 activations).
+            let tolerance = if ty == GgmlType::BF16 { 1e-4 } else { 0.02 } * scale;
+            assert!(worst <= tolerance, "{ty}: off by {worst} (scale {scale})");
+        }
     }
 }

@@ -61,6 +61,8 @@ pub struct Limits {
 pub struct ServerConfig {
     /// The GGUF file to serve.
     pub model_path: PathBuf,
+    /// The vision projector when the model is llama.cpp's text + mmproj pair.
+    pub mmproj_path: Option<PathBuf>,
     /// The model's name in responses and `/v1/models`.
     pub model_id: String,
     pub host: String,
@@ -116,7 +118,10 @@ pub fn serve(config: ServerConfig) -> Result<()> {
         "glimpse: loading {} (GET /health answers 503 until it is ready)",
         config.model_path.display()
     );
-    let bundle = Arc::new(ModelBundle::load(&config.model_path)?);
+    let bundle = Arc::new(ModelBundle::load(
+        &config.model_path,
+        config.mmproj_path.as_deref(),
+    )?);
     let image_config = match config.limits.image_budget_pixels {
         Some(budget) => bundle
             .preprocess

@@ -163,6 +163,7 @@ mod tests {
     fn loading_state(api_key: Option<&str>) -> AppState {
         AppState::new(ServerConfig {
             model_path: PathBuf::from("model.gguf"),
+            mmproj_path: None,
             model_id: "model".into(),
             host: "127.0.0.1".into(),
             port: 0,

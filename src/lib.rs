@@ -10,6 +10,7 @@ pub mod engine;
 #[cfg(test)]
 mod fuzz;
 pub mod gguf;
+pub mod grounding;
 pub mod kernels;
 pub mod model;
 pub mod preprocess;

@@ -1,5 +1,6 @@
 // glimpse web chat: conversations (IndexedDB), image attachments (downscaled in the
-// browser), streaming chat against the server's OpenAI-compatible API, and a small
+// browser), streaming chat against the server's OpenAI-compatible API, boxes and points of
+// grounding answers drawn over their image (from the server's `glimpse.detections`), and a small
 // markdown renderer that builds DOM nodes from text only, so model output can never
 // inject HTML. Layout is in index.html, looks in style.css. No framework, no network
 // access beyond the serving origin.
@@ -27,11 +28,25 @@
       text: 'Answer questions about the image as briefly as possible: a word, a number or one short sentence. '
         + 'Do not explain unless asked.',
     },
+    // The same texts as src/chat/presets.rs (a Rust test keeps them equal).
+    { id: 'locate', name: 'Locate objects (boxes)', text: "Locate the objects the user asks about. Answer with a JSON list in a ```json code block, one entry per instance: {\"bbox_2d\": [x1, y1, x2, y2], \"label\": \"name\"}, with coordinates on a 0-1000 scale relative to the image width and height; use {\"point_2d\": [x, y], \"label\": \"name\"} when asked to point at things." },
+    { id: 'markdown', name: 'Document → Markdown', text: "Convert the document in the image to Markdown. Keep the reading order, headings, paragraphs, lists and tables (as Markdown tables), and transcribe all text exactly. Output only the Markdown, with no comments." },
     { id: 'none', name: 'No system prompt', text: '' },
     { id: 'custom', name: 'Custom', text: '' },
   ];
   const DEFAULT_PRESET = 'general';
-  const DEFAULT_SETTINGS = { temperature: 0.7, maxTokens: 1024, apiKey: '' };
+  const DEFAULT_SETTINGS = { temperature: 0.7, maxTokens: 1024, apiKey: '', detail: 'auto' };
+  // Image detail sent as OpenAI's image_url.detail: the server maps it to a pixel budget.
+  const DETAIL_LEVELS = [
+    ['auto', 'Auto — the server\'s default'],
+    ['low', 'Low — at most 256 tokens per image, fastest'],
+    ['high', 'High — full resolution: small text, precise boxes'],
+  ];
+  // Presets whose answers get a "Download .md" button.
+  const MARKDOWN_PRESETS = new Set(['markdown', 'ocr']);
+  // Box colours, in the order src/grounding/draw.rs uses them for `glimpse run --draw`.
+  const PALETTE = ['#e6194b', '#3cb44b', '#0082c8', '#f58230', '#911eb4', '#46f0f0', '#f032e6', '#ffe119'];
+  const SVG_NS = 'http://www.w3.org/2000/svg';
   const DEFAULT_MAX_LONG_SIDE = 2048; // used when the server does not announce its image budget
   const SERVER_POLL_MS = 2000; // while the server is loading or unreachable
   const SERVER_IMAGE_TYPES = new Set(['image/png', 'image/jpeg', 'image/webp', 'image/gif', 'image/bmp']);
@@ -50,7 +65,7 @@
     prompt: $('prompt'), send: $('send'), stop: $('stop'), settingsSummary: $('settings-summary'),
     dropOverlay: $('drop-overlay'),
     settingsDialog: $('settings-dialog'), settingsForm: $('settings-form'), temperatureRange: $('temperature-range'),
-    temperatureValue: $('temperature-value'), maxTokens: $('max-tokens'), apiKey: $('api-key'),
+    temperatureValue: $('temperature-value'), maxTokens: $('max-tokens'), apiKey: $('api-key'), detail: $('image-detail'),
     serverInfo: $('server-info'), settingsCancel: $('settings-cancel'),
     confirmDialog: $('confirm-dialog'), confirmText: $('confirm-text'),
     lightbox: $('lightbox'), lightboxImage: $('lightbox-image'), toast: $('toast'),
@@ -126,8 +141,9 @@
     return button;
   }
 
-  function download(filename, data) {
-    const blob = new Blob([JSON.stringify(data, null, 1)], { type: 'application/json' });
+  function download(filename, data, type) {
+    const text = typeof data === 'string' ? data : JSON.stringify(data, null, 1);
+    const blob = new Blob([text], { type: type || 'application/json' });
     const url = URL.createObjectURL(blob);
     const link = el('a', { href: url, download: filename });
     document.body.append(link);
@@ -669,7 +685,8 @@
         if (message.images.length === 0) {
           out.push({ role: 'user', content: message.text });
         } else {
-          const parts = message.images.map((image) => ({ type: 'image_url', image_url: { url: image.dataUrl } }));
+          const detail = state.settings.detail !== 'auto' ? { detail: state.settings.detail } : {};
+          const parts = message.images.map((image) => ({ type: 'image_url', image_url: { url: image.dataUrl, ...detail } }));
           if (message.text) parts.push({ type: 'text', text: message.text });
           out.push({ role: 'user', content: parts });
         }
@@ -692,6 +709,10 @@
       const { prompt_tokens: prompt, completion_tokens: completion } = chunk.usage;
       message.usage = { prompt_tokens: Number(prompt) || 0, completion_tokens: Number(completion) || 0 };
     }
+    if (chunk.glimpse && Array.isArray(chunk.glimpse.detections)) {
+      const found = chunk.glimpse.detections.map(cleanDetection).filter(Boolean);
+      if (found.length) message.detections = [...(message.detections || []), ...found];
+    }
     if (chunk.timings && typeof chunk.timings === 'object') {
       const t = chunk.timings;
       message.timings = {
@@ -699,6 +720,20 @@
         decode_ms: Number(t.decode_ms) || 0, cached_prompt_tokens: Number(t.cached_prompt_tokens) || 0,
       };
     }
+  }
+
+  // One entry of the server's glimpse.detections, or null when malformed.
+  function cleanDetection(raw) {
+    if (!raw || typeof raw !== 'object') return null;
+    const numbers = (list, n) => Array.isArray(list) && list.length === n && list.every((v) => Number.isFinite(v) && v >= 0);
+    const image = Number(raw.image);
+    if (!Number.isInteger(image) || image < 0) return null;
+    const out = { image, label: typeof raw.label === 'string' ? raw.label : '' };
+    if (numbers(raw.bbox, 4)) out.bbox = raw.bbox.slice();
+    else if (numbers(raw.point, 2)) out.point = raw.point.slice();
+    else return null;
+    if (numbers(raw.span, 2)) out.span = raw.span.slice();
+    return out;
   }
 
   function describeError(err) {
@@ -944,7 +979,15 @@
       if (streaming && (open || !answer)) details.open = true;
       content.push(details);
     }
-    content.push(markdown(answer));
+    const rendered = markdown(answer);
+    content.push(rendered);
+    if (message.detections && message.detections.length) {
+      const view = groundingView(message, imagesBefore(message));
+      if (view) {
+        content.push(view);
+        markDetectionText(rendered, message);
+      }
+    }
     body.replaceChildren(...content);
     body.classList.toggle('streaming', Boolean(streaming));
     if (streaming && !message.text && !message.reasoning) {
@@ -962,10 +1005,133 @@
     if (message.finishReason === 'length') items.push(el('span', { class: 'badge', text: 'Max tokens reached', title: 'Raise “Max tokens” in Settings for longer answers' }));
     const stats = timingsText(message);
     if (stats) items.push(el('span', { class: 'timings', text: stats, title: timingsTitle(message) }));
+    const preset = state.current && state.current.system.preset;
     meta.append(...items, el('span', { class: 'meta-actions' },
       copyButton(() => message.text, 'Copy answer'),
+      MARKDOWN_PRESETS.has(preset)
+        ? iconButton('download', 'Download as Markdown (.md)', () => download(`${slug(state.current.title)}.md`, stripMarkdownFence(message.text) + '\n', 'text/markdown'), 'download-md')
+        : null,
       isLast && !state.generation ? iconButton('retry', 'Regenerate', retryLast, 'regenerate') : null));
     if (message.error) meta.after(el('div', { class: 'error-box inline' }, el('strong', { text: 'Error' }), el('span', { class: 'error-text', text: message.error })));
+  }
+
+  // The images of the user messages before `message`, in order: the request's images, which
+  // the detections' `image` index counts.
+  function imagesBefore(message) {
+    const images = [];
+    for (const m of state.current.messages) {
+      if (m === message) break;
+      if (m.role === 'user') images.push(...m.images);
+    }
+    return images;
+  }
+
+  function svg(tag, attributes) {
+    const node = document.createElementNS(SVG_NS, tag);
+    for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, String(value));
+    return node;
+  }
+
+  // One colour per distinct label, in order of first appearance (as `glimpse run --draw`).
+  function labelColours(detections) {
+    const labels = [];
+    return detections.map((d) => {
+      let index = labels.indexOf(d.label);
+      if (index < 0) index = labels.push(d.label) - 1;
+      return PALETTE[index % PALETTE.length];
+    });
+  }
+
+  // Highlights detection `index` of an answer: its box and its JSON in the text.
+  function highlightDetection(container, index, on) {
+    for (const node of container.querySelectorAll(`[data-detection="${index}"]`)) node.classList.toggle('active', on);
+  }
+
+  // Hovering `node` highlights everything of detection `index` in its message.
+  function hoverable(node, index) {
+    const container = () => node.closest('.message') || document.body;
+    node.addEventListener('mouseenter', () => highlightDetection(container(), index, true));
+    node.addEventListener('mouseleave', () => highlightDetection(container(), index, false));
+  }
+
+  // The answer's boxes and points over the images they refer to (pixel coordinates of the image
+  // as sent; the SVG's viewBox is that size, so it scales with the picture), a legend and a toggle.
+  function groundingView(message, images) {
+    const colours = labelColours(message.detections);
+    const view = el('div', { class: 'grounding-view' });
+    const figures = new Map();
+    message.detections.forEach((d, index) => {
+      const image = images[d.image];
+      if (!image || !image.width || !image.height) return;
+      if (!figures.has(d.image)) {
+        const layer = svg('svg', { class: 'detections-layer', viewBox: `0 0 ${image.width} ${image.height}`, preserveAspectRatio: 'none' });
+        const legend = el('figcaption', { class: 'detections-legend' });
+        figures.set(d.image, { layer, legend, figure: el('figure', { class: 'grounding', 'data-image': d.image },
+          el('div', { class: 'grounding-frame' }, el('img', { src: image.dataUrl, alt: image.name, onclick: () => showImage(image.dataUrl, image.name) }), layer), legend) });
+      }
+      const { layer, legend } = figures.get(d.image);
+      const colour = colours[index];
+      const stroke = Math.max(2, Math.min(image.width, image.height) / 200);
+      const group = svg('g', { class: 'detection', 'data-detection': index, stroke: colour, fill: colour });
+      if (d.bbox) {
+        const [x1, y1, x2, y2] = d.bbox;
+        group.append(svg('rect', { x: x1, y: y1, width: Math.max(1, x2 - x1), height: Math.max(1, y2 - y1), fill: 'none', 'stroke-width': stroke, 'vector-effect': 'non-scaling-stroke' }));
+      } else {
+        const [x, y] = d.point;
+        group.append(svg('circle', { cx: x, cy: y, r: stroke * 2.5, 'stroke-width': 0 }));
+      }
+      const title = svg('title', {});
+      title.textContent = d.label || 'object';
+      group.append(title);
+      hoverable(group, index);
+      group.addEventListener('click', () => showImage(image.dataUrl, image.name));
+      layer.append(group);
+      const chip = el('span', { class: 'detection-chip', 'data-detection': index, text: d.label || 'object' });
+      chip.style.setProperty('--detection-colour', colour);
+      hoverable(chip, index);
+      legend.append(chip);
+    });
+    if (!figures.size) return null;
+    const toggle = el('input', { type: 'checkbox', checked: true, onchange: () => view.classList.toggle('hide-detections', !toggle.checked) });
+    const count = message.detections.length;
+    view.append(el('label', { class: 'detections-toggle' }, toggle, ` Show ${count} ${count === 1 ? 'detection' : 'detections'}`),
+      ...[...figures.values()].map((f) => f.figure));
+    return view;
+  }
+
+  // Wraps each detection's JSON in the rendered answer in a <mark> that highlights with its box.
+  function markDetectionText(root, message) {
+    const chars = Array.from(message.text);
+    const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+    let node = walker.nextNode();
+    let from = 0;
+    message.detections.forEach((d, index) => {
+      if (!d.span) return;
+      const snippet = chars.slice(d.span[0], d.span[1]).join('');
+      while (node && node.data.indexOf(snippet, from) < 0) {
+        node = walker.nextNode();
+        from = 0;
+      }
+      if (!node || !snippet) return;
+      const at = node.data.indexOf(snippet, from);
+      const rest = node.splitText(at);
+      const after = rest.splitText(snippet.length);
+      const mark = el('mark', { class: 'detection-ref', 'data-detection': index });
+      rest.replaceWith(mark);
+      mark.append(rest);
+      node = after;
+      from = 0;
+      walker.currentNode = after;
+    });
+    for (const mark of root.querySelectorAll('mark.detection-ref')) hoverable(mark, Number(mark.dataset.detection));
+  }
+
+  // A whole-document Markdown answer without the ```markdown fence the model may wrap it in
+  // (as src/chat/presets.rs strip_markdown_fence).
+  function stripMarkdownFence(text) {
+    const trimmed = text.trim();
+    const match = /^```(markdown|md)?[ \t]*\n([\s\S]*?)\n?```$/.exec(trimmed);
+    return match && !match[2].includes('\n```\n') ? match[2] : trimmed;
   }
 
   function timingsText(message) {
@@ -1046,7 +1212,8 @@
     dom.send.disabled = loading || (!dom.prompt.value.trim() && state.pending.length === 0);
     dom.composer.classList.toggle('busy', busy);
     const { temperature, maxTokens } = state.settings;
-    dom.settingsSummary.textContent = `temperature ${temperature} · max ${maxTokens} tokens${state.settings.apiKey ? ' · API key set' : ''}`;
+    const detail = state.settings.detail && state.settings.detail !== 'auto' ? ` · ${state.settings.detail} detail` : '';
+    dom.settingsSummary.textContent = `temperature ${temperature} · max ${maxTokens} tokens${detail}${state.settings.apiKey ? ' · API key set' : ''}`;
   }
 
   function renderServerStatus() {
@@ -1079,6 +1246,7 @@
     dom.temperatureValue.textContent = temperature;
     dom.maxTokens.value = maxTokens;
     dom.apiKey.value = apiKey;
+    dom.detail.value = DETAIL_LEVELS.some(([level]) => level === state.settings.detail) ? state.settings.detail : 'auto';
     const { model, budgetPixels, maxPixels, state: status, detail } = state.server;
     const megapixels = (pixels) => `${formatNumber(pixels / 1e6, 1)} MP`;
     const rows = [
@@ -1097,6 +1265,7 @@
       temperature: Number(dom.temperatureRange.value),
       maxTokens: maxTokens > 0 ? maxTokens : DEFAULT_SETTINGS.maxTokens,
       apiKey: dom.apiKey.value.trim(),
+      detail: dom.detail.value,
     };
     saveSettings();
     updateComposer();
@@ -1124,6 +1293,7 @@
       if (Number(raw.elapsedMs) > 0) message.elapsedMs = Number(raw.elapsedMs);
       if (raw.usage) applyChunk(message, { usage: raw.usage });
       if (raw.timings) applyChunk(message, { timings: raw.timings });
+      if (Array.isArray(raw.detections)) applyChunk(message, { glimpse: { detections: raw.detections } });
     }
     return message;
   }
@@ -1286,6 +1456,7 @@
 
   async function start() {
     dom.presetSelect.replaceChildren(...PRESETS.map((p) => el('option', { value: p.id, text: p.name })));
+    dom.detail.replaceChildren(...DETAIL_LEVELS.map(([value, text]) => el('option', { value, text })));
     bindEvents();
     try {
       state.conversations = (await store.all()).map(cleanConversation).filter(Boolean).sort((a, b) => b.updatedAt - a.updatedAt);

@@ -4,6 +4,7 @@
 
 mod gguf_vocabulary;
 mod message;
+mod presets;
 mod prompt;
 mod python_json;
 mod special_tokens;
@@ -16,7 +17,8 @@ mod tokenizer;
 
 pub use gguf_vocabulary::tokenizer_json_from_gguf;
 pub use message::{images_in_prompt_order, Content, ImageRef, Message, Part, Role};
-pub use prompt::{build_prompt, Prompt};
+pub use presets::{strip_markdown_fence, LOCATE_PROMPT, MARKDOWN_PROMPT};
+pub use prompt::{build_prompt, build_prompt_with_answer_prefix, Prompt};
 pub use special_tokens::SpecialTokens;
 pub use stream_decoder::StreamDecoder;
 pub use template::{ChatTemplate, QWEN3_VL_CHAT_TEMPLATE};

@@ -1,17 +1,20 @@
 //! `glimpse run`: one prompt with optional images, answer streamed to stdout, timings
-//! on stderr with `-v` (llama.cpp-style lines).
+//! on stderr with `-v` (llama.cpp-style lines). `--draw` writes the image with the boxes and
+//! points of a grounding answer drawn over it, `--markdown` asks for the document as Markdown,
+//! `--output` saves the answer.
 use std::io::Write;
 use std::ops::ControlFlow;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use super::model_path::ModelArgs;
-use crate::chat::{ImageRef, Message, Part, Role};
+use crate::chat::{strip_markdown_fence, ImageRef, Message, Part, Role, MARKDOWN_PROMPT};
 use crate::engine::threads::init_thread_pool;
 use crate::engine::{GenerationParams, ModelBundle, SamplingParams, Session};
+use crate::grounding::{detections, draw_shape, label_colours, Detection, ImageSize, PixelShape};
 use crate::preprocess::{load_image, preprocess};
 
 #[derive(Args, Debug)]
@@ -21,9 +24,30 @@ pub struct RunArgs {
     /// An image to ask about (repeat for several, in order).
     #[arg(long = "image")]
     images: Vec<PathBuf>,
-    /// The question or instruction.
+    /// The question or instruction (optional with --markdown).
+    #[arg(short, long, required_unless_present = "markdown")]
+    prompt: Option<String>,
+    /// Read the document in the image as Markdown (tables kept); -p adds to the instruction.
+    #[arg(long)]
+    markdown: bool,
+    /// Write the answer to this file too (with --markdown: the Markdown document itself).
     #[arg(short, long)]
-    prompt: String,
+    output: Option<PathBuf>,
+    /// Write the (last) image as PNG with the boxes and points of the answer drawn over it,
+    /// e.g. after -p "locate every person, answer with bbox_2d JSON".
+    #[arg(long, value_name = "PNG")]
+    draw: Option<PathBuf>,
+    /// Begin the answer with this text and let the model continue it (e.g. '```json' to get
+    /// JSON); it is part of the printed and saved answer.
+    #[arg(long, value_name = "TEXT")]
+    answer_prefix: Option<String>,
+    /// Fewest vision tokens per image (one token covers 32×32 pixels). Default: the model's.
+    #[arg(long)]
+    image_min_tokens: Option<usize>,
+    /// Most vision tokens per image: fewer answer faster, more help small text and precise
+    /// boxes. Default: the model's (16384).
+    #[arg(long)]
+    image_max_tokens: Option<usize>,
     /// System prompt.
     #[arg(long)]
     system: Option<String>,
@@ -51,21 +75,33 @@ pub struct RunArgs {
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
+    if args.draw.is_some() && args.images.is_empty() {
+        bail!("--draw needs an --image to draw on");
+    }
     let threads = init_thread_pool(args.threads)?;
     let load_start = Instant::now();
     let path = args.model.resolve()?;
     let bundle = ModelBundle::load(&path, args.model.mmproj.as_deref())?;
     let load_ms = load_start.elapsed().as_secs_f64() * 1e3;
 
-    let pixel_values = args
+    let image_config = bundle
+        .preprocess
+        .with_token_bounds(args.image_min_tokens, args.image_max_tokens)
+        .context("--image-min-tokens / --image-max-tokens")?;
+    let decoded = args
         .images
         .iter()
         .map(|p| {
             let bytes =
                 std::fs::read(p).with_context(|| format!("cannot read image '{}'", p.display()))?;
-            let image = load_image(&bytes)
-                .with_context(|| format!("cannot decode image '{}'", p.display()))?;
-            preprocess(&image, &bundle.preprocess)
+            load_image(&bytes).with_context(|| format!("cannot decode image '{}'", p.display()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let pixel_values = decoded
+        .iter()
+        .zip(&args.images)
+        .map(|(image, p)| {
+            preprocess(image, &image_config)
                 .with_context(|| format!("cannot preprocess image '{}'", p.display()))
         })
         .collect::<Result<Vec<_>>>()?;
@@ -77,7 +113,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     let mut parts: Vec<Part> = (0..pixel_values.len())
         .map(|i| Part::Image(ImageRef(i)))
         .collect();
-    parts.push(Part::Text(args.prompt.clone()));
+    parts.push(Part::Text(instruction(&args)));
     messages.push(Message::new(Role::User, parts));
 
     let defaults = SamplingParams::model_defaults();
@@ -88,10 +124,14 @@ pub fn run(args: RunArgs) -> Result<()> {
         seed: args.seed,
         ..defaults
     };
-    let (prompt, images) = bundle.prompt(&messages, &pixel_values)?;
+    let answer_prefix = args.answer_prefix.as_deref().unwrap_or("");
+    let (prompt, images) =
+        bundle.prompt_with_answer_prefix(&messages, &pixel_values, answer_prefix)?;
     let mut session = Session::new(&bundle);
     let mut decoder = bundle.tokenizer.stream_decoder(true);
     let mut stdout = std::io::stdout().lock();
+    let mut answer = answer_prefix.to_owned();
+    stdout.write_all(answer.as_bytes())?;
     let mut write_error = None;
     let output = session.generate(
         &prompt,
@@ -105,6 +145,7 @@ pub fn run(args: RunArgs) -> Result<()> {
                 if let Some(text) = piece {
                     stdout.write_all(text.as_bytes())?;
                     stdout.flush()?;
+                    answer.push_str(&text);
                 }
                 Ok(())
             });
@@ -122,6 +163,27 @@ pub fn run(args: RunArgs) -> Result<()> {
     }
     let tail = decoder.finish()?;
     writeln!(stdout, "{tail}")?;
+    answer.push_str(&tail);
+    if let Some(path) = &args.output {
+        let saved = if args.markdown {
+            strip_markdown_fence(&answer)
+        } else {
+            &answer
+        };
+        std::fs::write(path, format!("{saved}\n"))
+            .with_context(|| format!("cannot write '{}'", path.display()))?;
+    }
+    if let Some(path) = &args.draw {
+        let sizes: Vec<ImageSize> = pixel_values
+            .iter()
+            .map(|p| ImageSize::from_hw(p.original_hw))
+            .collect();
+        let found = detections(&answer, &sizes);
+        let Some(image) = decoded.last() else {
+            bail!("--draw needs an --image to draw on");
+        };
+        draw_detections(image.clone(), &found, path)?;
+    }
     if args.verbose {
         let t = &output.timings;
         let rate = |n: usize, ms: f64| if ms > 0.0 { n as f64 * 1e3 / ms } else { 0.0 };
@@ -145,5 +207,34 @@ pub fn run(args: RunArgs) -> Result<()> {
             rate(t.generated_tokens, t.decode_ms)
         );
     }
+    Ok(())
+}
+
+/// The user's instruction: `-p`, or the Markdown request (with `-p` added) for `--markdown`.
+fn instruction(args: &RunArgs) -> String {
+    match (&args.prompt, args.markdown) {
+        (Some(prompt), false) => prompt.clone(),
+        (Some(prompt), true) => format!("{MARKDOWN_PROMPT}\n{prompt}"),
+        (None, _) => MARKDOWN_PROMPT.to_owned(),
+    }
+}
+
+/// Draws `found` over `image`, writes it to `path` (PNG) and lists the detections on stderr.
+fn draw_detections(mut image: image::RgbImage, found: &[Detection], path: &Path) -> Result<()> {
+    for (detection, colour) in found.iter().zip(label_colours(found)) {
+        draw_shape(&mut image, detection.shape, colour);
+        let label = detection.label.as_deref().unwrap_or("(no label)");
+        match detection.shape {
+            PixelShape::Box(b) => eprintln!("{label}: box {b:?}"),
+            PixelShape::Point(p) => eprintln!("{label}: point {p:?}"),
+        }
+    }
+    if found.is_empty() {
+        eprintln!("glimpse: the answer has no boxes or points; writing the image unmarked");
+    }
+    image
+        .save_with_format(path, image::ImageFormat::Png)
+        .with_context(|| format!("cannot write '{}'", path.display()))?;
+    eprintln!("glimpse: wrote {}", path.display());
     Ok(())
 }

@@ -53,10 +53,16 @@ pub struct ServeArgs {
     /// refused with 400, before being decoded.
     #[arg(long, default_value_t = 50_000_000)]
     max_image_pixels: u64,
-    /// Downscale budget in pixels: accepted images are resized (aspect kept) to at most
-    /// this many pixels before the vision encoder. Default: the model's own budget.
+    /// Fewest vision tokens per image by default (one token covers 32×32 pixels): smaller
+    /// images are upscaled, as the HF processor's `min_pixels` does. Default: the model's (64).
+    /// Requests may set their own with `min_pixels` / `max_pixels` / `detail`.
     #[arg(long)]
-    image_budget: Option<usize>,
+    image_min_tokens: Option<usize>,
+    /// Most vision tokens per image by default: larger images are downscaled (aspect kept),
+    /// as the HF processor's `max_pixels` does. Default: the model's (16384). Fewer tokens
+    /// answer faster; more help small text and precise boxes.
+    #[arg(long)]
+    image_max_tokens: Option<usize>,
     /// Refuse http(s) image URLs (images must come as base64 / data URIs).
     #[arg(long)]
     no_image_urls: bool,
@@ -114,7 +120,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
             max_body_bytes: args.max_body_mb.saturating_mul(MB),
             max_images: args.max_images,
             max_image_pixels: args.max_image_pixels,
-            image_budget_pixels: args.image_budget,
+            image_min_tokens: args.image_min_tokens,
+            image_max_tokens: args.image_max_tokens,
             allow_image_urls: !args.no_image_urls,
             max_image_download_bytes: args.max_image_download_mb.saturating_mul(MB),
             image_download_timeout: Duration::from_secs(args.image_download_timeout),

@@ -9,8 +9,8 @@ use anyhow::{Context, Result};
 
 use super::vision_cache::VisionCache;
 use crate::chat::{
-    build_prompt, images_in_prompt_order, tokenizer_json_from_gguf, ChatTemplate, ImageRef,
-    Message, Prompt, SpecialTokens, Tokenizer, QWEN3_VL_CHAT_TEMPLATE,
+    build_prompt_with_answer_prefix, images_in_prompt_order, tokenizer_json_from_gguf,
+    ChatTemplate, ImageRef, Message, Prompt, SpecialTokens, Tokenizer, QWEN3_VL_CHAT_TEMPLATE,
 };
 use crate::gguf::{keys, GgufFile};
 use crate::model::{ModelFiles, Qwen3VL};
@@ -76,6 +76,16 @@ impl ModelBundle {
         messages: &[Message],
         images: &'a [PixelValues],
     ) -> Result<(Prompt, Vec<&'a PixelValues>)> {
+        self.prompt_with_answer_prefix(messages, images, "")
+    }
+
+    /// `prompt` with the answer begun by `answer_prefix` (see `build_prompt_with_answer_prefix`).
+    pub fn prompt_with_answer_prefix<'a>(
+        &self,
+        messages: &[Message],
+        images: &'a [PixelValues],
+        answer_prefix: &str,
+    ) -> Result<(Prompt, Vec<&'a PixelValues>)> {
         let ordered = images_in_prompt_order(messages)?
             .into_iter()
             .map(|ImageRef(i)| {
@@ -88,12 +98,13 @@ impl ModelBundle {
             })
             .collect::<Result<Vec<_>>>()?;
         let counts: Vec<usize> = ordered.iter().map(|p| p.n_merged_tokens()).collect();
-        let prompt = build_prompt(
+        let prompt = build_prompt_with_answer_prefix(
             &self.template,
             &self.tokenizer,
             messages,
             &counts,
             &self.special,
+            answer_prefix,
         )?;
         Ok((prompt, ordered))
     }

@@ -147,6 +147,38 @@ impl PreprocessConfig {
         Ok(config)
     }
 
+    /// This config with new bounds where given. A bound given alone moves the other one when
+    /// needed, so that min ≤ max (asking for at most 1000 pixels lowers the minimum too).
+    pub fn with_bounds(
+        &self,
+        min_pixels: Option<usize>,
+        max_pixels: Option<usize>,
+    ) -> Result<Self> {
+        let (min, max) = match (min_pixels, max_pixels) {
+            (Some(min), Some(max)) => (min, max),
+            (Some(min), None) => (min, self.max_pixels.max(min)),
+            (None, Some(max)) => (self.min_pixels.min(max), max),
+            (None, None) => (self.min_pixels, self.max_pixels),
+        };
+        self.with_pixel_budget(Some(min), Some(max))
+    }
+
+    /// `with_bounds` in vision tokens (llama.cpp's `--image-min-tokens` / `--image-max-tokens`):
+    /// one merged token covers `token_pixels()` pixels.
+    pub fn with_token_bounds(
+        &self,
+        min_tokens: Option<usize>,
+        max_tokens: Option<usize>,
+    ) -> Result<Self> {
+        let pixels = |tokens: usize| tokens.saturating_mul(self.token_pixels());
+        self.with_bounds(min_tokens.map(pixels), max_tokens.map(pixels))
+    }
+
+    /// Pixels one merged vision token covers (`factor()`², 1024 for Qwen3-VL).
+    pub fn token_pixels(&self) -> usize {
+        self.factor() * self.factor()
+    }
+
     /// Side in pixels of the block that one merged vision token covers (`patch_size * merge_size`);
     /// resized images are multiples of it on both axes.
     pub fn factor(&self) -> usize {

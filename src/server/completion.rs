@@ -1,11 +1,12 @@
 //! One chat completion from a validated request: the images fetched, decoded and resized;
 //! the prompt built and checked against the context (`max_tokens` capped to what is left);
 //! the job queued (429 when the queue is full); then either a server-sent-event stream or
-//! the collected answer.
+//! the collected answer, with the objects the model located (`glimpse.detections`).
 use std::sync::mpsc::{self, Receiver};
 use std::time::Instant;
 
 use super::errors::ApiError;
+use super::image_budget::PixelBudget;
 use super::image_source::ImageSource;
 use super::messages::ImageInput;
 use super::metrics::GenerationTracker;
@@ -17,7 +18,8 @@ use super::response::{
 use super::sse::ChatStream;
 use super::state::{AppState, LoadedModel};
 use crate::engine::scheduler::{Job, JobEvent, SubmitError};
-use crate::engine::GenerationParams;
+use crate::engine::{GenerationParams, Timings};
+use crate::grounding::{answer_extension, ImageSize};
 use crate::preprocess::{load_image_with_limit, preprocess, PixelValues};
 
 /// Runs `request` on `model`; `received` is when the request arrived (for time to first token).
@@ -35,12 +37,13 @@ pub fn chat_completion(
         sampling,
         stop,
         logprobs,
+        image_budget,
     } = request;
     let preprocess_start = Instant::now();
     let pixels = conversation
         .images
         .into_iter()
-        .map(|image| load_image(state, model, image))
+        .map(|image| load_image(state, model, image, image_budget))
         .collect::<Result<Vec<_>, _>>()?;
     let preprocess_ms = preprocess_start.elapsed().as_secs_f64() * 1e3;
 
@@ -70,6 +73,11 @@ pub fn chat_completion(
             ),
         ));
     }
+    let image_sizes: Vec<ImageSize> = pixels
+        .iter()
+        .map(|p| ImageSize::from_hw(p.original_hw))
+        .collect();
+    let image_tokens = pixels.iter().map(|p| p.n_merged_tokens()).sum();
     let (sender, events) = mpsc::channel();
     let job = Job {
         prompt,
@@ -95,6 +103,8 @@ pub fn chat_completion(
         tracker,
         wants_logprobs: logprobs.is_some(),
         preprocess_ms,
+        image_sizes,
+        image_tokens,
     };
     let reply = if stream {
         Ok(Reply::event_stream(Box::new(ChatStream::new(
@@ -114,9 +124,22 @@ pub struct Answer {
     pub tracker: GenerationTracker,
     pub wants_logprobs: bool,
     pub preprocess_ms: f64,
+    /// Sizes of the request's images as decoded (for `glimpse.detections`).
+    pub image_sizes: Vec<ImageSize>,
+    /// Prompt tokens the images take.
+    pub image_tokens: usize,
 }
 
 impl Answer {
+    pub fn usage(&self, timings: &Timings, completion_tokens: usize) -> Usage {
+        Usage {
+            prompt_tokens: timings.prompt_tokens,
+            completion_tokens,
+            cached_tokens: timings.cached_prompt_tokens,
+            image_tokens: self.image_tokens,
+        }
+    }
+
     pub fn server_timings(&self) -> ServerTimings {
         ServerTimings {
             preprocess_ms: self.preprocess_ms,
@@ -125,13 +148,24 @@ impl Answer {
     }
 }
 
-/// The image's file bytes → pixel values, refusing images over the pixel limit.
+/// The image's file bytes → pixel values at the resolution its request asks for, refusing
+/// images over the pixel limit.
 fn load_image(
     state: &AppState,
     model: &LoadedModel,
     image: ImageInput,
+    request_budget: PixelBudget,
 ) -> Result<PixelValues, ApiError> {
-    let ImageInput { source, field } = image;
+    let ImageInput {
+        source,
+        field,
+        budget,
+    } = image;
+    let config = budget.within(request_budget).resolve(
+        &model.image_config,
+        &model.bundle.preprocess,
+        &format!("'{field}'"),
+    )?;
     let bytes = match source {
         ImageSource::Inline(bytes) => bytes,
         ImageSource::Remote(url) => state
@@ -141,7 +175,7 @@ fn load_image(
     };
     let decoded = load_image_with_limit(&bytes, state.config.limits.max_image_pixels)
         .map_err(|e| ApiError::invalid("invalid_image", format!("'{field}': {e:#}")))?;
-    preprocess(&decoded, &model.image_config)
+    preprocess(&decoded, &config)
         .map_err(|e| ApiError::invalid("invalid_image", format!("'{field}': {e:#}")))
 }
 
@@ -171,12 +205,9 @@ fn collect(events: Receiver<JobEvent>, mut answer: Answer) -> Result<Reply, ApiE
                     text: &text,
                     finish_reason,
                     logprobs: answer.wants_logprobs.then_some(&logprobs[..]),
-                    usage: Usage {
-                        prompt_tokens: timings.prompt_tokens,
-                        completion_tokens,
-                        cached_tokens: timings.cached_prompt_tokens,
-                    },
+                    usage: answer.usage(&timings, completion_tokens),
                     timings: timings_json(&timings, &answer.server_timings()),
+                    glimpse: answer_extension(&text, &answer.image_sizes),
                 };
                 return Ok(Reply::json(200, &completion_json(&answer.ids, &completion)));
             }

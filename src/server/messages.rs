@@ -1,11 +1,13 @@
 //! The `messages` array of a chat request → glimpse chat messages plus the request's
 //! images (in order of appearance, which is prompt order). Content is a string or a list
 //! of parts: `text`, `image_url` (`{"url": …}` or a bare string) and `image`
-//! (`{"type":"image","image": …}`). The `developer` role is read as `system`.
+//! (`{"type":"image","image": …}`), each image with its own resolution settings
+//! (`image_budget`). The `developer` role is read as `system`.
 use serde_json::Value;
 
 use super::errors::ApiError;
 use super::fields::{kind_of, Fields};
+use super::image_budget::PixelBudget;
 use super::image_source::{parse_image_source, ImageSource};
 use crate::chat::{Content, ImageRef, Message, Part, Role};
 
@@ -14,6 +16,8 @@ use crate::chat::{Content, ImageRef, Message, Part, Role};
 pub struct ImageInput {
     pub source: ImageSource,
     pub field: String,
+    /// The image's own `min_pixels` / `max_pixels` / `detail`.
+    pub budget: PixelBudget,
 }
 
 #[derive(Debug, PartialEq)]
@@ -108,16 +112,22 @@ fn has_image(content: &Content) -> bool {
 
 fn parse_part(value: &Value, path: &str, images: &mut Vec<ImageInput>) -> Result<Part, ApiError> {
     let fields = Fields::of(value, path)?;
-    let (field, text) = match fields.required_string("type")? {
+    let part_budget = PixelBudget::parse(&fields, false)?;
+    let (field, text, budget) = match fields.required_string("type")? {
         "text" => return Ok(Part::Text(fields.required_string("text")?.to_owned())),
         "image_url" => match fields.required("image_url")? {
-            Value::String(url) => (fields.path_of("image_url"), url.as_str()),
+            Value::String(url) => (fields.path_of("image_url"), url.as_str(), part_budget),
             object => {
                 let inner = Fields::of(object, &fields.path_of("image_url"))?;
-                (inner.path_of("url"), inner.required_string("url")?)
+                let budget = PixelBudget::parse(&inner, true)?.within(part_budget);
+                (inner.path_of("url"), inner.required_string("url")?, budget)
             }
         },
-        "image" => (fields.path_of("image"), fields.required_string("image")?),
+        "image" => (
+            fields.path_of("image"),
+            fields.required_string("image")?,
+            part_budget,
+        ),
         other => {
             return Err(ApiError::unsupported(format!(
                 "'{}': content parts of type '{other}' are not supported (use text, image_url or image)",
@@ -127,7 +137,11 @@ fn parse_part(value: &Value, path: &str, images: &mut Vec<ImageInput>) -> Result
     };
     let source = parse_image_source(text)
         .map_err(|e| ApiError::invalid("invalid_image", format!("'{field}': {e}")))?;
-    images.push(ImageInput { source, field });
+    images.push(ImageInput {
+        source,
+        field,
+        budget,
+    });
     Ok(Part::Image(ImageRef(images.len() - 1)))
 }
 

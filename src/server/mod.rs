@@ -6,8 +6,10 @@
 mod auth;
 mod completion;
 mod connection_socket;
+mod detections;
 mod errors;
 mod fields;
+mod image_budget;
 mod image_fetch;
 mod image_source;
 mod messages;
@@ -33,6 +35,7 @@ use anyhow::{anyhow, Context, Result};
 
 use crate::engine::scheduler::Scheduler;
 use crate::engine::ModelBundle;
+use crate::preprocess::PreprocessConfig;
 pub use request_log::RequestLog;
 use state::{AppState, LoadedModel};
 pub use transport::LARGEST_DRAINABLE_BODY;
@@ -46,9 +49,10 @@ pub struct Limits {
     pub max_images: usize,
     /// Images whose decoded size is larger are refused with 400 (before decoding).
     pub max_image_pixels: u64,
-    /// Resize budget: images are downscaled (aspect kept) to at most this many pixels;
-    /// `None` keeps the model's own budget.
-    pub image_budget_pixels: Option<usize>,
+    /// Default resolution bounds in vision tokens per image (`--image-min-tokens`,
+    /// `--image-max-tokens`); `None` keeps the model's own. Requests may ask for others.
+    pub image_min_tokens: Option<usize>,
+    pub image_max_tokens: Option<usize>,
     pub allow_image_urls: bool,
     pub max_image_download_bytes: usize,
     pub image_download_timeout: Duration,
@@ -122,13 +126,7 @@ pub fn serve(config: ServerConfig) -> Result<()> {
         &config.model_path,
         config.mmproj_path.as_deref(),
     )?);
-    let image_config = match config.limits.image_budget_pixels {
-        Some(budget) => bundle
-            .preprocess
-            .with_pixel_budget(Some(bundle.preprocess.min_pixels.min(budget)), Some(budget))
-            .context("--image-budget")?,
-        None => bundle.preprocess.clone(),
-    };
+    let image_config = server_image_config(&bundle.preprocess, &config.limits)?;
     let scheduler = Scheduler::start(bundle.clone(), config.parallel, config.max_queue)
         .context("starting the generation threads")?;
     state.set_model(LoadedModel {
@@ -142,4 +140,12 @@ pub fn serve(config: ServerConfig) -> Result<()> {
     }
     shutdown::drain(&state, state.config.shutdown_grace);
     Ok(())
+}
+
+/// The model's image settings with the server's default bounds (`--image-min-tokens`,
+/// `--image-max-tokens`) applied.
+fn server_image_config(model: &PreprocessConfig, limits: &Limits) -> Result<PreprocessConfig> {
+    model
+        .with_token_bounds(limits.image_min_tokens, limits.image_max_tokens)
+        .context("--image-min-tokens / --image-max-tokens")
 }

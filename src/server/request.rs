@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use super::errors::ApiError;
 use super::fields::Fields;
+use super::image_budget::PixelBudget;
 use super::messages::{parse_messages, Conversation};
 use crate::engine::SamplingParams;
 
@@ -26,6 +27,8 @@ pub struct ChatRequest {
     pub stop: Vec<String>,
     /// `Some(n)` when `logprobs` is true: report each token's log-probability and `n` alternatives.
     pub logprobs: Option<usize>,
+    /// Request-wide `min_pixels` / `max_pixels` (an image's own settings win).
+    pub image_budget: PixelBudget,
 }
 
 /// Parses and validates a request body.
@@ -60,6 +63,7 @@ pub fn parse_chat_request(body: &[u8], max_images: usize) -> Result<ChatRequest,
         sampling: sampling_params(&fields)?,
         stop: stop_strings(&fields)?,
         logprobs: logprobs(&fields)?,
+        image_budget: PixelBudget::parse(&fields, false)?,
     })
 }
 

@@ -42,6 +42,8 @@ pub struct Usage {
     pub completion_tokens: usize,
     /// Prompt tokens reused from the KV cache.
     pub cached_tokens: usize,
+    /// Prompt tokens the images take (`<|image_pad|>` tokens).
+    pub image_tokens: usize,
 }
 
 /// What the server measured around the engine's timings, in milliseconds.
@@ -65,7 +67,10 @@ pub fn usage_json(usage: &Usage) -> Value {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.prompt_tokens + usage.completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
+        "prompt_tokens_details": {
+            "cached_tokens": usage.cached_tokens,
+            "image_tokens": usage.image_tokens,
+        },
     })
 }
 
@@ -121,10 +126,12 @@ pub struct Completion<'a> {
     pub logprobs: Option<&'a [TokenLogprob]>,
     pub usage: Usage,
     pub timings: Value,
+    /// The `glimpse` extension (detections), when the answer has any.
+    pub glimpse: Option<Value>,
 }
 
 pub fn completion_json(ids: &CompletionIds, completion: &Completion) -> Value {
-    json!({
+    let mut value = json!({
         "id": ids.id,
         "object": "chat.completion",
         "created": ids.created,
@@ -137,7 +144,11 @@ pub fn completion_json(ids: &CompletionIds, completion: &Completion) -> Value {
         }],
         "usage": usage_json(&completion.usage),
         "timings": completion.timings,
-    })
+    });
+    if let Some(glimpse) = &completion.glimpse {
+        value["glimpse"] = glimpse.clone();
+    }
+    value
 }
 
 /// One streamed chunk with a single choice.
@@ -214,11 +225,12 @@ mod tests {
             prompt_tokens: 10,
             completion_tokens: 4,
             cached_tokens: 3,
+            image_tokens: 2,
         };
         assert_eq!(
             usage_json(&usage),
             json!({"prompt_tokens": 10, "completion_tokens": 4, "total_tokens": 14,
-                   "prompt_tokens_details": {"cached_tokens": 3}})
+                   "prompt_tokens_details": {"cached_tokens": 3, "image_tokens": 2}})
         );
     }
 }

@@ -1,6 +1,6 @@
 //! The streamed answer: `chat.completion.chunk` objects as server-sent events, pulled
 //! from the generation's events one at a time — a role chunk, one chunk per text delta
-//! (with its logprobs), a final chunk with `finish_reason` and `timings`, the usage chunk
+//! (with its logprobs, and `glimpse.detections` for the objects it completes), a final chunk with `finish_reason` and `timings`, the usage chunk
 //! when `stream_options.include_usage` asked for it, then `data: [DONE]`. Dropping the
 //! stream (client gone) drops the receiver, which stops the generation at its next token.
 use std::collections::VecDeque;
@@ -9,14 +9,16 @@ use std::sync::mpsc::Receiver;
 use serde_json::{json, Value};
 
 use super::completion::Answer;
+use super::detections::StreamDetections;
 use super::errors::ApiError;
-use super::response::{chunk_json, timings_json, usage_chunk_json, Usage};
+use super::response::{chunk_json, timings_json, usage_chunk_json};
 use crate::engine::scheduler::JobEvent;
 
 pub struct ChatStream {
     events: Receiver<JobEvent>,
     answer: Answer,
     include_usage: bool,
+    detections: StreamDetections,
     ready: VecDeque<Vec<u8>>,
     finished: bool,
 }
@@ -37,6 +39,7 @@ impl ChatStream {
         );
         Self {
             events,
+            detections: StreamDetections::new(answer.image_sizes.clone()),
             answer,
             include_usage,
             ready: VecDeque::from([event(&role)]),
@@ -50,7 +53,11 @@ impl ChatStream {
             Ok(JobEvent::Delta { text, logprobs }) => {
                 self.answer.tracker.on_delta();
                 let logprobs = self.answer.wants_logprobs.then_some(&logprobs[..]);
-                let chunk = chunk_json(&self.answer.ids, json!({"content": text}), logprobs, None);
+                let mut chunk =
+                    chunk_json(&self.answer.ids, json!({"content": text}), logprobs, None);
+                if let Some(glimpse) = self.detections.push(&text) {
+                    chunk["glimpse"] = glimpse;
+                }
                 self.ready.push_back(event(&chunk));
             }
             Ok(JobEvent::Done {
@@ -65,11 +72,7 @@ impl ChatStream {
                 last["timings"] = timings_json(&timings, &self.answer.server_timings());
                 self.ready.push_back(event(&last));
                 if self.include_usage {
-                    let usage = Usage {
-                        prompt_tokens: timings.prompt_tokens,
-                        completion_tokens,
-                        cached_tokens: timings.cached_prompt_tokens,
-                    };
+                    let usage = self.answer.usage(&timings, completion_tokens);
                     self.ready
                         .push_back(event(&usage_chunk_json(&self.answer.ids, &usage)));
                 }
@@ -138,6 +141,8 @@ mod tests {
             tracker: Arc::new(Metrics::default()).track_generation(Instant::now()),
             wants_logprobs,
             preprocess_ms: 0.0,
+            image_sizes: Vec::new(),
+            image_tokens: 0,
         };
         ChatStream::new(receiver, answer, include_usage)
             .map(|chunk| String::from_utf8(chunk).unwrap())

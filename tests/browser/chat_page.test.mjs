@@ -1,8 +1,9 @@
 // End-to-end test of the web chat page in Debian's headless Chromium (playwright-core), against a
 // running `glimpse serve` whose address is in GLIMPSE_URL (scripts/browser_test.sh starts it).
 // Covers: file input / drop / paste + thumbnails, streaming, Stop (the server frees the slot), server errors, reload
-// restore, system prompt presets in the request, safe markdown and downscaling (answers faked with
-// page.route), rename/delete, export/import, screenshots.
+// restore, system prompt presets in the request, safe markdown and downscaling, grounding boxes drawn over
+// the image and the image detail setting, Markdown download (answers faked with page.route),
+// rename/delete, export/import, screenshots.
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { deflateSync, crc32 } from 'node:zlib';
@@ -59,12 +60,20 @@ function pngSizeOfDataUrl(url) {
   return { width: bytes.readUInt32BE(16), height: bytes.readUInt32BE(20) };
 }
 
-// The body of a streamed answer in the server's format, for page.route.
-function sseAnswer(text, usage, timings) {
+// The body of a streamed answer in the server's format, for page.route. Each of `detections`
+// (the server's glimpse.detections) rides on the chunk that completes its text, as the server sends it.
+function sseAnswer(text, usage, timings, detections = []) {
   const chunk = (choices, extra) => `data: ${JSON.stringify({ id: 'chatcmpl-test', object: 'chat.completion.chunk', created: 0, model: 'test', choices, ...extra })}\n\n`;
   const pieces = text.match(/[\s\S]{1,37}/g);
+  let sent = 0;
+  const extensionFor = (piece) => {
+    const before = sent;
+    sent += Array.from(piece).length;
+    const done = detections.filter((d) => d.span[1] > before && d.span[1] <= sent);
+    return done.length ? { glimpse: { detections: done } } : {};
+  };
   return [chunk([{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }]),
-    ...pieces.map((content) => chunk([{ index: 0, delta: { content }, finish_reason: null }])),
+    ...pieces.map((content) => chunk([{ index: 0, delta: { content }, finish_reason: null }], extensionFor(content))),
     chunk([{ index: 0, delta: {}, finish_reason: 'stop' }]),
     chunk([], { usage, timings }),
     'data: [DONE]\n\n'].join('');
@@ -137,7 +146,7 @@ page.on('console', (message) => {
 const lastMessage = page.locator('#message-list > .message').last();
 const sidebarItem = (title) => page.locator('.conversation-item', { has: page.locator('.conversation-title', { hasText: title }) });
 
-async function setSettings({ temperature, maxTokens, apiKey }) {
+async function setSettings({ temperature, maxTokens, apiKey, detail }) {
   await page.click('#open-settings');
   if (temperature !== undefined) {
     await page.$eval('#temperature-range', (input, value) => {
@@ -147,6 +156,7 @@ async function setSettings({ temperature, maxTokens, apiKey }) {
   }
   if (maxTokens !== undefined) await page.fill('#max-tokens', String(maxTokens));
   if (apiKey !== undefined) await page.fill('#api-key', apiKey);
+  if (detail !== undefined) await page.selectOption('#image-detail', detail);
   await page.click('#settings-save');
   await page.locator('#settings-dialog').waitFor({ state: 'hidden' });
 }
@@ -412,6 +422,87 @@ try {
     assert.equal(await lastMessage.locator('.timings').textContent(), 'vision 120 ms · prefill 1,000 tok/s · decode 50 tok/s · 20 tokens');
   });
 
+  await step('a grounding answer draws its two boxes over the uploaded image, linked to the text', async () => {
+    // The stub is the server's answer for this image: tests/grounding.rs checks its detections
+    // against glimpse's own parser and pixel mapping.
+    const fixture = JSON.parse(await readFile(path.join(repo, 'tests/fixtures/grounding/answer.json'), 'utf8'));
+    const { width, height } = fixture.image;
+    await page.route('**/v1/chat/completions', (route) => route.fulfill({
+      status: 200,
+      headers: { 'Content-Type': 'text/event-stream' },
+      body: sseAnswer(fixture.text, { prompt_tokens: 320, completion_tokens: 60, total_tokens: 380 },
+        { vision_ms: 90, prefill_ms: 100, decode_ms: 600, cached_prompt_tokens: 0 }, fixture.glimpse.detections),
+    }));
+    await page.click('#new-chat');
+    await page.locator('#drop-zone').waitFor();
+    await page.selectOption('#system-preset', 'locate');
+    await setSettings({ detail: 'high' });
+    await page.setInputFiles('#file-input', [{ name: 'shapes.png', mimeType: 'image/png', buffer: pngImage(width, height) }]);
+    await page.locator('#attachments .thumb img').waitFor();
+    await ask('Locate the two blocks.');
+    await page.unroute('**/v1/chat/completions');
+    const request = chatRequests.at(-1);
+    assert.ok(request.messages[0].content.startsWith('Locate the objects'), request.messages[0].content);
+    assert.equal(request.messages.at(-1).content[0].image_url.detail, 'high');
+
+    const view = lastMessage.locator('.grounding-view');
+    const groups = view.locator('.detections-layer .detection');
+    assert.equal(await groups.count(), 2);
+    const frame = await view.locator('.grounding-frame img').boundingBox();
+    for (const [index, detection] of fixture.glimpse.detections.entries()) {
+      const [x1, y1, x2, y2] = detection.bbox;
+      const rect = groups.nth(index).locator('rect');
+      assert.deepEqual(await rect.evaluate((r) => ['x', 'y', 'width', 'height'].map((a) => Number(r.getAttribute(a)))), [x1, y1, x2 - x1, y2 - y1]);
+      // On screen the box sits where the pixels are on the displayed (scaled) image.
+      const box = await rect.boundingBox();
+      const scale = frame.width / width;
+      const near = (a, b, what) => assert.ok(Math.abs(a - b) <= 2.5, `box ${index} ${what}: ${a} vs ${b}`);
+      near(box.x - frame.x, x1 * scale, 'left');
+      near(box.y - frame.y, y1 * (frame.height / height), 'top');
+      near(box.width, (x2 - x1) * scale, 'width');
+    }
+    assert.deepEqual(await view.locator('.detection-chip').allTextContents(), ['left block', 'right block']);
+    // Hovering a box highlights its JSON in the answer, and the other way round.
+    const marks = lastMessage.locator('mark.detection-ref');
+    assert.equal(await marks.count(), 2);
+    assert.match(await marks.nth(1).textContent(), /"right block"/);
+    await groups.nth(0).locator('rect').hover();
+    assert.ok(await marks.nth(0).evaluate((m) => m.classList.contains('active')), 'text of box 0 highlighted');
+    await marks.nth(1).hover();
+    assert.ok(await groups.nth(1).evaluate((g) => g.classList.contains('active')), 'box 1 highlighted');
+    assert.ok(!(await groups.nth(0).evaluate((g) => g.classList.contains('active'))), 'box 0 no longer highlighted');
+    await lastMessage.screenshot({ path: path.join(SCREENSHOTS, 'grounding.png') });
+    await view.locator('.detections-toggle input').uncheck();
+    assert.ok(!(await view.locator('.detections-layer').isVisible()), 'the toggle hides the boxes');
+    await view.locator('.detections-toggle input').check();
+    // Boxes come back with the conversation after a reload.
+    await page.waitForTimeout(300);
+    await page.reload();
+    await page.locator('#message-list .grounding-view .detection').first().waitFor();
+    assert.equal(await page.locator('#message-list .grounding-view .detection').count(), 2);
+    await setSettings({ detail: 'auto' });
+  });
+
+  await step('a Markdown answer downloads as a .md file without its fence', async () => {
+    const document = '# Invoice\n\n| item | price |\n|---|---:|\n| tea | 3.50 |';
+    await page.route('**/v1/chat/completions', (route) => route.fulfill({
+      status: 200,
+      headers: { 'Content-Type': 'text/event-stream' },
+      body: sseAnswer('```markdown\n' + document + '\n```', { prompt_tokens: 300, completion_tokens: 30, total_tokens: 330 },
+        { vision_ms: 90, prefill_ms: 100, decode_ms: 300, cached_prompt_tokens: 0 }),
+    }));
+    await page.click('#new-chat');
+    await page.selectOption('#system-preset', 'markdown');
+    await ask('Convert this page.');
+    await page.unroute('**/v1/chat/completions');
+    assert.ok(chatRequests.at(-1).messages[0].content.startsWith('Convert the document in the image to Markdown'));
+    const [download] = await Promise.all([page.waitForEvent('download'), lastMessage.locator('.download-md').click()]);
+    assert.match(download.suggestedFilename(), /\.md$/);
+    const saved = await readFile(await download.path(), 'utf8');
+    assert.equal(saved, document + '\n');
+    await page.selectOption('#system-preset', 'general');
+  });
+
   await step('an error response from the server is shown in the conversation with Retry', async () => {
     await page.route('**/v1/chat/completions', (route) => route.fulfill({
       status: 413,
@@ -440,7 +531,8 @@ try {
     await page.reload();
     await sidebarItem('Rendering check').waitFor();
     assert.equal(await sidebarItem('This one fails').count(), 0);
-    assert.equal(await page.locator('.conversation-item').count(), 2);
+    // Left: the first conversation, the markdown one, the grounding one and the Markdown download one.
+    assert.equal(await page.locator('.conversation-item').count(), 4);
   });
 
   await step('export all and import bring a deleted conversation back with its images', async () => {
@@ -449,9 +541,11 @@ try {
     await download.saveAs(file);
     const exported = JSON.parse(await readFile(file, 'utf8'));
     assert.equal(exported.format, 'glimpse.conversations');
-    assert.equal(exported.conversations.length, 2);
+    assert.equal(exported.conversations.length, 4);
     const main = exported.conversations.find((c) => c.messages[0].text === FIRST_QUESTION);
     assert.equal(main.messages[0].images.length, 2);
+    const grounding = exported.conversations.find((c) => c.messages[0].text === 'Locate the two blocks.');
+    assert.deepEqual(grounding.messages[1].detections.map((d) => d.label), ['left block', 'right block']);
 
     await sidebarItem('What is in these two images?').locator('.delete').click();
     await page.click('#confirm-ok');
@@ -461,7 +555,7 @@ try {
     await page.locator('#message-list .message.user').first().locator('img').nth(1).waitFor();
     await page.setInputFiles('#import-file', file); // importing the same file twice adds nothing
     await page.waitForTimeout(300);
-    assert.equal(await page.locator('.conversation-item').count(), 2);
+    assert.equal(await page.locator('.conversation-item').count(), 4);
   });
 
   await step('screenshots at desktop and phone width, light and dark', async () => {

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# The LoongArch64 check: cross-builds glimpse for loongarch64-unknown-linux-musl and runs the
+# kernel unit tests (LoongArch has no SIMD path: the portable scalar kernels) and the
+# tiny-model parity test under qemu-user. Debian 12 has no loongarch64 cross gcc and rustup
+# has no rust-std for the target here, so:
+#  - std is built from source (rust-src, -Zbuild-std, RUSTC_BOOTSTRAP=1 on the stable
+#    toolchain), for musl so the binaries are static and need no sysroot under qemu;
+#  - Zig (PyPI's ziglang, pip-installed into a venv under target/) is the C compiler for the
+#    C in mozjpeg-sys, onig_sys and ring, and the linker (with its own musl and libunwind);
+#  - LSX is turned off (Rust's and Zig's default CPU for the target has it) because
+#    Debian 12's qemu 7.2 does not emulate it; the binary then runs on any LoongArch64.
+# Installs qemu-user, file, python3-venv, rust-src and ziglang when missing. The cross
+# settings are environment variables set here, not a .cargo/config.toml, so native builds
+# are unaffected. Tests build with --release so they share the release build's compiled
+# dependencies (qemu and a second profile's build would not fit the time). Prints the wall
+# time of each step.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+target=loongarch64-unknown-linux-musl
+zig_version=0.17.0
+if [ "$(uname -m)" = loongarch64 ]; then
+  echo "loongarch64 host: the native tests already ran; no cross check"
+  exit 0
+fi
+
+missing=()
+command -v qemu-loongarch64 >/dev/null || missing+=(qemu-user)
+command -v file >/dev/null || missing+=(file)
+python3 -c "import venv, ensurepip" 2>/dev/null || missing+=(python3-venv)
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if ! rustup component list --installed | grep -qx "rust-src"; then
+  rustup component add rust-src
+fi
+
+target_dir=$(realpath -m "${CARGO_TARGET_DIR:-target}")
+venv=$target_dir/zig-venv
+if ! "$venv/bin/python" -m ziglang version 2>/dev/null | grep -qx "$zig_version"; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q "ziglang==$zig_version"
+fi
+
+# Compiler and linker wrappers. The CPU is the base LA64 ISA with hardware float (the lp64d
+# ABI) and unaligned access, without LSX/LASX. The linker wrapper drops what zig cc does not
+# take or must not get: cc-rs's --target (zig has its own -target), and libgcc_s (zig links
+# its own libunwind; -lunwind stays).
+wrappers=$target_dir/zig-loongarch64
+mkdir -p "$wrappers"
+zig_target="-target loongarch64-linux-musl -mcpu=generic_la64+f+d+ual"
+for tool in cc c++; do
+  cat >"$wrappers/$tool" <<EOF
+#!/usr/bin/env bash
+args=()
+for a in "\$@"; do
+  case "\$a" in
+    --target=*|-lgcc_s) ;;
+    *) args+=("\$a") ;;
+  esac
+done
+exec "$venv/bin/python" -m ziglang $tool $zig_target "\${args[@]}"
+EOF
+  chmod +x "$wrappers/$tool"
+done
+printf '#!/bin/sh\nexec "%s/bin/python" -m ziglang ar "$@"\n' "$venv" >"$wrappers/ar"
+chmod +x "$wrappers/ar"
+
+export RUSTC_BOOTSTRAP=1
+export CC_loongarch64_unknown_linux_musl=$wrappers/cc
+export CXX_loongarch64_unknown_linux_musl=$wrappers/c++
+export AR_loongarch64_unknown_linux_musl=$wrappers/ar
+export CARGO_TARGET_LOONGARCH64_UNKNOWN_LINUX_MUSL_LINKER=$wrappers/cc
+# Static, and Zig's C runtime objects rather than Rust's self-contained ones (which come with
+# the rust-std component this toolchain does not have).
+export CARGO_TARGET_LOONGARCH64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="-C target-feature=+crt-static,-lsx -C link-self-contained=no"
+export CARGO_TARGET_LOONGARCH64_UNKNOWN_LINUX_MUSL_RUNNER=qemu-loongarch64
+# The parity test runs `glimpse convert`, a loongarch64 binary the emulated test cannot exec
+# by itself (no binfmt_misc in containers): tests/common runs it through this.
+export GLIMPSE_TEST_RUNNER=qemu-loongarch64
+cross=(--release --quiet --target "$target" -Zbuild-std=std,panic_abort)
+
+step() {
+  local name=$1 start=$SECONDS
+  shift
+  echo "== loongarch64: $name"
+  "$@"
+  echo "== loongarch64: $name took $((SECONDS - start)) s"
+}
+
+check_binary() {
+  local bin="$target_dir/$target/release/glimpse"
+  file "$bin"
+  file -b "$bin" | grep -q "LoongArch"
+  file -b "$bin" | grep -q "statically linked"
+  qemu-loongarch64 "$bin" --version
+}
+
+step "release build" cargo build "${cross[@]}" --bin glimpse
+step "binary check" check_binary
+step "kernel tests under qemu" cargo test "${cross[@]}" --lib kernels
+# The parity test needs the real tokenizer (scripts/fetch_tokenizer.sh, run by test.sh).
+./scripts/fetch_tokenizer.sh
+step "tiny-model parity under qemu" cargo test "${cross[@]}" --test model_parity

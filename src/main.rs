@@ -2,10 +2,11 @@
 //! the library (`glimpse::cli`).
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let args = glimpse::cli::Cli::parse();
+    let args = match glimpse::cli::Cli::parse_with_version() {
+        Ok(args) => args,
+        Err(err) => err.exit(),
+    };
     match glimpse::cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

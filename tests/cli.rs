@@ -440,3 +440,21 @@ fn bench_rejects_bad_arguments() {
         "not found",
     );
 }
+
+#[test]
+fn version_and_info_name_the_simd_path_in_use() {
+    let version = String::from_utf8(glimpse(&["--version"]).stdout).unwrap();
+    assert!(version.starts_with("glimpse 0."), "{version}");
+    assert!(version.contains(std::env::consts::ARCH), "{version}");
+    let simd = ["simd scalar", "simd avx2", "simd avx512-vnni", "simd neon"];
+    assert!(simd.iter().any(|s| version.contains(s)), "{version}");
+    let scalar = glimpse_command()
+        .arg("--version")
+        .env("GLIMPSE_SIMD", "scalar")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&scalar.stdout).contains("simd scalar"));
+    let info = String::from_utf8(glimpse(&["info"]).stdout).unwrap();
+    assert!(info.starts_with(version.trim_end()), "{info}");
+    assert!(info.contains("default threads: "), "{info}");
+}

@@ -10,7 +10,9 @@ mod run;
 mod serve;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use crate::kernels::simd::simd_path;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -37,6 +39,28 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Measure load, vision, time to first token, prefill and decode speed, and memory.
     Bench(bench::BenchArgs),
+}
+
+impl Cli {
+    /// Parses the process arguments; `--version` also names the target and the SIMD path
+    /// chosen at runtime (`glimpse 0.1.0 (x86_64-linux, simd avx512-vnni)`).
+    pub fn parse_with_version() -> Result<Self, clap::Error> {
+        let version: &'static str = Box::leak(platform_summary().into_boxed_str());
+        let matches = Cli::command().version(version).try_get_matches()?;
+        Cli::from_arg_matches(&matches)
+    }
+}
+
+/// `0.1.0 (x86_64-linux, simd avx512-vnni)`: the version, the target and the SIMD path the
+/// kernels use in this process (after `GLIMPSE_SIMD`).
+pub fn platform_summary() -> String {
+    format!(
+        "{} ({}-{}, simd {})",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::ARCH,
+        std::env::consts::OS,
+        simd_path().name()
+    )
 }
 
 pub fn run(cli: Cli) -> Result<()> {

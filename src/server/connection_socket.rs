@@ -11,7 +11,9 @@
 //!
 //! Unix only (descriptors are enumerated); elsewhere `find` returns `None` and requests
 //! run without socket timeouts.
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+#[cfg(unix)]
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -87,7 +89,10 @@ const REAP_PERIOD: Duration = Duration::from_millis(250);
 /// connections. Request handlers mark their connection with `in_use`; a connection's idle
 /// time runs from when the reaper first saw it or its last request ended, whichever is later.
 pub struct Reaper {
+    // Read by the reaping thread, which only runs on Unix.
+    #[cfg_attr(not(unix), allow(dead_code))]
     local: SocketAddr,
+    #[cfg_attr(not(unix), allow(dead_code))]
     timeout: Duration,
     connections: Mutex<HashMap<SocketAddr, Activity>>,
 }

@@ -20,8 +20,16 @@ pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
+/// The glimpse binary the tests run: this build's, or `GLIMPSE_TEST_BIN` when set (e.g. the
+/// static x86_64-unknown-linux-musl binary, by scripts/cross_musl.sh).
 pub fn glimpse_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_glimpse")
+    static BIN: OnceLock<String> = OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("GLIMPSE_TEST_BIN")
+            .ok()
+            .filter(|bin| !bin.is_empty())
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_glimpse").to_owned())
+    })
 }
 
 /// A command running the glimpse binary, through `GLIMPSE_TEST_RUNNER` when set (e.g.

@@ -2,9 +2,12 @@
 # Browser test of the web chat page: installs Debian's chromium and the npm harness
 # (tests/browser, playwright-core) when missing, builds glimpse, converts the tiny fixture model,
 # starts `glimpse serve --port 0 --api-key …` and drives the page in headless Chromium.
-# Screenshots go to target/browser-screenshots/.
+# Screenshots go to target/browser-screenshots/ in the checkout. Builds into the test cache's
+# host target dir (scripts/cross_common.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/cross_common.sh
+use_target_dir host
 
 if [ ! -x /usr/bin/chromium ]; then
   sudo=""
@@ -27,7 +30,7 @@ trap cleanup EXIT
 
 ./scripts/fetch_tokenizer.sh
 cargo build --quiet --bin glimpse
-glimpse="${CARGO_TARGET_DIR:-target}/debug/glimpse"
+glimpse="$CARGO_TARGET_DIR/debug/glimpse"
 mkdir "$work/model"
 cp tests/fixtures/tiny-untied/checkpoint/* tests/fixtures/tokenizer/tokenizer.json "$work/model/"
 "$glimpse" convert --quiet "$work/model" -o "$work/model.gguf" >/dev/null

@@ -4,8 +4,10 @@
 # tests (NEON against scalar) and the tiny-model parity test under qemu-user. Installs the
 # cross toolchain, qemu-user and the Rust target when missing. The cross settings are
 # environment variables set here, not a .cargo/config.toml, so native builds are unaffected.
-# Tests build with --release so they share the release build's compiled dependencies (qemu
-# and a second profile's build would not fit the time). Prints the wall time of each step.
+# Everything builds with the `cross` profile (release optimization for the code under qemu,
+# incremental so a warm cache rebuilds only what changed) into the test cache's aarch64 target
+# dir (scripts/cross_common.sh); tests share the build's compiled dependencies. Prints the wall
+# time and test count of each step.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/cross_common.sh
@@ -32,18 +34,20 @@ export GLIMPSE_TEST_RUNNER="qemu-aarch64 -L $sysroot"
 # rustc's warnings (dead code, unused imports under aarch64's cfgs) fail the build; a separate
 # aarch64 clippy pass would cost minutes of the CI budget.
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-D warnings"
+use_target_dir aarch64
+cross=(--profile cross --quiet --target "$target")
 
 check_binary() {
-  local bin="${CARGO_TARGET_DIR:-target}/$target/release/glimpse"
+  local bin="$CARGO_TARGET_DIR/$target/cross/glimpse"
   file "$bin"
   file -b "$bin" | grep -q "ARM aarch64"
   qemu-aarch64 -L "$sysroot" "$bin" --version
 }
 
-step aarch64 "release build" cargo build --release --quiet --target "$target" --bin glimpse
+step aarch64 "build" cargo build "${cross[@]}" --bin glimpse
 step aarch64 "binary check" check_binary
-step aarch64 "kernel tests under qemu" cargo test --release --quiet --target "$target" --lib kernels
+test_step aarch64 "kernel tests under qemu" cargo test "${cross[@]}" --lib kernels
 # The parity test needs the real tokenizer (scripts/fetch_tokenizer.sh, run by test.sh).
 ./scripts/fetch_tokenizer.sh
-step aarch64 "tiny-model parity under qemu" cargo test --release --quiet --target "$target" \
-  --test model_parity
+test_step aarch64 "tiny-model parity under qemu" cargo test "${cross[@]}" --test integration \
+  -- model_parity::

@@ -1,5 +1,25 @@
-# Shared by scripts/cross_*.sh (sourced): installing what a cross check lacks and timing
-# its steps.
+# Shared by scripts/test.sh, browser_test.sh and cross_*.sh (sourced): the build cache that
+# outlives a checkout, installing what a check lacks, and timing and counting its steps.
+
+# The cache: one cargo target dir per build (host, lite, and one per cross target), the
+# installed tool venvs and the fetched tokenizer, outside the checkout so that a fresh clone
+# on a machine that ran the suite before rebuilds only what changed. Cargo's fingerprints
+# decide what is stale. GLIMPSE_CI_CACHE moves it; deleting it gives a cold run.
+export GLIMPSE_CI_CACHE="${GLIMPSE_CI_CACHE:-$HOME/.cache/glimpse-ci}"
+mkdir -p "$GLIMPSE_CI_CACHE"
+
+# `use_target_dir NAME`: cargo builds go to $GLIMPSE_CI_CACHE/NAME from here on. Files the
+# tests of an earlier run left in its tmp/ (CARGO_TARGET_TMPDIR) are removed.
+use_target_dir() {
+  export CARGO_TARGET_DIR="$GLIMPSE_CI_CACHE/$1"
+  rm -rf "$CARGO_TARGET_DIR/tmp"
+}
+
+# `record LABEL NAME SECONDS TESTS`: one line of the summary test.sh prints at its end
+# (GLIMPSE_TEST_SUMMARY, a file test.sh creates; a script run by itself records nothing).
+record() {
+  [ -z "${GLIMPSE_TEST_SUMMARY:-}" ] || printf '%s\t%s\t%s\t%s\n' "$@" >>"$GLIMPSE_TEST_SUMMARY"
+}
 
 # `step LABEL NAME COMMAND...`: runs COMMAND, printing its name and wall time.
 step() {
@@ -8,6 +28,48 @@ step() {
   echo "== $label: $name"
   "$@"
   echo "== $label: $name took $((SECONDS - start)) s"
+  record "$label" "$name" "$((SECONDS - start))" "-"
+}
+
+# `test_step LABEL NAME COMMAND...`: a `step` whose COMMAND runs tests; the number of tests
+# it executed (see count_tests) is printed and recorded.
+test_step() {
+  local label=$1 name=$2 start=$SECONDS log count
+  shift 2
+  log=$(mktemp)
+  echo "== $label: $name"
+  "$@" 2>&1 | tee "$log"
+  count=$(count_tests "$log")
+  rm -f "$log"
+  echo "== $label: $name took $((SECONDS - start)) s, $count tests executed"
+  record "$label" "$name" "$((SECONDS - start))" "$count"
+}
+
+# `count_tests LOG`: tests executed (passed + failed; ignored and filtered-out ones are not)
+# according to the runners' closing lines in LOG: cargo's `test result:` lines, node --test's
+# TAP `# pass N` / `# fail N`, and the plain `N passed, N failed` the browser test prints.
+count_tests() {
+  awk '
+    /^test result: / {
+      for (i = 1; i < NF; i++) if ($(i + 1) ~ /^(passed|failed);?$/) n += $i
+    }
+    /^# (pass|fail) [0-9]+$/ { n += $3 }
+    /^([a-z]+: )?[0-9]+ passed, [0-9]+ failed/ {
+      sub(/^[a-z]+: /, ""); n += $1; n += $3
+    }
+    END { print n + 0 }' "$1"
+}
+
+# `print_summary`: every recorded step with its time and test count, the total wall time,
+# and the tests executed in all as one closing line.
+print_summary() {
+  [ -n "${GLIMPSE_TEST_SUMMARY:-}" ] || return 0
+  echo "== summary: step, seconds, tests executed"
+  awk -F'\t' '{ printf "%-12s %-48s %6d s %8s\n", $1, $2, $3, $4 }' "$GLIMPSE_TEST_SUMMARY"
+  awk -F'\t' -v wall="$SECONDS" '
+    $4 != "-" { n += $4 }
+    END { printf "== all steps: %d s (%.1f min)\ntests: %d passed, 0 failed\n", wall, wall / 60, n }
+  ' "$GLIMPSE_TEST_SUMMARY"
 }
 
 # `ensure_packages COMMAND:PACKAGE...`: apt-get installs each PACKAGE whose COMMAND is

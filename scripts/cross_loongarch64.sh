@@ -5,15 +5,16 @@
 # has no rust-std for the target here, so:
 #  - std is built from source (rust-src, -Zbuild-std, RUSTC_BOOTSTRAP=1 on the stable
 #    toolchain), for musl so the binaries are static and need no sysroot under qemu;
-#  - Zig (PyPI's ziglang, pip-installed into a venv under target/) is the C compiler for the
+#  - Zig (PyPI's ziglang, pip-installed into a venv in the test cache) is the C compiler for the
 #    C in mozjpeg-sys, onig_sys and ring, and the linker (with its own musl and libunwind);
 #  - LSX is turned off (Rust's and Zig's default CPU for the target has it) because
 #    Debian 12's qemu 7.2 does not emulate it; the binary then runs on any LoongArch64.
 # Installs qemu-user, file, python3-venv, rust-src and ziglang when missing. The cross
 # settings are environment variables set here, not a .cargo/config.toml, so native builds
-# are unaffected. Tests build with --release so they share the release build's compiled
-# dependencies (qemu and a second profile's build would not fit the time). Prints the wall
-# time of each step.
+# are unaffected. Everything builds with the `cross` profile (release optimization for the
+# code under qemu, incremental so a warm cache rebuilds only what changed) into the test
+# cache's loongarch64 target dir (scripts/cross_common.sh), std included; tests share the
+# build's compiled dependencies. Prints the wall time and test count of each step.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/cross_common.sh
@@ -31,8 +32,9 @@ if ! rustup component list --installed | grep -qx "rust-src"; then
   rustup component add rust-src
 fi
 
-target_dir=$(realpath -m "${CARGO_TARGET_DIR:-target}")
-venv=$target_dir/zig-venv
+use_target_dir loongarch64
+target_dir=$CARGO_TARGET_DIR
+venv=$GLIMPSE_CI_CACHE/zig-$zig_version-venv
 if ! "$venv/bin/python" -m ziglang version 2>/dev/null | grep -qx "$zig_version"; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q "ziglang==$zig_version"
@@ -74,21 +76,21 @@ export CARGO_TARGET_LOONGARCH64_UNKNOWN_LINUX_MUSL_RUNNER=qemu-loongarch64
 # The parity test runs `glimpse convert`, a loongarch64 binary the emulated test cannot exec
 # by itself (no binfmt_misc in containers): tests/common runs it through this.
 export GLIMPSE_TEST_RUNNER=qemu-loongarch64
-cross=(--release --quiet --target "$target" -Zbuild-std=std,panic_abort)
+cross=(--profile cross --quiet --target "$target" -Zbuild-std=std,panic_abort)
 
 check_binary() {
-  local bin="$target_dir/$target/release/glimpse"
+  local bin="$target_dir/$target/cross/glimpse"
   file "$bin"
   file -b "$bin" | grep -q "LoongArch"
   file -b "$bin" | grep -q "statically linked"
   qemu-loongarch64 "$bin" --version
 }
 
-step loongarch64 "release build" cargo build "${cross[@]}" --bin glimpse
+step loongarch64 "build" cargo build "${cross[@]}" --bin glimpse
 step loongarch64 "binary check" check_binary
-step loongarch64 "kernel tests under qemu" cargo test "${cross[@]}" --lib kernels
+test_step loongarch64 "kernel tests under qemu" cargo test "${cross[@]}" --lib kernels
 # The parity test needs the real tokenizer (scripts/fetch_tokenizer.sh, run by test.sh).
 ./scripts/fetch_tokenizer.sh
 # One of the two fixture models (emulated scalar code is slow: ~2 min per model).
-step loongarch64 "tiny-model parity under qemu" cargo test "${cross[@]}" --test model_parity \
-  untied_model_matches_transformers
+test_step loongarch64 "tiny-model parity under qemu" cargo test "${cross[@]}" --test integration \
+  -- model_parity::untied_model_matches_transformers

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Creates target/test-venv, a Python venv with the official `openai` package, for the
+# Creates the test venv, a Python venv with the official `openai` package, for the
 # OpenAI-client test of `glimpse serve` (tests/server_openai_client.rs runs
-# tests/openai_client.py with it). Does nothing when the venv is already complete.
+# tests/openai_client.py with it). It lives in the test cache ($GLIMPSE_CI_CACHE/test-venv,
+# see scripts/cross_common.sh), so fresh clones reuse it; does nothing when it is complete.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-venv=target/test-venv
+source scripts/cross_common.sh
+venv=$GLIMPSE_CI_CACHE/test-venv
 if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import openai" 2>/dev/null; then
   exit 0
 fi

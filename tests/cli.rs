@@ -2,7 +2,7 @@
 //! describes a converted file, `bench` reports its measurements as text or one JSON
 //! object, and every bad input (checkpoint, GGUF, image, argument) ends with a clear
 //! message and a non-zero exit, never a panic.
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

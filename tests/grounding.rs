@@ -2,7 +2,7 @@
 //! at the pixels the 0–1000 coordinates map to (the PNG is read back and its edges checked
 //! against the untouched image), and `--markdown --output` saves the answer. The tiny fixture
 //! model cannot locate anything, so the answer is begun with `--answer-prefix`.
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

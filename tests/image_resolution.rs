@@ -2,8 +2,8 @@
 //! one image), `detail`, and the server's `--image-min-tokens` / `--image-max-tokens` give
 //! each image exactly the vision tokens transformers' processor gives for the same bounds
 //! (the `grids` table of tests/fixtures/images/expected.json, from scripts/make_fixtures.py).
-mod common;
-mod server_support;
+use crate::common;
+use crate::server_support;
 
 use serde::Deserialize;
 use serde_json::{json, Value};

@@ -3,7 +3,7 @@
 //! README). glimpse must load that pair and answer exactly as from its own single file, and
 //! `glimpse convert --mmproj-out` must write the pair llama.cpp writes: same tensors (names,
 //! shapes, types, bytes) and the same metadata values for every key llama.cpp reads.
-mod common;
+use crate::common;
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@
 //! `/REPO/resolve/REV/FILE` with ranged GETs), converts it once into the cache and answers
 //! with transformers' greedy tokens; the second run needs no hub. Unreachable hubs and
 //! profiles larger than the memory end with clear messages.
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -2,7 +2,7 @@
 //! each fixture checkpoint is converted with `glimpse convert`, loaded from the GGUF,
 //! and must reproduce transformers' prompt ids, vision features, final log-probs and
 //! greedy continuation for every fixture conversation.
-mod common;
+use crate::common;
 
 use std::ops::ControlFlow;
 

@@ -6,7 +6,7 @@
 //! whole q4_K blocks and whose predictions are as confident as a chat model's): f32 follows
 //! transformers' greedy path, and f16 / q8_0 / q4_K agree with f32's top-1 token at ≥ 100 % /
 //! 99 % / 95 % of the steps, run in lockstep with the f32 model.
-mod common;
+use crate::common;
 
 use common::*;
 use glimpse::engine::sampler::{argmax, log_softmax};

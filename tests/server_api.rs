@@ -2,8 +2,8 @@
 //! logprobs equal transformers', streamed and non-streamed alike, for every image form
 //! (data URI, raw base64, URL, `image` parts) and several images; stop strings, seeds and
 //! penalties act; a follow-up turn reuses the KV cache and skips the vision encoder.
-mod common;
-mod server_support;
+use crate::common;
+use crate::server_support;
 
 use std::path::Path;
 

@@ -5,8 +5,8 @@
 //! case must get its clear JSON error with the right status, and after every case a
 //! valid request must still get transformers' greedy answer: one bad client never
 //! costs anyone else their answer.
-mod common;
-mod server_support;
+use crate::common;
+use crate::server_support;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -3,8 +3,8 @@
 //! than the context (400 with both numbers), a full queue (429 + Retry-After) and a
 //! client that disconnects mid-stream freeing its slot; plus health, models, metrics and
 //! the web page's presence per build.
-mod common;
-mod server_support;
+use crate::common;
+use crate::server_support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

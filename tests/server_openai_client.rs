@@ -1,8 +1,8 @@
 //! The official `openai` Python package against `glimpse serve`: tests/openai_client.py
 //! (run with the venv scripts/setup_test_deps.sh makes) sends a base64 image, plain and
 //! streamed, and must get transformers' greedy answer and the right usage back.
-mod common;
-mod server_support;
+use crate::common;
+use crate::server_support;
 
 use std::path::Path;
 use std::process::Command;
@@ -13,12 +13,7 @@ use server_support::*;
 #[test]
 fn official_openai_client_gets_the_fixture_answer_and_usage() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let python = root.join("target/test-venv/bin/python");
-    assert!(
-        python.is_file(),
-        "{} is missing: run scripts/setup_test_deps.sh",
-        python.display()
-    );
+    let python = common::test_venv_python();
     let server = TestServer::start(&["--api-key", "test-key"]);
     let model = server.get_with_key("/v1/models", "test-key").json()["data"][0]["id"].clone();
     let case = case("one_image_noresize");

@@ -592,6 +592,8 @@ try {
     assert.deepEqual(foreignRequests, []);
   });
   console.log(`all ${stepNumber} steps passed; screenshots in ${path.relative(process.cwd(), SCREENSHOTS) || '.'}`);
+  // The plain closing line scripts/test.sh counts (scripts/cross_common.sh count_tests).
+  console.log(`browser: ${stepNumber} passed, 0 failed`);
 } catch (err) {
   await page.screenshot({ path: path.join(SCREENSHOTS, 'failure.png') }).catch(() => {});
   console.error(err);

@@ -58,6 +58,26 @@ pub fn tokenizer_json() -> PathBuf {
     path
 }
 
+/// The Python of the test venv with the official client packages (scripts/setup_test_deps.sh
+/// makes it in the test cache: `$GLIMPSE_CI_CACHE/test-venv`, default
+/// `~/.cache/glimpse-ci/test-venv`).
+pub fn test_venv_python() -> PathBuf {
+    let cache = std::env::var_os("GLIMPSE_CI_CACHE")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").unwrap_or_default();
+            Path::new(&home).join(".cache/glimpse-ci")
+        });
+    let python = cache.join("test-venv/bin/python");
+    assert!(
+        python.is_file(),
+        "{} is missing: run scripts/setup_test_deps.sh",
+        python.display()
+    );
+    python
+}
+
 /// A copy of a fixture checkpoint with the real tokenizer linked in (the committed
 /// checkpoints leave tokenizer.json out), made once per test process: tests running in
 /// parallel must never see it half written.

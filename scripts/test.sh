@@ -21,6 +21,7 @@ step host "parity tests on the scalar kernels" env GLIMPSE_SIMD=scalar \
 step lite "clippy" cargo clippy --no-default-features --all-targets -- -D warnings
 step lite "server tests" cargo test --no-default-features --test server_api --test server_limits \
   --test server_openai_client
+step host "web page unit tests" node --test webui/test/*.test.mjs
 step host "browser test" ./scripts/browser_test.sh
 ./scripts/cross_musl.sh
 ./scripts/cross_windows.sh

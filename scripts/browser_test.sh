@@ -29,7 +29,8 @@ cleanup() {
 trap cleanup EXIT
 
 ./scripts/fetch_tokenizer.sh
-cargo build --quiet --bin glimpse
+# The test profile: the binary `cargo test` built (and an optimized one).
+cargo build --quiet --profile test --bin glimpse
 glimpse="$CARGO_TARGET_DIR/debug/glimpse"
 mkdir "$work/model"
 cp tests/fixtures/tiny-untied/checkpoint/* tests/fixtures/tokenizer/tokenizer.json "$work/model/"

@@ -3,9 +3,12 @@
 //! replays every input kept under `tests/fuzz_regressions/<target>/`, then mutates the
 //! target's seeds (byte flips, interesting integers, truncation, splicing, chunk copies;
 //! JSON-aware replacement of values for JSON seeds) for `GLIMPSE_FUZZ_SECONDS` (default
-//! 3; the README's test command runs 60). A target fails only by panicking; the input that
-//! made it panic is written to the regressions folder (commit it with the fix) and named
-//! in the failure. cargo-fuzz would need a nightly toolchain, which these machines lack.
+//! 3; the README's test command runs 20). The mutations follow a random stream seeded anew
+//! on every run, so that repeated runs explore new inputs rather than the same ones again;
+//! the seed is printed, and `GLIMPSE_FUZZ_SEED` replays a run. A target fails only by
+//! panicking; the input that made it panic is written to the regressions folder (commit it
+//! with the fix) and named in the failure. cargo-fuzz would need a nightly toolchain, which
+//! these machines lack.
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -21,6 +24,19 @@ fn regressions_dir(target: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fuzz_regressions")
         .join(target)
+}
+
+/// The mutation stream's seed: `GLIMPSE_FUZZ_SEED` when set, else a new one per run.
+fn stream_seed() -> u64 {
+    std::env::var("GLIMPSE_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or_else(|| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            fnv1a(&now.as_nanos().to_le_bytes()) ^ u64::from(std::process::id())
+        })
 }
 
 fn budget() -> Duration {
@@ -45,6 +61,7 @@ fn fuzz_with_regressions(
     run: impl Fn(&[u8]),
 ) -> usize {
     let mut inputs = 0;
+    let stream = stream_seed();
     let check = |input: &[u8], origin: &str| {
         if catch_unwind(AssertUnwindSafe(|| run(input))).is_err() {
             let dir = regressions;
@@ -52,7 +69,8 @@ fn fuzz_with_regressions(
             let path = dir.join(format!("crash-{:016x}.bin", fnv1a(input)));
             let _ = std::fs::write(&path, input);
             panic!(
-                "fuzz target '{target}' panicked on {origin}; input saved to {}",
+                "fuzz target '{target}' panicked on {origin} (GLIMPSE_FUZZ_SEED={stream}); \
+                 input saved to {}",
                 path.display()
             );
         }
@@ -74,7 +92,7 @@ fn fuzz_with_regressions(
         .map(|s| serde_json::from_slice(s).ok())
         .collect();
     let deadline = Instant::now() + budget();
-    let mut rng = ChaCha8Rng::seed_from_u64(0x0067_6c69_6d70_7365);
+    let mut rng = ChaCha8Rng::seed_from_u64(stream);
     while Instant::now() < deadline {
         let index = rng.random_range(0..seeds.len());
         let input = match &json_seeds[index] {
@@ -90,7 +108,9 @@ fn fuzz_with_regressions(
         check(&input, "a mutated input");
         inputs += 1;
     }
-    eprintln!("fuzz target '{target}': {inputs} inputs, none panicked");
+    eprintln!(
+        "fuzz target '{target}': {inputs} inputs (GLIMPSE_FUZZ_SEED={stream}), none panicked"
+    );
     inputs
 }
 

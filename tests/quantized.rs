@@ -111,7 +111,7 @@ fn top2_margin(logits: &[f32]) -> f32 {
 
 /// How a profile compares with f32 glimpse, both teacher-forced along transformers' greedy
 /// path of every case of `config`.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Lockstep {
     agree: usize,
     total: usize,
@@ -123,53 +123,70 @@ struct Lockstep {
     max_logprob_diff: f32,
 }
 
-fn lockstep(config: &str, out_type: &str) -> Lockstep {
+impl Lockstep {
+    /// Adds one step: the f32 reference's logits and the profile's.
+    fn add(&mut self, reference_logits: &[f32], logits: &[f32]) {
+        let agrees = argmax(logits) == argmax(reference_logits);
+        self.agree += usize::from(agrees);
+        self.total += 1;
+        if top2_margin(reference_logits) < 2.0 {
+            self.uncertain += 1;
+            self.uncertain_agree += usize::from(agrees);
+        }
+        let (p, q) = (log_softmax(reference_logits), log_softmax(logits));
+        self.max_logprob_diff = self.max_logprob_diff.max(max_abs_diff(&p, &q));
+        let kl: f64 = p
+            .iter()
+            .zip(&q)
+            .map(|(&a, &b)| f64::from(a.exp()) * f64::from(a - b))
+            .sum();
+        self.mean_kl += kl;
+    }
+}
+
+/// Every profile of `out_types` against f32 glimpse, all run in lockstep with one f32
+/// reference session per case (the reference is computed once for all profiles).
+fn lockstep(config: &str, out_types: &[&str]) -> Vec<Lockstep> {
     glimpse::engine::threads::init_thread_pool(None).unwrap();
     let reference = ModelBundle::load(&converted(config, "f32"), None).unwrap();
-    let bundle = ModelBundle::load(&converted(config, out_type), None).unwrap();
-    let mut result = Lockstep {
-        agree: 0,
-        total: 0,
-        uncertain: 0,
-        uncertain_agree: 0,
-        mean_kl: 0.0,
-        max_logprob_diff: 0.0,
-    };
+    let bundles: Vec<ModelBundle> = out_types
+        .iter()
+        .map(|out_type| ModelBundle::load(&converted(config, out_type), None).unwrap())
+        .collect();
+    let mut results: Vec<Lockstep> = out_types.iter().map(|_| Lockstep::default()).collect();
     for case in cases(config) {
-        let (mut reference_session, mut session) =
-            (Session::new(&reference), Session::new(&bundle));
+        let mut reference_session = Session::new(&reference);
+        let mut sessions: Vec<Session> = bundles.iter().map(Session::new).collect();
         let mut reference_logits = prefill(&reference, &mut reference_session, &case);
-        let mut logits = prefill(&bundle, &mut session, &case);
+        let mut logits: Vec<Vec<f32>> = bundles
+            .iter()
+            .zip(&mut sessions)
+            .map(|(bundle, session)| prefill(bundle, session, &case))
+            .collect();
         for (step, &token) in case.greedy_tokens.iter().enumerate() {
-            let agrees = argmax(&logits) == argmax(&reference_logits);
-            result.agree += usize::from(agrees);
-            result.total += 1;
-            if top2_margin(&reference_logits) < 2.0 {
-                result.uncertain += 1;
-                result.uncertain_agree += usize::from(agrees);
+            for (result, logits) in results.iter_mut().zip(&logits) {
+                result.add(&reference_logits, logits);
             }
-            let (p, q) = (log_softmax(&reference_logits), log_softmax(&logits));
-            result.max_logprob_diff = result.max_logprob_diff.max(max_abs_diff(&p, &q));
-            let kl: f64 = p
-                .iter()
-                .zip(&q)
-                .map(|(&a, &b)| f64::from(a.exp()) * f64::from(a - b))
-                .sum();
-            result.mean_kl += kl;
             if step + 1 < case.greedy_tokens.len() {
                 reference_logits = reference_session.decode_step(token).unwrap();
-                logits = session.decode_step(token).unwrap();
+                for (session, logits) in sessions.iter_mut().zip(&mut logits) {
+                    *logits = session.decode_step(token).unwrap();
+                }
             }
         }
     }
-    result.mean_kl /= result.total as f64;
-    result
+    for result in &mut results {
+        result.mean_kl /= result.total as f64;
+    }
+    results
 }
 
 #[test]
 fn quantized_profiles_agree_with_f32_on_the_trained_fixture() {
-    for (out_type, required) in [("f16", 1.0), ("q8_0", 0.99), ("q4_k", 0.95)] {
-        let r = lockstep(QUALITY_CONFIG, out_type);
+    let profiles = [("f16", 1.0), ("q8_0", 0.99), ("q4_k", 0.95)];
+    let out_types: Vec<&str> = profiles.iter().map(|(out_type, _)| *out_type).collect();
+    let results = lockstep(QUALITY_CONFIG, &out_types);
+    for ((out_type, required), r) in profiles.into_iter().zip(results) {
         let share = r.agree as f64 / r.total as f64;
         eprintln!(
             "{out_type}: top-1 agreement with f32 {}/{} ({:.1} %), on uncertain steps {}/{}, \

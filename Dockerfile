@@ -8,6 +8,7 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock models.toml ./
+COPY gguf gguf
 COPY convert convert
 COPY src src
 COPY webui webui

@@ -1,8 +1,9 @@
 //! glimpse: a CPU-first runtime for the Qwen3-VL vision-language model.
 //!
 //! Layering (arrows point one way only): `kernels` (ops) ← `model` (Qwen3-VL graph)
-//! ← `engine` (sessions, caches, sampling) ← CLI / server. `gguf`, `preprocess` and
-//! `chat` are leaf modules used by the layers above them.
+//! ← `engine` (sessions, caches, sampling) ← CLI / server. `gguf` (the `glimpse-gguf`
+//! crate, re-exported), `preprocess` and `chat` are leaf modules used by the layers above
+//! them.
 pub mod catalog;
 pub mod chat;
 pub mod cli;

@@ -274,7 +274,7 @@ fn missing_tensors_and_keys_are_named() {
 fn open_bytes(dir: &TestDir, name: &str, bytes: &[u8]) -> anyhow::Result<GgufFile> {
     let path = dir.path().join(name);
     std::fs::write(&path, bytes).unwrap();
-    GgufFile::open(&path)
+    Ok(GgufFile::open(&path)?)
 }
 
 fn open_err(dir: &TestDir, name: &str, bytes: &[u8]) -> String {

@@ -9,20 +9,19 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use glimpse_gguf::{decode_into, GgmlType, GgufWriter, Metadata, TensorPlan};
+
 use crate::checkpoint::Checkpoint;
-use crate::element_codec::{decode_into, encode_into};
-use crate::ggml_type::GgmlType;
 use crate::glimpse_metadata::add_glimpse_metadata;
-use crate::metadata::Metadata;
 use crate::model_metadata::{
     add_general_metadata, add_text_model_metadata, add_vision_metadata, FileRole,
 };
 use crate::out_type::OutType;
+use crate::quantize::encode_into;
 use crate::safetensors_dir::{SafetensorsDir, SourceTensor};
 use crate::tensor_map::{
     is_vision_tensor, plan_tensors, unused_checkpoint_tensors, Extraction, TensorMapping, LM_HEAD,
 };
-use crate::writer::{GgufWriter, TensorPlan};
 
 /// Output bytes converted per write; bounds the memory a conversion needs beyond the mmaps.
 const CHUNK_BYTES: usize = 8 << 20;
@@ -149,7 +148,7 @@ pub fn convert(opts: &ConvertOptions) -> Result<ConvertSummary> {
         .iter()
         .flat_map(|f| &f.tensors)
         .map(|(_, _, p)| p.byte_size())
-        .sum::<Result<usize>>()?;
+        .sum::<Result<usize, _>>()?;
     let progress = progress_bar(opts.progress, data_bytes as u64)?;
     let partials = files
         .iter()
@@ -273,13 +272,13 @@ fn write_tensor<W: std::io::Write>(
                 .data
                 .get(start..start + row_len * element_size)
                 .with_context(|| format!("row {row} of '{}' lies outside its data", source.name))?;
-            decode_into(source.dtype, bytes, &mut values);
+            decode_into(source.dtype.ggml_type(), bytes, &mut values)?;
         }
         encode_into(target, &values, &mut encoded)?;
         writer.write_data(&encoded)?;
         progress.inc(encoded.len() as u64);
     }
-    writer.end_tensor()
+    Ok(writer.end_tensor()?)
 }
 
 fn progress_bar(visible: bool, total_bytes: u64) -> Result<ProgressBar> {

@@ -6,9 +6,8 @@ use serde_json::Value;
 
 use crate::checkpoint::Checkpoint;
 use crate::hf_config::TokenIds;
-use crate::keys::glimpse as keys;
-use crate::meta_value::{MetaArray, MetaValue};
-use crate::metadata::Metadata;
+use glimpse_gguf::keys::glimpse as keys;
+use glimpse_gguf::{MetaArray, MetaValue, Metadata};
 
 pub fn add_glimpse_metadata(meta: &mut Metadata, checkpoint: &Checkpoint) -> Result<()> {
     let config = &checkpoint.config;

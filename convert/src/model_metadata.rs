@@ -4,10 +4,9 @@
 use anyhow::{anyhow, Context, Result};
 
 use crate::checkpoint::Checkpoint;
-use crate::keys::{self, clip, general, qwen3vl};
-use crate::meta_value::{MetaArray, MetaValue};
-use crate::metadata::Metadata;
 use crate::out_type::OutType;
+use glimpse_gguf::keys::{self, clip, general, qwen3vl};
+use glimpse_gguf::{MetaArray, MetaValue, Metadata};
 
 /// A size as the u32 llama.cpp stores.
 fn u32_value(what: &str, value: usize) -> Result<MetaValue> {

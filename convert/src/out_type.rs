@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use anyhow::{bail, Result};
 
-use crate::ggml_type::GgmlType;
+use glimpse_gguf::GgmlType;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OutType {

@@ -6,6 +6,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
+use glimpse_gguf::GgmlType;
 use memmap2::Mmap;
 use safetensors::tensor::{Dtype, SafeTensors};
 
@@ -23,11 +24,17 @@ pub enum SourceDtype {
 }
 
 impl SourceDtype {
-    pub fn element_size(self) -> usize {
+    /// The ggml type with the same element encoding.
+    pub fn ggml_type(self) -> GgmlType {
         match self {
-            SourceDtype::F32 => 4,
-            SourceDtype::F16 | SourceDtype::BF16 => 2,
+            SourceDtype::F32 => GgmlType::F32,
+            SourceDtype::F16 => GgmlType::F16,
+            SourceDtype::BF16 => GgmlType::BF16,
         }
+    }
+
+    pub fn element_size(self) -> usize {
+        self.ggml_type().type_size()
     }
 }
 

@@ -9,9 +9,8 @@ use anyhow::{anyhow, bail, Result};
 use serde_json::Value;
 
 use crate::json_file::{parse_json, read_optional_text};
-use crate::keys::tokenizer as keys;
-use crate::meta_value::{MetaArray, MetaValue};
-use crate::metadata::Metadata;
+use glimpse_gguf::keys::tokenizer as keys;
+use glimpse_gguf::{MetaArray, MetaValue, Metadata};
 
 /// llama.cpp token types (gguf-py `TokenType`).
 const TOKEN_NORMAL: i32 = 1;

@@ -134,22 +134,23 @@ mod tests {
 
     #[test]
     fn image_spans_cover_exactly_the_pads_of_each_image() {
-        let special = SpecialTokens::default();
+        let (special, tokenizer) = (SpecialTokens::default(), fixture_tokenizer());
         let prompt = build_prompt(
             &qwen3vl_template(),
-            &fixture_tokenizer(),
+            &tokenizer,
             &conversation(),
             &[3, 2],
             &special,
         )
         .unwrap();
+        let id = |token: &str| tokenizer.token_to_id(token).unwrap();
         assert_eq!(prompt.image_spans.len(), 2);
         for span in &prompt.image_spans {
-            assert_eq!(prompt.ids[span.start - 1], special.vision_start);
+            assert_eq!(prompt.ids[span.start - 1], id("<|vision_start|>"));
             assert!(prompt.ids[span.clone()]
                 .iter()
                 .all(|&id| id == special.image_pad));
-            assert_eq!(prompt.ids[span.end], special.vision_end);
+            assert_eq!(prompt.ids[span.end], id("<|vision_end|>"));
         }
         assert_eq!(prompt.image_spans[0].len(), 3);
         assert_eq!(prompt.image_spans[1].len(), 2);

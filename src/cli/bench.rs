@@ -8,7 +8,6 @@ use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
 use clap::Args;
-use glimpse_convert::keys::qwen3vl::CONTEXT_LENGTH;
 use image::RgbImage;
 use serde_json::json;
 use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System};
@@ -18,6 +17,7 @@ use crate::chat::{ImageRef, Message, Part, Prompt, Role};
 use crate::engine::sampler::argmax;
 use crate::engine::threads::init_thread_pool;
 use crate::engine::{ModelBundle, Session, Timings};
+use crate::gguf::keys::qwen3vl::CONTEXT_LENGTH;
 use crate::kernels::simd::simd_path;
 use crate::preprocess::{load_image, preprocess};
 

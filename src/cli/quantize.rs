@@ -5,7 +5,7 @@ use anyhow::Result;
 use clap::Args;
 use glimpse_convert::OutType;
 
-use crate::gguf::requantize;
+use crate::model::requantize;
 
 #[derive(Args, Debug)]
 pub struct QuantizeArgs {

@@ -55,8 +55,8 @@ impl ModelBundle {
             None => projector_preprocess_config(&files.vision)
                 .context("reading the image settings of the projector file")?,
         };
-        let mut special = SpecialTokens::from_tokenizer(&tokenizer)?;
-        special.eos = model.config.tokens.eos.clone();
+        let special = SpecialTokens::from_gguf(text.metadata(), &tokenizer)
+            .context("finding the special token ids")?;
         Ok(Self {
             files,
             model,

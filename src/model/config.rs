@@ -1,11 +1,10 @@
 //! Model hyperparameters read from GGUF metadata (llama.cpp's `qwen3vl.*` and
-//! `clip.vision.*` keys, plus glimpse's special-token keys — or, in llama.cpp's files,
-//! the same ids looked up in the stored vocabulary), validated once at load so the
-//! forward code can index without re-checking.
-use anyhow::{anyhow, ensure, Context, Result};
+//! `clip.vision.*` keys), validated once at load so the forward code can index without
+//! re-checking. The special token ids are the chat layer's (`chat::SpecialTokens`).
+use anyhow::{ensure, Context, Result};
 
 use super::files::ModelFiles;
-use crate::gguf::{keys, GgufFile};
+use crate::gguf::GgufFile;
 
 /// The Qwen3 text decoder.
 #[derive(Clone, Debug, PartialEq)]
@@ -63,20 +62,10 @@ impl VisionConfig {
     }
 }
 
-/// Token ids the runtime treats specially.
-#[derive(Clone, Debug, PartialEq)]
-pub struct SpecialTokenIds {
-    pub image_pad: u32,
-    pub vision_start: u32,
-    pub vision_end: u32,
-    pub eos: Vec<u32>,
-}
-
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelConfig {
     pub text: TextConfig,
     pub vision: VisionConfig,
-    pub tokens: SpecialTokenIds,
 }
 
 const ARCH: &str = "qwen3vl";
@@ -98,50 +87,8 @@ impl ModelConfig {
             vision.deepstack_indexes.len(),
             text.num_deepstack_layers
         );
-        let tokens = special_token_ids(&files.text).context("finding the special token ids")?;
-        Ok(Self {
-            text,
-            vision,
-            tokens,
-        })
+        Ok(Self { text, vision })
     }
-}
-
-/// glimpse's files name the ids; llama.cpp's have the vocabulary, where the Qwen3-VL
-/// tokens are found by their text. Generation ends at `<|im_end|>` and `<|endoftext|>`,
-/// as Qwen3-VL's `generation_config.json` says, plus the file's own EOS token.
-fn special_token_ids(file: &GgufFile) -> Result<SpecialTokenIds> {
-    if file.contains(keys::glimpse::IMAGE_TOKEN_ID) {
-        return Ok(SpecialTokenIds {
-            image_pad: file.get_u32(keys::glimpse::IMAGE_TOKEN_ID)?,
-            vision_start: file.get_u32(keys::glimpse::VISION_START_TOKEN_ID)?,
-            vision_end: file.get_u32(keys::glimpse::VISION_END_TOKEN_ID)?,
-            eos: file.get_u32_array(keys::glimpse::EOS_TOKEN_IDS)?,
-        });
-    }
-    let vocabulary = file
-        .get_str_array(keys::tokenizer::TOKENS)
-        .context("the file has neither glimpse's token ids nor a vocabulary")?;
-    let id_of = |text: &str| vocabulary.iter().position(|t| t == text).map(|i| i as u32);
-    let required =
-        |text: &str| id_of(text).ok_or_else(|| anyhow!("the vocabulary has no '{text}' token"));
-    let mut eos = Vec::new();
-    let candidates = [
-        file.get_u32_opt(keys::tokenizer::EOS_ID)?,
-        id_of("<|im_end|>"),
-        id_of("<|endoftext|>"),
-    ];
-    for id in candidates.into_iter().flatten() {
-        if !eos.contains(&id) {
-            eos.push(id);
-        }
-    }
-    Ok(SpecialTokenIds {
-        image_pad: required("<|image_pad|>")?,
-        vision_start: required("<|vision_start|>")?,
-        vision_end: required("<|vision_end|>")?,
-        eos,
-    })
 }
 
 fn key(name: &str) -> String {

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod files;
 pub mod kv_cache;
+mod requantize;
 pub mod rope;
 pub mod text;
 pub mod vision;
@@ -14,6 +15,7 @@ use anyhow::{Context, Result};
 pub use config::{ModelConfig, TextConfig, VisionConfig};
 pub use files::ModelFiles;
 pub use kv_cache::KvCache;
+pub use requantize::requantize;
 pub use text::TextModel;
 pub use vision::{VisionEncoder, VisionOutput};
 use weights::Weights;

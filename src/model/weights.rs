@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use half::f16;
 
 use super::files::ModelFiles;
-use crate::gguf::{GgmlType, GgufFile};
+use crate::gguf::{decode_into, GgmlType, GgufFile};
 use crate::kernels::attention::Precision;
 use crate::kernels::weight::interleaving_pays;
 use crate::kernels::WeightMatrix;
@@ -182,7 +182,7 @@ impl Weights {
     /// rearranges at load time).
     pub fn copy_f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
         let (file, _, _) = self.locate(name, shape)?;
-        file.tensor(&self.full_name(name))?.to_f32_vec()
+        Ok(file.tensor(&self.full_name(name))?.to_f32_vec()?)
     }
 }
 
@@ -213,7 +213,7 @@ impl Matrix {
         {
             values.clear();
             encoded.clear();
-            glimpse_convert::decode_ggml_into(source, rows_in, &mut values)?;
+            decode_into(source, rows_in, &mut values)?;
             glimpse_convert::encode_into(target, &values, &mut encoded)?;
             rows_out.copy_from_slice(&encoded);
         }
@@ -361,7 +361,9 @@ impl Linear {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use glimpse_convert::{encode_into, GgufWriter, Metadata, TensorPlan};
+    use glimpse_convert::encode_into;
+
+    use crate::gguf::{GgufWriter, Metadata, TensorPlan};
 
     /// A GGUF file with one `rows × cols` matrix per type, all holding the same values.
     fn file_with(types: &[GgmlType], rows: usize, cols: usize, values: &[f32]) -> Arc<GgufFile> {

@@ -1,14 +1,15 @@
 //! `glimpse quantize`: rewrites a GGUF file with another weight type, choosing each
 //! tensor's type with the same policy as `glimpse convert` and copying all metadata.
-//! Sources may be F32, F16, BF16 or Q8_0 (requantizing Q8_0 adds a little error).
+//! Sources may be F32, F16, BF16 or Q8_0 (requantizing Q8_0 adds a little error). Weight
+//! re-encoding, not format: Q8_0 sources are read with the kernels' own dequantizer.
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use glimpse_convert::{encode_into, GgufWriter, MetaValue, Metadata, OutType, TensorPlan};
+use glimpse_convert::{encode_into, OutType};
 
-use super::{GgmlType, GgufFile};
+use crate::gguf::{keys, GgmlType, GgufFile, GgufWriter, MetaValue, Metadata, TensorPlan};
 use crate::kernels::quant::q8_0;
 
 /// Writes `input` re-encoded as `out_type` to `output` (via `<output>.tmp`, renamed at the end).
@@ -16,15 +17,18 @@ pub fn requantize(input: &Path, output: &Path, out_type: OutType) -> Result<()> 
     let file = GgufFile::open(input)?;
     let mut metadata = Metadata::new();
     for (key, value) in file.metadata().iter() {
-        let value = if key == "general.file_type" {
+        let value = if key == keys::general::FILE_TYPE {
             MetaValue::U32(out_type.file_type())
         } else {
             value.clone()
         };
         metadata.insert(key, value)?;
     }
-    if !metadata.contains("general.file_type") {
-        metadata.insert("general.file_type", MetaValue::U32(out_type.file_type()))?;
+    if !metadata.contains(keys::general::FILE_TYPE) {
+        metadata.insert(
+            keys::general::FILE_TYPE,
+            MetaValue::U32(out_type.file_type()),
+        )?;
     }
     let plans: Vec<TensorPlan> = file
         .tensor_infos()

@@ -3,7 +3,7 @@
 //! only, so a file using it fails with "unsupported tensor type Q5_K (13)" instead of garbage.
 use std::fmt;
 
-use anyhow::{bail, Result};
+use crate::error::{GgufError, Result};
 
 /// A supported ggml element type; the discriminant is its id in GGUF tensor infos.
 /// Variants keep ggml's spelling (`Q4_K`), which everyone in this field searches for.
@@ -78,8 +78,8 @@ impl GgmlType {
             .iter()
             .find(|(known, _)| *known == id)
         {
-            Some((_, name)) => bail!("unsupported tensor type {name} ({id})"),
-            None => bail!("unknown tensor type id {id}"),
+            Some(&(_, name)) => Err(GgufError::UnsupportedTensorType { name, id }),
+            None => Err(GgufError::UnknownTensorType(id)),
         }
     }
 
@@ -105,6 +105,11 @@ impl GgmlType {
             GgmlType::Q6_K => "Q6_K",
             GgmlType::BF16 => "BF16",
         }
+    }
+
+    /// Whether the type stores blocks of quantized values (everything but F32, F16, BF16).
+    pub fn is_block_quantized(self) -> bool {
+        self.block_size() > 1
     }
 
     /// Elements per block (1 for the plain float types).
@@ -142,16 +147,17 @@ impl GgmlType {
     /// blocks or the size overflows.
     pub fn row_byte_size(self, n_cols: usize) -> Result<usize> {
         if !n_cols.is_multiple_of(self.block_size()) {
-            bail!(
-                "a row of {n_cols} elements is not a multiple of the {} block size {}",
-                self.name(),
-                self.block_size()
-            );
+            return Err(GgufError::PartialBlockRow {
+                n_cols,
+                dtype: self,
+            });
         }
-        match (n_cols / self.block_size()).checked_mul(self.type_size()) {
-            Some(bytes) => Ok(bytes),
-            None => bail!("a row of {n_cols} {} elements overflows usize", self.name()),
-        }
+        (n_cols / self.block_size())
+            .checked_mul(self.type_size())
+            .ok_or(GgufError::RowSizeOverflow {
+                n_cols,
+                dtype: self,
+            })
     }
 
     /// Bytes of a whole tensor of `shape` (any dimension order; the last dimension is the row,
@@ -163,10 +169,12 @@ impl GgmlType {
             .rev()
             .skip(1)
             .try_fold(1usize, |acc, &d| acc.checked_mul(d));
-        match outer.and_then(|rows| rows.checked_mul(row)) {
-            Some(bytes) => Ok(bytes),
-            None => bail!("tensor shape {shape:?} of {} overflows usize", self.name()),
-        }
+        outer
+            .and_then(|rows| rows.checked_mul(row))
+            .ok_or_else(|| GgufError::ShapeSizeOverflow {
+                shape: shape.to_vec(),
+                dtype: self,
+            })
     }
 }
 

@@ -1,22 +1,22 @@
 //! A bounds-checked little-endian cursor over the bytes of a GGUF header. Every read checks
 //! the remaining length first, and every count is checked against what the remaining bytes
 //! could possibly hold before anything is allocated, so corrupt files fail cleanly.
-use anyhow::{bail, Result};
+use crate::error::{GgufError, Result};
 
 /// No GGUF file is anywhere near this large (256 TiB); counts implying more are corrupt.
 const MAX_PLAUSIBLE_BYTES: u64 = 1 << 48;
 
-pub(super) struct ByteCursor<'a> {
+pub(crate) struct ByteCursor<'a> {
     bytes: &'a [u8],
     position: usize,
 }
 
 impl<'a> ByteCursor<'a> {
-    pub(super) fn new(bytes: &'a [u8]) -> ByteCursor<'a> {
+    pub(crate) fn new(bytes: &'a [u8]) -> ByteCursor<'a> {
         ByteCursor { bytes, position: 0 }
     }
 
-    pub(super) fn position(&self) -> usize {
+    pub(crate) fn position(&self) -> usize {
         self.position
     }
 
@@ -24,17 +24,17 @@ impl<'a> ByteCursor<'a> {
         self.bytes.len() - self.position
     }
 
-    pub(super) fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        let end = match self.position.checked_add(n) {
-            Some(end) if end <= self.bytes.len() => end,
-            _ => bail!(
-                "truncated GGUF header: {n} bytes needed at offset {} but the file has {}",
-                self.position,
-                self.bytes.len()
-            ),
-        };
-        let taken = &self.bytes[self.position..end];
-        self.position = end;
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        let taken = self
+            .position
+            .checked_add(n)
+            .and_then(|end| self.bytes.get(self.position..end))
+            .ok_or(GgufError::Truncated {
+                needed: n,
+                offset: self.position,
+                file_len: self.bytes.len(),
+            })?;
+        self.position += n;
         Ok(taken)
     }
 
@@ -44,68 +44,68 @@ impl<'a> ByteCursor<'a> {
         Ok(out)
     }
 
-    pub(super) fn u8(&mut self) -> Result<u8> {
+    pub(crate) fn u8(&mut self) -> Result<u8> {
         Ok(self.array::<1>()?[0])
     }
 
-    pub(super) fn i8(&mut self) -> Result<i8> {
+    pub(crate) fn i8(&mut self) -> Result<i8> {
         Ok(i8::from_le_bytes(self.array()?))
     }
 
-    pub(super) fn u16(&mut self) -> Result<u16> {
+    pub(crate) fn u16(&mut self) -> Result<u16> {
         Ok(u16::from_le_bytes(self.array()?))
     }
 
-    pub(super) fn i16(&mut self) -> Result<i16> {
+    pub(crate) fn i16(&mut self) -> Result<i16> {
         Ok(i16::from_le_bytes(self.array()?))
     }
 
-    pub(super) fn u32(&mut self) -> Result<u32> {
+    pub(crate) fn u32(&mut self) -> Result<u32> {
         Ok(u32::from_le_bytes(self.array()?))
     }
 
-    pub(super) fn i32(&mut self) -> Result<i32> {
+    pub(crate) fn i32(&mut self) -> Result<i32> {
         Ok(i32::from_le_bytes(self.array()?))
     }
 
-    pub(super) fn u64(&mut self) -> Result<u64> {
+    pub(crate) fn u64(&mut self) -> Result<u64> {
         Ok(u64::from_le_bytes(self.array()?))
     }
 
-    pub(super) fn i64(&mut self) -> Result<i64> {
+    pub(crate) fn i64(&mut self) -> Result<i64> {
         Ok(i64::from_le_bytes(self.array()?))
     }
 
-    pub(super) fn f32(&mut self) -> Result<f32> {
+    pub(crate) fn f32(&mut self) -> Result<f32> {
         Ok(f32::from_le_bytes(self.array()?))
     }
 
-    pub(super) fn f64(&mut self) -> Result<f64> {
+    pub(crate) fn f64(&mut self) -> Result<f64> {
         Ok(f64::from_le_bytes(self.array()?))
     }
 
-    pub(super) fn bool(&mut self) -> Result<bool> {
+    pub(crate) fn bool(&mut self) -> Result<bool> {
         let at = self.position;
         match self.u8()? {
             0 => Ok(false),
             1 => Ok(true),
-            other => bail!("invalid bool value {other} at offset {at}"),
+            value => Err(GgufError::InvalidBool { value, offset: at }),
         }
     }
 
     /// A u64 length-prefixed UTF-8 string.
-    pub(super) fn string(&mut self) -> Result<String> {
+    pub(crate) fn string(&mut self) -> Result<String> {
         let at = self.position;
         let len = self.count("string length", 1)?;
         let bytes = self.take(len)?;
         match std::str::from_utf8(bytes) {
             Ok(text) => Ok(text.to_string()),
-            Err(_) => bail!("string at offset {at} is not valid UTF-8"),
+            Err(_) => Err(GgufError::InvalidUtf8 { offset: at }),
         }
     }
 
     /// A u64 element count of `what`, checked by `check_count`.
-    pub(super) fn count(&mut self, what: &str, min_element_bytes: usize) -> Result<usize> {
+    pub(crate) fn count(&mut self, what: &'static str, min_element_bytes: usize) -> Result<usize> {
         let count = self.u64()?;
         self.check_count(what, count, min_element_bytes)
     }
@@ -113,9 +113,9 @@ impl<'a> ByteCursor<'a> {
     /// `count` as a usize. A count whose elements (at least `min_element_bytes` each) would
     /// need more than `MAX_PLAUSIBLE_BYTES` is absurd; one that merely overruns the rest of
     /// the file means the file is truncated.
-    pub(super) fn check_count(
+    pub(crate) fn check_count(
         &self,
-        what: &str,
+        what: &'static str,
         count: u64,
         min_element_bytes: usize,
     ) -> Result<usize> {
@@ -123,12 +123,14 @@ impl<'a> ByteCursor<'a> {
             .checked_mul(min_element_bytes as u64)
             .filter(|&needed| needed <= MAX_PLAUSIBLE_BYTES);
         match needed {
-            None => bail!("absurd {what} {count}"),
-            Some(needed) if needed > self.remaining() as u64 => bail!(
-                "truncated GGUF header: {what} {count} needs at least {needed} bytes at offset {} but the file has {}",
-                self.position,
-                self.bytes.len()
-            ),
+            None => Err(GgufError::AbsurdCount { what, count }),
+            Some(needed) if needed > self.remaining() as u64 => Err(GgufError::TruncatedCount {
+                what,
+                count,
+                needed,
+                offset: self.position,
+                file_len: self.bytes.len(),
+            }),
             Some(_) => Ok(count as usize),
         }
     }

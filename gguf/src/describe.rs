@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use glimpse_convert::keys::{clip, general, glimpse, qwen3vl, tokenizer};
-use glimpse_convert::{GgmlType, MetaValue};
-
-use super::file::GgufFile;
+use crate::file::GgufFile;
+use crate::ggml_type::GgmlType;
+use crate::keys::{clip, general, glimpse, qwen3vl, tokenizer};
+use crate::meta_value::MetaValue;
 
 /// llama.cpp's `llama_ftype` names for the file types glimpse writes or may meet.
 fn file_type_name(file_type: u32) -> &'static str {
@@ -45,6 +45,7 @@ fn shown(file: &GgufFile, key: &str) -> String {
         .map_or_else(|| "?".to_string(), MetaValue::to_string)
 }
 
+/// The summary `glimpse info` prints for `file`.
 pub fn describe(file: &GgufFile) -> String {
     let mut out = String::new();
     // Writing to a String cannot fail.

@@ -5,21 +5,11 @@
 use std::collections::HashSet;
 use std::io::Write;
 
-use anyhow::{bail, Context, Result};
-
+use crate::error::{GgufError, Result};
+use crate::format::{data_alignment, GGUF_MAGIC, GGUF_VERSION, MAX_DIMS, MAX_TENSOR_NAME_LEN};
 use crate::ggml_type::GgmlType;
-use crate::keys;
 use crate::meta_value::{MetaArray, MetaValue};
 use crate::metadata::Metadata;
-
-/// "GGUF" as it appears at the start of a file.
-pub const GGUF_MAGIC: [u8; 4] = *b"GGUF";
-/// The version this writer produces.
-pub const GGUF_VERSION: u32 = 3;
-/// ggml's `GGML_MAX_NAME`: tensor names must be shorter than this.
-pub const MAX_TENSOR_NAME_LEN: usize = 64;
-/// ggml's `GGML_MAX_DIMS`.
-pub const MAX_DIMS: usize = 4;
 
 /// A tensor the writer will receive: name, PyTorch-order shape (outermost first) and type.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,7 +23,7 @@ impl TensorPlan {
     pub fn byte_size(&self) -> Result<usize> {
         self.dtype
             .tensor_byte_size(&self.shape)
-            .with_context(|| format!("tensor '{}'", self.name))
+            .map_err(|e| e.in_tensor(&self.name))
     }
 }
 
@@ -62,11 +52,7 @@ impl<W: Write> GgufWriter<W> {
     /// Validates the plan and writes the whole header. The alignment is `general.alignment`
     /// when `metadata` has it, else 32.
     pub fn new(out: W, metadata: &Metadata, tensors: Vec<TensorPlan>) -> Result<GgufWriter<W>> {
-        let alignment = match metadata.get_u32_opt(keys::general::ALIGNMENT)? {
-            Some(a) if a.is_power_of_two() => a as usize,
-            Some(a) => bail!("general.alignment {a} is not a power of two"),
-            None => keys::DEFAULT_ALIGNMENT as usize,
-        };
+        let alignment = data_alignment(metadata)?;
         let tensors = validate_plan(tensors)?;
         let mut writer = GgufWriter {
             out,
@@ -109,18 +95,22 @@ impl<W: Write> GgufWriter<W> {
     pub fn begin_tensor(&mut self, name: &str) -> Result<()> {
         let index = match self.progress {
             Progress::Idle { index } => index,
-            Progress::Writing { index, .. } => bail!(
-                "tensor '{}' is still being written; cannot begin '{name}'",
-                self.tensors[index].plan.name
-            ),
+            Progress::Writing { index, .. } => {
+                return Err(GgufError::StillWriting {
+                    current: self.tensors[index].plan.name.clone(),
+                    next: name.to_string(),
+                })
+            }
         };
         match self.tensors.get(index) {
             Some(next) if next.plan.name == name => {}
-            Some(next) => bail!(
-                "tensor '{name}' written out of order: expected '{}'",
-                next.plan.name
-            ),
-            None => bail!("tensor '{name}' was not in the plan (all planned tensors are written)"),
+            Some(next) => {
+                return Err(GgufError::OutOfOrder {
+                    name: name.to_string(),
+                    expected: next.plan.name.clone(),
+                })
+            }
+            None => return Err(GgufError::NotPlanned(name.to_string())),
         }
         self.progress = Progress::Writing { index, written: 0 };
         Ok(())
@@ -129,16 +119,16 @@ impl<W: Write> GgufWriter<W> {
     /// Appends bytes to the tensor begun last.
     pub fn write_data(&mut self, bytes: &[u8]) -> Result<()> {
         let Progress::Writing { index, written } = self.progress else {
-            bail!("tensor data written outside begin_tensor/end_tensor");
+            return Err(GgufError::DataOutsideTensor);
         };
         let tensor = &self.tensors[index];
         let now = written + bytes.len();
         if now > tensor.byte_size {
-            bail!(
-                "tensor '{}': {now} bytes written but it holds {}",
-                tensor.plan.name,
-                tensor.byte_size
-            );
+            return Err(GgufError::TooManyBytes {
+                name: tensor.plan.name.clone(),
+                written: now,
+                size: tensor.byte_size,
+            });
         }
         self.emit(bytes)?;
         self.progress = Progress::Writing {
@@ -151,15 +141,15 @@ impl<W: Write> GgufWriter<W> {
     /// Finishes the current tensor (all its bytes must have been written) and pads.
     pub fn end_tensor(&mut self) -> Result<()> {
         let Progress::Writing { index, written } = self.progress else {
-            bail!("end_tensor without begin_tensor");
+            return Err(GgufError::EndWithoutBegin);
         };
         let tensor = &self.tensors[index];
         if written != tensor.byte_size {
-            bail!(
-                "tensor '{}': only {written} of {} bytes written",
-                tensor.plan.name,
-                tensor.byte_size
-            );
+            return Err(GgufError::TooFewBytes {
+                name: tensor.plan.name.clone(),
+                written,
+                size: tensor.byte_size,
+            });
         }
         self.pad()?;
         self.progress = Progress::Idle { index: index + 1 };
@@ -177,13 +167,14 @@ impl<W: Write> GgufWriter<W> {
     pub fn finish(mut self) -> Result<W> {
         match self.progress {
             Progress::Idle { index } if index == self.tensors.len() => {}
-            Progress::Idle { index } | Progress::Writing { index, .. } => bail!(
-                "GGUF file incomplete: tensor '{}' and {} more were never written",
-                self.tensors[index].plan.name,
-                self.tensors.len() - index - 1
-            ),
+            Progress::Idle { index } | Progress::Writing { index, .. } => {
+                return Err(GgufError::Incomplete {
+                    first: self.tensors[index].plan.name.clone(),
+                    more: self.tensors.len() - index - 1,
+                })
+            }
         }
-        self.out.flush().context("flushing the GGUF file")?;
+        self.out.flush().map_err(GgufError::Flush)?;
         Ok(self.out)
     }
 
@@ -193,7 +184,7 @@ impl<W: Write> GgufWriter<W> {
     }
 
     fn emit(&mut self, bytes: &[u8]) -> Result<()> {
-        self.out.write_all(bytes).context("writing the GGUF file")?;
+        self.out.write_all(bytes).map_err(GgufError::Write)?;
         self.position += bytes.len() as u64;
         Ok(())
     }
@@ -211,22 +202,16 @@ fn validate_plan(tensors: Vec<TensorPlan>) -> Result<Vec<PlannedTensor>> {
         .into_iter()
         .map(|plan| {
             if plan.name.len() >= MAX_TENSOR_NAME_LEN {
-                bail!(
-                    "tensor name '{}' is {} bytes; ggml allows at most {}",
-                    plan.name,
-                    plan.name.len(),
-                    MAX_TENSOR_NAME_LEN - 1
-                );
+                return Err(GgufError::NameTooLong { name: plan.name });
             }
             if plan.shape.is_empty() || plan.shape.len() > MAX_DIMS {
-                bail!(
-                    "tensor '{}' has {} dimensions; GGUF allows 1 to {MAX_DIMS}",
-                    plan.name,
-                    plan.shape.len()
-                );
+                return Err(GgufError::BadDimensionCount {
+                    n_dims: plan.shape.len(),
+                    name: plan.name,
+                });
             }
             if !names.insert(plan.name.clone()) {
-                bail!("tensor '{}' planned twice", plan.name);
+                return Err(GgufError::PlannedTwice(plan.name));
             }
             let byte_size = plan.byte_size()?;
             Ok(PlannedTensor { plan, byte_size })

@@ -1,10 +1,9 @@
 //! An ordered GGUF metadata table (key → `MetaValue`, in file order, keys unique) with typed
 //! getters that fail with the key's name when it is missing or holds the wrong type. The
-//! writer takes one, the reader in `glimpse::gguf` produces one.
+//! writer takes one, the reader produces one.
 use std::collections::HashMap;
 
-use anyhow::{anyhow, bail, Result};
-
+use crate::error::{GgufError, Result};
 use crate::meta_value::{MetaArray, MetaValue};
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -22,7 +21,7 @@ impl Metadata {
     pub fn insert(&mut self, key: impl Into<String>, value: MetaValue) -> Result<()> {
         let key = key.into();
         if self.index.contains_key(&key) {
-            bail!("duplicate metadata key '{key}'");
+            return Err(GgufError::DuplicateKey(key));
         }
         self.index.insert(key.clone(), self.entries.len());
         self.entries.push((key, value));
@@ -60,22 +59,24 @@ impl Metadata {
     fn typed<'a, T>(
         &'a self,
         key: &str,
-        expected: &str,
+        expected: &'static str,
         read: impl FnOnce(&'a MetaValue) -> Option<T>,
     ) -> Result<Option<T>> {
         match self.get(key) {
             None => Ok(None),
-            Some(value) => read(value).map(Some).ok_or_else(|| {
-                anyhow!(
-                    "metadata key '{key}' is {} ({value}), expected {expected}",
-                    value.type_description()
-                )
-            }),
+            Some(value) => read(value)
+                .map(Some)
+                .ok_or_else(|| GgufError::WrongValueType {
+                    key: key.to_string(),
+                    found: value.type_description(),
+                    value: value.to_string(),
+                    expected,
+                }),
         }
     }
 
     fn required<T>(key: &str, value: Result<Option<T>>) -> Result<T> {
-        value?.ok_or_else(|| anyhow!("missing metadata key '{key}'"))
+        value?.ok_or_else(|| GgufError::MissingKey(key.to_string()))
     }
 
     pub fn get_u32_opt(&self, key: &str) -> Result<Option<u32>> {

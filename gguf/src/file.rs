@@ -5,13 +5,14 @@ use std::fs::File;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, Context, Result};
-use glimpse_convert::{keys, Metadata};
 use memmap2::Mmap;
 
-use super::header::parse_header;
-use super::tensor_info::TensorInfo;
-use super::tensor_view::TensorView;
+use crate::error::{GgufError, Result};
+use crate::header::parse_header;
+use crate::keys;
+use crate::metadata::Metadata;
+use crate::tensor_info::TensorInfo;
+use crate::tensor_view::TensorView;
 
 pub struct GgufFile {
     path: PathBuf,
@@ -28,14 +29,20 @@ impl GgufFile {
     /// Maps and validates `path`. Errors name the file and the problem.
     pub fn open(path: impl AsRef<Path>) -> Result<GgufFile> {
         let path = path.as_ref();
-        let file =
-            File::open(path).with_context(|| format!("failed to open '{}'", path.display()))?;
+        let file = File::open(path).map_err(|source| GgufError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
         // SAFETY: read-only map; glimpse assumes a model file is not modified while it is in use
         // (the same contract as llama.cpp's mmap loading).
-        let map = unsafe { Mmap::map(&file) }
-            .with_context(|| format!("failed to map '{}'", path.display()))?;
-        let header = parse_header(&map)
-            .with_context(|| format!("reading GGUF file '{}'", path.display()))?;
+        let map = unsafe { Mmap::map(&file) }.map_err(|source| GgufError::Map {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let header = parse_header(&map).map_err(|e| GgufError::InFile {
+            path: path.to_path_buf(),
+            source: Box::new(e),
+        })?;
         let by_name = header
             .tensors
             .iter()
@@ -131,11 +138,11 @@ impl GgufFile {
     pub fn tensor(&self, name: &str) -> Result<TensorView<'_>> {
         let info = self
             .tensor_info(name)
-            .ok_or_else(|| anyhow!("missing tensor '{name}'"))?;
+            .ok_or_else(|| GgufError::MissingTensor(name.to_string()))?;
         let data = self
             .map
             .get(info.data_offset..info.data_offset + info.n_bytes)
-            .ok_or_else(|| anyhow!("tensor '{name}': data runs past end of file"))?;
+            .ok_or_else(|| GgufError::OutsideMap(name.to_string()))?;
         Ok(TensorView {
             name: &info.name,
             dtype: info.dtype,

@@ -4,7 +4,7 @@
 //! small positive numbers reads as `u32`), which is how llama.cpp's own files store some ids.
 use std::fmt;
 
-use anyhow::{bail, Result};
+use crate::error::{GgufError, Result};
 
 /// The on-disk type id of a metadata value (`gguf_type` in ggml).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -41,7 +41,7 @@ impl MetaValueType {
             10 => MetaValueType::U64,
             11 => MetaValueType::I64,
             12 => MetaValueType::F64,
-            other => bail!("unknown metadata value type {other}"),
+            other => return Err(GgufError::UnknownValueType(other)),
         })
     }
 

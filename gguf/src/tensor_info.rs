@@ -1,6 +1,6 @@
 //! Where one tensor lives in a GGUF file: name, type, PyTorch-order shape and its validated
 //! byte range (absolute file offset and length).
-use glimpse_convert::GgmlType;
+use crate::ggml_type::GgmlType;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TensorInfo {

@@ -1,9 +1,11 @@
 //! A borrowed view of one tensor's bytes inside the memory-mapped GGUF file, with zero-copy
 //! typed access for F32/F16 (little-endian hosts, like every ggml file) and an f32 copy for
 //! every type.
-use anyhow::{bail, Context, Result};
-use glimpse_convert::GgmlType;
 use half::f16;
+
+use crate::element_codec::decode_into;
+use crate::error::{GgufError, Result};
+use crate::ggml_type::GgmlType;
 
 #[derive(Clone, Debug)]
 pub struct TensorView<'a> {
@@ -21,24 +23,21 @@ impl<'a> TensorView<'a> {
 
     fn expect_type(&self, expected: GgmlType) -> Result<()> {
         if self.dtype != expected {
-            bail!(
-                "tensor '{}' is {}, expected {expected}",
-                self.name,
-                self.dtype
-            );
+            return Err(GgufError::WrongTensorType {
+                name: self.name.to_string(),
+                found: self.dtype,
+                expected,
+            });
         }
         Ok(())
     }
 
     fn cast<T: bytemuck::Pod>(&self) -> Result<&'a [T]> {
-        match bytemuck::try_cast_slice(self.data) {
-            Ok(values) => Ok(values),
-            Err(e) => bail!(
-                "tensor '{}': data cannot be viewed as {}: {e}",
-                self.name,
-                self.dtype
-            ),
-        }
+        bytemuck::try_cast_slice(self.data).map_err(|reason| GgufError::Unviewable {
+            name: self.name.to_string(),
+            dtype: self.dtype,
+            reason,
+        })
     }
 
     /// The elements of an F32 tensor, without copying.
@@ -56,8 +55,7 @@ impl<'a> TensorView<'a> {
     /// The elements of the tensor converted to f32 (block-quantized types dequantized).
     pub fn to_f32_vec(&self) -> Result<Vec<f32>> {
         let mut values = Vec::with_capacity(self.n_elements());
-        glimpse_convert::decode_ggml_into(self.dtype, self.data, &mut values)
-            .with_context(|| format!("tensor '{}'", self.name))?;
+        decode_into(self.dtype, self.data, &mut values).map_err(|e| e.in_tensor(self.name))?;
         Ok(values)
     }
 }

@@ -3,41 +3,42 @@
 //! lie inside the file and not to overlap another, so views handed out later are always valid.
 use std::collections::HashSet;
 
-use anyhow::{bail, Context, Result};
-use glimpse_convert::{
-    keys, GgmlType, MetaArray, MetaValue, MetaValueType, Metadata, GGUF_MAGIC, MAX_DIMS,
-};
-
-use super::byte_cursor::ByteCursor;
-use super::tensor_info::TensorInfo;
+use crate::byte_cursor::ByteCursor;
+use crate::error::{GgufError, Result};
+use crate::format::{data_alignment, GGUF_MAGIC, MAX_DIMS, READABLE_VERSIONS};
+use crate::ggml_type::GgmlType;
+use crate::meta_value::{MetaArray, MetaValue, MetaValueType};
+use crate::metadata::Metadata;
+use crate::tensor_info::TensorInfo;
 
 /// Smallest possible metadata entry: empty key (8) + type (4) + one-byte value.
 const MIN_KV_BYTES: usize = 13;
 /// Smallest possible tensor info: empty name (8) + n_dims (4) + one dim (8) + type (4) + offset (8).
 const MIN_TENSOR_INFO_BYTES: usize = 32;
 
-pub(super) struct Header {
-    pub(super) version: u32,
-    pub(super) metadata: Metadata,
-    pub(super) tensors: Vec<TensorInfo>,
-    pub(super) alignment: usize,
-    pub(super) data_start: usize,
+/// A parsed and validated header: every tensor's byte range lies inside the bytes parsed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Header {
+    pub version: u32,
+    pub metadata: Metadata,
+    /// Every tensor, in file order.
+    pub tensors: Vec<TensorInfo>,
+    pub alignment: usize,
+    /// Offset where the tensor data section begins.
+    pub data_start: usize,
 }
 
-pub(super) fn parse_header(bytes: &[u8]) -> Result<Header> {
+/// Parses the header of the GGUF file whose whole contents are `bytes`. Never panics,
+/// whatever the bytes.
+pub fn parse_header(bytes: &[u8]) -> Result<Header> {
     let mut cursor = ByteCursor::new(bytes);
     let magic = cursor.take(GGUF_MAGIC.len())?;
     if magic != GGUF_MAGIC {
-        bail!("not a GGUF file (bad magic)");
+        return Err(GgufError::BadMagic);
     }
     let version = cursor.u32()?;
-    if version != 2 && version != 3 {
-        let hint = if matches!(version.swap_bytes(), 2 | 3) {
-            " (a big-endian file?)"
-        } else {
-            ""
-        };
-        bail!("unsupported GGUF version {version}{hint}: glimpse reads versions 2 and 3");
+    if !READABLE_VERSIONS.contains(&version) {
+        return Err(GgufError::UnsupportedVersion { version });
     }
     let n_tensors = cursor.u64()?;
     let n_kv = cursor.count("metadata entry count", MIN_KV_BYTES)?;
@@ -45,25 +46,35 @@ pub(super) fn parse_header(bytes: &[u8]) -> Result<Header> {
 
     let mut metadata = Metadata::new();
     for index in 0..n_kv {
-        let key = cursor
-            .string()
-            .with_context(|| format!("reading the key of metadata entry {index}"))?;
-        let value = read_value(&mut cursor).with_context(|| format!("reading metadata '{key}'"))?;
-        metadata.insert(key, value)?;
+        let key = cursor.string().map_err(|e| GgufError::InMetadataKey {
+            index,
+            source: Box::new(e),
+        })?;
+        match read_value(&mut cursor) {
+            Ok(value) => metadata.insert(key, value)?,
+            Err(e) => {
+                return Err(GgufError::InMetadataValue {
+                    key,
+                    source: Box::new(e),
+                })
+            }
+        }
     }
-    let alignment = alignment(&metadata)?;
+    let alignment = data_alignment(&metadata)?;
 
     let mut raw_infos = Vec::new();
     for index in 0..n_tensors {
         raw_infos.push(
-            read_tensor_info(&mut cursor)
-                .with_context(|| format!("reading tensor info {index}"))?,
+            read_tensor_info(&mut cursor).map_err(|e| GgufError::InTensorInfo {
+                index,
+                source: Box::new(e),
+            })?,
         );
     }
     let data_start = cursor
         .position()
         .checked_next_multiple_of(alignment)
-        .context("data section offset overflows")?;
+        .ok_or(GgufError::DataStartOverflow)?;
     let tensors = place_tensors(raw_infos, alignment, data_start, bytes.len())?;
     Ok(Header {
         version,
@@ -72,14 +83,6 @@ pub(super) fn parse_header(bytes: &[u8]) -> Result<Header> {
         alignment,
         data_start,
     })
-}
-
-fn alignment(metadata: &Metadata) -> Result<usize> {
-    match metadata.get_u32_opt(keys::general::ALIGNMENT)? {
-        None => Ok(keys::DEFAULT_ALIGNMENT as usize),
-        Some(a) if a.is_power_of_two() => Ok(a as usize),
-        Some(a) => bail!("general.alignment {a} is not a power of two"),
-    }
 }
 
 fn read_value(cursor: &mut ByteCursor) -> Result<MetaValue> {
@@ -104,14 +107,14 @@ fn read_scalar(cursor: &mut ByteCursor, value_type: MetaValueType) -> Result<Met
         MetaValueType::F64 => MetaValue::F64(cursor.f64()?),
         MetaValueType::Bool => MetaValue::Bool(cursor.bool()?),
         MetaValueType::String => MetaValue::String(cursor.string()?),
-        MetaValueType::Array => bail!("nested arrays are not supported"),
+        MetaValueType::Array => return Err(GgufError::NestedArray),
     })
 }
 
 fn read_array(cursor: &mut ByteCursor) -> Result<MetaArray> {
     let element_type = MetaValueType::from_id(cursor.u32()?)?;
     if element_type == MetaValueType::Array {
-        bail!("nested arrays are not supported");
+        return Err(GgufError::NestedArray);
     }
     // A string element is at least its 8-byte length.
     let min_element_bytes = element_type.fixed_size().unwrap_or(8);
@@ -132,7 +135,7 @@ fn read_array(cursor: &mut ByteCursor) -> Result<MetaArray> {
         MetaValueType::F64 => MetaArray::F64(collect(len, || cursor.f64())?),
         MetaValueType::Bool => MetaArray::Bool(collect(len, || cursor.bool())?),
         MetaValueType::String => MetaArray::String(collect(len, || cursor.string())?),
-        MetaValueType::Array => bail!("nested arrays are not supported"),
+        MetaValueType::Array => return Err(GgufError::NestedArray),
     })
 }
 
@@ -148,7 +151,7 @@ fn read_tensor_info(cursor: &mut ByteCursor) -> Result<RawTensorInfo> {
     let name = cursor.string()?;
     let n_dims = cursor.u32()? as usize;
     if n_dims == 0 || n_dims > MAX_DIMS {
-        bail!("tensor '{name}' has {n_dims} dimensions; GGUF allows 1 to {MAX_DIMS}");
+        return Err(GgufError::BadDimensionCount { name, n_dims });
     }
     let ne = (0..n_dims)
         .map(|_| cursor.u64())
@@ -175,24 +178,32 @@ fn place_tensors(
     for info in raw {
         let name = info.name;
         if !names.insert(name.clone()) {
-            bail!("duplicate tensor name '{name}'");
+            return Err(GgufError::DuplicateTensor(name));
         }
-        let dtype = GgmlType::from_id(info.type_id).with_context(|| format!("tensor '{name}'"))?;
-        let shape = info
+        let dtype = match GgmlType::from_id(info.type_id) {
+            Ok(dtype) => dtype,
+            Err(e) => return Err(e.in_tensor(name)),
+        };
+        let shape = match info
             .ne
             .iter()
             .rev()
             .map(|&d| usize::try_from(d))
             .collect::<Result<Vec<usize>, _>>()
-            .with_context(|| format!("tensor '{name}': dimension does not fit in memory"))?;
-        let n_bytes = dtype
-            .tensor_byte_size(&shape)
-            .with_context(|| format!("tensor '{name}'"))?;
+        {
+            Ok(shape) => shape,
+            Err(source) => return Err(GgufError::DimensionTooLarge { name, source }),
+        };
+        let n_bytes = match dtype.tensor_byte_size(&shape) {
+            Ok(n_bytes) => n_bytes,
+            Err(e) => return Err(e.in_tensor(name)),
+        };
         if info.offset % alignment as u64 != 0 {
-            bail!(
-                "tensor '{name}': data offset {} is not a multiple of the alignment {alignment}",
-                info.offset
-            );
+            return Err(GgufError::MisalignedData {
+                name,
+                offset: info.offset,
+                alignment,
+            });
         }
         let start = usize::try_from(info.offset)
             .ok()
@@ -206,11 +217,14 @@ fn place_tensors(
                 data_offset: start,
                 n_bytes,
             }),
-            _ => bail!(
-                "tensor '{name}': data ({}..{}) runs past end of file ({file_len})",
-                data_start as u128 + info.offset as u128,
-                data_start as u128 + info.offset as u128 + n_bytes as u128
-            ),
+            _ => {
+                return Err(GgufError::DataPastEnd {
+                    name,
+                    start: data_start as u128 + info.offset as u128,
+                    end: data_start as u128 + info.offset as u128 + n_bytes as u128,
+                    file_len,
+                })
+            }
         }
     }
     check_no_overlap(&tensors)?;
@@ -223,11 +237,10 @@ fn check_no_overlap(tensors: &[TensorInfo]) -> Result<()> {
     for pair in by_start.windows(2) {
         let (first, second) = (pair[0], pair[1]);
         if second.data_offset < first.data_offset + first.n_bytes {
-            bail!(
-                "tensors '{}' and '{}' overlap in the data section",
-                first.name,
-                second.name
-            );
+            return Err(GgufError::Overlap {
+                first: first.name.clone(),
+                second: second.name.clone(),
+            });
         }
     }
     Ok(())
@@ -235,67 +248,77 @@ fn check_no_overlap(tensors: &[TensorInfo]) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use glimpse_convert::{GgufWriter, MetaArray, TensorPlan};
-
     use super::*;
+    use crate::writer::{GgufWriter, TensorPlan};
 
-    /// A small valid GGUF: metadata of several types (arrays and strings included) and
-    /// tensors of several element types.
-    fn seed_file(alignment: Option<u32>) -> Vec<u8> {
+    /// One key and two tensors, the second's data padded to a 64-byte alignment.
+    fn written() -> Vec<u8> {
         let mut metadata = Metadata::new();
-        let entries = [
-            ("general.architecture", MetaValue::String("qwen3vl".into())),
-            ("qwen3vl.block_count", MetaValue::U32(2)),
-            ("t.f32", MetaValue::F32(0.5)),
-            ("t.bool", MetaValue::Bool(true)),
-            (
-                "a.tokens",
-                MetaValue::Array(MetaArray::String(vec!["Ġa".into(), "<|im_end|>".into()])),
-            ),
-            ("a.i32", MetaValue::Array(MetaArray::I32(vec![24, 20, 20]))),
+        metadata
+            .insert(crate::keys::general::ALIGNMENT, MetaValue::U32(64))
+            .unwrap();
+        let plans = vec![
+            TensorPlan {
+                name: "a".into(),
+                shape: vec![3],
+                dtype: GgmlType::F32,
+            },
+            TensorPlan {
+                name: "b".into(),
+                shape: vec![2, 32],
+                dtype: GgmlType::Q8_0,
+            },
         ];
-        for (key, value) in entries {
-            metadata.insert(key, value).unwrap();
-        }
-        if let Some(alignment) = alignment {
-            metadata
-                .insert(keys::general::ALIGNMENT, MetaValue::U32(alignment))
-                .unwrap();
-        }
-        let tensors = [
-            ("a.weight", vec![2, 3], GgmlType::F32, vec![1u8; 24]),
-            ("b.weight", vec![4], GgmlType::F16, vec![2u8; 8]),
-            ("q.weight", vec![1, 32], GgmlType::Q8_0, vec![3u8; 34]),
-        ];
-        let plans = tensors
-            .iter()
-            .map(|(name, shape, dtype, _)| TensorPlan {
-                name: (*name).into(),
-                shape: shape.clone(),
-                dtype: *dtype,
-            })
-            .collect();
         let mut writer = GgufWriter::new(Vec::new(), &metadata, plans).unwrap();
-        for (name, _, _, bytes) in &tensors {
-            writer.write_tensor(name, bytes).unwrap();
-        }
+        writer.write_tensor("a", &[1; 12]).unwrap();
+        writer.write_tensor("b", &[2; 68]).unwrap();
         writer.finish().unwrap()
     }
 
     #[test]
-    fn the_seeds_parse() {
-        for alignment in [None, Some(64)] {
-            let header = parse_header(&seed_file(alignment)).unwrap();
-            assert_eq!(header.tensors.len(), 3);
-        }
+    fn the_writers_output_parses_back() {
+        let bytes = written();
+        let header = parse_header(&bytes).unwrap();
+        assert_eq!((header.version, header.alignment), (3, 64));
+        assert_eq!(header.data_start % 64, 0);
+        let b = &header.tensors[1];
+        assert_eq!(
+            (b.name.as_str(), b.dtype, &b.shape[..]),
+            ("b", GgmlType::Q8_0, &[2, 32][..])
+        );
+        assert_eq!((b.data_offset, b.n_bytes), (header.data_start + 64, 68));
+        assert_eq!(&bytes[b.data_offset..b.data_offset + 68], &[2; 68]);
     }
 
     #[test]
-    fn fuzz_gguf_header() {
-        let seeds = vec![seed_file(None), seed_file(Some(64))];
-        let inputs = crate::fuzz::fuzz("gguf_header", &seeds, |bytes| {
-            let _ = parse_header(bytes);
-        });
-        assert!(inputs > seeds.len());
+    fn each_kind_of_damage_has_its_own_error() {
+        let bytes = written();
+        let mut magic = bytes.clone();
+        magic[0] = b'X';
+        assert!(matches!(parse_header(&magic), Err(GgufError::BadMagic)));
+        let mut version = bytes.clone();
+        version[4..8].copy_from_slice(&3u32.to_be_bytes());
+        assert!(matches!(
+            parse_header(&version),
+            Err(GgufError::UnsupportedVersion {
+                version: 0x0300_0000
+            })
+        ));
+        assert!(matches!(
+            parse_header(&bytes[..6]),
+            Err(GgufError::Truncated {
+                needed: 4,
+                offset: 4,
+                file_len: 6
+            })
+        ));
+        // The file ends padded; cut inside b's data.
+        let cut = parse_header(&bytes).unwrap().tensors[1].data_offset + 67;
+        match parse_header(&bytes[..cut]) {
+            Err(GgufError::DataPastEnd { name, file_len, .. }) => {
+                assert_eq!((name.as_str(), file_len), ("b", cut));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

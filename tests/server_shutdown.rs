@@ -2,7 +2,6 @@
 //! new requests are refused with 503 `shutting_down`, and the process exits 0; answers
 //! still running after `--shutdown-timeout` end with a `shutting_down` error event.
 #![cfg(unix)]
-use crate::common;
 use crate::server_support;
 
 use std::time::Duration;

@@ -5,7 +5,6 @@
 //! memory after the run within `RSS_GROWTH_BOUND` of what it was after a warm-up round of
 //! the same mix (no leak in KV caches, the vision cache or per-request buffers).
 #![cfg(target_os = "linux")]
-use crate::common;
 use crate::server_support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

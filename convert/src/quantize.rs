@@ -1,49 +1,17 @@
-//! Encoding f32 values in a ggml type: the float types through the format crate's codec,
-//! the block types by ggml block quantization with candle-core's reference block codecs (the
-//! same algorithms as ggml's `quantize_row_*_ref`), run through `glimpse_gguf`'s block-type
-//! dispatch. Decoding (dequantizing) is the format's: `glimpse_gguf::decode_into`.
-use anyhow::{ensure, Result};
-use glimpse_gguf::{encode_float_into, with_block_type, BlockOp, CandleBlock, GgmlType};
+//! Encoding f32 values in a ggml type: the float types through the format crate's element
+//! codec, the block types with its block quantizers (`glimpse_gguf::quantize_into`).
+//! Decoding (dequantizing) is the format's: `glimpse_gguf::decode_into`.
+use anyhow::Result;
+use glimpse_gguf::{encode_float_into, quantize_into, GgmlType};
 
 /// Appends `values` encoded as `target` (little-endian) to `out`. F16 rounds to nearest even,
 /// as numpy's `astype(float16)` in llama.cpp's converter does; block types need whole blocks
 /// (rows a multiple of the block size).
 pub fn encode_into(target: GgmlType, values: &[f32], out: &mut Vec<u8>) -> Result<()> {
     if target.is_block_quantized() {
-        with_block_type(target, Quantize { values, out })?
+        Ok(quantize_into(target, values, out)?)
     } else {
         Ok(encode_float_into(target, values, out)?)
-    }
-}
-
-/// Appends `values` (whole blocks) quantized as the block type `B` to `out`.
-struct Quantize<'a> {
-    values: &'a [f32],
-    out: &'a mut Vec<u8>,
-}
-
-impl BlockOp for Quantize<'_> {
-    type Output = Result<()>;
-
-    fn run<B: CandleBlock>(self) -> Result<()> {
-        ensure!(
-            self.values.len().is_multiple_of(B::BLCK_SIZE),
-            "{} values do not fill whole {:?} blocks",
-            self.values.len(),
-            B::DTYPE
-        );
-        let mut blocks = vec![B::zeros(); self.values.len() / B::BLCK_SIZE];
-        B::from_float(self.values, &mut blocks);
-        // SAFETY: candle's block types are `#[repr(C)]` structs of integers and f16 whose sizes
-        // equal ggml's block sizes (asserted in candle), so their memory is ggml's byte layout.
-        let bytes = unsafe {
-            std::slice::from_raw_parts(
-                blocks.as_ptr() as *const u8,
-                std::mem::size_of_val(blocks.as_slice()),
-            )
-        };
-        self.out.extend_from_slice(bytes);
-        Ok(())
     }
 }
 

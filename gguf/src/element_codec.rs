@@ -1,7 +1,7 @@
 //! Tensor elements ↔ f32: decoding every ggml type the crate knows (the float types exactly,
 //! the block types dequantized by `block_codec`), and encoding the float types (F32, F16 with
 //! round-to-nearest-even as numpy's `astype(float16)`, BF16). All little-endian, as ggml.
-//! Encoding block types is quantization, which lives in `glimpse_convert`.
+//! Encoding block types is quantization (`block_codec`).
 use half::{bf16, f16};
 
 use crate::block_codec::dequantize_into;

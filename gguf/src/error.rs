@@ -128,6 +128,8 @@ pub enum GgufError {
     ShapeSizeOverflow { shape: Vec<usize>, dtype: GgmlType },
     #[error("{len} bytes are not whole {dtype} {}", if .dtype.is_block_quantized() { "blocks" } else { "elements" })]
     PartialElements { len: usize, dtype: GgmlType },
+    #[error("{len} values are not whole {dtype} blocks")]
+    PartialBlockValues { len: usize, dtype: GgmlType },
     #[error("{0} is not a block-quantized type")]
     NotBlockQuantized(GgmlType),
     #[error("{0} is block-quantized: encoding it needs a quantizer")]

@@ -12,11 +12,10 @@
 //! - Writing: `GgufWriter` streams a header from a `TensorPlan` list, then each tensor's
 //!   bytes in plan order.
 //! - Elements: `decode_into` turns any supported ggml type into f32 (the reader's
-//!   `TensorView::to_f32_vec`), dequantizing block types with candle's reference block
-//!   structs (`block_codec`); `encode_float_into` writes F32/F16/BF16. Quantizing, i.e.
-//!   encoding block types, is a converter's choice (which algorithm, which error) rather than
-//!   part of the format: it lives in `glimpse_convert`, which runs it through the same
-//!   `with_block_type` dispatch. So does the policy of which tensor gets which type.
+//!   `TensorView::to_f32_vec`); `encode_float_into` writes F32/F16/BF16. The block types'
+//!   codecs (`block_codec`: `quantize_into` / `dequantize_into` for Q4_0 … Q8_0 and
+//!   Q2_K … Q6_K, byte-exact with candle-core's reference codecs, which glimpse used before)
+//!   are our own code. Which tensor gets which type is the converter's policy.
 //!
 //! Not here: converting checkpoints (`glimpse_convert`), re-encoding weights for the kernels
 //! at load or in `glimpse quantize` (`glimpse::model`). Every fallible function returns
@@ -37,7 +36,7 @@ mod tensor_info;
 mod tensor_view;
 mod writer;
 
-pub use block_codec::{with_block_type, BlockOp, CandleBlock};
+pub use block_codec::{dequantize_into, quantize_into, Block};
 pub use describe::describe;
 pub use element_codec::{decode_into, encode_float_into};
 pub use error::{GgufError, Result};

@@ -32,7 +32,7 @@ test_step host "parity tests on the scalar kernels" env GLIMPSE_SIMD=scalar \
 step lite "clippy" cargo clippy --no-default-features --all-targets -- -D warnings
 test_step lite "server tests" cargo test --no-default-features --test integration -- \
   server_api:: server_limits:: server_openai_client::
-test_step webui "page module unit tests" node --test --test-reporter=tap webui/test/*.test.mjs
+test_step webui "module unit tests" node --test --test-reporter=tap webui/test/
 test_step host "browser test" ./scripts/browser_test.sh
 ./scripts/cross_musl.sh
 ./scripts/cross_windows.sh

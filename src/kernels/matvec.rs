@@ -1,7 +1,8 @@
-//! Products of a quantized weight matrix with a few activation rows (decode and short
-//! prompts): the activations are quantized once into the format's companion layout,
-//! the weight rows are split over the pool in contiguous ranges, and each task streams
-//! its rows once, computing every activation row's dot products as it goes.
+//! Products of a weight matrix stored as packed rows (quantized blocks or plain f32) with a
+//! few activation rows (decode and short prompts): the activations come in the format's
+//! companion layout (quantized once per product, or f32 as they are), the weight rows are
+//! split over the pool in contiguous ranges, and each task streams its rows once,
+//! computing every activation row's dot products as it goes.
 use rayon::prelude::*;
 
 /// Weight rows per task are a multiple of this (the kernels stream eight rows at a time).
@@ -9,6 +10,9 @@ const ROW_GRAIN: usize = 16;
 /// Tasks per pool thread: enough to even out uneven progress, few enough that each task
 /// streams a long contiguous range.
 const TASKS_PER_THREAD: usize = 4;
+/// Below this many weight bytes, a one-row product runs on the calling thread: waking the
+/// pool costs more than streaming them.
+const MIN_PARALLEL_BYTES: usize = 64 << 10;
 
 /// Rows of fixed byte length in one buffer (quantized weights or activations).
 #[derive(Clone, Copy)]
@@ -20,7 +24,7 @@ pub struct PackedRows<'a> {
 
 /// `out[t·rows + r] = dot(weight row r, activation row t)` for every activation row of `x`.
 /// `dot_rows(weights, x, out)` fills `out[i]` for the consecutive rows in `weights`.
-pub fn quantized_matvec(
+pub fn packed_matvec(
     w: PackedRows,
     x: PackedRows,
     out: &mut [f32],
@@ -31,6 +35,10 @@ pub fn quantized_matvec(
     assert!(w.len() >= rows * w_bytes && xq.len() >= m * x_bytes && out.len() >= m * rows);
     let tasks = rayon::current_num_threads() * TASKS_PER_THREAD;
     let chunk = rows.div_ceil(tasks).div_ceil(ROW_GRAIN).max(1) * ROW_GRAIN;
+    if m == 1 && rows * w_bytes < MIN_PARALLEL_BYTES {
+        dot_rows(&w[..rows * w_bytes], &xq[..x_bytes], &mut out[..rows]);
+        return;
+    }
     if m == 1 {
         out[..rows]
             .par_chunks_mut(chunk)

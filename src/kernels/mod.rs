@@ -7,6 +7,7 @@ pub mod attention;
 pub mod attention_amx;
 pub mod attention_decode;
 pub mod dense_bf16;
+pub mod dense_dot;
 pub mod elementwise;
 pub mod fast_math;
 pub mod gemm;

@@ -4,18 +4,21 @@
 //! kernels with the activations quantized once per product; many rows (prefill, the
 //! vision encoder) dequantize panels of weight rows and run a dense product on them:
 //! bf16 on AMX tiles where present for quantized weights, f32 otherwise (f32 and f16
-//! weights always take the exact f32 product). On CPUs with AVX-512 VNNI and without
+//! weights always take the exact f32 product; f32 and f16 weights at one activation row
+//! stream through `dense_dot`, the decode kernel). On CPUs with AVX-512 VNNI and without
 //! AMX, quantized weights are repacked at load into 16-row groups (`quant::q8_0x16`,
 //! `quant::q4_kx16`) and every batch size runs the interleaved integer kernels.
 use std::sync::OnceLock;
 
 use half::f16;
+use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 
 use super::amx::amx_available;
 use super::dense_bf16::{self, dense_bf16_matmul};
+use super::dense_dot::{self, DenseElement, SimdLoads};
 use super::gemm::{matmul_a_bt, Threads};
-use super::matvec::{quantized_matvec, PackedRows};
+use super::matvec::{packed_matvec, PackedRows};
 use super::quant::q8_blocks::Q8Blocks;
 use super::quant::{q4_k, q4_kx16, q8_0, q8_0x16, q8_k};
 use super::simd::{simd_path, SimdPath};
@@ -145,12 +148,7 @@ impl<'a> WeightMatrix<'a> {
                 out.copy_from_slice(&data[first * cols..(first + count) * cols])
             }
             WeightMatrix::F16 { data, .. } => {
-                for (o, v) in out
-                    .iter_mut()
-                    .zip(&data[first * cols..(first + count) * cols])
-                {
-                    *o = v.to_f32();
-                }
+                data[first * cols..(first + count) * cols].convert_to_f32_slice(out)
             }
             WeightMatrix::Q8_0 { data, .. } => {
                 let bytes = q8_0::row_bytes(cols);
@@ -171,6 +169,10 @@ impl<'a> WeightMatrix<'a> {
         assert_eq!(x.len(), m * cols, "matmul: input width");
         assert_eq!(out.len(), m * rows, "matmul: output size");
         match *self {
+            WeightMatrix::F32 { data, .. } if m == 1 => dense_matvec(data, rows, x, out),
+            WeightMatrix::F16 { data, .. } if m == 1 && dense_dot::widens_f16() => {
+                dense_matvec(data, rows, x, out)
+            }
             WeightMatrix::F32 { data, .. } => {
                 matmul_a_bt(x, data, out, (m, cols, rows), rows, Threads::Pool)
             }
@@ -183,7 +185,7 @@ impl<'a> WeightMatrix<'a> {
             WeightMatrix::Q8_0 { data, .. } if m < DENSE_FROM_ROWS => {
                 let row_bytes = q8_0::row_bytes(cols);
                 let xq = quantize_rows(x, cols, row_bytes, q8_0::quantize_row);
-                quantized_matvec(
+                packed_matvec(
                     PackedRows {
                         data,
                         row_bytes,
@@ -201,7 +203,7 @@ impl<'a> WeightMatrix<'a> {
             WeightMatrix::Q4K { data, .. } if m < DENSE_FROM_ROWS => {
                 let x_bytes = q8_k::row_bytes(cols);
                 let xq = quantize_rows(x, cols, x_bytes, q8_k::quantize_row);
-                quantized_matvec(
+                packed_matvec(
                     PackedRows {
                         data,
                         row_bytes: q4_k::row_bytes(cols),
@@ -241,6 +243,25 @@ impl<'a> WeightMatrix<'a> {
             );
         });
     }
+}
+
+/// `out = W · x` for one activation row `x`, `W` being `rows` dense rows.
+fn dense_matvec<W: DenseElement + SimdLoads>(w: &[W], rows: usize, x: &[f32], out: &mut [f32]) {
+    let row_bytes = x.len() * size_of::<W>();
+    packed_matvec(
+        PackedRows {
+            data: bytemuck::cast_slice(w),
+            row_bytes,
+            rows,
+        },
+        PackedRows {
+            data: bytemuck::cast_slice(x),
+            row_bytes: size_of_val(x),
+            rows: 1,
+        },
+        out,
+        |w, x, out| dense_dot::dot_rows::<W>(bytemuck::cast_slice(w), bytemuck::cast_slice(x), out),
+    )
 }
 
 /// Each `cols`-wide row of `x` quantized into `x_bytes` bytes.

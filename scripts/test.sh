@@ -23,15 +23,24 @@ step host "rustfmt" cargo fmt --all -- --check
 step host "clippy" cargo clippy --workspace --all-targets -- -D warnings
 # The mutation fuzzers (src/fuzz.rs) run GLIMPSE_FUZZ_SECONDS per target here, 3 s in a plain
 # `cargo test`.
-test_step host "tests" env GLIMPSE_FUZZ_SECONDS="${GLIMPSE_FUZZ_SECONDS:-20}" cargo test --workspace
+test_step host "tests" env GLIMPSE_FUZZ_SECONDS="${GLIMPSE_FUZZ_SECONDS:-10}" cargo test --workspace
 test_step host "parity tests on the scalar kernels" env GLIMPSE_SIMD=scalar \
   cargo test --test integration -- model_parity:: llamacpp_pair:: quantized:: cli::
 # The lite build shares the host's target dir: only glimpse's own crate differs (the `webui`
 # feature), and cargo keeps both feature sets' artefacts side by side, so the dependencies
-# (and their clippy metadata) are compiled once.
+# (and their clippy metadata) are compiled once. Clippy checks every lite target; the server
+# tests (the host's test binary, whose page test asks the binary whether it is lite) run
+# against the lite binary, kept beside the host's (cargo puts both at debug/glimpse).
+lite_bin=$CARGO_TARGET_DIR/glimpse-lite
+build_lite() {
+  cargo build --profile test --no-default-features --bin glimpse
+  cp "$CARGO_TARGET_DIR/debug/glimpse" "$lite_bin"
+  "$lite_bin" --version | grep -q "lite"
+}
 step lite "clippy" cargo clippy --no-default-features --all-targets -- -D warnings
-test_step lite "server tests" cargo test --no-default-features --test integration -- \
-  server_api:: server_limits:: server_openai_client::
+step lite "build" build_lite
+test_step lite "server tests against the lite binary" env GLIMPSE_TEST_BIN="$lite_bin" \
+  cargo test --test integration -- server_api:: server_limits:: server_openai_client::
 test_step host "browser test" ./scripts/browser_test.sh
 ./scripts/cross_musl.sh
 ./scripts/cross_windows.sh

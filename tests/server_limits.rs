@@ -255,7 +255,7 @@ fn health_models_metrics_and_unknown_routes() {
 fn web_page_is_served_unless_lite_or_switched_off() {
     let server = TestServer::start(&[]);
     let page = server.get("/");
-    if cfg!(feature = "webui") {
+    if common::binary_has_webui() {
         assert_eq!(page.status, 200);
         assert!(
             page.content_type.starts_with("text/html"),

@@ -43,7 +43,7 @@ enum Command {
 
 impl Cli {
     /// Parses the process arguments; `--version` also names the target and the SIMD path
-    /// chosen at runtime (`glimpse 0.1.0 (x86_64-linux, simd avx512-vnni)`).
+    /// chosen at runtime (`glimpse 0.1.0 (x86_64-linux, simd avx512-vnni)`) and a lite build.
     pub fn parse_with_version() -> Result<Self, clap::Error> {
         let version: &'static str = Box::leak(platform_summary().into_boxed_str());
         let matches = Cli::command().version(version).try_get_matches()?;
@@ -52,10 +52,16 @@ impl Cli {
 }
 
 /// `0.1.0 (x86_64-linux, simd avx512-vnni)`: the version, the target and the SIMD path the
-/// kernels use in this process (after `GLIMPSE_SIMD`).
+/// kernels use in this process (after `GLIMPSE_SIMD`); a build without the web chat (the
+/// lite build) says so: `0.1.0 (x86_64-linux, simd avx2, lite: no web chat)`.
 pub fn platform_summary() -> String {
+    let lite = if cfg!(feature = "webui") {
+        ""
+    } else {
+        ", lite: no web chat"
+    };
     format!(
-        "{} ({}-{}, simd {})",
+        "{} ({}-{}, simd {}{lite})",
         env!("CARGO_PKG_VERSION"),
         std::env::consts::ARCH,
         std::env::consts::OS,

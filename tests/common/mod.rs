@@ -32,6 +32,17 @@ pub fn glimpse_bin() -> &'static str {
     })
 }
 
+/// Whether the binary under test serves the web chat (its `--version` names a lite build,
+/// which does not). The lite build's server tests run this crate's tests against it.
+pub fn binary_has_webui() -> bool {
+    let output = glimpse_command()
+        .arg("--version")
+        .output()
+        .expect("running glimpse --version");
+    assert!(output.status.success(), "glimpse --version failed");
+    !String::from_utf8_lossy(&output.stdout).contains("lite")
+}
+
 /// A command running the glimpse binary, through `GLIMPSE_TEST_RUNNER` when set (e.g.
 /// `qemu-aarch64 -L /usr/aarch64-linux-gnu` from scripts/cross_aarch64.sh: a test under
 /// qemu-user cannot exec a foreign binary itself, but it can exec the host's qemu).
@@ -175,6 +186,31 @@ pub struct Case {
 pub fn cases(config: &str) -> Vec<Case> {
     let text = std::fs::read_to_string(fixtures().join(config).join("cases.json")).unwrap();
     serde_json::from_str(&text).unwrap()
+}
+
+/// The cases of `config` named in `GLIMPSE_PARITY_CASES` (comma-separated), or all of them
+/// when it is unset. The platform checks under qemu, where every multiply-add is emulated,
+/// set it to a few cases that cover text, images of two sizes, several turns and an early
+/// stop; a name that is not a case fails the test rather than selecting nothing.
+pub fn parity_cases(config: &str) -> Vec<Case> {
+    let all = cases(config);
+    let Some(names) = std::env::var("GLIMPSE_PARITY_CASES")
+        .ok()
+        .filter(|v| !v.is_empty())
+    else {
+        return all;
+    };
+    let names: Vec<&str> = names.split(',').map(str::trim).collect();
+    for name in &names {
+        assert!(
+            all.iter().any(|case| case.name == *name),
+            "GLIMPSE_PARITY_CASES: {config} has no case {name:?}"
+        );
+    }
+    eprintln!("{config}: parity cases {names:?} (GLIMPSE_PARITY_CASES)");
+    all.into_iter()
+        .filter(|case| names.contains(&case.name.as_str()))
+        .collect()
 }
 
 /// The HF-format messages of a case as glimpse messages, plus the image files in the

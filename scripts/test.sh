@@ -7,12 +7,20 @@
 # page in headless Chromium, and the platform matrix (README
 # "Platforms"): the static musl binary serving the server tests, the Windows build, aarch64
 # and LoongArch64 under qemu-user. Builds go to a cache outside the checkout
-# (GLIMPSE_CI_CACHE, default ~/.cache/glimpse-ci; see scripts/cross_common.sh), so a second
-# clone rebuilds only what changed. Prints each step's wall time and number of tests executed,
-# and a summary at the end.
+# (GLIMPSE_CI_CACHE, default ~/.cache/glimpse-ci; see scripts/cross_common.sh), and run in a
+# mirror of the checkout there, so a second clone rebuilds only what changed. Prints each
+# step's wall time and number of tests executed, and a summary at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/cross_common.sh
+# The run happens in a mirror of this checkout at a fixed place in the cache (by content: see
+# scripts/mirror_checkout.py), so that a second clone's builds hit the incremental caches.
+if [ -z "${GLIMPSE_TEST_CHECKOUT:-}" ]; then
+  export GLIMPSE_TEST_CHECKOUT=$PWD
+  mkdir -p "$GLIMPSE_CI_CACHE/checkout"
+  python3 scripts/mirror_checkout.py . "$GLIMPSE_CI_CACHE/checkout"
+  exec "$GLIMPSE_CI_CACHE/checkout/scripts/test.sh" "$@"
+fi
 GLIMPSE_TEST_SUMMARY=$(mktemp)
 export GLIMPSE_TEST_SUMMARY
 trap 'rm -f "$GLIMPSE_TEST_SUMMARY"' EXIT

@@ -2,12 +2,14 @@
 # Browser test of the web chat page: installs Debian's chromium and the npm harness
 # (tests/browser, playwright-core) when missing, builds glimpse, converts the tiny fixture model,
 # starts `glimpse serve --port 0 --api-key …` and drives the page in headless Chromium.
-# Screenshots go to target/browser-screenshots/ in the checkout. Builds into the test cache's
-# host target dir (scripts/cross_common.sh).
+# Screenshots go to target/browser-screenshots/ in the checkout (the one scripts/test.sh was
+# started from, not its mirror in the cache). Builds into the test cache's host target dir
+# (scripts/cross_common.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/cross_common.sh
 use_target_dir host
+export SCREENSHOT_DIR="${SCREENSHOT_DIR:-${GLIMPSE_TEST_CHECKOUT:-$PWD}/target/browser-screenshots}"
 
 if [ ! -x /usr/bin/chromium ]; then
   sudo=""

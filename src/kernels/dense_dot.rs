@@ -282,15 +282,7 @@ mod neon {
 mod tests {
     use super::*;
     use crate::kernels::simd::available_paths;
-
-    fn values(n: usize, seed: u32) -> Vec<f32> {
-        (0..n)
-            .map(|i| {
-                ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) % 2001) as f32 / 1000.0
-                    - 1.0
-            })
-            .collect()
-    }
+    use crate::kernels::test_data::values;
 
     #[test]
     fn every_simd_path_and_the_scalar_twin_give_the_exact_dot_for_any_shape() {

@@ -20,6 +20,8 @@ pub mod scratch;
 pub mod simd;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod simd_x86;
+#[cfg(test)]
+pub(crate) mod test_data;
 pub mod weight;
 
 pub use weight::WeightMatrix;

@@ -353,15 +353,7 @@ mod x86 {
 mod tests {
     use super::*;
     use crate::kernels::simd::available_paths;
-
-    fn values(n: usize, seed: u32) -> Vec<f32> {
-        (0..n)
-            .map(|i| {
-                ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) % 2001) as f32 / 1000.0
-                    - 1.0
-            })
-            .collect()
-    }
+    use crate::kernels::test_data::values;
 
     /// A Q4_K row with varied scales and minimums (random bytes are valid Q4_K data
     /// once the two f16 scales are set to sane values).

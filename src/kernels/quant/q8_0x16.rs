@@ -185,15 +185,7 @@ mod tests {
     use super::*;
     use crate::kernels::interleaved::test_support::check_every_path;
     use crate::kernels::quant::q8_0;
-
-    fn values(n: usize, seed: u32) -> Vec<f32> {
-        (0..n)
-            .map(|i| {
-                ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) % 2001) as f32 / 1000.0
-                    - 1.0
-            })
-            .collect()
-    }
+    use crate::kernels::test_data::values;
 
     fn file_rows(rows: usize, cols: usize) -> Vec<u8> {
         let bytes = q8_0::row_bytes(cols);

@@ -11,12 +11,7 @@ source scripts/cross_common.sh
 use_target_dir host
 export SCREENSHOT_DIR="${SCREENSHOT_DIR:-${GLIMPSE_TEST_CHECKOUT:-$PWD}/target/browser-screenshots}"
 
-if [ ! -x /usr/bin/chromium ]; then
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo=sudo
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
-fi
+ensure_packages "${BROWSER_PACKAGES[@]}"
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 
 work=$(mktemp -d)

@@ -4,10 +4,10 @@
 # tests (NEON against scalar) and the tiny-model parity test under qemu-user. Installs the
 # cross toolchain, qemu-user and the Rust target when missing. The cross settings are
 # environment variables set here, not a .cargo/config.toml, so native builds are unaffected.
-# Everything builds with the `cross` profile (release optimization for the code under qemu,
-# incremental so a warm cache rebuilds only what changed) into the test cache's aarch64 target
-# dir (scripts/cross_common.sh); tests share the build's compiled dependencies. Prints the wall
-# time and test count of each step.
+# Everything builds with the test profile (optimized, for the code under qemu; incremental, so a
+# warm cache rebuilds only what changed) in the host's target dir of the test cache, whose build
+# scripts and proc macros it shares (scripts/cross_common.sh). Prints the wall time and test
+# count of each step.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/cross_common.sh
@@ -19,8 +19,7 @@ if [ "$(uname -m)" = aarch64 ]; then
   exit 0
 fi
 
-ensure_packages aarch64-linux-gnu-gcc:gcc-aarch64-linux-gnu aarch64-linux-gnu-g++:g++-aarch64-linux-gnu \
-  "$sysroot/lib/ld-linux-aarch64.so.1:libc6-dev-arm64-cross" qemu-aarch64:qemu-user file:file
+ensure_packages "${AARCH64_PACKAGES[@]}"
 ensure_rust_target "$target"
 
 export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
@@ -34,11 +33,11 @@ export GLIMPSE_TEST_RUNNER="qemu-aarch64 -L $sysroot"
 # rustc's warnings (dead code, unused imports under aarch64's cfgs) fail the build; a separate
 # aarch64 clippy pass would cost minutes of the CI budget.
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-D warnings"
-use_target_dir aarch64
-cross=(--profile cross --quiet --target "$target")
+use_target_dir host
+cross=(--profile test --quiet --target "$target")
 
 check_binary() {
-  local bin="$CARGO_TARGET_DIR/$target/cross/glimpse"
+  local bin="$CARGO_TARGET_DIR/$target/debug/glimpse"
   file "$bin"
   file -b "$bin" | grep -q "ARM aarch64"
   qemu-aarch64 -L "$sysroot" "$bin" --version

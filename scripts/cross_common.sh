@@ -1,10 +1,13 @@
 # Shared by scripts/test.sh, browser_test.sh and cross_*.sh (sourced): the build cache that
 # outlives a checkout, installing what a check lacks, and timing and counting its steps.
 
-# The cache: one cargo target dir per build (host, lite, and one per cross target), the
-# installed tool venvs and the fetched tokenizer, outside the checkout so that a fresh clone
-# on a machine that ran the suite before rebuilds only what changed. Cargo's fingerprints
-# decide what is stale. GLIMPSE_CI_CACHE moves it; deleting it gives a cold run.
+# The cache: cargo target dirs, the installed tool venvs and the fetched tokenizer, outside the
+# checkout so that a fresh clone on a machine that ran the suite before rebuilds only what
+# changed. Cargo's fingerprints decide what is stale. One target dir, `host`, holds the host
+# build, the lite build and the musl, Windows and aarch64 builds (each under its target triple):
+# they share the compiled build scripts and proc macros, which are a third of a target's
+# dependency build. LoongArch64 has its own (see cross_loongarch64.sh). GLIMPSE_CI_CACHE moves
+# it; deleting it gives a cold run.
 export GLIMPSE_CI_CACHE="${GLIMPSE_CI_CACHE:-$HOME/.cache/glimpse-ci}"
 mkdir -p "$GLIMPSE_CI_CACHE"
 
@@ -91,9 +94,41 @@ ensure_packages() {
   fi
 }
 
-# `ensure_rust_target TRIPLE`: rustup target add, when not installed yet.
+# `ensure_rust_target TRIPLE...`: rustup target add for the triples not installed yet.
 ensure_rust_target() {
-  if ! rustup target list --installed | grep -qx "$1"; then
-    rustup target add "$1"
+  local installed missing=() triple
+  installed=$(rustup target list --installed)
+  for triple in "$@"; do
+    grep -qx "$triple" <<<"$installed" || missing+=("$triple")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    rustup target add "${missing[@]}"
   fi
+}
+
+# What each check installs when missing: apt packages (COMMAND:PACKAGE pairs for
+# ensure_packages) and Rust targets. Each script installs its own; test.sh installs them all
+# first, with one apt-get and one rustup run (see install_everything).
+BROWSER_PACKAGES=(/usr/bin/chromium:chromium)
+MUSL_PACKAGES=(musl-gcc:musl-tools file:file)
+WINDOWS_PACKAGES=(x86_64-w64-mingw32-gcc:gcc-mingw-w64-x86-64 x86_64-w64-mingw32-g++:g++-mingw-w64-x86-64 file:file)
+AARCH64_PACKAGES=(aarch64-linux-gnu-gcc:gcc-aarch64-linux-gnu aarch64-linux-gnu-g++:g++-aarch64-linux-gnu
+  /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1:libc6-dev-arm64-cross qemu-aarch64:qemu-user file:file)
+LOONGARCH64_PACKAGES=(qemu-loongarch64:qemu-user file:file /usr/share/doc/python3-venv:python3-venv)
+
+# `ensure_rust_src`: the standard library's source (LoongArch64's -Zbuild-std).
+ensure_rust_src() {
+  if ! rustup component list --installed | grep -qx "rust-src"; then
+    rustup component add rust-src
+  fi
+}
+
+# `install_everything`: on an x86_64 host (where every check runs), what all the checks need,
+# in one go; elsewhere each script installs its own.
+install_everything() {
+  [ "$(uname -m)" = x86_64 ] || return 0
+  ensure_packages "${BROWSER_PACKAGES[@]}" "${MUSL_PACKAGES[@]}" "${WINDOWS_PACKAGES[@]}" \
+    "${AARCH64_PACKAGES[@]}" "${LOONGARCH64_PACKAGES[@]}"
+  ensure_rust_target x86_64-unknown-linux-musl x86_64-pc-windows-gnu aarch64-unknown-linux-gnu
+  ensure_rust_src
 }

@@ -11,10 +11,12 @@
 #    Debian 12's qemu 7.2 does not emulate it; the binary then runs on any LoongArch64.
 # Installs qemu-user, file, python3-venv, rust-src and ziglang when missing. The cross
 # settings are environment variables set here, not a .cargo/config.toml, so native builds
-# are unaffected. Everything builds with the `cross` profile (release optimization for the
-# code under qemu, incremental so a warm cache rebuilds only what changed) into the test
-# cache's loongarch64 target dir (scripts/cross_common.sh), std included; tests share the
-# build's compiled dependencies. Prints the wall time and test count of each step.
+# are unaffected. Everything builds with the test profile (optimized, for the code under qemu;
+# incremental, so a warm cache rebuilds only what changed), std included, in a target dir of its
+# own in the test cache (scripts/cross_common.sh): RUSTC_BOOTSTRAP=1 reaches build scripts
+# (proc-macro2, anyhow and thiserror rerun when it changes), so sharing the host's would
+# rebuild the proc macros, and all that uses them, on every switch. Prints the wall time and
+# test count of each step.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/cross_common.sh
@@ -26,11 +28,8 @@ if [ "$(uname -m)" = loongarch64 ]; then
   exit 0
 fi
 
-ensure_packages qemu-loongarch64:qemu-user file:file
-python3 -c "import venv, ensurepip" 2>/dev/null || ensure_packages /usr/share/doc/python3-venv:python3-venv
-if ! rustup component list --installed | grep -qx "rust-src"; then
-  rustup component add rust-src
-fi
+ensure_packages "${LOONGARCH64_PACKAGES[@]}"
+ensure_rust_src
 
 use_target_dir loongarch64
 target_dir=$CARGO_TARGET_DIR
@@ -76,10 +75,10 @@ export CARGO_TARGET_LOONGARCH64_UNKNOWN_LINUX_MUSL_RUNNER=qemu-loongarch64
 # The parity test runs `glimpse convert`, a loongarch64 binary the emulated test cannot exec
 # by itself (no binfmt_misc in containers): tests/common runs it through this.
 export GLIMPSE_TEST_RUNNER=qemu-loongarch64
-cross=(--profile cross --quiet --target "$target" -Zbuild-std=std,panic_abort)
+cross=(--profile test --quiet --target "$target" -Zbuild-std=std,panic_abort)
 
 check_binary() {
-  local bin="$target_dir/$target/cross/glimpse"
+  local bin="$target_dir/$target/debug/glimpse"
   file "$bin"
   file -b "$bin" | grep -q "LoongArch"
   file -b "$bin" | grep -q "statically linked"

@@ -25,6 +25,7 @@ GLIMPSE_TEST_SUMMARY=$(mktemp)
 export GLIMPSE_TEST_SUMMARY
 trap 'rm -f "$GLIMPSE_TEST_SUMMARY"' EXIT
 
+step setup "system packages and Rust targets" install_everything
 step setup "tokenizer and test venv" bash -c './scripts/fetch_tokenizer.sh && ./scripts/setup_test_deps.sh'
 use_target_dir host
 step host "rustfmt" cargo fmt --all -- --check

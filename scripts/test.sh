@@ -49,7 +49,7 @@ step lite "clippy" cargo clippy --no-default-features --all-targets -- -D warnin
 step lite "build" build_lite
 test_step lite "server tests against the lite binary" env GLIMPSE_TEST_BIN="$lite_bin" \
   cargo test --test integration -- server_api:: server_limits:: server_openai_client::
-test_step webui "module unit tests" node --test --test-reporter=tap webui/test/
+test_step webui "page module unit tests" node --test --test-reporter=tap webui/test/*.test.mjs
 test_step host "browser test" ./scripts/browser_test.sh
 ./scripts/cross_musl.sh
 ./scripts/cross_windows.sh

@@ -4,7 +4,7 @@
 # Debian's chromium + playwright-core for the browser test, cross compilers and qemu-user for
 # the platform checks), then lints and runs every test: the full build, the parity tests again
 # with the SIMD kernels switched off (GLIMPSE_SIMD=scalar), the lite (API-only) build, the web
-# page in headless Chromium, and the platform matrix (README
+# page's modules under node and the page in headless Chromium, and the platform matrix (README
 # "Platforms"): the static musl binary serving the server tests, the Windows build, aarch64
 # and LoongArch64 under qemu-user. Builds go to a cache outside the checkout
 # (GLIMPSE_CI_CACHE, default ~/.cache/glimpse-ci; see scripts/cross_common.sh), and run in a
@@ -50,6 +50,7 @@ step lite "clippy" cargo clippy --no-default-features --all-targets -- -D warnin
 step lite "build" build_lite
 test_step lite "server tests against the lite binary" env GLIMPSE_TEST_BIN="$lite_bin" \
   cargo test --test integration -- server_api:: server_limits:: server_openai_client::
+test_step webui "page module unit tests" node --test --test-reporter=tap webui/test/*.test.mjs
 test_step host "browser test" ./scripts/browser_test.sh
 ./scripts/cross_musl.sh
 ./scripts/cross_windows.sh

@@ -265,6 +265,14 @@ fn web_page_is_served_unless_lite_or_switched_off() {
         assert!(page.body.contains("<html"));
         assert_eq!(server.get("/app.js").status, 200);
         assert_eq!(server.get("/style.css").status, 200);
+        // app.js is an ES module importing the others: browsers need a JavaScript type.
+        let module = server.get("/markdown.js");
+        assert_eq!(module.status, 200);
+        assert!(
+            module.content_type.starts_with("text/javascript"),
+            "{}",
+            module.content_type
+        );
     } else {
         page.assert_error(404, "not_found");
     }

@@ -34,10 +34,10 @@ mod tests {
 
     #[test]
     fn the_web_page_uses_the_same_prompts() {
-        let page = include_str!("../../webui/app.js");
+        let page = include_str!("../../webui/presets.js");
         for prompt in [LOCATE_PROMPT, MARKDOWN_PROMPT] {
             let quoted = serde_json::to_string(prompt).unwrap();
-            assert!(page.contains(&quoted), "webui/app.js lacks {quoted}");
+            assert!(page.contains(&quoted), "webui/presets.js lacks {quoted}");
         }
     }
 

@@ -24,6 +24,35 @@ pub struct Incoming<'a> {
     pub body: &'a mut dyn Read,
 }
 
+/// The web page and its ES modules: the files of `webui.rs` (a test keeps the lists equal), listed
+/// here too so the lite build answers them as the page's paths (with a 404).
+const PAGE_PATHS: &[&str] = &[
+    "/",
+    "/index.html",
+    "/style.css",
+    "/app.js",
+    "/api.js",
+    "/attachments.js",
+    "/composer.js",
+    "/conversation-view.js",
+    "/conversations.js",
+    "/dom.js",
+    "/format.js",
+    "/generation.js",
+    "/grounding.js",
+    "/markdown-view.js",
+    "/markdown.js",
+    "/messages.js",
+    "/overlay.js",
+    "/presets.js",
+    "/server.js",
+    "/settings.js",
+    "/sidebar.js",
+    "/state.js",
+    "/store.js",
+    "/transfer.js",
+];
+
 /// The metrics label of a path: a fixed set, so clients cannot grow the label space.
 pub fn route_label(path: &str) -> &'static str {
     match path {
@@ -31,7 +60,7 @@ pub fn route_label(path: &str) -> &'static str {
         "/v1/models" | "/models" => "/v1/models",
         "/health" | "/v1/health" => "/health",
         "/metrics" => "/metrics",
-        "/" | "/index.html" | "/app.js" | "/style.css" => "/",
+        path if PAGE_PATHS.contains(&path) => "/",
         _ => "other",
     }
 }
@@ -290,9 +319,34 @@ mod tests {
         if cfg!(feature = "webui") {
             assert!(page.content_type.starts_with("text/html"));
             assert_eq!(call(&state, "GET", "/app.js", None).status, 200);
+            // The ES modules app.js imports, served as JavaScript (browsers require it).
+            for module in ["/markdown.js", "/grounding.js", "/overlay.js", "/api.js"] {
+                let reply = call(&state, "GET", module, None);
+                assert_eq!(reply.status, 200, "{module}");
+                assert_eq!(
+                    reply.content_type, "text/javascript; charset=utf-8",
+                    "{module}"
+                );
+            }
+            assert_eq!(call(&state, "GET", "/package.json", None).status, 404);
         }
         state.config.webui = false;
         assert_eq!(call(&state, "GET", "/", None).status, 404);
+        assert_eq!(call(&state, "GET", "/markdown.js", None).status, 404);
+    }
+
+    #[cfg(feature = "webui")]
+    #[test]
+    fn page_paths_are_the_served_files() {
+        for (path, _, _) in super::super::webui::ASSETS {
+            assert_eq!(route_label(path), "/", "{path} is missing in PAGE_PATHS");
+        }
+        for path in PAGE_PATHS {
+            assert!(
+                super::super::webui::asset(path).is_some(),
+                "{path} is in PAGE_PATHS but not served"
+            );
+        }
     }
 
     #[test]

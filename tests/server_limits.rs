@@ -81,6 +81,36 @@ fn oversized_bodies_are_413_and_the_server_lives_on() {
     assert_eq!(server.chat(&hello()).status, 200);
 }
 
+/// A burst of connections, all kept open (as a browser loading the page's modules or a pool of
+/// API clients keeps them): each gets its answer while the others stay connected. tiny_http's
+/// own connection pool lost the wake-up of a connection arriving while an idle thread was
+/// being woken, leaving it unread until another connection closed (the page's load hung).
+#[test]
+fn a_burst_of_kept_open_connections_is_served_at_once() {
+    let server = TestServer::start(&["--request-timeout", "600"]);
+    let address = server.base.trim_start_matches("http://").to_owned();
+    for burst in 0..5 {
+        let mut sockets: Vec<TcpStream> = (0..16)
+            .map(|_| TcpStream::connect(&address).expect("connecting"))
+            .collect();
+        for socket in &mut sockets {
+            socket
+                .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                .expect("sending");
+        }
+        for (index, socket) in sockets.iter_mut().enumerate() {
+            socket
+                .set_read_timeout(Some(Duration::from_secs(20)))
+                .expect("timeout");
+            let mut head = [0u8; 12];
+            socket.read_exact(&mut head).unwrap_or_else(|e| {
+                panic!("burst {burst}: connection {index} of 16 got no answer: {e}")
+            });
+            assert_eq!(&head, b"HTTP/1.1 200");
+        }
+    }
+}
+
 #[test]
 fn bad_requests_are_refused_with_the_field_named() {
     let server = TestServer::start(&["--max-images", "1", "--max-image-pixels", "50000"]);

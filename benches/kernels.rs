@@ -1,6 +1,7 @@
 //! Kernel bench: `x · Wᵀ` for f32, f16, q8_0 and q4_K weights at Qwen3-VL-2B shapes, for one
-//! token (decode: memory-bound, reported as weight GB/s) and 128 tokens (prefill:
-//! compute-bound, GFLOP/s), and text-decoder attention. `cargo bench --bench kernels`.
+//! token (decode: memory-bound, reported as weight GB/s), 4 and 16 tokens (follow-up turns,
+//! prompt chunks) and 128 / 512 tokens (prefill: compute-bound, GFLOP/s), and text-decoder
+//! attention. `cargo bench --bench kernels`.
 use std::time::{Duration, Instant};
 
 use glimpse::kernels::attention::{attention, AttentionShape, Precision};
@@ -97,7 +98,7 @@ fn main() {
             if !kind.contains(filter.as_str()) {
                 continue;
             }
-            for m in [1usize, 128, 512] {
+            for m in [1usize, 4, 16, 128, 512] {
                 let x: Vec<f32> = (0..m * cols).map(|i| (i % 7) as f32 * 0.1).collect();
                 let mut out = vec![0.0; m * rows];
                 let secs = time(budget, || w.matmul(&x, m, &mut out));

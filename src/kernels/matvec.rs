@@ -31,12 +31,12 @@ pub fn packed_matvec(
     dot_rows: impl Fn(&[u8], &[u8], &mut [f32]) + Sync,
 ) {
     let (rows, w_bytes, m, x_bytes, xq) = (w.rows, w.row_bytes, x.rows, x.row_bytes, x.data);
-    let w = w.data;
-    assert!(w.len() >= rows * w_bytes && xq.len() >= m * x_bytes && out.len() >= m * rows);
+    let data = w.data;
+    assert!(data.len() >= rows * w_bytes && xq.len() >= m * x_bytes && out.len() >= m * rows);
     let tasks = rayon::current_num_threads() * TASKS_PER_THREAD;
     let chunk = rows.div_ceil(tasks).div_ceil(ROW_GRAIN).max(1) * ROW_GRAIN;
     if m == 1 && rows * w_bytes < MIN_PARALLEL_BYTES {
-        dot_rows(&w[..rows * w_bytes], &xq[..x_bytes], &mut out[..rows]);
+        dot_rows(&data[..rows * w_bytes], &xq[..x_bytes], &mut out[..rows]);
         return;
     }
     if m == 1 {
@@ -46,13 +46,40 @@ pub fn packed_matvec(
             .for_each(|(c, part)| {
                 let first = c * chunk;
                 dot_rows(
-                    &w[first * w_bytes..(first + part.len()) * w_bytes],
+                    &data[first * w_bytes..(first + part.len()) * w_bytes],
                     &xq[..x_bytes],
                     part,
                 );
             });
         return;
     }
+    packed_matmul(w, x, out, |weights, xq, m, part| {
+        let count = part.len() / m;
+        let mut column = vec![0.0f32; count];
+        for t in 0..m {
+            dot_rows(weights, &xq[t * x_bytes..(t + 1) * x_bytes], &mut column);
+            for (r, v) in column.iter().enumerate() {
+                part[r * m + t] = *v;
+            }
+        }
+    });
+}
+
+/// `out[t·rows + r] = dot(weight row r, activation row t)` for several activation rows, with
+/// a kernel that takes them all at once: `dot_tokens(weights, x, m, part)` fills
+/// `part[i·m + t]` for the consecutive rows `i` in `weights` and the `m` rows of `x`. The
+/// weight rows are split over the pool in contiguous ranges.
+pub fn packed_matmul(
+    w: PackedRows,
+    x: PackedRows,
+    out: &mut [f32],
+    dot_tokens: impl Fn(&[u8], &[u8], usize, &mut [f32]) + Sync,
+) {
+    let (rows, w_bytes, m) = (w.rows, w.row_bytes, x.rows);
+    let (w, xq) = (w.data, &x.data[..m * x.row_bytes]);
+    assert!(w.len() >= rows * w_bytes && out.len() >= m * rows);
+    let tasks = rayon::current_num_threads() * TASKS_PER_THREAD;
+    let chunk = rows.div_ceil(tasks).div_ceil(ROW_GRAIN).max(1) * ROW_GRAIN;
     // Row-major per task ([rows of the task][m]), scattered into `out` afterwards.
     let mut by_row = vec![0.0f32; rows * m];
     by_row
@@ -61,14 +88,7 @@ pub fn packed_matvec(
         .for_each(|(c, part)| {
             let first = c * chunk;
             let count = part.len() / m;
-            let weights = &w[first * w_bytes..(first + count) * w_bytes];
-            let mut column = vec![0.0f32; count];
-            for t in 0..m {
-                dot_rows(weights, &xq[t * x_bytes..(t + 1) * x_bytes], &mut column);
-                for (r, v) in column.iter().enumerate() {
-                    part[r * m + t] = *v;
-                }
-            }
+            dot_tokens(&w[first * w_bytes..(first + count) * w_bytes], xq, m, part);
         });
     for (r, values) in by_row.chunks_exact(m).enumerate() {
         for (t, v) in values.iter().enumerate() {

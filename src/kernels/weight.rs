@@ -7,7 +7,9 @@
 //! weights always take the exact f32 product; f32 and f16 weights at one activation row
 //! stream through `dense_dot`, the decode kernel). On CPUs with AVX-512 VNNI and without
 //! AMX, quantized weights are repacked at load into 16-row groups (`quant::q8_0x16`,
-//! `quant::q4_kx16`) and every batch size runs the interleaved integer kernels.
+//! `quant::q4_kx16`) and every batch size runs the interleaved integer kernels. On AVX2
+//! CPUs, Q4_K products of 2 to 127 activation rows run an integer kernel that reuses each
+//! weight block for several tokens (`quant::q4_k_tokens`).
 use std::sync::OnceLock;
 
 use half::f16;
@@ -18,9 +20,9 @@ use super::amx::amx_available;
 use super::dense_bf16::{self, dense_bf16_matmul};
 use super::dense_dot::{self, DenseElement, SimdLoads};
 use super::gemm::{matmul_a_bt, Threads};
-use super::matvec::{packed_matvec, PackedRows};
+use super::matvec::{packed_matmul, packed_matvec, PackedRows};
 use super::quant::q8_blocks::Q8Blocks;
-use super::quant::{q4_k, q4_kx16, q8_0, q8_0x16, q8_k};
+use super::quant::{q4_k, q4_k_tokens, q4_kx16, q8_0, q8_0x16, q8_k};
 use super::simd::{simd_path, SimdPath};
 
 /// Borrowed weight data, `rows` × `cols`, row-major (PyTorch `nn.Linear` layout).
@@ -61,6 +63,19 @@ pub enum WeightMatrix<'a> {
         cols: usize,
     },
 }
+
+/// Whether a Q4_K product of `m` activation rows takes the AVX2 integer kernel
+/// (`quant::q4_k_tokens`) rather than one-token dots (fewer than 8 rows) or f32 panels.
+/// Measured with `cargo bench --bench kernels` on AMD Zen 1 (2 threads, 2048- and
+/// 6144-row matrices): 1.6× the one-token dots at 4 rows; 2.6× the f32 panels at 16 rows,
+/// 1.3× at 64, equal at 128, 0.87× at 512. AVX-512 CPUs have their own paths
+/// (interleaved VNNI, AMX tiles).
+fn q4_k_tokens_pays(m: usize) -> bool {
+    simd_path() == SimdPath::Avx2 && (2..Q4_K_TOKENS_BELOW_ROWS).contains(&m)
+}
+
+/// See `q4_k_tokens_pays`.
+const Q4_K_TOKENS_BELOW_ROWS: usize = 128;
 
 /// Whether this process multiplies block-quantized weights in the interleaved layout:
 /// with AVX-512 VNNI, unless AMX tiles (bf16 panels) serve the long batches.
@@ -198,6 +213,24 @@ impl<'a> WeightMatrix<'a> {
                     },
                     out,
                     q8_0::dot_rows,
+                );
+            }
+            WeightMatrix::Q4K { data, .. } if q4_k_tokens_pays(m) => {
+                let x_bytes = q8_k::row_bytes(cols);
+                let xq = quantize_rows(x, cols, x_bytes, q8_k::quantize_row);
+                packed_matmul(
+                    PackedRows {
+                        data,
+                        row_bytes: q4_k::row_bytes(cols),
+                        rows,
+                    },
+                    PackedRows {
+                        data: &xq,
+                        row_bytes: x_bytes,
+                        rows: m,
+                    },
+                    out,
+                    |w, x, m, part| q4_k_tokens::dot_tokens_with(SimdPath::Avx2, w, x, m, part),
                 );
             }
             WeightMatrix::Q4K { data, .. } if m < DENSE_FROM_ROWS => {

@@ -3,6 +3,7 @@
 //! products of weight rows with one row of activations quantized to its companion
 //! format (Q8_0 for Q8_0, Q8K for the K-quants).
 pub mod q4_k;
+pub mod q4_k_tokens;
 pub mod q4_kx16;
 pub mod q8_0;
 pub mod q8_0x16;

@@ -42,7 +42,7 @@ fn unpack_scale_words([a, b, c]: [u32; 3]) -> [u64; 2] {
     ]
 }
 
-fn block_scales(block: &[u8]) -> (f32, f32) {
+pub(super) fn block_scales(block: &[u8]) -> (f32, f32) {
     (
         f16::from_le_bytes([block[0], block[1]]).to_f32(),
         f16::from_le_bytes([block[2], block[3]]).to_f32(),

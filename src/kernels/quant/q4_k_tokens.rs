@@ -1,0 +1,232 @@
+//! Q4_K weight rows times several Q8K activation rows at once (short prompts and prefill on
+//! AVX2 CPUs, which have no VNNI for the interleaved layout): each weight run is unpacked
+//! once and used for up to four tokens, two rows at a time, where the one-token dot streams
+//! the weights once per token. The integer sums of a super-block are exact; the float step
+//! after each super-block is `q4_k`'s, so every (row, token) result has the bits of the
+//! one-token dot on the scalar path.
+use super::{q4_k, q8_k};
+use crate::kernels::simd::SimdPath;
+
+/// `out[r·m + t] = Σ w_r·x_t` for the consecutive Q4_K rows in `w` and the `m` Q8K rows of
+/// `x` (row-major by weight row).
+pub fn dot_tokens_with(path: SimdPath, w: &[u8], x: &[u8], m: usize, out: &mut [f32]) {
+    assert!(
+        m > 0 && x.len().is_multiple_of(m),
+        "q4_K dot_tokens: token count"
+    );
+    let x_bytes = x.len() / m;
+    let blocks = x_bytes / q8_k::BLOCK_BYTES;
+    let rows = out.len() / m;
+    assert!(
+        x_bytes.is_multiple_of(q8_k::BLOCK_BYTES)
+            && out.len() == rows * m
+            && w.len() == rows * blocks * q4_k::BLOCK_BYTES,
+        "q4_K dot_tokens: sizes"
+    );
+    match path {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2 is part of both x86 paths, chosen only when the CPU reports it
+        // (`simd::hardware_path`); sizes were checked above.
+        SimdPath::Avx2 | SimdPath::Avx512 => unsafe { x86::dot_tokens_avx2(w, x, m, out) },
+        _ => dot_tokens_scalar(w, x, m, out),
+    }
+}
+
+/// The scalar twin: one-token dots, token by token.
+fn dot_tokens_scalar(w: &[u8], x: &[u8], m: usize, out: &mut [f32]) {
+    let x_bytes = x.len() / m;
+    let row_bytes = x_bytes / q8_k::BLOCK_BYTES * q4_k::BLOCK_BYTES;
+    for (row, values) in w.chunks_exact(row_bytes).zip(out.chunks_exact_mut(m)) {
+        for (value, token) in values.iter_mut().zip(x.chunks_exact(x_bytes)) {
+            q4_k::dot_rows_with(SimdPath::Scalar, row, token, std::slice::from_mut(value));
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::super::{q4_k, q8_k};
+
+    /// Weight rows and tokens of one register tile.
+    const ROWS: usize = 2;
+    const TOKENS: usize = 4;
+    /// Tokens whose activations are reused across all rows before the next ones are read
+    /// (64 Q8K rows of 2048 values are 141 KB: they stay in L2).
+    const TOKEN_BLOCK: usize = 64;
+
+    /// Where one tile reads and writes: its first weight row and token, and the strides.
+    #[derive(Clone, Copy)]
+    struct Tile {
+        w: *const u8,
+        row_bytes: usize,
+        x: *const u8,
+        x_bytes: usize,
+        blocks: usize,
+        out: *mut f32,
+        m: usize,
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dot_tokens_avx2(w: &[u8], x: &[u8], m: usize, out: &mut [f32]) {
+        let x_bytes = x.len() / m;
+        let blocks = x_bytes / q8_k::BLOCK_BYTES;
+        let row_bytes = blocks * q4_k::BLOCK_BYTES;
+        let rows = out.len() / m;
+        for first_token in (0..m).step_by(TOKEN_BLOCK) {
+            let block_end = (first_token + TOKEN_BLOCK).min(m);
+            for row in (0..rows).step_by(ROWS) {
+                let nr = ROWS.min(rows - row);
+                for token in (first_token..block_end).step_by(TOKENS) {
+                    let tile = Tile {
+                        w: w.as_ptr().add(row * row_bytes),
+                        row_bytes,
+                        x: x.as_ptr().add(token * x_bytes),
+                        x_bytes,
+                        blocks,
+                        out: out.as_mut_ptr().add(row * m + token),
+                        m,
+                    };
+                    match (nr, TOKENS.min(block_end - token)) {
+                        (2, 4) => tile_dot::<2, 4>(tile),
+                        (2, 3) => tile_dot::<2, 3>(tile),
+                        (2, 2) => tile_dot::<2, 2>(tile),
+                        (2, _) => tile_dot::<2, 1>(tile),
+                        (_, 4) => tile_dot::<1, 4>(tile),
+                        (_, 3) => tile_dot::<1, 3>(tile),
+                        (_, 2) => tile_dot::<1, 2>(tile),
+                        _ => tile_dot::<1, 1>(tile),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Horizontal sum of eight i32 lanes.
+    #[inline(always)]
+    unsafe fn hsum_epi32(v: __m256i) -> i32 {
+        let quad = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+        let pair = _mm_add_epi32(quad, _mm_unpackhi_epi64(quad, quad));
+        _mm_cvtsi128_si32(_mm_add_epi32(pair, _mm_shuffle_epi32(pair, 1)))
+    }
+
+    /// The R × T dot products of one tile, over every super-block.
+    #[inline(always)]
+    unsafe fn tile_dot<const R: usize, const T: usize>(tile: Tile) {
+        let low4 = _mm256_set1_epi8(0x0f);
+        let mut total = [[0.0f32; T]; R];
+        for b in 0..tile.blocks {
+            let weights: [&[u8]; R] = std::array::from_fn(|i| {
+                std::slice::from_raw_parts(
+                    tile.w.add(i * tile.row_bytes + b * q4_k::BLOCK_BYTES),
+                    q4_k::BLOCK_BYTES,
+                )
+            });
+            let activations: [&[u8]; T] = std::array::from_fn(|k| {
+                std::slice::from_raw_parts(
+                    tile.x.add(k * tile.x_bytes + b * q8_k::BLOCK_BYTES),
+                    q8_k::BLOCK_BYTES,
+                )
+            });
+            let scales = weights.map(|wb| q4_k::scales_and_mins(&wb[4..16]));
+            let mut acc = [[_mm256_setzero_si256(); T]; R];
+            for j in 0..4 {
+                for i in 0..R {
+                    let bits = _mm256_loadu_si256(weights[i][16 + 32 * j..].as_ptr().cast());
+                    let lo = _mm256_and_si256(bits, low4);
+                    let hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), low4);
+                    let sc_lo = _mm256_set1_epi16(scales[i].0[2 * j] as i16);
+                    let sc_hi = _mm256_set1_epi16(scales[i].0[2 * j + 1] as i16);
+                    for k in 0..T {
+                        let xq = activations[k][q8_k::VALUES + 64 * j..].as_ptr();
+                        // u4 · i8 pairs: at most 2 · 15 · 127, no saturation.
+                        let p_lo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256(xq.cast()));
+                        let p_hi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256(xq.add(32).cast()));
+                        let runs = _mm256_add_epi32(
+                            _mm256_madd_epi16(p_lo, sc_lo),
+                            _mm256_madd_epi16(p_hi, sc_hi),
+                        );
+                        acc[i][k] = _mm256_add_epi32(acc[i][k], runs);
+                    }
+                }
+            }
+            for i in 0..R {
+                let (d, dmin) = q4_k::block_scales(weights[i]);
+                let mins16 =
+                    _mm_cvtepu8_epi16(_mm_loadl_epi64(scales[i].1.as_ptr().cast::<__m128i>()));
+                for k in 0..T {
+                    let sums = _mm_loadu_si128(activations[k][q8_k::SUMS..].as_ptr().cast());
+                    let summ = hsum_epi32(_mm256_castsi128_si256(_mm_madd_epi16(mins16, sums)));
+                    let sumi = hsum_epi32(acc[i][k]);
+                    total[i][k] +=
+                        q8_k::scale(activations[k]) * (d * sumi as f32 - dmin * summ as f32);
+                }
+            }
+        }
+        for (i, row) in total.iter().enumerate() {
+            for (k, value) in row.iter().enumerate() {
+                *tile.out.add(i * tile.m + k) = *value;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::simd::available_paths;
+    use crate::kernels::test_data::values;
+
+    /// Random Q4_K rows with sane f16 scales (random bytes are valid Q4_K data once the
+    /// two scales are set).
+    fn random_rows(rows: usize, cols: usize, seed: u32) -> Vec<u8> {
+        let mut data: Vec<u8> = (0..rows * q4_k::row_bytes(cols))
+            .map(|i| ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 11) as u8)
+            .collect();
+        for (b, block) in data.chunks_exact_mut(q4_k::BLOCK_BYTES).enumerate() {
+            let d = half::f16::from_f32(0.01 + (b % 7) as f32 * 0.003);
+            let dmin = half::f16::from_f32(0.02 + (b % 5) as f32 * 0.001);
+            block[..2].copy_from_slice(&d.to_le_bytes());
+            block[2..4].copy_from_slice(&dmin.to_le_bytes());
+        }
+        data
+    }
+
+    #[test]
+    fn every_path_has_the_bits_of_the_one_token_scalar_dot() {
+        for (rows, cols, m) in [
+            (1, 256, 2),
+            (2, 256, 5),
+            (3, 512, 4),
+            (7, 2048, 13),
+            (5, 256, 70),
+        ] {
+            let w = random_rows(rows, cols, rows as u32);
+            let x_bytes = q8_k::row_bytes(cols);
+            let mut xq = vec![0u8; m * x_bytes];
+            for (t, q) in xq.chunks_exact_mut(x_bytes).enumerate() {
+                q8_k::quantize_row(&values(cols, t as u32 + 1), q);
+            }
+            let mut want = vec![0.0f32; rows * m];
+            for (r, row) in w.chunks_exact(q4_k::row_bytes(cols)).enumerate() {
+                for (t, token) in xq.chunks_exact(x_bytes).enumerate() {
+                    let value = &mut want[r * m + t..r * m + t + 1];
+                    q4_k::dot_rows_with(SimdPath::Scalar, row, token, value);
+                }
+            }
+            for path in available_paths() {
+                let mut got = vec![f32::NAN; rows * m];
+                dot_tokens_with(path, &w, &xq, m, &mut got);
+                let same = got
+                    .iter()
+                    .zip(&want)
+                    .all(|(g, w)| g.to_bits() == w.to_bits());
+                assert!(
+                    same,
+                    "{path:?} {rows}x{cols}, {m} tokens: {got:?} != {want:?}"
+                );
+            }
+        }
+    }
+}

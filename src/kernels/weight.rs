@@ -66,9 +66,9 @@ pub enum WeightMatrix<'a> {
 
 /// Whether a Q4_K product of `m` activation rows takes the AVX2 integer kernel
 /// (`quant::q4_k_tokens`) rather than one-token dots (fewer than 8 rows) or f32 panels.
-/// Measured with `cargo bench --bench kernels` on AMD Zen 1 (2 threads, 2048- and
-/// 6144-row matrices): 1.6× the one-token dots at 4 rows; 2.6× the f32 panels at 16 rows,
-/// 1.3× at 64, equal at 128, 0.87× at 512. AVX-512 CPUs have their own paths
+/// Measured with `cargo bench --profile test --bench kernels` on AMD Zen 1 (2 threads,
+/// 2048- and 6144-row matrices): 1.6× the one-token dots at 4 rows; 2.6× the f32 panels
+/// at 16 rows, 1.3× at 64, equal at 128, 0.87× at 512. AVX-512 CPUs have their own paths
 /// (interleaved VNNI, AMX tiles).
 fn q4_k_tokens_pays(m: usize) -> bool {
     simd_path() == SimdPath::Avx2 && (2..Q4_K_TOKENS_BELOW_ROWS).contains(&m)

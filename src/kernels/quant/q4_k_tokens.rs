@@ -103,19 +103,26 @@ mod x86 {
         }
     }
 
-    /// Horizontal sum of eight i32 lanes.
+    /// The four tokens' integer sums of one row: lane k of the result is the sum of the
+    /// eight i32 lanes of `acc[k]`.
     #[inline(always)]
-    unsafe fn hsum_epi32(v: __m256i) -> i32 {
-        let quad = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-        let pair = _mm_add_epi32(quad, _mm_unpackhi_epi64(quad, quad));
-        _mm_cvtsi128_si32(_mm_add_epi32(pair, _mm_shuffle_epi32(pair, 1)))
+    unsafe fn token_sums(acc: [__m256i; 4]) -> __m128i {
+        let pairs = _mm256_hadd_epi32(
+            _mm256_hadd_epi32(acc[0], acc[1]),
+            _mm256_hadd_epi32(acc[2], acc[3]),
+        );
+        _mm_add_epi32(
+            _mm256_castsi256_si128(pairs),
+            _mm256_extracti128_si256(pairs, 1),
+        )
     }
 
-    /// The R × T dot products of one tile, over every super-block.
+    /// The R × T dot products of one tile, over every super-block. Tokens beyond T are
+    /// computed on zeros and not stored.
     #[inline(always)]
     unsafe fn tile_dot<const R: usize, const T: usize>(tile: Tile) {
         let low4 = _mm256_set1_epi8(0x0f);
-        let mut total = [[0.0f32; T]; R];
+        let mut total = [_mm_setzero_ps(); R];
         for b in 0..tile.blocks {
             let weights: [&[u8]; R] = std::array::from_fn(|i| {
                 std::slice::from_raw_parts(
@@ -130,7 +137,7 @@ mod x86 {
                 )
             });
             let scales = weights.map(|wb| q4_k::scales_and_mins(&wb[4..16]));
-            let mut acc = [[_mm256_setzero_si256(); T]; R];
+            let mut acc = [[_mm256_setzero_si256(); 4]; R];
             for j in 0..4 {
                 for i in 0..R {
                     let bits = _mm256_loadu_si256(weights[i][16 + 32 * j..].as_ptr().cast());
@@ -151,21 +158,33 @@ mod x86 {
                     }
                 }
             }
+            // Per token: its scale and its eight run sums (zero for tokens beyond T).
+            let mut dx = [0.0f32; 4];
+            let mut run_sums = [_mm_setzero_si128(); 4];
+            for k in 0..T {
+                dx[k] = q8_k::scale(activations[k]);
+                run_sums[k] = _mm_loadu_si128(activations[k][q8_k::SUMS..].as_ptr().cast());
+            }
+            let dx = _mm_loadu_ps(dx.as_ptr());
             for i in 0..R {
                 let (d, dmin) = q4_k::block_scales(weights[i]);
                 let mins16 =
                     _mm_cvtepu8_epi16(_mm_loadl_epi64(scales[i].1.as_ptr().cast::<__m128i>()));
-                for k in 0..T {
-                    let sums = _mm_loadu_si128(activations[k][q8_k::SUMS..].as_ptr().cast());
-                    let summ = hsum_epi32(_mm256_castsi128_si256(_mm_madd_epi16(mins16, sums)));
-                    let sumi = hsum_epi32(acc[i][k]);
-                    total[i][k] +=
-                        q8_k::scale(activations[k]) * (d * sumi as f32 - dmin * summ as f32);
-                }
+                let m = run_sums.map(|sums| _mm_madd_epi16(mins16, sums));
+                let summ = _mm_hadd_epi32(_mm_hadd_epi32(m[0], m[1]), _mm_hadd_epi32(m[2], m[3]));
+                let sumi = token_sums(acc[i]);
+                // q4_k's float step lane by lane (mul, mul, sub, mul, add: the same bits).
+                let block = _mm_sub_ps(
+                    _mm_mul_ps(_mm_set1_ps(d), _mm_cvtepi32_ps(sumi)),
+                    _mm_mul_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(summ)),
+                );
+                total[i] = _mm_add_ps(total[i], _mm_mul_ps(dx, block));
             }
         }
         for (i, row) in total.iter().enumerate() {
-            for (k, value) in row.iter().enumerate() {
+            let mut lanes = [0.0f32; 4];
+            _mm_storeu_ps(lanes.as_mut_ptr(), *row);
+            for (k, value) in lanes[..T].iter().enumerate() {
                 *tile.out.add(i * tile.m + k) = *value;
             }
         }

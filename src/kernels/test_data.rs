@@ -8,3 +8,13 @@ pub fn values(n: usize, seed: u32) -> Vec<f32> {
         })
         .collect()
 }
+
+/// Panics unless `got` and `want` hold the same f32 values bit for bit; `what` names the case.
+pub fn assert_same_bits(got: &[f32], want: &[f32], what: &str) {
+    let same = got.len() == want.len()
+        && got
+            .iter()
+            .zip(want)
+            .all(|(g, w)| g.to_bits() == w.to_bits());
+    assert!(same, "{what}: {got:?} != {want:?}");
+}

@@ -8,8 +8,8 @@
 //! stream through `dense_dot`, the decode kernel). On CPUs with AVX-512 VNNI and without
 //! AMX, quantized weights are repacked at load into 16-row groups (`quant::q8_0x16`,
 //! `quant::q4_kx16`) and every batch size runs the interleaved integer kernels. On AVX2
-//! CPUs, Q4_K products of 2 to 127 activation rows run an integer kernel that reuses each
-//! weight block for several tokens (`quant::q4_k_tokens`).
+//! CPUs, Q4_K and Q8_0 products of 2 to 127 activation rows run integer kernels that reuse
+//! each weight block for several tokens (`quant::q4_k_tokens`, `quant::q8_0_tokens`).
 use std::sync::OnceLock;
 
 use half::f16;
@@ -22,7 +22,7 @@ use super::dense_dot::{self, DenseElement, SimdLoads};
 use super::gemm::{matmul_a_bt, Threads};
 use super::matvec::{packed_matmul, packed_matvec, PackedRows};
 use super::quant::q8_blocks::Q8Blocks;
-use super::quant::{q4_k, q4_k_tokens, q4_kx16, q8_0, q8_0x16, q8_k};
+use super::quant::{q4_k, q4_k_tokens, q4_kx16, q8_0, q8_0_tokens, q8_0x16, q8_k};
 use super::simd::{simd_path, SimdPath};
 
 /// Borrowed weight data, `rows` × `cols`, row-major (PyTorch `nn.Linear` layout).
@@ -76,6 +76,17 @@ fn q4_k_tokens_pays(m: usize) -> bool {
 
 /// See `q4_k_tokens_pays`.
 const Q4_K_TOKENS_BELOW_ROWS: usize = 128;
+
+/// Whether a Q8_0 product of `m` activation rows takes the AVX2 integer kernel
+/// (`quant::q8_0_tokens`) rather than one-token dots (fewer than 8 rows) or f32 panels.
+/// Measured as for `q4_k_tokens_pays`: 1.2–1.4× the one-token dots at 4 rows, 2.2× the
+/// f32 panels at 16 rows, equal at 128 (39 GFLOP/s), 0.85× at 512.
+fn q8_0_tokens_pays(m: usize) -> bool {
+    simd_path() == SimdPath::Avx2 && (2..Q8_0_TOKENS_BELOW_ROWS).contains(&m)
+}
+
+/// See `q8_0_tokens_pays`.
+const Q8_0_TOKENS_BELOW_ROWS: usize = 128;
 
 /// Whether this process multiplies block-quantized weights in the interleaved layout:
 /// with AVX-512 VNNI, unless AMX tiles (bf16 panels) serve the long batches.
@@ -197,59 +208,47 @@ impl<'a> WeightMatrix<'a> {
             WeightMatrix::Q4Kx16 { data, .. } => {
                 q4_kx16::matmul(data, rows, &Q8Blocks::quantize(x, cols), out)
             }
-            WeightMatrix::Q8_0 { data, .. } if m < DENSE_FROM_ROWS => {
+            WeightMatrix::Q8_0 { data, .. } if m < DENSE_FROM_ROWS || q8_0_tokens_pays(m) => {
                 let row_bytes = q8_0::row_bytes(cols);
                 let xq = quantize_rows(x, cols, row_bytes, q8_0::quantize_row);
-                packed_matvec(
-                    PackedRows {
-                        data,
-                        row_bytes,
-                        rows,
-                    },
-                    PackedRows {
-                        data: &xq,
-                        row_bytes,
-                        rows: m,
-                    },
-                    out,
-                    q8_0::dot_rows,
-                );
+                let w = PackedRows {
+                    data,
+                    row_bytes,
+                    rows,
+                };
+                let xq = PackedRows {
+                    data: &xq,
+                    row_bytes,
+                    rows: m,
+                };
+                if q8_0_tokens_pays(m) {
+                    packed_matmul(w, xq, out, |w, x, m, part| {
+                        q8_0_tokens::dot_tokens_with(SimdPath::Avx2, w, x, m, part)
+                    })
+                } else {
+                    packed_matvec(w, xq, out, q8_0::dot_rows)
+                }
             }
-            WeightMatrix::Q4K { data, .. } if q4_k_tokens_pays(m) => {
+            WeightMatrix::Q4K { data, .. } if m < DENSE_FROM_ROWS || q4_k_tokens_pays(m) => {
                 let x_bytes = q8_k::row_bytes(cols);
                 let xq = quantize_rows(x, cols, x_bytes, q8_k::quantize_row);
-                packed_matmul(
-                    PackedRows {
-                        data,
-                        row_bytes: q4_k::row_bytes(cols),
-                        rows,
-                    },
-                    PackedRows {
-                        data: &xq,
-                        row_bytes: x_bytes,
-                        rows: m,
-                    },
-                    out,
-                    |w, x, m, part| q4_k_tokens::dot_tokens_with(SimdPath::Avx2, w, x, m, part),
-                );
-            }
-            WeightMatrix::Q4K { data, .. } if m < DENSE_FROM_ROWS => {
-                let x_bytes = q8_k::row_bytes(cols);
-                let xq = quantize_rows(x, cols, x_bytes, q8_k::quantize_row);
-                packed_matvec(
-                    PackedRows {
-                        data,
-                        row_bytes: q4_k::row_bytes(cols),
-                        rows,
-                    },
-                    PackedRows {
-                        data: &xq,
-                        row_bytes: x_bytes,
-                        rows: m,
-                    },
-                    out,
-                    q4_k::dot_rows,
-                );
+                let w = PackedRows {
+                    data,
+                    row_bytes: q4_k::row_bytes(cols),
+                    rows,
+                };
+                let xq = PackedRows {
+                    data: &xq,
+                    row_bytes: x_bytes,
+                    rows: m,
+                };
+                if q4_k_tokens_pays(m) {
+                    packed_matmul(w, xq, out, |w, x, m, part| {
+                        q4_k_tokens::dot_tokens_with(SimdPath::Avx2, w, x, m, part)
+                    })
+                } else {
+                    packed_matvec(w, xq, out, q4_k::dot_rows)
+                }
             }
             WeightMatrix::Q8_0 { .. } | WeightMatrix::Q4K { .. } if dense_bf16::supports(cols) => {
                 dense_bf16_matmul(rows, cols, x, m, out, |first, buf| {

@@ -6,6 +6,9 @@ pub mod q4_k;
 pub mod q4_k_tokens;
 pub mod q4_kx16;
 pub mod q8_0;
+pub mod q8_0_tokens;
 pub mod q8_0x16;
 pub mod q8_blocks;
 pub mod q8_k;
+#[cfg(target_arch = "x86_64")]
+mod token_tiles;

@@ -1,7 +1,7 @@
 //! Q4_K weight rows times several Q8K activation rows at once (short prompts and prefill on
 //! AVX2 CPUs, which have no VNNI for the interleaved layout): each weight run is unpacked
-//! once and used for up to four tokens, two rows at a time, where the one-token dot streams
-//! the weights once per token. The integer sums of a super-block are exact; the float step
+//! once and used for up to four tokens, two rows at a time (`token_tiles`), where the
+//! one-token dot streams the weights once per token. The integer sums of a super-block are exact; the float step
 //! after each super-block is `q4_k`'s, so every (row, token) result has the bits of the
 //! one-token dot on the scalar path.
 use super::{q4_k, q8_k};
@@ -49,57 +49,20 @@ mod x86 {
 
     use super::super::{q4_k, q8_k};
 
-    /// Weight rows and tokens of one register tile.
-    const ROWS: usize = 2;
-    const TOKENS: usize = 4;
-    /// Tokens whose activations are reused across all rows before the next ones are read
-    /// (64 Q8K rows of 2048 values are 141 KB: they stay in L2).
-    const TOKEN_BLOCK: usize = 64;
-
-    /// Where one tile reads and writes: its first weight row and token, and the strides.
-    #[derive(Clone, Copy)]
-    struct Tile {
-        w: *const u8,
-        row_bytes: usize,
-        x: *const u8,
-        x_bytes: usize,
-        blocks: usize,
-        out: *mut f32,
-        m: usize,
-    }
+    use super::super::token_tiles::{for_each_tile, Tile, TileKernel};
 
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dot_tokens_avx2(w: &[u8], x: &[u8], m: usize, out: &mut [f32]) {
-        let x_bytes = x.len() / m;
-        let blocks = x_bytes / q8_k::BLOCK_BYTES;
-        let row_bytes = blocks * q4_k::BLOCK_BYTES;
-        let rows = out.len() / m;
-        for first_token in (0..m).step_by(TOKEN_BLOCK) {
-            let block_end = (first_token + TOKEN_BLOCK).min(m);
-            for row in (0..rows).step_by(ROWS) {
-                let nr = ROWS.min(rows - row);
-                for token in (first_token..block_end).step_by(TOKENS) {
-                    let tile = Tile {
-                        w: w.as_ptr().add(row * row_bytes),
-                        row_bytes,
-                        x: x.as_ptr().add(token * x_bytes),
-                        x_bytes,
-                        blocks,
-                        out: out.as_mut_ptr().add(row * m + token),
-                        m,
-                    };
-                    match (nr, TOKENS.min(block_end - token)) {
-                        (2, 4) => tile_dot::<2, 4>(tile),
-                        (2, 3) => tile_dot::<2, 3>(tile),
-                        (2, 2) => tile_dot::<2, 2>(tile),
-                        (2, _) => tile_dot::<2, 1>(tile),
-                        (_, 4) => tile_dot::<1, 4>(tile),
-                        (_, 3) => tile_dot::<1, 3>(tile),
-                        (_, 2) => tile_dot::<1, 2>(tile),
-                        _ => tile_dot::<1, 1>(tile),
-                    }
-                }
-            }
+        let row_bytes = x.len() / m / q8_k::BLOCK_BYTES * q4_k::BLOCK_BYTES;
+        for_each_tile::<Q4kTile>(w, row_bytes, x, m, out)
+    }
+
+    struct Q4kTile;
+
+    impl TileKernel for Q4kTile {
+        #[inline(always)]
+        unsafe fn tile<const R: usize, const T: usize>(tile: Tile) {
+            tile_dot::<R, T>(tile)
         }
     }
 
@@ -123,7 +86,7 @@ mod x86 {
     unsafe fn tile_dot<const R: usize, const T: usize>(tile: Tile) {
         let low4 = _mm256_set1_epi8(0x0f);
         let mut total = [_mm_setzero_ps(); R];
-        for b in 0..tile.blocks {
+        for b in 0..tile.x_bytes / q8_k::BLOCK_BYTES {
             let weights: [&[u8]; R] = std::array::from_fn(|i| {
                 std::slice::from_raw_parts(
                     tile.w.add(i * tile.row_bytes + b * q4_k::BLOCK_BYTES),
@@ -195,7 +158,7 @@ mod x86 {
 mod tests {
     use super::*;
     use crate::kernels::simd::available_paths;
-    use crate::kernels::test_data::values;
+    use crate::kernels::test_data::{assert_same_bits, values};
 
     /// Random Q4_K rows with sane f16 scales (random bytes are valid Q4_K data once the
     /// two scales are set).
@@ -237,14 +200,8 @@ mod tests {
             for path in available_paths() {
                 let mut got = vec![f32::NAN; rows * m];
                 dot_tokens_with(path, &w, &xq, m, &mut got);
-                let same = got
-                    .iter()
-                    .zip(&want)
-                    .all(|(g, w)| g.to_bits() == w.to_bits());
-                assert!(
-                    same,
-                    "{path:?} {rows}x{cols}, {m} tokens: {got:?} != {want:?}"
-                );
+                let case = format!("{path:?} {rows}x{cols}, {m} tokens");
+                assert_same_bits(&got, &want, &case);
             }
         }
     }

@@ -71,15 +71,15 @@ mod x86 {
                     std::array::from_fn(|k| tile.x.add(k * tile.x_bytes + b * BLOCK_BYTES));
                 let xv = xb.map(|p| _mm256_loadu_si256(p.add(2).cast()));
                 let dx = xb.map(|p| scale(p));
-                for i in 0..R {
+                for (i, row) in acc.iter_mut().enumerate() {
                     let wb = tile.w.add(i * tile.row_bytes + b * BLOCK_BYTES);
                     let wv = _mm256_loadu_si256(wb.add(2).cast());
                     let (unsigned, dw) = (_mm256_sign_epi8(wv, wv), scale(wb));
-                    for k in 0..T {
-                        let signed = _mm256_sign_epi8(xv[k], wv);
+                    for ((lanes, &xv), &dx) in row.iter_mut().zip(&xv).zip(&dx) {
+                        let signed = _mm256_sign_epi8(xv, wv);
                         let pairs = _mm256_maddubs_epi16(unsigned, signed);
                         let sums = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
-                        acc[i][k] = _mm256_fmadd_ps(_mm256_set1_ps(dw * dx[k]), sums, acc[i][k]);
+                        *lanes = _mm256_fmadd_ps(_mm256_set1_ps(dw * dx), sums, *lanes);
                     }
                 }
             }

@@ -10,6 +10,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock models.toml ./
 COPY gguf gguf
 COPY convert convert
+COPY third_party third_party
 COPY src src
 COPY webui webui
 COPY benches benches

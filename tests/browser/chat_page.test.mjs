@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { MARKDOWN_ANSWER } from './markdown_answer.mjs';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const BASE_URL = process.env.GLIMPSE_URL;
@@ -78,28 +79,6 @@ function sseAnswer(text, usage, timings, detections = []) {
     chunk([], { usage, timings }),
     'data: [DONE]\n\n'].join('');
 }
-
-const MARKDOWN_ANSWER = [
-  '## Findings',
-  'Here is **bold**, *italic* and `inline code`, plus <img src=x onerror="window.__pwned=1"> and <script>window.__pwned=2</script>.',
-  '',
-  '1. first item',
-  '2. second item',
-  '   - nested bullet',
-  '',
-  '| Object | Count | Colour |',
-  '|:--|--:|:-:|',
-  '| circle | 2 | red |',
-  '| square \\| box | 1 | <b>blue</b> |',
-  '',
-  '```html',
-  '<script>window.__pwned = 3</script>',
-  '```',
-  '',
-  '> quoted <iframe src="evil.html"></iframe>',
-  '',
-  'See [the docs](https://example.com/docs) but not [this](javascript:window.__pwned=4).',
-].join('\n');
 
 let stepNumber = 0;
 async function step(name, action) {

@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
+import { MARKDOWN_ANSWER } from '../../tests/browser/markdown_answer.mjs';
 import { escapeHtml, markdownToHtml as html, parseMarkdown, TAGS } from '../markdown.js';
 
 const LINK = 'target="_blank" rel="noopener noreferrer nofollow"';
@@ -202,26 +203,15 @@ describe('inline formatting', () => {
 });
 
 it('renders the answer the browser test sends (headings, lists, table, code, quote, links)', () => {
-  const answer = [
-    '## Findings',
-    'Here is **bold**, *italic* and `inline code`, plus <img src=x onerror="window.__pwned=1">.',
-    '',
-    '1. first item',
-    '2. second item',
-    '   - nested bullet',
-    '',
-    '```html',
-    '<script>window.__pwned = 3</script>',
-    '```',
-    '',
-    '> quoted <iframe src="evil.html"></iframe>',
-    '',
-    'See [the docs](https://example.com/docs) but not [this](javascript:window.__pwned=4).',
-  ].join('\n');
-  assert.deepEqual(tags(parseMarkdown(answer)),
-    ['h3', 'p', 'strong', 'em', 'code', 'ol', 'li', 'p', 'li', 'p', 'ul', 'li', 'p', 'code-block', 'blockquote', 'p', 'p', 'a']);
-  const out = html(answer);
+  assert.deepEqual(tags(parseMarkdown(MARKDOWN_ANSWER)), [
+    'h3', 'p', 'strong', 'em', 'code', 'ol', 'li', 'p', 'li', 'p', 'ul', 'li', 'p',
+    'div', 'table', 'thead', 'tr', 'th', 'th', 'th', 'tbody', 'tr', 'td', 'td', 'td', 'tr', 'td', 'td', 'td',
+    'code-block', 'blockquote', 'p', 'p', 'a']);
+  const out = html(MARKDOWN_ANSWER);
   assert.ok(out.includes('&lt;img src=x onerror=&quot;window.__pwned=1&quot;&gt;'));
+  assert.ok(out.includes('&lt;script&gt;window.__pwned=2&lt;/script&gt;'));
+  assert.ok(out.includes('<td style="text-align: left">square | box</td>'));
+  assert.ok(out.includes('&lt;b&gt;blue&lt;/b&gt;'));
   assert.ok(out.includes('<pre><code>&lt;script&gt;window.__pwned = 3&lt;/script&gt;</code></pre>'));
   assert.ok(out.includes('<blockquote><p>quoted &lt;iframe src=&quot;evil.html&quot;&gt;&lt;/iframe&gt;</p></blockquote>'));
   assert.equal(out.match(/<a /g).length, 1);

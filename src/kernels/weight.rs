@@ -64,29 +64,19 @@ pub enum WeightMatrix<'a> {
     },
 }
 
-/// Whether a Q4_K product of `m` activation rows takes the AVX2 integer kernel
-/// (`quant::q4_k_tokens`) rather than one-token dots (fewer than 8 rows) or f32 panels.
-/// Measured with `cargo bench --profile test --bench kernels` on AMD Zen 1 (2 threads,
-/// 2048- and 6144-row matrices): 1.6× the one-token dots at 4 rows; 2.6× the f32 panels
-/// at 16 rows, 1.3× at 64, equal at 128, 0.87× at 512. AVX-512 CPUs have their own paths
-/// (interleaved VNNI, AMX tiles).
-fn q4_k_tokens_pays(m: usize) -> bool {
-    simd_path() == SimdPath::Avx2 && (2..Q4_K_TOKENS_BELOW_ROWS).contains(&m)
+/// Whether a Q4_K or Q8_0 product of `m` activation rows takes the AVX2 several-token
+/// integer kernel (`quant::q4_k_tokens`, `quant::q8_0_tokens`) rather than one-token dots
+/// (fewer than 8 rows) or f32 panels. Measured with `cargo bench --profile test --bench
+/// kernels` on AMD Zen 1 (2 threads, 2048- and 6144-row matrices): q4_K 1.6× the one-token
+/// dots at 4 rows, 2.6× the f32 panels at 16 rows, 1.3× at 64, equal at 128, 0.87× at 512;
+/// q8_0 1.2–1.4× at 4 rows, 2.2× at 16, equal at 128, 0.85× at 512. AVX-512 CPUs have their
+/// own paths (interleaved VNNI, AMX tiles).
+fn token_kernels_pay(m: usize) -> bool {
+    simd_path() == SimdPath::Avx2 && (2..TOKEN_KERNELS_BELOW_ROWS).contains(&m)
 }
 
-/// See `q4_k_tokens_pays`.
-const Q4_K_TOKENS_BELOW_ROWS: usize = 128;
-
-/// Whether a Q8_0 product of `m` activation rows takes the AVX2 integer kernel
-/// (`quant::q8_0_tokens`) rather than one-token dots (fewer than 8 rows) or f32 panels.
-/// Measured as for `q4_k_tokens_pays`: 1.2–1.4× the one-token dots at 4 rows, 2.2× the
-/// f32 panels at 16 rows, equal at 128 (39 GFLOP/s), 0.85× at 512.
-fn q8_0_tokens_pays(m: usize) -> bool {
-    simd_path() == SimdPath::Avx2 && (2..Q8_0_TOKENS_BELOW_ROWS).contains(&m)
-}
-
-/// See `q8_0_tokens_pays`.
-const Q8_0_TOKENS_BELOW_ROWS: usize = 128;
+/// See `token_kernels_pay`.
+const TOKEN_KERNELS_BELOW_ROWS: usize = 128;
 
 /// Whether this process multiplies block-quantized weights in the interleaved layout:
 /// with AVX-512 VNNI, unless AMX tiles (bf16 panels) serve the long batches.
@@ -208,7 +198,7 @@ impl<'a> WeightMatrix<'a> {
             WeightMatrix::Q4Kx16 { data, .. } => {
                 q4_kx16::matmul(data, rows, &Q8Blocks::quantize(x, cols), out)
             }
-            WeightMatrix::Q8_0 { data, .. } if m < DENSE_FROM_ROWS || q8_0_tokens_pays(m) => {
+            WeightMatrix::Q8_0 { data, .. } if m < DENSE_FROM_ROWS || token_kernels_pay(m) => {
                 let row_bytes = q8_0::row_bytes(cols);
                 let xq = quantize_rows(x, cols, row_bytes, q8_0::quantize_row);
                 let w = PackedRows {
@@ -221,7 +211,7 @@ impl<'a> WeightMatrix<'a> {
                     row_bytes,
                     rows: m,
                 };
-                if q8_0_tokens_pays(m) {
+                if token_kernels_pay(m) {
                     packed_matmul(w, xq, out, |w, x, m, part| {
                         q8_0_tokens::dot_tokens_with(SimdPath::Avx2, w, x, m, part)
                     })
@@ -229,7 +219,7 @@ impl<'a> WeightMatrix<'a> {
                     packed_matvec(w, xq, out, q8_0::dot_rows)
                 }
             }
-            WeightMatrix::Q4K { data, .. } if m < DENSE_FROM_ROWS || q4_k_tokens_pays(m) => {
+            WeightMatrix::Q4K { data, .. } if m < DENSE_FROM_ROWS || token_kernels_pay(m) => {
                 let x_bytes = q8_k::row_bytes(cols);
                 let xq = quantize_rows(x, cols, x_bytes, q8_k::quantize_row);
                 let w = PackedRows {
@@ -242,7 +232,7 @@ impl<'a> WeightMatrix<'a> {
                     row_bytes: x_bytes,
                     rows: m,
                 };
-                if q4_k_tokens_pays(m) {
+                if token_kernels_pay(m) {
                     packed_matmul(w, xq, out, |w, x, m, part| {
                         q4_k_tokens::dot_tokens_with(SimdPath::Avx2, w, x, m, part)
                     })

@@ -1,8 +1,8 @@
 //! Q4_K weight rows times several Q8K activation rows at once (short prompts and prefill on
-//! AVX2 CPUs, which have no VNNI for the interleaved layout): each weight run is unpacked
-//! once and used for up to four tokens, two rows at a time (`token_tiles`), where the
-//! one-token dot streams the weights once per token. The integer sums of a super-block are exact; the float step
-//! after each super-block is `q4_k`'s, so every (row, token) result has the bits of the
+//! AVX2 CPUs, which have no VNNI for the interleaved layout): each weight run is unpacked once
+//! and used for up to four tokens, two rows at a time (`token_tiles`), where the one-token dot
+//! streams the weights once per token. The integer sums of a super-block are exact; the float
+//! step after each super-block is `q4_k`'s, so every (row, token) result has the bits of the
 //! one-token dot on the scalar path.
 use super::{q4_k, q8_k};
 use crate::kernels::simd::SimdPath;
@@ -47,9 +47,8 @@ fn dot_tokens_scalar(w: &[u8], x: &[u8], m: usize, out: &mut [f32]) {
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::super::{q4_k, q8_k};
-
     use super::super::token_tiles::{for_each_tile, Tile, TileKernel};
+    use super::super::{q4_k, q8_k};
 
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dot_tokens_avx2(w: &[u8], x: &[u8], m: usize, out: &mut [f32]) {
@@ -58,13 +57,6 @@ mod x86 {
     }
 
     struct Q4kTile;
-
-    impl TileKernel for Q4kTile {
-        #[inline(always)]
-        unsafe fn tile<const R: usize, const T: usize>(tile: Tile) {
-            tile_dot::<R, T>(tile)
-        }
-    }
 
     /// The four tokens' integer sums of one row: lane k of the result is the sum of the
     /// eight i32 lanes of `acc[k]`.
@@ -80,75 +72,79 @@ mod x86 {
         )
     }
 
-    /// The R × T dot products of one tile, over every super-block. Tokens beyond T are
-    /// computed on zeros and not stored.
-    #[inline(always)]
-    unsafe fn tile_dot<const R: usize, const T: usize>(tile: Tile) {
-        let low4 = _mm256_set1_epi8(0x0f);
-        let mut total = [_mm_setzero_ps(); R];
-        for b in 0..tile.x_bytes / q8_k::BLOCK_BYTES {
-            let weights: [&[u8]; R] = std::array::from_fn(|i| {
-                std::slice::from_raw_parts(
-                    tile.w.add(i * tile.row_bytes + b * q4_k::BLOCK_BYTES),
-                    q4_k::BLOCK_BYTES,
-                )
-            });
-            let activations: [&[u8]; T] = std::array::from_fn(|k| {
-                std::slice::from_raw_parts(
-                    tile.x.add(k * tile.x_bytes + b * q8_k::BLOCK_BYTES),
-                    q8_k::BLOCK_BYTES,
-                )
-            });
-            let scales = weights.map(|wb| q4_k::scales_and_mins(&wb[4..16]));
-            let mut acc = [[_mm256_setzero_si256(); 4]; R];
-            for j in 0..4 {
-                for i in 0..R {
-                    let bits = _mm256_loadu_si256(weights[i][16 + 32 * j..].as_ptr().cast());
-                    let lo = _mm256_and_si256(bits, low4);
-                    let hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), low4);
-                    let sc_lo = _mm256_set1_epi16(scales[i].0[2 * j] as i16);
-                    let sc_hi = _mm256_set1_epi16(scales[i].0[2 * j + 1] as i16);
-                    for k in 0..T {
-                        let xq = activations[k][q8_k::VALUES + 64 * j..].as_ptr();
-                        // u4 · i8 pairs: at most 2 · 15 · 127, no saturation.
-                        let p_lo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256(xq.cast()));
-                        let p_hi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256(xq.add(32).cast()));
-                        let runs = _mm256_add_epi32(
-                            _mm256_madd_epi16(p_lo, sc_lo),
-                            _mm256_madd_epi16(p_hi, sc_hi),
-                        );
-                        acc[i][k] = _mm256_add_epi32(acc[i][k], runs);
+    impl TileKernel for Q4kTile {
+        /// The R × T dot products of one tile, over every super-block. Tokens beyond T are
+        /// computed on zeros and not stored.
+        #[inline(always)]
+        unsafe fn tile<const R: usize, const T: usize>(tile: Tile) {
+            let low4 = _mm256_set1_epi8(0x0f);
+            let mut total = [_mm_setzero_ps(); R];
+            for b in 0..tile.x_bytes / q8_k::BLOCK_BYTES {
+                let weights: [&[u8]; R] = std::array::from_fn(|i| {
+                    std::slice::from_raw_parts(
+                        tile.w.add(i * tile.row_bytes + b * q4_k::BLOCK_BYTES),
+                        q4_k::BLOCK_BYTES,
+                    )
+                });
+                let activations: [&[u8]; T] = std::array::from_fn(|k| {
+                    std::slice::from_raw_parts(
+                        tile.x.add(k * tile.x_bytes + b * q8_k::BLOCK_BYTES),
+                        q8_k::BLOCK_BYTES,
+                    )
+                });
+                let scales = weights.map(|wb| q4_k::scales_and_mins(&wb[4..16]));
+                let mut acc = [[_mm256_setzero_si256(); 4]; R];
+                for j in 0..4 {
+                    for i in 0..R {
+                        let bits = _mm256_loadu_si256(weights[i][16 + 32 * j..].as_ptr().cast());
+                        let lo = _mm256_and_si256(bits, low4);
+                        let hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), low4);
+                        let sc_lo = _mm256_set1_epi16(scales[i].0[2 * j] as i16);
+                        let sc_hi = _mm256_set1_epi16(scales[i].0[2 * j + 1] as i16);
+                        for k in 0..T {
+                            let xq = activations[k][q8_k::VALUES + 64 * j..].as_ptr();
+                            // u4 · i8 pairs: at most 2 · 15 · 127, no saturation.
+                            let p_lo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256(xq.cast()));
+                            let p_hi =
+                                _mm256_maddubs_epi16(hi, _mm256_loadu_si256(xq.add(32).cast()));
+                            let runs = _mm256_add_epi32(
+                                _mm256_madd_epi16(p_lo, sc_lo),
+                                _mm256_madd_epi16(p_hi, sc_hi),
+                            );
+                            acc[i][k] = _mm256_add_epi32(acc[i][k], runs);
+                        }
                     }
                 }
+                // Per token: its scale and its eight run sums (zero for tokens beyond T).
+                let mut dx = [0.0f32; 4];
+                let mut run_sums = [_mm_setzero_si128(); 4];
+                for k in 0..T {
+                    dx[k] = q8_k::scale(activations[k]);
+                    run_sums[k] = _mm_loadu_si128(activations[k][q8_k::SUMS..].as_ptr().cast());
+                }
+                let dx = _mm_loadu_ps(dx.as_ptr());
+                for i in 0..R {
+                    let (d, dmin) = q4_k::block_scales(weights[i]);
+                    let mins16 =
+                        _mm_cvtepu8_epi16(_mm_loadl_epi64(scales[i].1.as_ptr().cast::<__m128i>()));
+                    let m = run_sums.map(|sums| _mm_madd_epi16(mins16, sums));
+                    let summ =
+                        _mm_hadd_epi32(_mm_hadd_epi32(m[0], m[1]), _mm_hadd_epi32(m[2], m[3]));
+                    let sumi = token_sums(acc[i]);
+                    // q4_k's float step lane by lane (mul, mul, sub, mul, add: the same bits).
+                    let block = _mm_sub_ps(
+                        _mm_mul_ps(_mm_set1_ps(d), _mm_cvtepi32_ps(sumi)),
+                        _mm_mul_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(summ)),
+                    );
+                    total[i] = _mm_add_ps(total[i], _mm_mul_ps(dx, block));
+                }
             }
-            // Per token: its scale and its eight run sums (zero for tokens beyond T).
-            let mut dx = [0.0f32; 4];
-            let mut run_sums = [_mm_setzero_si128(); 4];
-            for k in 0..T {
-                dx[k] = q8_k::scale(activations[k]);
-                run_sums[k] = _mm_loadu_si128(activations[k][q8_k::SUMS..].as_ptr().cast());
-            }
-            let dx = _mm_loadu_ps(dx.as_ptr());
-            for i in 0..R {
-                let (d, dmin) = q4_k::block_scales(weights[i]);
-                let mins16 =
-                    _mm_cvtepu8_epi16(_mm_loadl_epi64(scales[i].1.as_ptr().cast::<__m128i>()));
-                let m = run_sums.map(|sums| _mm_madd_epi16(mins16, sums));
-                let summ = _mm_hadd_epi32(_mm_hadd_epi32(m[0], m[1]), _mm_hadd_epi32(m[2], m[3]));
-                let sumi = token_sums(acc[i]);
-                // q4_k's float step lane by lane (mul, mul, sub, mul, add: the same bits).
-                let block = _mm_sub_ps(
-                    _mm_mul_ps(_mm_set1_ps(d), _mm_cvtepi32_ps(sumi)),
-                    _mm_mul_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(summ)),
-                );
-                total[i] = _mm_add_ps(total[i], _mm_mul_ps(dx, block));
-            }
-        }
-        for (i, row) in total.iter().enumerate() {
-            let mut lanes = [0.0f32; 4];
-            _mm_storeu_ps(lanes.as_mut_ptr(), *row);
-            for (k, value) in lanes[..T].iter().enumerate() {
-                *tile.out.add(i * tile.m + k) = *value;
+            for (i, row) in total.iter().enumerate() {
+                let mut lanes = [0.0f32; 4];
+                _mm_storeu_ps(lanes.as_mut_ptr(), *row);
+                for (k, value) in lanes[..T].iter().enumerate() {
+                    *tile.out.add(i * tile.m + k) = *value;
+                }
             }
         }
     }

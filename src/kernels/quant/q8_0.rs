@@ -110,7 +110,7 @@ fn dot_scalar(w: &[u8], x: &[u8]) -> f32 {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
+pub(super) mod x86 {
     use std::arch::x86_64::*;
 
     use super::BLOCK_BYTES;
@@ -150,8 +150,9 @@ mod x86 {
         }
     }
 
+    /// The f16 scale at the start of a block.
     #[inline(always)]
-    unsafe fn scale(p: *const u8) -> f32 {
+    pub(in crate::kernels::quant) unsafe fn scale(p: *const u8) -> f32 {
         _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(
             u16::from_le_bytes([*p, *p.add(1)]) as i32,
         )))

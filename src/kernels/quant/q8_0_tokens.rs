@@ -1,8 +1,8 @@
 //! Q8_0 weight rows times several Q8_0 activation rows at once (short prompts and batched
-//! decode on AVX2 CPUs): each weight block is loaded, and its sign split off, once for up
-//! to four tokens, two rows at a time (`token_tiles`), where the one-token dot streams the
-//! weights once per token. Every (row, token) result is computed with the one-token
-//! kernel's steps in its order, so it has the same bits.
+//! decode on AVX2 CPUs): each weight block is loaded once for up to four tokens, two rows at a
+//! time (`token_tiles`), where the one-token dot streams the weights once per token. Every
+//! (row, token) result is computed with the one-token kernel's steps in its order, so it has
+//! the same bits.
 use super::q8_0;
 use crate::kernels::simd::SimdPath;
 
@@ -40,31 +40,24 @@ pub fn dot_tokens_with(path: SimdPath, w: &[u8], x: &[u8], m: usize, out: &mut [
 mod x86 {
     use std::arch::x86_64::*;
 
+    use super::super::q8_0::x86::scale;
     use super::super::q8_0::BLOCK_BYTES;
     use super::super::token_tiles::{for_each_tile, Tile, TileKernel};
-    use crate::kernels::simd_x86::hsum_ps;
+    use crate::kernels::simd_x86::{hsum_ps, i8_dot_i32};
 
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dot_tokens_avx2(w: &[u8], x: &[u8], m: usize, out: &mut [f32]) {
         for_each_tile::<Q8_0Tile>(w, x.len() / m, x, m, out)
     }
 
-    /// The f16 scale at the start of a block.
-    #[inline(always)]
-    unsafe fn scale(p: *const u8) -> f32 {
-        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(
-            u16::from_le_bytes([*p, *p.add(1)]) as i32,
-        )))
-    }
-
     struct Q8_0Tile;
 
     impl TileKernel for Q8_0Tile {
-        /// Per block: `|w|` once per row, then per token the sign moved onto x, `maddubs`
-        /// and pair sums (`simd_x86::i8_dot_i32`), scaled by `dw·dx` into f32 lanes.
+        /// Per block and (row, token): the one-token kernel's integer dot
+        /// (`simd_x86::i8_dot_i32`; `|w|` is the same for every token of the row, and the
+        /// compiler computes it once), scaled by `dw·dx` into f32 lanes.
         #[inline(always)]
         unsafe fn tile<const R: usize, const T: usize>(tile: Tile) {
-            let ones = _mm256_set1_epi16(1);
             let mut acc = [[_mm256_setzero_ps(); T]; R];
             for b in 0..tile.x_bytes / BLOCK_BYTES {
                 let xb: [*const u8; T] =
@@ -73,12 +66,9 @@ mod x86 {
                 let dx = xb.map(|p| scale(p));
                 for (i, row) in acc.iter_mut().enumerate() {
                     let wb = tile.w.add(i * tile.row_bytes + b * BLOCK_BYTES);
-                    let wv = _mm256_loadu_si256(wb.add(2).cast());
-                    let (unsigned, dw) = (_mm256_sign_epi8(wv, wv), scale(wb));
+                    let (wv, dw) = (_mm256_loadu_si256(wb.add(2).cast()), scale(wb));
                     for ((lanes, &xv), &dx) in row.iter_mut().zip(&xv).zip(&dx) {
-                        let signed = _mm256_sign_epi8(xv, wv);
-                        let pairs = _mm256_maddubs_epi16(unsigned, signed);
-                        let sums = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
+                        let sums = _mm256_cvtepi32_ps(i8_dot_i32::<false>(wv, xv));
                         *lanes = _mm256_fmadd_ps(_mm256_set1_ps(dw * dx), sums, *lanes);
                     }
                 }

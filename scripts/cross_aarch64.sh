@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/cross_common.sh
 
-target=aarch64-unknown-linux-gnu
+target=$AARCH64_TARGET
 sysroot=/usr/aarch64-linux-gnu
 if [ "$(uname -m)" = aarch64 ]; then
   echo "aarch64 host: the native tests already ran NEON; no cross check"

@@ -5,9 +5,9 @@
 # checkout so that a fresh clone on a machine that ran the suite before rebuilds only what
 # changed. Cargo's fingerprints decide what is stale. One target dir, `host`, holds the host
 # build, the lite build and the musl, Windows and aarch64 builds (each under its target triple):
-# they share the compiled build scripts and proc macros, which are a third of a target's
-# dependency build. LoongArch64 has its own (see cross_loongarch64.sh). GLIMPSE_CI_CACHE moves
-# it; deleting it gives a cold run.
+# they share the compiled build scripts and proc macros (README "Run the tests" has the measured
+# effect). LoongArch64 has its own (see cross_loongarch64.sh). GLIMPSE_CI_CACHE moves it;
+# deleting it gives a cold run.
 export GLIMPSE_CI_CACHE="${GLIMPSE_CI_CACHE:-$HOME/.cache/glimpse-ci}"
 mkdir -p "$GLIMPSE_CI_CACHE"
 
@@ -110,6 +110,9 @@ ensure_rust_target() {
 # What each check installs when missing: apt packages (COMMAND:PACKAGE pairs for
 # ensure_packages) and Rust targets. Each script installs its own; test.sh installs them all
 # first, with one apt-get and one rustup run (see install_everything).
+MUSL_TARGET=x86_64-unknown-linux-musl
+WINDOWS_TARGET=x86_64-pc-windows-gnu
+AARCH64_TARGET=aarch64-unknown-linux-gnu
 BROWSER_PACKAGES=(/usr/bin/chromium:chromium)
 MUSL_PACKAGES=(musl-gcc:musl-tools file:file)
 WINDOWS_PACKAGES=(x86_64-w64-mingw32-gcc:gcc-mingw-w64-x86-64 x86_64-w64-mingw32-g++:g++-mingw-w64-x86-64 file:file)
@@ -130,6 +133,6 @@ install_everything() {
   [ "$(uname -m)" = x86_64 ] || return 0
   ensure_packages "${BROWSER_PACKAGES[@]}" "${MUSL_PACKAGES[@]}" "${WINDOWS_PACKAGES[@]}" \
     "${AARCH64_PACKAGES[@]}" "${LOONGARCH64_PACKAGES[@]}"
-  ensure_rust_target x86_64-unknown-linux-musl x86_64-pc-windows-gnu aarch64-unknown-linux-gnu
+  ensure_rust_target "$MUSL_TARGET" "$WINDOWS_TARGET" "$AARCH64_TARGET"
   ensure_rust_src
 }

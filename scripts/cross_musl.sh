@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/cross_common.sh
 
-target=x86_64-unknown-linux-musl
+target=$MUSL_TARGET
 if [ "$(uname -m)" != x86_64 ]; then
   echo "not an x86_64 host: no musl check"
   exit 0

@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/cross_common.sh
 
-target=x86_64-pc-windows-gnu
+target=$WINDOWS_TARGET
 ensure_packages "${WINDOWS_PACKAGES[@]}"
 ensure_rust_target "$target"
 export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUSTFLAGS="-D warnings -C opt-level=0"

@@ -4,8 +4,10 @@
     bench_vs_llamacpp.py fingerprint LLAMA_CPP_DIR     content hash of a llama.cpp source tree
     bench_vs_llamacpp.py png OUT.png                   deterministic 448x448 RGB test image
     bench_vs_llamacpp.py gguf-bytes FILE.gguf          text-weight bytes read per decoded token
-    bench_vs_llamacpp.py run --config RUN.json         runs both tools, writes results + BENCHMARKS.md
-    bench_vs_llamacpp.py report RESULTS.json OUT.md    rewrites BENCHMARKS.md from saved results
+    bench_vs_llamacpp.py class [BENCH_CLASS]           this CPU's class and mode, e.g. "avx512 native"
+    bench_vs_llamacpp.py run --config RUN.json         runs both tools, writes results + the class's section
+    bench_vs_llamacpp.py report RESULTS.json OUT.md    rewrites the results' class section from saved results
+    bench_vs_llamacpp.py migrate OUT.md                converts an old one-report BENCHMARKS.md to sections
 
 `run` measures, with the same thread count for both tools and for each profile (f32, q8_0, q4_K):
   llama.cpp  llama-bench -p 512 -n 128 -o json         prefill / decode tok/s
@@ -16,6 +18,14 @@
   glimpse    glimpse bench ... --json                  the same fields, one JSON object
 and the machine's streaming read bandwidth (scripts/membw.c), from which the decode bandwidth
 utilisation = bytes of weights read per token x decode tok/s / bandwidth.
+
+BENCHMARKS.md holds one section per CPU class (CLASSES; from lscpu's flags and vendor), between
+`<!-- class:KEY:begin -->` and `<!-- class:KEY:end -->`, under a shared header (rewritten every
+time) and above the hand-written notes (kept). A run or `report` rewrites its own class's section
+and keeps the others byte for byte. The class `avx2` is measured natively on a CPU without
+AVX-512, or "capped" on one with it (BENCH_CLASS=avx2: glimpse with GLIMPSE_SIMD=avx2, llama.cpp
+built without AVX-512 by the shell script). A file without class markers (the one-report layout
+before the classes) becomes the section of the class its Setup's CPU line names.
 """
 
 import argparse
@@ -50,6 +60,18 @@ PROFILES = {
 MMPROJ = "llamacpp-mmproj-f32.gguf"
 IMAGE_PROMPT = "Describe this image."
 FOLLOWUP_PROMPT = "What colors are in the top left corner?"
+
+# CPU class: section title, in the order of BENCHMARKS.md's sections
+CLASSES = {
+    "amx": "Intel Xeon with AMX",
+    "avx512": "Intel Xeon with AVX-512, no AMX",
+    "zen4": "AMD Zen 4 class (AVX-512)",
+    "avx2": "AVX2 (no AVX-512)",
+}
+AVX2_CAP_ENV = {"GLIMPSE_SIMD": "avx2"}  # glimpse's side of the class avx2 on a CPU with AVX-512
+CLASS_RE = re.compile(r"<!-- class:([\w-]+):begin -->.*?<!-- class:\1:end -->", re.S)
+CPU_FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16",
+             "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16")
 
 
 def log(*a):
@@ -207,8 +229,10 @@ def decode_bytes_per_token(path):
 
 # --- process helpers ------------------------------------------------------------------------------
 
-def run_cmd(cmd, logfile, timeout=3600, env=None):
-    log("$", " ".join(map(str, cmd)))
+def run_cmd(cmd, logfile, timeout=3600, env_extra=None):
+    """Runs cmd (stderr to logfile; env_extra added to this environment), returns its stdout."""
+    log("$", *(f"{k}={v}" for k, v in (env_extra or {}).items()), " ".join(map(str, cmd)))
+    env = dict(os.environ, **env_extra) if env_extra else None
     with open(logfile, "w") as lf:
         p = subprocess.run(list(map(str, cmd)), stdout=subprocess.PIPE, stderr=lf, timeout=timeout,
                            env=env, text=True)
@@ -396,7 +420,7 @@ def run_glimpse(cfg, prof, outdir):
            "--gen-tokens", cfg["gen_tokens"], "--threads", cfg["threads"], "--json"]
     if int(cfg["reps"]) > 1:
         cmd += ["--repetitions", cfg["reps"]]
-    out = run_cmd(cmd, outdir / f"glimpse-bench-{prof}.log")
+    out = run_cmd(cmd, outdir / f"glimpse-bench-{prof}.log", env_extra=AVX2_CAP_ENV if cfg.get("capped") else None)
     objs = [l for l in out.splitlines() if l.strip()]
     try:
         res = json.loads(out)
@@ -409,9 +433,9 @@ def run_glimpse(cfg, prof, outdir):
 
 # --- environment -----------------------------------------------------------------------------------
 
-def machine_info(threads, membw):
-    info = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-            "kernel": platform.release()}
+def cpu_info():
+    """lscpu's model name, vendor, L3, hypervisor, CPU_FLAGS (present or not) and core counts."""
+    info = {}
     try:
         lscpu = subprocess.run(["lscpu"], stdout=subprocess.PIPE, text=True).stdout
         for line in lscpu.splitlines():
@@ -421,9 +445,7 @@ def machine_info(threads, membw):
                 info["cpu"] = v
             elif k == "Flags":
                 flags = set(v.split())
-                info["flags"] = {f: (f in flags) for f in
-                                 ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni",
-                                  "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16")}
+                info["flags"] = {f: (f in flags) for f in CPU_FLAGS}
             elif k in ("L3 cache", "Hypervisor vendor", "Vendor ID"):
                 info[k.lower().replace(" ", "_")] = v
         cores = subprocess.run(["lscpu", "-p=core,socket"], stdout=subprocess.PIPE, text=True).stdout
@@ -431,6 +453,13 @@ def machine_info(threads, membw):
         info["logical_cpus"] = os.cpu_count()
     except OSError:
         pass
+    return info
+
+
+def machine_info(threads, membw):
+    info = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "kernel": platform.release()}
+    info.update(cpu_info())
     try:
         for line in open("/proc/meminfo"):
             if line.startswith("MemTotal:"):
@@ -440,6 +469,31 @@ def machine_info(threads, membw):
     info["threads"] = threads
     info["membw"] = membw
     return info
+
+
+def cpu_class(machine):
+    """The CLASSES key of a cpu_info() / machine_info() (also an old results.json's "machine"):
+    AMX, else AVX-512 (AMD: zen4), else AVX2; None without AVX2."""
+    flags = machine.get("flags") or {}
+    if flags.get("amx_int8"):
+        return "amx"
+    if flags.get("avx512f"):
+        return "zen4" if machine.get("vendor_id") == "AuthenticAMD" else "avx512"
+    return "avx2" if flags.get("avx2") else None
+
+
+def choose_class(requested, machine):
+    """(class, "native" | "capped") for BENCH_CLASS=requested ("" or "auto": the CPU's own class);
+    only avx2 can be asked for on a CPU of another class (capped)."""
+    own = cpu_class(machine)
+    if own is None:
+        raise SystemExit(f"bench_vs_llamacpp: no class for this CPU ({machine.get('cpu')}): it has no AVX2")
+    if requested in ("", "auto", own):
+        return own, "native"
+    if requested == "avx2":
+        return "avx2", "capped"
+    raise SystemExit(f"bench_vs_llamacpp: BENCH_CLASS={requested}: this CPU is class {own}; "
+                     "only BENCH_CLASS=avx2 (the AVX2 path on a CPU with AVX-512) can be asked for")
 
 
 # --- report ---------------------------------------------------------------------------------------
@@ -493,45 +547,103 @@ def bw_line(name, r, bw):
     return s
 
 
-def read_notes(path):
+def read_text(path):
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError:
-        return DEFAULT_NOTES
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return ""
+
+
+def read_notes(text):
     i, j = text.find(NOTES_BEGIN), text.find(NOTES_END)
     if i < 0 or j < i:
         return DEFAULT_NOTES
     return text[i + len(NOTES_BEGIN):j].strip("\n") or DEFAULT_NOTES
 
 
-def write_report(results, out_md):
-    m = results["machine"]
-    v = results["versions"]
-    bw = (m.get("membw") or {}).get("gb_s")
-    bw = bw * 1e9 if bw else None
-    notes = read_notes(out_md)
-    flags = m.get("flags", {})
+def class_section(key, lines):
+    """A class's section: its markers around its title and lines (blank lines at the ends dropped)."""
+    body = "\n".join(lines).strip("\n")
+    return f"<!-- class:{key}:begin -->\n## {CLASSES.get(key, key)}\n\n{body}\n\n<!-- class:{key}:end -->"
+
+
+def class_sections(text):
+    """{class: its section, markers included, byte for byte} of a BENCHMARKS.md, in file order;
+    a file without class markers in the old one-report layout gives that report's (migrate_old)."""
+    text = text.split(NOTES_BEGIN)[0]
+    return {m.group(1): m.group(0) for m in CLASS_RE.finditer(text)} or migrate_old(text)
+
+
+def migrate_old(text):
+    """The one-report layout before the classes (banners, ## Setup, the measuring text, ## PROFILE,
+    ## Notes) as the section of the class its CPU line names: the banners, Setup lines and profile
+    tables as they were, the profiles one heading level down; the measuring text is the header's."""
+    head, found, rest = text.partition("\n## Setup\n")
+    if not found:
+        return {}
+    setup, _, measured = rest.split("\n## Notes\n")[0].partition("\nHow each number is measured:\n")
+    k = measured.find("\n## ")
+    profiles = re.sub(r"^## ", "### ", measured[k + 1:], flags=re.M) if k >= 0 else ""
+    cpu = next((l for l in setup.splitlines() if l.startswith("- CPU: ")), "")
+    flags = {f: v == "yes" for f, v in re.findall(r"(\w+) (yes|no)\b", cpu)}
+    key = cpu_class({"flags": flags, "vendor_id": "AuthenticAMD" if "AuthenticAMD" in cpu else ""})
+    if key is None:
+        raise SystemExit(f"bench_vs_llamacpp: an old-layout report whose CPU line names no class: {cpu!r}")
+    banners = [x for l in head.splitlines() if l.startswith("> ") for x in (l, "")]
+    return {key: class_section(key, banners + [setup.strip("\n"), "", profiles])}
+
+
+def header_lines():
+    titles = "; ".join(CLASSES.values())
+    return [
+        "# glimpse vs llama.cpp on CPU — Qwen3-VL-2B-Instruct",
+        "",
+        f"Generated by `scripts/bench_vs_llamacpp.sh`: one section per CPU class ({titles}), each from "
+        "the last run of that class. A run rewrites this header and its own class's section; the other "
+        "classes' sections and the notes at the end are kept. The AVX2 section is measured on a CPU "
+        "without AVX-512, or with `BENCH_CLASS=avx2` on one with it (glimpse capped by `GLIMPSE_SIMD=avx2`, "
+        "llama.cpp built without AVX-512); its setup says which.",
+        "",
+        "How each number is measured:",
+        "",
+        "- llama.cpp prefill / decode: `llama-bench -p 512 -n 128 -t N` (decode starts from an empty context).",
+        "- llama.cpp vision encode: `llama-mtmd-cli -c 8192` with the test image, its `mtmd batch encoding done in N ms` "
+        "line (mtmd_batch_encode: vision tower + mergers; preprocessing is not included).",
+        "- llama.cpp TTFT, load, RSS: `llama-server -m TEXT --mmproj MMPROJ -t N -c 8192 -np 1` over HTTP: load = "
+        "process start to `/health` 200 (includes its warm-up); TTFT = request sent to first streamed content "
+        "token, measured by the client (greedy, `cache_prompt`); follow-up = same messages + the answer + a new "
+        "short question; peak RSS = the server's VmHWM right after the image turn. These TTFTs include HTTP, "
+        "base64 and PNG decoding (a few ms).",
+        "- glimpse: `glimpse bench -m FILE --image IMG --prompt-tokens 512 --gen-tokens 128 --threads N --json` "
+        "(one process; load = mmap + model construction; TTFT from preprocessing on; decode follows the 512-token "
+        "prompt; peak RSS over the whole bench).",
+        "- Test image: 448×448 PNG (196 image tokens), `scripts/bench_vs_llamacpp.py png`. llama.cpp's "
+        "vision tower is its f32 mmproj in every profile.",
+        "- Ratio: glimpse ÷ llama.cpp for speeds, llama.cpp ÷ glimpse for times and memory: > 1 means glimpse is better.",
+        "- Decode bandwidth utilisation = weight bytes read per token (text tensors without the token "
+        "embedding, plus the output matrix — the token embedding when tied) × decode tok/s ÷ measured bandwidth.",
+    ]
+
+
+def banner_lines(results):
     L = []
-    L.append("# glimpse vs llama.cpp on CPU — Qwen3-VL-2B-Instruct")
-    L.append("")
-    L.append("Generated by `scripts/bench_vs_llamacpp.sh` (numbers and tables are rewritten on every run; "
-             "only the notes section at the end is kept).")
-    L.append("")
     if results.get("draft"):
         reason = results.get("draft_reason") or "measured on a busy machine"
-        L.append("> **DRAFT — not final results.** " + reason[0].upper() + reason[1:] + ".")
-        L.append("")
+        L += ["> **DRAFT — not final results.** " + reason[0].upper() + reason[1:] + ".", ""]
     if results.get("errors"):
-        L.append("> **Incomplete run:** " + "; ".join(results["errors"]))
-        L.append("")
-    L.append("## Setup")
-    L.append("")
-    L.append(f"- Date: {m.get('date')}")
-    fl = ", ".join(f"{k} {'yes' if val else 'no'}" for k, val in flags.items()
+        L += ["> **Incomplete run:** " + "; ".join(results["errors"]), ""]
+    return L
+
+
+def setup_lines(key, results):
+    m, v = results["machine"], results["versions"]
+    fl = ", ".join(f"{k} {'yes' if val else 'no'}" for k, val in m.get("flags", {}).items()
                    if k in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16"))
-    L.append(f"- CPU: {m.get('cpu')} ({m.get('vendor_id', '')}{', ' + m['hypervisor_vendor'] + ' guest' if m.get('hypervisor_vendor') else ''}), "
-             f"{m.get('physical_cores')} physical cores / {m.get('logical_cpus')} logical CPUs, L3 {m.get('l3_cache', '?')}; {fl}")
-    L.append(f"- RAM: {m.get('ram_bytes', 0) / 2**30:.1f} GiB; kernel {m.get('kernel')}")
+    guest = f", {m['hypervisor_vendor']} guest" if m.get("hypervisor_vendor") else ""
+    L = [f"- Date: {m.get('date')}",
+         f"- CPU: {m.get('cpu')} ({m.get('vendor_id', '')}{guest}), {m.get('physical_cores')} physical cores / "
+         f"{m.get('logical_cpus')} logical CPUs, L3 {m.get('l3_cache', '?')}; {fl}",
+         f"- RAM: {m.get('ram_bytes', 0) / 2**30:.1f} GiB; kernel {m.get('kernel')}"]
     if m.get("membw"):
         mb = m["membw"]
         L.append(f"- Streaming read bandwidth (scripts/membw.c, {mb['threads']} threads, "
@@ -539,69 +651,67 @@ def write_report(results, out_md):
     L.append(f"- Threads: **{m.get('threads')}** for both tools (default: the physical cores; `THREADS=N` overrides)")
     L.append(f"- llama.cpp: {v.get('llama_cpp')}")
     L.append(f"- glimpse: {v.get('glimpse')}")
+    if key == "avx2" and results.get("capped"):
+        L.append("- AVX2 path capped on this AVX-512 CPU (`BENCH_CLASS=avx2`): glimpse with `GLIMPSE_SIMD=avx2`, "
+                 "llama.cpp built without AVX-512 (`GGML_NATIVE=OFF`: AVX2, FMA, F16C; no AVX-512, AVX-VNNI or AMX)")
+    elif key == "avx2":
+        L.append("- AVX2 path on a CPU without AVX-512: both tools as built for it (llama.cpp `GGML_NATIVE=ON`)")
     L.append(f"- Model: full-size Qwen3-VL-2B-Instruct architecture with random bf16 weights "
              f"(`scripts/synth_checkpoint.py`, seed {results.get('seed', 0)}; speed does not depend on the values), "
              f"converted by each tool's own converter")
     L.append(f"- Repetitions: {results.get('reps')} (llama-bench `-r`, glimpse `--repetitions`, "
              f"llama-server / llama-mtmd-cli runs; medians)")
-    L.append("")
-    L.append("How each number is measured:")
-    L.append("")
-    L.append("- llama.cpp prefill / decode: `llama-bench -p 512 -n 128 -t N` (decode starts from an empty context).")
-    L.append("- llama.cpp vision encode: `llama-mtmd-cli -c 8192` with the test image, its `mtmd batch encoding done in N ms` "
-             "line (mtmd_batch_encode: vision tower + mergers; preprocessing is not included).")
-    L.append("- llama.cpp TTFT, load, RSS: `llama-server -m TEXT --mmproj MMPROJ -t N -c 8192 -np 1` over HTTP: load = "
-             "process start to `/health` 200 (includes its warm-up); TTFT = request sent to first streamed content "
-             "token, measured by the client (greedy, `cache_prompt`); follow-up = same messages + the answer + a new "
-             "short question; peak RSS = the server's VmHWM right after the image turn. These TTFTs include HTTP, "
-             "base64 and PNG decoding (a few ms).")
-    L.append("- glimpse: `glimpse bench -m FILE --image IMG --prompt-tokens 512 --gen-tokens 128 --threads N --json` "
-             "(one process; load = mmap + model construction; TTFT from preprocessing on; decode follows the 512-token "
-             "prompt; peak RSS over the whole bench).")
-    L.append("- Test image: 448×448 PNG (196 image tokens), `scripts/bench_vs_llamacpp.py png`. llama.cpp's "
-             "vision tower is its f32 mmproj in every profile.")
-    L.append("- Ratio: glimpse ÷ llama.cpp for speeds, llama.cpp ÷ glimpse for times and memory: > 1 means glimpse is better.")
-    L.append("- Decode bandwidth utilisation = weight bytes read per token (text tensors without the token "
-             "embedding, plus the output matrix — the token embedding when tied) × decode tok/s ÷ measured bandwidth.")
-    L.append("")
+    return L
+
+
+def profile_lines(prof, lr, gr, bw):
     labels = {"f32": "f32", "q8_0": "q8_0", "q4_K": "q4_K (llama.cpp Q4_K_M, glimpse q4_k)"}
+    L = [f"### {labels.get(prof, prof)}", ""]
+    files = []
+    if lr.get("file_bytes"):
+        files.append(f"llama.cpp text {lr['file_bytes'] / 1e9:.2f} GB + mmproj {lr['mmproj_bytes'] / 1e9:.2f} GB")
+    if gr.get("file_bytes"):
+        files.append(f"glimpse {gr['file_bytes'] / 1e9:.2f} GB (one file)")
+    if files:
+        L += ["Files: " + "; ".join(files) + ".", ""]
+    L += [table(lr, gr), ""]
+    extra = []
+    if lr.get("image_turn_prompt_tokens"):
+        extra.append(f"llama.cpp image turn {lr['image_turn_prompt_tokens']} prompt tokens, follow-up reused "
+                     f"{lr.get('followup_cached_tokens')} cached tokens")
+    if gr.get("image_tokens"):
+        extra.append(f"glimpse {gr['image_tokens']} image tokens, follow-up reused "
+                     f"{gr.get('cached_prompt_tokens', '?')} cached tokens, SIMD {gr.get('simd', '?')}")
+    if extra:
+        L += ["Turns: " + "; ".join(extra) + ".", ""]
+    return L + ["Decode bandwidth utilisation:", "", bw_line("llama.cpp", lr, bw), bw_line("glimpse", gr, bw), ""]
+
+
+def results_section(results):
+    """(class, its section) of a run's results; results without a class (older results.json) get
+    the class of their machine's flags and vendor."""
+    key = results.get("class") or cpu_class(results["machine"])
+    if key is None:
+        raise SystemExit("bench_vs_llamacpp: the results' machine has no AVX2: no class to report under")
+    bw = (results["machine"].get("membw") or {}).get("gb_s")
+    bw = bw * 1e9 if bw else None
+    L = banner_lines(results) + setup_lines(key, results) + [""]
     for prof in results["profiles"]:
-        lr = results["llama"].get(prof) or {}
-        gr = results["glimpse"].get(prof) or {}
-        L.append(f"## {labels.get(prof, prof)}")
-        L.append("")
-        files = []
-        if lr.get("file_bytes"):
-            files.append(f"llama.cpp text {lr['file_bytes'] / 1e9:.2f} GB + mmproj {lr['mmproj_bytes'] / 1e9:.2f} GB")
-        if gr.get("file_bytes"):
-            files.append(f"glimpse {gr['file_bytes'] / 1e9:.2f} GB (one file)")
-        if files:
-            L.append("Files: " + "; ".join(files) + ".")
-            L.append("")
-        L.append(table(lr, gr))
-        L.append("")
-        extra = []
-        if lr.get("image_turn_prompt_tokens"):
-            extra.append(f"llama.cpp image turn {lr['image_turn_prompt_tokens']} prompt tokens, follow-up reused "
-                         f"{lr.get('followup_cached_tokens')} cached tokens")
-        if gr.get("image_tokens"):
-            extra.append(f"glimpse {gr['image_tokens']} image tokens, follow-up reused "
-                         f"{gr.get('cached_prompt_tokens', '?')} cached tokens, SIMD {gr.get('simd', '?')}")
-        if extra:
-            L.append("Turns: " + "; ".join(extra) + ".")
-            L.append("")
-        L.append("Decode bandwidth utilisation:")
-        L.append("")
-        L.append(bw_line("llama.cpp", lr, bw))
-        L.append(bw_line("glimpse", gr, bw))
-        L.append("")
-    L.append("## Notes")
-    L.append("")
-    L.append(NOTES_BEGIN)
-    L.append(notes)
-    L.append(NOTES_END)
-    L.append("")
-    Path(out_md).write_text("\n".join(L), encoding="utf-8")
+        L += profile_lines(prof, results["llama"].get(prof) or {}, results["glimpse"].get(prof) or {}, bw)
+    return key, class_section(key, L)
+
+
+def write_report(results, out_md):
+    """Rewrites out_md: the header, the section of results' class (none if results is None: only
+    an old layout is converted) and the other sections and the notes as they were."""
+    text = read_text(out_md)
+    sections = class_sections(text)
+    if results is not None:
+        key, sections[key] = results_section(results)
+    order = [k for k in CLASSES if k in sections] + [k for k in sections if k not in CLASSES]
+    notes = "\n".join(["## Notes", "", NOTES_BEGIN, read_notes(text), NOTES_END])
+    parts = ["\n".join(header_lines()), *(sections[k] for k in order), notes]
+    Path(out_md).write_text("\n\n".join(parts) + "\n", encoding="utf-8")
     log(f"wrote {out_md}")
 
 
@@ -619,7 +729,9 @@ def cmd_run(cfg):
         out = run_cmd([cfg["membw"], cfg["threads"], 10, 2], outdir / "membw.log")
         membw = json.loads(out.strip().splitlines()[-1])
         log(f"memory bandwidth: {membw['gb_s']:.1f} GB/s with {cfg['threads']} threads")
-    results = {"machine": machine_info(cfg["threads"], membw), "versions": cfg["versions"],
+    machine = machine_info(cfg["threads"], membw)
+    results = {"machine": machine, "class": cfg.get("class") or cpu_class(machine), "capped": bool(cfg.get("capped")),
+               "versions": cfg["versions"],
                "profiles": cfg["profiles"], "reps": cfg["reps"], "seed": cfg.get("seed", 0),
                "llama": {}, "glimpse": {}, "errors": [], "draft": bool(cfg.get("draft")),
                "draft_reason": cfg.get("draft_reason") or "measured while other work was running on the machine"}
@@ -652,7 +764,9 @@ def main():
     p = sub.add_parser("png"); p.add_argument("out")
     p = sub.add_parser("gguf-bytes"); p.add_argument("file")
     p = sub.add_parser("run"); p.add_argument("--config", required=True)
+    p = sub.add_parser("class"); p.add_argument("requested", nargs="?", default="")
     p = sub.add_parser("report"); p.add_argument("results"); p.add_argument("out")
+    p = sub.add_parser("migrate"); p.add_argument("out")
     a = ap.parse_args()
     if a.cmd == "fingerprint":
         print(fingerprint(a.dir))
@@ -660,10 +774,14 @@ def main():
         write_png(a.out)
     elif a.cmd == "gguf-bytes":
         print(json.dumps(decode_bytes_per_token(a.file), indent=2))
+    elif a.cmd == "class":
+        print(*choose_class(a.requested, cpu_info()))
     elif a.cmd == "run":
         return cmd_run(json.loads(Path(a.config).read_text()))
     elif a.cmd == "report":
         write_report(json.loads(Path(a.results).read_text()), a.out)
+    elif a.cmd == "migrate":
+        write_report(None, a.out)
     return 0
 
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# glimpse vs llama.cpp, side by side, on this machine: writes BENCHMARKS.md in the repo root.
+# glimpse vs llama.cpp, side by side, on this machine: writes this CPU class's section of
+# BENCHMARKS.md in the repo root.
 #
 #   scripts/bench_vs_llamacpp.sh LLAMA_CPP_DIR
 #
@@ -10,27 +11,38 @@
 # (not `--no-binary :all:`: that makes pip build cmake from source for the build dependencies).
 # Without git metadata the version is checked by a content fingerprint of the source files.
 #
-# Steps: (a) build llama.cpp (cmake Release, GGML_NATIVE) into LLAMA_CPP_DIR/build unless built;
-# (b) write the full-size random-weight checkpoint with scripts/synth_checkpoint.py unless present;
+# CPU classes (scripts/bench_vs_llamacpp.py class, from lscpu's flags and vendor), one section of
+# BENCHMARKS.md each: amx (Intel Xeon with AMX), avx512 (Intel Xeon with AVX-512, no AMX), zen4
+# (AMD with AVX-512) and avx2 (no AVX-512). A run rewrites its class's section (and the shared
+# header) and keeps the other classes' sections and the hand-written notes. BENCH_CLASS=avx2 on a
+# CPU with AVX-512 measures the AVX2 path there ("capped"): llama.cpp is built without AVX-512 into
+# LLAMA_CPP_DIR/build-avx2 (GGML_NATIVE=OFF, AVX/AVX2/FMA/F16C; AVX-512, AVX-VNNI and AMX off) and
+# glimpse runs with GLIMPSE_SIMD=avx2. On a CPU without AVX-512 the class is avx2 natively.
+#
+# Steps: (a) build llama.cpp (cmake Release, GGML_NATIVE; capped: AVX2 only) into LLAMA_CPP_DIR/build
+# (capped: build-avx2) unless built; (b) write the full-size random-weight checkpoint with
+# scripts/synth_checkpoint.py unless present;
 # (c) convert it with llama.cpp's convert_hf_to_gguf.py (text f32 + f32 mmproj) and quantize to
 # Q8_0 and Q4_K_M; (d) cargo build --release, glimpse convert + glimpse quantize (q8_0, q4_k);
 # (e) run both tools for f32 / q8_0 / q4_K with the same thread count; (f) measure the streaming
-# read bandwidth (scripts/membw.c); (g) write BENCHMARKS.md (the notes section is kept).
+# read bandwidth (scripts/membw.c); (g) write the class's section of BENCHMARKS.md.
 #
 # Environment:
 #   THREADS=N            threads for both tools (default: physical cores)
 #   REPS=R               repetitions (llama-bench -r, glimpse --repetitions, server / mtmd runs; default 3)
 #   PROFILES="f32 q8_0 q4_K"   which profiles to run
+#   BENCH_CLASS=avx2     measure the AVX2 path, capped on a CPU with AVX-512 (default: the CPU's own class)
 #   BENCH_WORK=DIR       checkpoint, GGUFs, logs and results (default /work/synth)
 #   CONVERT_VENV=DIR     Python venv for llama.cpp's converter (torch, transformers; default
 #                        $BENCH_WORK/venv, created from llama.cpp's requirements if missing)
-#   LLAMA_BUILD_DIR=DIR  llama.cpp build dir (default LLAMA_CPP_DIR/build)
+#   LLAMA_BUILD_DIR=DIR  llama.cpp build dir (default LLAMA_CPP_DIR/build; capped: LLAMA_CPP_DIR/build-avx2)
 #   LLAMA_CC / LLAMA_CXX compilers for llama.cpp (default cc / c++)
 #   LLAMA_AMX=off        build llama.cpp without its AMX kernels (default auto: on where the CPU has AMX)
 #   LLAMA_CPP_ALLOW_OTHER=1   run with a llama.cpp that is not the pinned commit
 #   SKIP_LLAMA=1 / SKIP_GLIMPSE=1 / SKIP_GLIMPSE_BUILD=1   leave out one side / the cargo build
 #   FORCE_CONVERT=1      redo the conversions even if the GGUF files exist
-#   BENCH_DRAFT=1        mark BENCHMARKS.md as a draft (e.g. measured while other work runs)
+#   PREPARE_ONLY=1       stop after the builds, conversions and the bandwidth probe (nothing is run)
+#   BENCH_DRAFT=1        mark the section as a draft (e.g. measured while other work runs)
 #   BENCH_OUT=FILE       report path (default REPO/BENCHMARKS.md)
 #   GLIMPSE_BIN=FILE     glimpse binary (default REPO/target/release/glimpse)
 #
@@ -49,12 +61,11 @@ die() { echo "bench_vs_llamacpp: $*" >&2; exit 1; }
 say() { echo "== $*" >&2; }
 
 [ $# -eq 1 ] || die "usage: $0 LLAMA_CPP_DIR"
-[ -f "$1/convert_hf_to_gguf.py" ] && [ -f "$1/CMakeLists.txt" ] || die "$1 is not a llama.cpp source tree"
+{ [ -f "$1/convert_hf_to_gguf.py" ] && [ -f "$1/CMakeLists.txt" ]; } || die "$1 is not a llama.cpp source tree"
 LLAMA_DIR=$(cd "$1" && pwd)
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 HELPER="$REPO/scripts/bench_vs_llamacpp.py"
 WORK=${BENCH_WORK:-/work/synth}
-BUILD=${LLAMA_BUILD_DIR:-$LLAMA_DIR/build}
 VENV=${CONVERT_VENV:-$WORK/venv}
 REPS=${REPS:-3}
 PROFILES=${PROFILES:-"f32 q8_0 q4_K"}
@@ -67,6 +78,19 @@ if [ -z "${THREADS:-}" ]; then
 fi
 mkdir -p "$WORK" "$GGUF" "$WORK/bin" "$WORK/logs"
 command -v python3 >/dev/null || die "python3 is needed"
+cls=$(python3 "$HELPER" class "${BENCH_CLASS:-}") || exit 1
+read -r CLASS CLASS_MODE <<< "$cls"
+if [ "$CLASS_MODE" = capped ]; then
+  BUILD=${LLAMA_BUILD_DIR:-$LLAMA_DIR/build-avx2}
+  ggml_native=OFF
+  arch_flags=(-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF
+              -DGGML_AVX_VNNI=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF)
+else
+  BUILD=${LLAMA_BUILD_DIR:-$LLAMA_DIR/build}
+  ggml_native=ON
+  arch_flags=(-DGGML_NATIVE=ON)
+fi
+say "CPU class $CLASS ($CLASS_MODE), llama.cpp build dir $BUILD"
 as_root() { [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; }
 
 # --- pin ---------------------------------------------------------------------------------------
@@ -104,9 +128,11 @@ for b in $bins; do [ -x "$BUILD/bin/$b" ] || built=0; done
 if [ "${SKIP_LLAMA:-0}" != 1 ] && [ $built = 0 ]; then
   command -v cmake >/dev/null || { as_root && apt-get install -y cmake >/dev/null; } || die "cmake is needed"
   CC_=${LLAMA_CC:-cc}; CXX_=${LLAMA_CXX:-c++}; amx_flags=""
-  if [ "${LLAMA_AMX:-auto}" = off ]; then
+  if [ "$ggml_native" = OFF ]; then
+    :  # no -march=native: no AMX code
+  elif [ "${LLAMA_AMX:-auto}" = off ]; then
     amx_flags="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
-  elif grep -qw amx_int8 /proc/cpuinfo && ! amx_ok "$CC_"; then
+  elif [ "$CLASS" = amx ] && ! amx_ok "$CC_"; then
     if amx_ok "$CC_" -include "$REPO/scripts/amx_ldtilecfg_fix.h"; then
       echo "$CC_ miscompiles _tile_loadconfig: force-including scripts/amx_ldtilecfg_fix.h" >&2
       amx_flags="-include $REPO/scripts/amx_ldtilecfg_fix.h"
@@ -119,7 +145,7 @@ if [ "${SKIP_LLAMA:-0}" != 1 ] && [ $built = 0 ]; then
   [ -n "$git_commit" ] || commit_flag=(-DLLAMA_BUILD_COMMIT="$PINNED_COMMIT")
   say "building llama.cpp into $BUILD ($CC_, $CXX_)"
   cmake -S "$LLAMA_DIR" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER="$CC_" -DCMAKE_CXX_COMPILER="$CXX_" \
-    -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_USE_PREBUILT_UI=OFF \
+    "${arch_flags[@]}" -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_USE_PREBUILT_UI=OFF \
     -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DCMAKE_C_FLAGS="$amx_flags" -DCMAKE_CXX_FLAGS="$amx_flags" \
     "${commit_flag[@]}" \
     > "$WORK/logs/llama-cmake.log" 2>&1 || die "cmake configure failed, see $WORK/logs/llama-cmake.log"
@@ -129,15 +155,18 @@ if [ "${SKIP_LLAMA:-0}" != 1 ] && [ $built = 0 ]; then
 fi
 LB="$BUILD/bin"
 llama_build_desc="not built"
+cache_val() { sed -n "s/^$1:[A-Z]*=//p" "$BUILD/CMakeCache.txt" 2>/dev/null | head -n1; }
 if [ -x "$LB/llama-bench" ]; then
-  cxx=$(sed -n 's/^CMAKE_CXX_COMPILER:[A-Z]*=//p' "$BUILD/CMakeCache.txt" 2>/dev/null | head -n1)
-  cflags=$(sed -n 's/^CMAKE_C_FLAGS:[A-Z]*=//p' "$BUILD/CMakeCache.txt" 2>/dev/null | head -n1)
+  [ "$(cache_val GGML_NATIVE)" = "$ggml_native" ] \
+    || die "$BUILD has GGML_NATIVE=$(cache_val GGML_NATIVE), $CLASS ($CLASS_MODE) needs $ggml_native: remove it or set LLAMA_BUILD_DIR"
+  cxx=$(cache_val CMAKE_CXX_COMPILER)
+  cflags=$(cache_val CMAKE_C_FLAGS)
   amx="no AMX kernels"
   syms=$(nm -D --defined-only "$LB"/libggml-cpu.so 2>/dev/null || true)
   if [[ "$syms" == *ggml_backend_amx_mul_mat* ]]; then amx="AMX kernels built"; fi
   [[ "$cflags" == *amx_ldtilecfg_fix* ]] && amx="$amx (with scripts/amx_ldtilecfg_fix.h)"
   [[ "$cflags" == *mno-amx* ]] && amx="$amx (-mno-amx-*)"
-  llama_build_desc="$("$LB/llama-bench" --version 2>&1 | head -n1); $("${cxx:-c++}" --version 2>/dev/null | head -n1), Release, GGML_NATIVE=ON, $amx"
+  llama_build_desc="$("$LB/llama-bench" --version 2>&1 | head -n1); $("${cxx:-c++}" --version 2>/dev/null | head -n1), Release, GGML_NATIVE=$ggml_native, $amx"
   echo "llama.cpp build: $llama_build_desc" >&2
 fi
 
@@ -219,6 +248,8 @@ if [ ! -x "$MEMBW" ] || [ "$REPO/scripts/membw.c" -nt "$MEMBW" ]; then
   gcc -O3 -march=native -ffast-math -fopenmp "$REPO/scripts/membw.c" -o "$MEMBW" || die "cannot compile scripts/membw.c"
 fi
 
+if [ "${PREPARE_ONLY:-0}" = 1 ]; then say "prepared (PREPARE_ONLY=1): nothing run"; exit 0; fi
+
 # --- (e) + (g) run and report ---------------------------------------------------------------------------
 python3 "$HELPER" png "$WORK/image448.png"
 cfg="$WORK/logs/run-config.json"
@@ -229,7 +260,7 @@ json.dump({
   "llama_bin": "$LB", "gguf_dir": "$GGUF", "work": "$WORK", "image": "$WORK/image448.png",
   "glimpse": "$G", "membw": "$MEMBW", "threads": $THREADS, "reps": $REPS,
   "prompt_tokens": 512, "gen_tokens": 128, "answer_tokens": 16, "seed": 0,
-  "profiles": "$PROFILES".split(), "out": "$OUT",
+  "profiles": "$PROFILES".split(), "out": "$OUT", "class": "$CLASS", "capped": "$CLASS_MODE" == "capped",
   "skip_llama": "${SKIP_LLAMA:-0}" == "1",
   "glimpse_error": os.environ["GLIMPSE_ERROR"] or ("glimpse skipped (SKIP_GLIMPSE=1)" if "${SKIP_GLIMPSE:-0}" == "1" else ""),
   "draft": "${BENCH_DRAFT:-0}" == "1",

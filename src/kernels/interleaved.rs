@@ -46,6 +46,31 @@ impl TileOut {
         std::ptr::copy_nonoverlapping(values.as_ptr(), self.token(t), self.valid);
     }
 
+    /// Writes `values` as token `t`'s outputs for rows `8·half..8·half + 8` of the
+    /// group (those below `valid`).
+    ///
+    /// # Safety
+    /// As for `token`; AVX present (inlined into a caller that enables it).
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    pub unsafe fn store_half(&self, t: usize, half: usize, values: std::arch::x86_64::__m256) {
+        use std::arch::x86_64::*;
+        const HALF: usize = GROUP_ROWS / 2;
+        let mut lanes = [0.0f32; HALF];
+        _mm256_storeu_ps(lanes.as_mut_ptr(), values);
+        let count = self.valid.saturating_sub(HALF * half).min(HALF);
+        std::ptr::copy_nonoverlapping(lanes.as_ptr(), self.token(t).add(HALF * half), count);
+    }
+
+    /// The same tile moved `tokens` tokens on (a kernel splitting its tile).
+    #[inline(always)]
+    pub fn skip_tokens(&self, tokens: usize) -> TileOut {
+        TileOut {
+            ptr: self.ptr.wrapping_add(tokens * self.stride),
+            ..*self
+        }
+    }
+
     /// Writes the first `valid` lanes of `values` as token `t`'s outputs.
     ///
     /// # Safety
@@ -71,11 +96,13 @@ pub type TileKernel = unsafe fn(&[u8], &Q8Blocks, usize, usize, TileOut);
 pub struct TileKernels {
     pub scalar: TileKernel,
     #[cfg(target_arch = "x86_64")]
+    pub avx2: TileKernel,
+    #[cfg(target_arch = "x86_64")]
     pub avx512: TileKernel,
 }
 
 /// `out[t·rows + r] = Σ W[r]·x[t]` over a repacked matrix of `group_bytes` per group,
-/// on the kernel of `path` (AVX-512 there, scalar on every other path).
+/// on the kernel of `path` (AVX-512 or AVX2 there, scalar on every other path).
 pub fn interleaved_matmul(
     path: SimdPath,
     packed: &[u8],
@@ -92,12 +119,14 @@ pub fn interleaved_matmul(
     let kernel = match path {
         #[cfg(target_arch = "x86_64")]
         SimdPath::Avx512 => kernels.avx512,
+        #[cfg(target_arch = "x86_64")]
+        SimdPath::Avx2 => kernels.avx2,
         _ => kernels.scalar,
     };
     for_each_tile(rows, x.rows, out, |group, t0, tokens, tile| {
         let weights = &packed[group * group_bytes..][..group_bytes];
-        // SAFETY: the AVX-512 kernel is only chosen when the CPU reports AVX-512 VNNI
-        // (`simd::hardware_path`); the group and the tile lie inside `packed`, `x` and
+        // SAFETY: the AVX-512 and AVX2 kernels are only chosen when the CPU reports
+        // AVX-512 VNNI or AVX2 + FMA + F16C (`simd::hardware_path`); the group and the tile lie inside `packed`, `x` and
         // `out` (sizes checked above, tiles from `for_each_tile`).
         unsafe { kernel(weights, x, t0, tokens, tile) }
     });
@@ -188,10 +217,11 @@ pub fn for_each_tile(
 pub(crate) mod test_support {
     use super::Q8Blocks;
     use crate::kernels::simd::{available_paths, SimdPath};
+    use crate::kernels::test_data::assert_same_bits;
 
     /// Every SIMD path's product over `packed` equals the f32 product of the dequantized
     /// weights `w` (`rows × cols`, row-major) and the dequantized activations, within
-    /// `tolerance` (relative, at least 1 absolute).
+    /// `tolerance` (relative, at least 1 absolute), and has the bits of the scalar twin.
     pub fn check_every_path(
         packed: &[u8],
         w: &[f32],
@@ -210,6 +240,8 @@ pub(crate) mod test_support {
                 (0..cols).map(|k| xd[t * cols + k] * w[r * cols + k]).sum()
             })
             .collect();
+        let mut scalar = vec![f32::NAN; m * rows];
+        matmul_with(SimdPath::Scalar, packed, rows, x, &mut scalar);
         for path in available_paths() {
             let mut got = vec![f32::NAN; m * rows];
             matmul_with(path, packed, rows, x, &mut got);
@@ -219,6 +251,13 @@ pub(crate) mod test_support {
                     "{path:?} m={m}: {g} vs {e}"
                 );
             }
+            // The SIMD kernels sum the integers exactly and repeat the scalar twin's float
+            // steps (the same fused multiply-adds), so they give its bits.
+            assert_same_bits(
+                &got,
+                &scalar,
+                &format!("{path:?} m={m} against the scalar twin"),
+            );
         }
     }
 }

@@ -44,6 +44,13 @@ pub unsafe fn u8_i8_dot_scaled<const VNNI: bool>(
 /// file-backed 4 KiB pages, where the hardware prefetcher stops at every page boundary.
 pub const PREFETCH_DISTANCE: usize = 512;
 
+/// The four bytes at `p` repeated over a 256-bit vector, loaded as one broadcast from
+/// memory (`vbroadcastss`; `set1` of a loaded integer becomes a load plus a shuffle).
+#[inline(always)]
+pub unsafe fn broadcast_four_bytes(p: *const u8) -> __m256i {
+    _mm256_castps_si256(_mm256_broadcast_ss(&*(p as *const f32)))
+}
+
 /// Prefetches the cache lines of the `len` bytes `PREFETCH_DISTANCE` past `p`.
 #[inline(always)]
 pub unsafe fn prefetch_ahead(p: *const u8, len: usize) {

@@ -137,6 +137,8 @@ pub fn matmul_with(path: SimdPath, packed: &[u8], rows: usize, x: &Q8Blocks, out
 const KERNELS: TileKernels = TileKernels {
     scalar: tile_scalar,
     #[cfg(target_arch = "x86_64")]
+    avx2: x86::tile_avx2,
+    #[cfg(target_arch = "x86_64")]
     avx512: x86::tile,
 };
 
@@ -180,7 +182,7 @@ mod x86 {
     };
     use crate::kernels::interleaved::{for_token_count, TILE_TOKENS};
     use crate::kernels::quant::q8_blocks::TokenPointers;
-    use crate::kernels::simd_x86::prefetch_stream;
+    use crate::kernels::simd_x86::{broadcast_four_bytes, prefetch_stream};
 
     /// # Safety
     /// AVX-512 F/BW/VNNI present; `tile` addresses `tokens` (1..=8) rows of at least
@@ -188,6 +190,85 @@ mod x86 {
     pub unsafe fn tile(weights: &[u8], x: &Q8Blocks, t0: usize, tokens: usize, out: TileOut) {
         debug_assert!((1..=TILE_TOKENS).contains(&tokens));
         for_token_count!(tokens, tile_n(weights, x, t0, out))
+    }
+
+    /// # Safety
+    /// AVX2, FMA and F16C present; as for `tile`.
+    pub unsafe fn tile_avx2(weights: &[u8], x: &Q8Blocks, t0: usize, tokens: usize, out: TileOut) {
+        debug_assert!((1..=TILE_TOKENS).contains(&tokens));
+        for_token_count!(tokens, tile_avx2_n(weights, x, t0, out))
+    }
+
+    /// The 8 bytes at `p` as f32 lanes.
+    #[inline(always)]
+    unsafe fn bytes_as_f32_avx2(p: *const u8) -> __m256 {
+        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(p as *const __m128i)))
+    }
+
+    /// `T` tokens against one group on AVX2 (no `vpdpbusd`), one half of the group (8 rows,
+    /// one per i32 lane of a 256-bit vector) after the other. Per run, the eight nibble
+    /// vectors are unpacked once; per token, the eight `maddubs` products of a run add up
+    /// in i16 (each pair at most 2 · 15 · 127, eight of them 30,480 < 2¹⁵) and widen to
+    /// i32 once. The float steps are the scalar twin's, so the bits are its bits.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn tile_avx2_n<const T: usize>(weights: &[u8], x: &Q8Blocks, t0: usize, out: TileOut) {
+        const HALF: usize = GROUP_ROWS / 2;
+        let blocks = weights.len() / GROUP_BLOCK_BYTES;
+        let TokenPointers {
+            quants: xq,
+            scales: xd,
+            sums: xs,
+        } = x.token_pointers::<T>(t0);
+        let low = _mm256_set1_epi8(0x0f);
+        let ones = _mm256_set1_epi16(1);
+        for half in 0..2 {
+            let rows = HALF * half;
+            let mut acc = [_mm256_setzero_ps(); T];
+            for b in 0..blocks {
+                let block = weights.as_ptr().add(b * GROUP_BLOCK_BYTES);
+                if T == 1 {
+                    prefetch_stream(block, GROUP_BLOCK_BYTES);
+                }
+                let d = _mm256_cvtph_ps(_mm_loadu_si128(block.add(2 * rows) as *const __m128i));
+                let dmin =
+                    _mm256_cvtph_ps(_mm_loadu_si128(block.add(DMIN + 2 * rows) as *const __m128i));
+                for run in 0..RUNS {
+                    let sc = bytes_as_f32_avx2(block.add(SCALES + run * GROUP_ROWS + rows));
+                    let mn = bytes_as_f32_avx2(block.add(MINS + run * GROUP_ROWS + rows));
+                    let (dsc, dmn) = (_mm256_mul_ps(d, sc), _mm256_mul_ps(dmin, mn));
+                    let q = block.add(QUANTS + run * RUN_BYTES + 4 * rows);
+                    let mut w = [_mm256_setzero_si256(); 8];
+                    for v in 0..4 {
+                        let packed = _mm256_loadu_si256(q.add(64 * v) as *const __m256i);
+                        w[2 * v] = _mm256_and_si256(packed, low);
+                        w[2 * v + 1] = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low);
+                    }
+                    let r = b * RUNS + run;
+                    for t in 0..T {
+                        let xb = xq[t].add(r * 32);
+                        let mut sum16 = _mm256_setzero_si256();
+                        for (quad, w) in w.iter().enumerate() {
+                            let four = broadcast_four_bytes(xb.add(quad * 4) as *const u8);
+                            let products = _mm256_maddubs_epi16(*w, four);
+                            sum16 = _mm256_add_epi16(sum16, products);
+                        }
+                        let sum = _mm256_madd_epi16(sum16, ones);
+                        // The run's sum converted in a vector register (a scalar convert
+                        // would merge into a register of another dependency chain).
+                        let run_sum = _mm256_cvtepi32_ps(_mm256_set1_epi32(*xs[t].add(r)));
+                        let part = _mm256_fnmadd_ps(
+                            dmn,
+                            run_sum,
+                            _mm256_mul_ps(_mm256_cvtepi32_ps(sum), dsc),
+                        );
+                        acc[t] = _mm256_fmadd_ps(part, _mm256_broadcast_ss(&*xd[t].add(r)), acc[t]);
+                    }
+                }
+            }
+            for (t, acc) in acc.iter().enumerate() {
+                out.store_half(t, half, *acc);
+            }
+        }
     }
 
     /// The 16 bytes at `p` as f32 lanes.

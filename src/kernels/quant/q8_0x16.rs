@@ -97,6 +97,8 @@ pub fn matmul_with(path: SimdPath, packed: &[u8], rows: usize, x: &Q8Blocks, out
 const KERNELS: TileKernels = TileKernels {
     scalar: tile_scalar,
     #[cfg(target_arch = "x86_64")]
+    avx2: x86::tile_avx2,
+    #[cfg(target_arch = "x86_64")]
     avx512: x86::tile,
 };
 
@@ -130,10 +132,10 @@ unsafe fn tile_scalar(weights: &[u8], x: &Q8Blocks, t0: usize, tokens: usize, ti
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{Q8Blocks, TileOut, GROUP_BLOCK_BYTES, QUAD_BYTES, SCALES_BYTES};
+    use super::{Q8Blocks, TileOut, GROUP_BLOCK_BYTES, GROUP_ROWS, QUAD_BYTES, SCALES_BYTES};
     use crate::kernels::interleaved::{for_token_count, TILE_TOKENS};
     use crate::kernels::quant::q8_blocks::TokenPointers;
-    use crate::kernels::simd_x86::prefetch_stream;
+    use crate::kernels::simd_x86::{broadcast_four_bytes, prefetch_stream};
 
     /// # Safety
     /// AVX-512 F/BW/VNNI present; `tile` addresses `tokens` (1..=8) rows of at least
@@ -141,6 +143,62 @@ mod x86 {
     pub unsafe fn tile(weights: &[u8], x: &Q8Blocks, t0: usize, tokens: usize, out: TileOut) {
         debug_assert!((1..=TILE_TOKENS).contains(&tokens));
         for_token_count!(tokens, tile_n(weights, x, t0, out))
+    }
+
+    /// # Safety
+    /// AVX2, FMA and F16C present; as for `tile`.
+    pub unsafe fn tile_avx2(weights: &[u8], x: &Q8Blocks, t0: usize, tokens: usize, out: TileOut) {
+        debug_assert!((1..=TILE_TOKENS).contains(&tokens));
+        for_token_count!(tokens, tile_avx2_n(weights, x, t0, out))
+    }
+
+    /// `T` tokens against one group on AVX2 (no `vpdpbusd`), one half of the group (8 rows,
+    /// one per i32 lane) after the other. `maddubs` multiplies unsigned by signed bytes,
+    /// and the stored values `q + 128` times an activation could overflow its i16 pairs,
+    /// so the values are turned back into `q` once per block and the sign moves onto the
+    /// activations (`|q| · sign(x, q)`, pairs at most 2 · 127 · 127). The integer sum is
+    /// exact, the float step the scalar twin's: the bits are its bits.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn tile_avx2_n<const T: usize>(weights: &[u8], x: &Q8Blocks, t0: usize, out: TileOut) {
+        const HALF: usize = GROUP_ROWS / 2;
+        let blocks = weights.len() / GROUP_BLOCK_BYTES;
+        let TokenPointers {
+            quants: xq,
+            scales: xd,
+            ..
+        } = x.token_pointers::<T>(t0);
+        let (flip, ones) = (_mm256_set1_epi8(-128), _mm256_set1_epi16(1));
+        for half in 0..2 {
+            let rows = HALF * half;
+            let mut acc = [_mm256_setzero_ps(); T];
+            for b in 0..blocks {
+                let block = weights.as_ptr().add(b * GROUP_BLOCK_BYTES);
+                if T == 1 {
+                    prefetch_stream(block, GROUP_BLOCK_BYTES);
+                }
+                let dw = _mm256_cvtph_ps(_mm_loadu_si128(block.add(2 * rows) as *const __m128i));
+                let q: [__m256i; 8] = std::array::from_fn(|quad| {
+                    let at = block.add(SCALES_BYTES + quad * QUAD_BYTES + 4 * rows);
+                    _mm256_xor_si256(_mm256_loadu_si256(at as *const __m256i), flip)
+                });
+                let magnitude = q.map(|q| _mm256_abs_epi8(q));
+                for t in 0..T {
+                    let xb = xq[t].add(b * 32);
+                    let mut sum = _mm256_setzero_si256();
+                    for quad in 0..8 {
+                        let four = broadcast_four_bytes(xb.add(quad * 4) as *const u8);
+                        let signed = _mm256_sign_epi8(four, q[quad]);
+                        let pairs = _mm256_maddubs_epi16(magnitude[quad], signed);
+                        sum = _mm256_add_epi32(sum, _mm256_madd_epi16(pairs, ones));
+                    }
+                    let scale = _mm256_mul_ps(dw, _mm256_broadcast_ss(&*xd[t].add(b)));
+                    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), scale, acc[t]);
+                }
+            }
+            for (t, acc) in acc.iter().enumerate() {
+                out.store_half(t, half, *acc);
+            }
+        }
     }
 
     /// `T` tokens against one group: per block, the eight weight vectors are loaded once

@@ -83,9 +83,9 @@ const TOKEN_KERNELS_BELOW_ROWS: usize = 128;
 /// (`quant::q8_0x16`, `quant::q4_kx16`): with AVX-512 VNNI, unless AMX tiles (bf16 panels)
 /// serve the long batches, and on AVX2 CPUs. Measured with `cargo bench --profile test
 /// --bench kernels` on AMD Zen 1 (AVX2, 2 threads, 6144 × 2048): the interleaved kernels
-/// beat the file-layout ones at every batch size, q4_K 1.8× at 1 token, 1.6× at 4 and
-/// 16, 2.0× at 128 and 1.7× (over the f32 panels) at 512; q8_0 2.4×, 2.9×, 2.8×, 2.5×
-/// and 1.3×. `GLIMPSE_INTERLEAVE=off` keeps the file layout (comparisons, debugging).
+/// beat the file-layout ones at every batch size: q4_K 1.9–2.2× at 1 token, 1.9× at 4,
+/// 2.3× at 16, 2.7× at 128 and 2.3× (over the f32 panels) at 512; q8_0 3.7×, 3.4×,
+/// 4.1×, 3.5× and 1.9×. `GLIMPSE_INTERLEAVE=off` keeps the file layout (comparisons, debugging).
 pub fn interleaving_pays() -> bool {
     static PAYS: OnceLock<bool> = OnceLock::new();
     *PAYS.get_or_init(|| {

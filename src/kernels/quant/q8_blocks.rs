@@ -92,6 +92,11 @@ fn quantize_runs(path: SimdPath, x: &[f32], q: &mut [i8], d: &mut [f32], s: &mut
         // `d.len()` runs of 32 (checked by the caller's chunking).
         return unsafe { x86::quantize_runs(x, q, d, s) };
     }
+    #[cfg(target_arch = "x86_64")]
+    if path == SimdPath::Avx2 {
+        // SAFETY: as above, for AVX2.
+        return unsafe { x86::quantize_runs_avx2(x, q, d, s) };
+    }
     let _ = path;
     for (((values, q), d), s) in x
         .chunks_exact(RUN)
@@ -116,6 +121,44 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::RUN;
+
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn quantize_runs_avx2(x: &[f32], q: &mut [i8], d: &mut [f32], s: &mut [i32]) {
+        let sign = _mm256_set1_ps(-0.0);
+        for r in 0..d.len() {
+            let p = x.as_ptr().add(r * RUN);
+            let v: [__m256; 4] = std::array::from_fn(|i| _mm256_loadu_ps(p.add(8 * i)));
+            let m = v.map(|v| _mm256_andnot_ps(sign, v));
+            let m = _mm256_max_ps(_mm256_max_ps(m[0], m[1]), _mm256_max_ps(m[2], m[3]));
+            let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+            let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+            let amax = _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+            d[r] = amax / 127.0;
+            let inv = _mm256_set1_ps(if amax != 0.0 { 127.0 / amax } else { 0.0 });
+            // Round to nearest even (the default MXCSR mode), as the scalar path does.
+            let qi = v.map(|v| _mm256_cvtps_epi32(_mm256_mul_ps(v, inv)));
+            let total = _mm256_add_epi32(
+                _mm256_add_epi32(qi[0], qi[1]),
+                _mm256_add_epi32(qi[2], qi[3]),
+            );
+            let total = _mm_add_epi32(
+                _mm256_castsi256_si128(total),
+                _mm256_extracti128_si256(total, 1),
+            );
+            let total = _mm_hadd_epi32(total, total);
+            s[r] = _mm_cvtsi128_si32(_mm_hadd_epi32(total, total));
+            // i32 → i16 → i8 with saturation (the values are within ±127); packs work per
+            // 128-bit lane, so the lanes are put back in order afterwards.
+            let words = [
+                _mm256_packs_epi32(qi[0], qi[1]),
+                _mm256_packs_epi32(qi[2], qi[3]),
+            ];
+            let bytes = _mm256_packs_epi16(words[0], words[1]);
+            let ordered =
+                _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            _mm256_storeu_si256(q.as_mut_ptr().add(r * RUN) as *mut __m256i, ordered);
+        }
+    }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     pub unsafe fn quantize_runs(x: &[f32], q: &mut [i8], d: &mut [f32], s: &mut [i32]) {

@@ -25,7 +25,11 @@ pub fn exp(x: f32) -> f32 {
     let p = p * r + 1.666_666_5e-1;
     let p = p * r + 0.5;
     let poly = p * r * r + r + 1.0;
-    poly * f32::from_bits(((n as i32 + 127) << 23) as u32)
+    // 2ⁿ from the bits of n + 127 + 1.5·2²³, whose low mantissa bits are the integer
+    // n + 127 (1..=254 here): shifted into the exponent field, the rest shifts out. A
+    // float → int `as` cast would saturate, which LLVM does not vectorize.
+    let biased = (n + (ROUND + 127.0)).to_bits();
+    poly * f32::from_bits(biased << 23)
 }
 
 /// `x[i] = f(x[i])`.

@@ -13,6 +13,11 @@ use super::simd::SimdPath;
 pub const GROUP_ROWS: usize = 16;
 /// Tokens a kernel call computes together (their accumulators stay in registers).
 pub const TILE_TOKENS: usize = 8;
+/// Tokens per tile on the AVX2 path: its kernels unpack each weight block once per tile,
+/// and a tile of 16 pays for the accumulators it spills to L1 (Zen 1, `cargo bench
+/// --bench kernels`, 512 tokens, builds with 8 and 16 run alternately: q4_K 1–9 % faster,
+/// q8_0 0–8 %).
+pub const AVX2_TILE_TOKENS: usize = 16;
 /// Groups multiplied with one token tile before moving to the next tile.
 const GROUPS_PER_PANEL: usize = 4;
 /// Tasks per pool thread: enough to even out uneven progress.
@@ -88,7 +93,8 @@ impl TileOut {
 /// `(group weights, activations, first token, tokens, out)`.
 ///
 /// # Safety (for implementations)
-/// Called with `weights` one whole group, `1..=TILE_TOKENS` tokens of `x` from the first
+/// Called with `weights` one whole group, `1..=TILE_TOKENS` tokens (`AVX2_TILE_TOKENS`
+/// for the AVX2 kernel) of `x` from the first
 /// token on, and `out` addressing that many rows of `out.valid` writable floats.
 pub type TileKernel = unsafe fn(&[u8], &Q8Blocks, usize, usize, TileOut);
 
@@ -116,14 +122,14 @@ pub fn interleaved_matmul(
         packed.len() == rows.div_ceil(GROUP_ROWS) * group_bytes && out.len() == x.rows * rows,
         "interleaved product: sizes"
     );
-    let kernel = match path {
+    let (kernel, tile_tokens) = match path {
         #[cfg(target_arch = "x86_64")]
-        SimdPath::Avx512 => kernels.avx512,
+        SimdPath::Avx512 => (kernels.avx512, TILE_TOKENS),
         #[cfg(target_arch = "x86_64")]
-        SimdPath::Avx2 => kernels.avx2,
-        _ => kernels.scalar,
+        SimdPath::Avx2 => (kernels.avx2, AVX2_TILE_TOKENS),
+        _ => (kernels.scalar, TILE_TOKENS),
     };
-    for_each_tile(rows, x.rows, out, |group, t0, tokens, tile| {
+    for_each_tile(rows, x.rows, tile_tokens, out, |group, t0, tokens, tile| {
         let weights = &packed[group * group_bytes..][..group_bytes];
         // SAFETY: the AVX-512 and AVX2 kernels are only chosen when the CPU reports
         // AVX-512 VNNI or AVX2 + FMA + F16C (`simd::hardware_path`); the group and the tile lie inside `packed`, `x` and
@@ -152,6 +158,29 @@ macro_rules! for_token_count {
 #[cfg(target_arch = "x86_64")]
 pub(crate) use for_token_count;
 
+/// The AVX2 kernels' entry: `$kernel::<16>` for a whole tile of `AVX2_TILE_TOKENS`, and
+/// `for_token_count!` on chunks of at most `TILE_TOKENS` otherwise (the last tile).
+#[cfg(target_arch = "x86_64")]
+macro_rules! for_avx2_tile {
+    ($tokens:expr, $kernel:ident($weights:expr, $x:expr, $t0:expr, $out:expr)) => {{
+        debug_assert!((1..=$crate::kernels::interleaved::AVX2_TILE_TOKENS).contains(&$tokens));
+        if $tokens == $crate::kernels::interleaved::AVX2_TILE_TOKENS {
+            $kernel::<{ $crate::kernels::interleaved::AVX2_TILE_TOKENS }>($weights, $x, $t0, $out)
+        } else {
+            for first in (0..$tokens).step_by($crate::kernels::interleaved::TILE_TOKENS) {
+                let count = ($tokens - first).min($crate::kernels::interleaved::TILE_TOKENS);
+                let (t0, out) = ($t0 + first, $out.skip_tokens(first));
+                $crate::kernels::interleaved::for_token_count!(
+                    count,
+                    $kernel($weights, $x, t0, out)
+                )
+            }
+        }
+    }};
+}
+#[cfg(target_arch = "x86_64")]
+pub(crate) use for_avx2_tile;
+
 /// A pointer to `out` shared by the tasks; each task writes only its own groups' columns.
 #[derive(Clone, Copy)]
 struct SharedOut(*mut f32);
@@ -168,10 +197,12 @@ impl SharedOut {
 }
 
 /// Calls `tile(group, first_token, tokens, out)` for every group of `rows` weight rows
-/// and every tile of the `m` tokens, filling `out[t·rows + r]` (`m × rows`).
+/// and every tile of at most `tile_tokens` of the `m` tokens, filling `out[t·rows + r]`
+/// (`m × rows`).
 pub fn for_each_tile(
     rows: usize,
     m: usize,
+    tile_tokens: usize,
     out: &mut [f32],
     tile: impl Fn(usize, usize, usize, TileOut) + Sync,
 ) {
@@ -185,8 +216,8 @@ pub fn for_each_tile(
         let mut panel = task * per_task;
         while panel < end {
             let panel_end = (panel + GROUPS_PER_PANEL).min(end);
-            for t0 in (0..m).step_by(TILE_TOKENS) {
-                let tokens = TILE_TOKENS.min(m - t0);
+            for t0 in (0..m).step_by(tile_tokens) {
+                let tokens = tile_tokens.min(m - t0);
                 for group in panel..panel_end {
                     let first_row = group * GROUP_ROWS;
                     // SAFETY: the tile's columns first_row..first_row + valid and tokens

@@ -180,7 +180,7 @@ mod x86 {
     use super::{
         Q8Blocks, TileOut, DMIN, GROUP_BLOCK_BYTES, MINS, QUANTS, RUNS, RUN_BYTES, SCALES,
     };
-    use crate::kernels::interleaved::{for_token_count, TILE_TOKENS};
+    use crate::kernels::interleaved::{for_avx2_tile, for_token_count, TILE_TOKENS};
     use crate::kernels::quant::q8_blocks::TokenPointers;
     use crate::kernels::simd_x86::{broadcast_four_bytes, prefetch_stream};
 
@@ -195,8 +195,7 @@ mod x86 {
     /// # Safety
     /// AVX2, FMA and F16C present; as for `tile`.
     pub unsafe fn tile_avx2(weights: &[u8], x: &Q8Blocks, t0: usize, tokens: usize, out: TileOut) {
-        debug_assert!((1..=TILE_TOKENS).contains(&tokens));
-        for_token_count!(tokens, tile_avx2_n(weights, x, t0, out))
+        for_avx2_tile!(tokens, tile_avx2_n(weights, x, t0, out))
     }
 
     /// The 8 bytes at `p` as f32 lanes.
@@ -370,7 +369,7 @@ mod tests {
         pack(&file, rows, cols, &mut packed);
         let mut w = vec![0.0; rows * cols];
         q4_k::dequantize_row(&file, &mut w);
-        for m in [1, 2, 8, 11] {
+        for m in [1, 2, 8, 11, 16, 21] {
             let xf: Vec<f32> = (0..m * cols)
                 .map(|i| ((i * 7919) % 2001) as f32 / 1000.0 - 1.0)
                 .collect();

@@ -133,7 +133,7 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::{Q8Blocks, TileOut, GROUP_BLOCK_BYTES, GROUP_ROWS, QUAD_BYTES, SCALES_BYTES};
-    use crate::kernels::interleaved::{for_token_count, TILE_TOKENS};
+    use crate::kernels::interleaved::{for_avx2_tile, for_token_count, TILE_TOKENS};
     use crate::kernels::quant::q8_blocks::TokenPointers;
     use crate::kernels::simd_x86::{broadcast_four_bytes, prefetch_stream};
 
@@ -148,8 +148,7 @@ mod x86 {
     /// # Safety
     /// AVX2, FMA and F16C present; as for `tile`.
     pub unsafe fn tile_avx2(weights: &[u8], x: &Q8Blocks, t0: usize, tokens: usize, out: TileOut) {
-        debug_assert!((1..=TILE_TOKENS).contains(&tokens));
-        for_token_count!(tokens, tile_avx2_n(weights, x, t0, out))
+        for_avx2_tile!(tokens, tile_avx2_n(weights, x, t0, out))
     }
 
     /// `T` tokens against one group on AVX2 (no `vpdpbusd`), one half of the group (8 rows,
@@ -279,7 +278,7 @@ mod tests {
         pack(&file, rows, cols, &mut packed);
         let mut w = vec![0.0; rows * cols];
         q8_0::dequantize_row(&file, &mut w);
-        for m in [1, 3, 8, 13] {
+        for m in [1, 3, 8, 13, 16, 21] {
             let x = Q8Blocks::quantize(&values(m * cols, 9), cols);
             check_every_path(&packed, &w, rows, &x, 1e-4, matmul_with);
         }

@@ -208,46 +208,38 @@ impl<'a> WeightMatrix<'a> {
                 q4_kx16::matmul(data, rows, &Q8Blocks::quantize(x, cols), out)
             }
             WeightMatrix::Q8_0 { data, .. } if m < DENSE_FROM_ROWS || token_kernels_pay(m) => {
-                let row_bytes = q8_0::row_bytes(cols);
-                let xq = quantize_rows(x, cols, row_bytes, q8_0::quantize_row);
                 let w = PackedRows {
                     data,
-                    row_bytes,
+                    row_bytes: q8_0::row_bytes(cols),
                     rows,
                 };
-                let xq = PackedRows {
-                    data: &xq,
-                    row_bytes,
-                    rows: m,
-                };
-                if token_kernels_pay(m) {
-                    packed_matmul(w, xq, out, |w, x, m, part| {
-                        q8_0_tokens::dot_tokens_with(SimdPath::Avx2, w, x, m, part)
-                    })
-                } else {
-                    packed_matvec(w, xq, out, q8_0::dot_rows)
-                }
+                let companion: Companion = (q8_0::row_bytes(cols), q8_0::quantize_row);
+                file_layout_integer_matmul(
+                    w,
+                    x,
+                    m,
+                    out,
+                    companion,
+                    q8_0_tokens::dot_tokens_with,
+                    q8_0::dot_rows,
+                )
             }
             WeightMatrix::Q4K { data, .. } if m < DENSE_FROM_ROWS || token_kernels_pay(m) => {
-                let x_bytes = q8_k::row_bytes(cols);
-                let xq = quantize_rows(x, cols, x_bytes, q8_k::quantize_row);
                 let w = PackedRows {
                     data,
                     row_bytes: q4_k::row_bytes(cols),
                     rows,
                 };
-                let xq = PackedRows {
-                    data: &xq,
-                    row_bytes: x_bytes,
-                    rows: m,
-                };
-                if token_kernels_pay(m) {
-                    packed_matmul(w, xq, out, |w, x, m, part| {
-                        q4_k_tokens::dot_tokens_with(SimdPath::Avx2, w, x, m, part)
-                    })
-                } else {
-                    packed_matvec(w, xq, out, q4_k::dot_rows)
-                }
+                let companion: Companion = (q8_k::row_bytes(cols), q8_k::quantize_row);
+                file_layout_integer_matmul(
+                    w,
+                    x,
+                    m,
+                    out,
+                    companion,
+                    q4_k_tokens::dot_tokens_with,
+                    q4_k::dot_rows,
+                )
             }
             WeightMatrix::Q8_0 { .. } | WeightMatrix::Q4K { .. } if dense_bf16::supports(cols) => {
                 dense_bf16_matmul(rows, cols, x, m, out, |first, buf| {
@@ -273,6 +265,38 @@ impl<'a> WeightMatrix<'a> {
                 Threads::Single,
             );
         });
+    }
+}
+
+/// A format's companion activation rows: bytes per row, and the quantizer filling one.
+type Companion = (usize, fn(&[f32], &mut [u8]));
+
+/// `out = x · Wᵀ` over block-quantized rows in the file layout, with integer kernels: the
+/// activations are quantized once into the format's companion rows (`x_bytes` each, by
+/// `quantize`); several rows go through the several-token kernel where it pays
+/// (`token_kernels_pay`), otherwise each row through the one-token dots.
+fn file_layout_integer_matmul(
+    w: PackedRows,
+    x: &[f32],
+    m: usize,
+    out: &mut [f32],
+    (x_bytes, quantize): Companion,
+    dot_tokens: impl Fn(SimdPath, &[u8], &[u8], usize, &mut [f32]) + Sync,
+    dot_rows: impl Fn(&[u8], &[u8], &mut [f32]) + Sync,
+) {
+    let cols = x.len() / m;
+    let xq = quantize_rows(x, cols, x_bytes, quantize);
+    let xq = PackedRows {
+        data: &xq,
+        row_bytes: x_bytes,
+        rows: m,
+    };
+    if token_kernels_pay(m) {
+        packed_matmul(w, xq, out, |w, x, m, part| {
+            dot_tokens(SimdPath::Avx2, w, x, m, part)
+        })
+    } else {
+        packed_matvec(w, xq, out, dot_rows)
     }
 }
 

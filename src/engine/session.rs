@@ -5,6 +5,7 @@
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::ops::ControlFlow;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -14,8 +15,7 @@ use super::bundle::ModelBundle;
 use super::sampler::{Sampler, SamplingParams};
 use crate::chat::Prompt;
 use crate::model::rope::{next_position, rope_positions, Position3};
-use crate::model::text::DeepstackInput;
-use crate::model::{KvCache, VisionOutput};
+use crate::model::{ImageRows, KvCache, SequenceStep, VisionOutput};
 use crate::preprocess::PixelValues;
 
 /// Settings of one generation.
@@ -77,6 +77,73 @@ pub struct Session<'m> {
     next_position: i64,
 }
 
+/// A prompt on its way into a session's cache (`Session::begin_prompt`): its images'
+/// encoder outputs as they become known, and the prompt tokens still to compute.
+pub struct PendingPrompt {
+    ids: Vec<u32>,
+    positions: Vec<Position3>,
+    items: Vec<CachedItem>,
+    /// Prompt tokens already in the cache.
+    done: usize,
+    images: Vec<PendingImage>,
+}
+
+struct PendingImage {
+    /// The image's pad tokens in the prompt.
+    span: Range<usize>,
+    key: u64,
+    output: Option<Arc<VisionOutput>>,
+}
+
+impl PendingPrompt {
+    /// Prompt tokens still to compute.
+    pub fn remaining(&self) -> usize {
+        self.ids.len() - self.done
+    }
+
+    /// Prompt tokens in all.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Prompt tokens already in the cache.
+    pub fn done(&self) -> usize {
+        self.done
+    }
+
+    /// The prompt order index and content key of the first image that still needs the
+    /// vision encoder (its tokens are not in the cache and no cache holds its output).
+    pub fn next_image_to_encode(&self) -> Option<(usize, u64)> {
+        self.images
+            .iter()
+            .enumerate()
+            .find(|(_, image)| image.output.is_none())
+            .map(|(i, image)| (i, image.key))
+    }
+
+    /// Gives image `index` (prompt order) its encoder output.
+    pub fn set_image(&mut self, index: usize, output: Arc<VisionOutput>) -> Result<()> {
+        let image = &mut self.images[index];
+        ensure!(
+            output.tokens == image.span.len(),
+            "image {index}: encoder produced {} tokens for {} pads",
+            output.tokens,
+            image.span.len()
+        );
+        image.output = Some(output);
+        Ok(())
+    }
+
+    /// Whether every image whose tokens are still to compute has its encoder output.
+    pub fn images_ready(&self) -> bool {
+        self.next_image_to_encode().is_none()
+    }
+}
+
 impl<'m> Session<'m> {
     pub fn new(bundle: &'m ModelBundle) -> Self {
         Self {
@@ -111,9 +178,45 @@ impl<'m> Session<'m> {
         images: &[&PixelValues],
         timings: &mut Timings,
     ) -> Result<Vec<f32>> {
+        let keys: Vec<u64> = images.iter().map(|p| image_key(p)).collect();
+        let mut pending = self.begin_prompt(prompt, images, &keys, timings)?;
+        let vision_start = Instant::now();
+        while let Some((index, key)) = pending.next_image_to_encode() {
+            let pixels = images[index];
+            let output = Arc::new(self.bundle.model.vision.encode(
+                &pixels.data,
+                pixels.grid_thw[1],
+                pixels.grid_thw[2],
+            )?);
+            self.bundle.vision_cache.insert(key, output.clone());
+            timings.images_encoded += 1;
+            pending.set_image(index, output)?;
+        }
+        timings.vision_ms = vision_start.elapsed().as_secs_f64() * 1e3;
+        let prefill_start = Instant::now();
+        let (count, model) = (pending.remaining(), &self.bundle.model);
+        let logits = model
+            .step(&mut [self.prompt_step(&pending, count)])?
+            .pop()
+            .flatten();
+        self.commit_prompt(&mut pending, count);
+        timings.prefill_ms = prefill_start.elapsed().as_secs_f64() * 1e3;
+        logits.ok_or_else(|| anyhow::anyhow!("the prompt step returned no logits"))
+    }
+
+    /// Starts bringing `prompt` into the cache: keeps the longest cached prefix it shares
+    /// (always recomputing its last token) and finds the encoder outputs of its images
+    /// in the vision cache. `image_keys[i]` is `image_key(images[i])`.
+    pub fn begin_prompt(
+        &mut self,
+        prompt: &Prompt,
+        images: &[&PixelValues],
+        image_keys: &[u64],
+        timings: &mut Timings,
+    ) -> Result<PendingPrompt> {
         ensure!(!prompt.ids.is_empty(), "empty prompt");
         ensure!(
-            prompt.image_spans.len() == images.len(),
+            prompt.image_spans.len() == images.len() && images.len() == image_keys.len(),
             "{} image spans for {} images",
             prompt.image_spans.len(),
             images.len()
@@ -124,10 +227,7 @@ impl<'m> Session<'m> {
             .map(|p| (p.grid_thw[1] / merge, p.grid_thw[2] / merge))
             .collect();
         let positions = rope_positions(&prompt.ids, self.bundle.special.image_pad, &grids)?;
-        let image_keys: Vec<u64> = images.iter().map(|p| image_key(p)).collect();
-        let items = cache_items(prompt, &image_keys);
-
-        // Reuse the longest common prefix, but always recompute the last prompt token.
+        let items = cache_items(prompt, image_keys);
         let common = self
             .cached
             .iter()
@@ -139,91 +239,97 @@ impl<'m> Session<'m> {
         self.cached.truncate(reuse);
         timings.prompt_tokens = items.len();
         timings.cached_prompt_tokens = reuse;
-
-        let vision_start = Instant::now();
-        let mut encoded: Vec<(usize, Arc<VisionOutput>)> = Vec::new();
-        for (i, ((span, pixels), &key)) in prompt
+        let images = prompt
             .image_spans
             .iter()
-            .zip(images)
-            .zip(&image_keys)
-            .enumerate()
-        {
-            if span.end <= reuse {
-                continue;
-            }
-            let out = match self.bundle.vision_cache.get(key) {
-                Some(out) => out,
-                None => {
-                    let out = Arc::new(self.bundle.model.vision.encode(
-                        &pixels.data,
-                        pixels.grid_thw[1],
-                        pixels.grid_thw[2],
-                    )?);
-                    self.bundle.vision_cache.insert(key, out.clone());
-                    timings.images_encoded += 1;
-                    out
-                }
-            };
-            ensure!(
-                out.tokens == span.len(),
-                "image {i}: encoder produced {} tokens for {} pads",
-                out.tokens,
-                span.len()
-            );
-            encoded.push((span.start, out));
-        }
-        timings.vision_ms = vision_start.elapsed().as_secs_f64() * 1e3;
+            .zip(image_keys)
+            .map(|(span, &key)| PendingImage {
+                span: span.clone(),
+                key,
+                // Images wholly inside the reused prefix are not needed again.
+                output: if span.end <= reuse {
+                    Some(Arc::new(VisionOutput::default()))
+                } else {
+                    self.bundle.vision_cache.get(key)
+                },
+            })
+            .collect();
+        Ok(PendingPrompt {
+            ids: prompt.ids.clone(),
+            positions,
+            items,
+            done: reuse,
+            images,
+        })
+    }
 
-        let prefill_start = Instant::now();
-        let text = &self.bundle.model.text;
-        let hidden = text.config().hidden_size;
-        let new_ids = &prompt.ids[reuse..];
-        let mut x = text.embed(new_ids)?;
-        let layers = text.config().num_deepstack_layers;
-        let mut deepstack: Vec<Vec<f32>> = vec![Vec::new(); layers];
-        let mut image_rows = Vec::new();
-        for (start, out) in &encoded {
-            for token in 0..out.tokens {
-                let position = start + token;
-                if position < reuse {
-                    continue;
-                }
-                let row = position - reuse;
-                x[row * hidden..(row + 1) * hidden]
-                    .copy_from_slice(&out.embeddings[token * hidden..(token + 1) * hidden]);
-                image_rows.push(row);
-                for (layer, features) in deepstack.iter_mut().zip(&out.deepstack) {
-                    layer.extend_from_slice(&features[token * hidden..(token + 1) * hidden]);
-                }
-            }
+    /// The next `count` prompt tokens of `pending` as this session's part of a model step
+    /// (their images must be encoded: `PendingPrompt::images_ready`). The step wants
+    /// logits when it ends the prompt.
+    pub fn prompt_step<'a>(
+        &'a mut self,
+        pending: &'a PendingPrompt,
+        count: usize,
+    ) -> SequenceStep<'a> {
+        let range = pending.done..(pending.done + count).min(pending.ids.len());
+        let images = pending
+            .images
+            .iter()
+            .filter_map(|image| {
+                let start = image.span.start.max(range.start);
+                let end = image.span.end.min(range.end);
+                let output = image.output.as_deref()?;
+                (start < end).then(|| ImageRows {
+                    output,
+                    first_token: start - image.span.start,
+                    count: end - start,
+                    at: start - range.start,
+                })
+            })
+            .collect();
+        SequenceStep {
+            tokens: pending.ids[range.clone()].to_vec(),
+            positions: pending.positions[range.clone()].to_vec(),
+            images,
+            cache: &mut self.cache,
+            wants_logits: range.end == pending.ids.len(),
         }
-        let injection = DeepstackInput {
-            rows: &image_rows,
-            features: &deepstack,
-        };
-        text.forward(
-            &mut x,
-            &positions[reuse..],
-            &mut self.cache,
-            (!image_rows.is_empty()).then_some(&injection),
-        )?;
-        self.cached.extend_from_slice(&items[reuse..]);
-        self.next_position = next_position(&positions);
-        let logits = text.logits(&x[(new_ids.len() - 1) * hidden..]);
-        timings.prefill_ms = prefill_start.elapsed().as_secs_f64() * 1e3;
-        Ok(logits)
+    }
+
+    /// Records that the step from `prompt_step(pending, count)` ran.
+    pub fn commit_prompt(&mut self, pending: &mut PendingPrompt, count: usize) {
+        let end = (pending.done + count).min(pending.ids.len());
+        self.cached
+            .extend_from_slice(&pending.items[pending.done..end]);
+        pending.done = end;
+        if end == pending.ids.len() {
+            self.next_position = next_position(&pending.positions);
+        }
+    }
+
+    /// `token` (the last one generated) as this session's part of a model step.
+    pub fn decode_input(&mut self, token: u32) -> SequenceStep<'_> {
+        SequenceStep {
+            tokens: vec![token],
+            positions: vec![[self.next_position; 3]],
+            images: Vec::new(),
+            cache: &mut self.cache,
+            wants_logits: true,
+        }
+    }
+
+    /// Records that the step from `decode_input(token)` ran.
+    pub fn commit_decode(&mut self, token: u32) {
+        self.cached.push(CachedItem::Token(token));
+        self.next_position += 1;
     }
 
     /// Feeds one generated token and returns the logits for the next one.
     pub fn decode_step(&mut self, token: u32) -> Result<Vec<f32>> {
-        let text = &self.bundle.model.text;
-        let mut x = text.embed(&[token])?;
-        let position: Position3 = [self.next_position; 3];
-        text.forward(&mut x, &[position], &mut self.cache, None)?;
-        self.cached.push(CachedItem::Token(token));
-        self.next_position += 1;
-        Ok(text.logits(&x))
+        let model = &self.bundle.model;
+        let logits = model.step(&mut [self.decode_input(token)])?.pop().flatten();
+        self.commit_decode(token);
+        logits.ok_or_else(|| anyhow::anyhow!("the decode step returned no logits"))
     }
 
     /// Prefill, then sample until an end-of-turn token, `max_tokens`, or `on_token`

@@ -5,7 +5,8 @@
 //! computing every activation row's dot products as it goes.
 use rayon::prelude::*;
 
-/// Weight rows per task are a multiple of this (the kernels stream eight rows at a time).
+/// Weight rows per task are a multiple of this (the kernels stream eight rows at a time),
+/// and several activation rows take turns over blocks of this many weight rows.
 const ROW_GRAIN: usize = 16;
 /// Tasks per pool thread: enough to even out uneven progress, few enough that each task
 /// streams a long contiguous range.
@@ -53,13 +54,24 @@ pub fn packed_matvec(
             });
         return;
     }
+    // Each block of weight rows is read from memory once and from cache for the other
+    // activation rows; every (weight row, activation row) dot is the one-row kernel's.
     packed_matmul(w, x, out, |weights, xq, m, part| {
-        let count = part.len() / m;
-        let mut column = vec![0.0f32; count];
-        for t in 0..m {
-            dot_rows(weights, &xq[t * x_bytes..(t + 1) * x_bytes], &mut column);
-            for (r, v) in column.iter().enumerate() {
-                part[r * m + t] = *v;
+        let mut column = [0.0f32; ROW_GRAIN];
+        for (block, part) in weights
+            .chunks(ROW_GRAIN * w_bytes)
+            .zip(part.chunks_mut(ROW_GRAIN * m))
+        {
+            let count = part.len() / m;
+            for t in 0..m {
+                dot_rows(
+                    block,
+                    &xq[t * x_bytes..(t + 1) * x_bytes],
+                    &mut column[..count],
+                );
+                for (r, v) in column[..count].iter().enumerate() {
+                    part[r * m + t] = *v;
+                }
             }
         }
     });

@@ -73,13 +73,15 @@ impl KvCache {
     }
 
     /// Stores `keys`/`values` (`n × num_kv_heads × head_dim`, token-major) of layer
-    /// `layer` at positions `len..len + n`. Call `advance(n)` after the last layer.
-    pub fn write(&mut self, layer: usize, keys: &[f32], values: &[f32], n: usize) {
+    /// `layer` at positions `len + offset..len + offset + n`. Call `advance` with the
+    /// pass's whole count after the last layer.
+    pub fn write(&mut self, layer: usize, offset: usize, keys: &[f32], values: &[f32], n: usize) {
         assert!(
-            self.len + n <= self.capacity,
+            self.len + offset + n <= self.capacity,
             "KvCache::write without reserve"
         );
-        let (d, heads, cap, start) = (self.head_dim, self.num_kv_heads, self.capacity, self.len);
+        let (d, heads, cap) = (self.head_dim, self.num_kv_heads, self.capacity);
+        let start = self.len + offset;
         let cache = &mut self.layers[layer];
         for t in 0..n {
             for head in 0..heads {
@@ -121,7 +123,7 @@ mod tests {
     fn growing_keeps_cached_rows_per_head() {
         let mut cache = KvCache::new(1, 2, 2);
         cache.reserve(1);
-        cache.write(0, &[1.0, 2.0, 3.0, 4.0], &[5.0, 6.0, 7.0, 8.0], 1);
+        cache.write(0, 0, &[1.0, 2.0, 3.0, 4.0], &[5.0, 6.0, 7.0, 8.0], 1);
         cache.advance(1);
         cache.reserve(40);
         let cap = cache.capacity();

@@ -6,6 +6,7 @@ pub mod files;
 pub mod kv_cache;
 mod requantize;
 pub mod rope;
+mod step;
 pub mod text;
 pub mod vision;
 pub mod weights;
@@ -16,8 +17,9 @@ pub use config::{ModelConfig, TextConfig, VisionConfig};
 pub use files::ModelFiles;
 pub use kv_cache::KvCache;
 pub use requantize::requantize;
+pub use step::{ImageRows, SequenceStep};
 pub use text::TextModel;
-pub use vision::{VisionEncoder, VisionOutput};
+pub use vision::{VisionEncoder, VisionOutput, VisionProgress};
 use weights::Weights;
 
 /// Vision encoder + text decoder of one loaded model (one file or llama.cpp's pair).

@@ -44,6 +44,8 @@ pub struct TextModel {
     final_norm: Vector,
     lm_head: Option<Matrix>,
     rope: MRope,
+    /// Prompt rows per part (`WeightMatrix::prompt_chunk_rows` of the layers' weights).
+    chunk: usize,
 }
 
 impl DecoderLayer {
@@ -66,28 +68,31 @@ impl DecoderLayer {
         })
     }
 
-    /// One block over `n` new tokens; their keys/values are appended to the cache.
+    /// One block over a batch of sequences' new rows (`parts`, see `Part`); their keys and
+    /// values are appended to each sequence's cache.
     fn forward(
         &self,
         x: &mut [f32],
-        n: usize,
+        parts: &[Part],
+        segments: &mut [Segment],
         cfg: &TextConfig,
-        cache: &mut KvCache,
         rope: &RotaryTables,
     ) {
         let (index, cos, sin) = (self.index, &rope.cos, &rope.sin);
         let (hd, eps) = (cfg.head_dim, cfg.rms_norm_eps);
+        let groups: Vec<usize> = parts.iter().map(|p| p.rows.len()).collect();
         let mut normed = x.to_vec();
         rms_norm(&mut normed, self.attn_norm.as_slice(), eps);
-        let mut q = self.q_proj.forward(&normed, n);
-        let mut k = self.k_proj.forward(&normed, n);
-        let v = self.v_proj.forward(&normed, n);
+        let mut q = self.q_proj.forward_groups(&normed, &groups);
+        let mut k = self.k_proj.forward_groups(&normed, &groups);
+        let v = self.v_proj.forward_groups(&normed, &groups);
         rms_norm(&mut q, self.q_norm.as_slice(), eps);
         rms_norm(&mut k, self.k_norm.as_slice(), eps);
         let pairs = hd / 2;
+        let (q_width, kv_width) = (cfg.num_heads * hd, cfg.num_kv_heads * hd);
         for (t, (q_row, k_row)) in q
-            .chunks_exact_mut(cfg.num_heads * hd)
-            .zip(k.chunks_exact_mut(cfg.num_kv_heads * hd))
+            .chunks_exact_mut(q_width)
+            .zip(k.chunks_exact_mut(kv_width))
             .enumerate()
         {
             let (c, s) = (
@@ -99,35 +104,91 @@ impl DecoderLayer {
                 .chain(k_row.chunks_exact_mut(hd))
                 .for_each(|head| apply_rotary(head, c, s));
         }
-        let past = cache.len();
-        cache.write(index, &k, &v, n);
-        let q_heads = to_head_major(&q, n, cfg.num_heads, hd);
-        let (keys, values) = cache.layer(index);
-        let shape = AttentionShape {
-            n_heads: cfg.num_heads,
-            n_kv_heads: cfg.num_kv_heads,
-            head_dim: hd,
-            n_queries: n,
-            n_keys: past + n,
-            kv_stride: cache.capacity(),
-        };
-        let attended = attention(
-            &q_heads,
-            keys,
-            values,
-            shape,
-            (hd as f32).powf(-0.5),
-            Some(past),
-            self.q_proj.weight.attention_precision(),
-        );
-        add_in_place(x, &self.o_proj.forward(&attended, n));
+        let mut attended = vec![0.0f32; q.len()];
+        for part in parts {
+            let (rows, n) = (part.rows.clone(), part.rows.len());
+            let cache = &mut *segments[part.segment].cache;
+            let past = cache.len() + part.offset;
+            cache.write(
+                index,
+                part.offset,
+                &k[rows.start * kv_width..rows.end * kv_width],
+                &v[rows.start * kv_width..rows.end * kv_width],
+                n,
+            );
+            let q_heads = to_head_major(
+                &q[rows.start * q_width..rows.end * q_width],
+                n,
+                cfg.num_heads,
+                hd,
+            );
+            let (keys, values) = cache.layer(index);
+            let shape = AttentionShape {
+                n_heads: cfg.num_heads,
+                n_kv_heads: cfg.num_kv_heads,
+                head_dim: hd,
+                n_queries: n,
+                n_keys: past + n,
+                kv_stride: cache.capacity(),
+            };
+            attended[rows.start * q_width..rows.end * q_width].copy_from_slice(&attention(
+                &q_heads,
+                keys,
+                values,
+                shape,
+                (hd as f32).powf(-0.5),
+                Some(past),
+                self.q_proj.weight.attention_precision(),
+            ));
+        }
+        add_in_place(x, &self.o_proj.forward_groups(&attended, &groups));
 
         let mut normed = x.to_vec();
         rms_norm(&mut normed, self.ffn_norm.as_slice(), eps);
-        let mut gate = self.gate_proj.forward(&normed, n);
-        silu_mul(&mut gate, &self.up_proj.forward(&normed, n));
-        add_in_place(x, &self.down_proj.forward(&gate, n));
+        let mut gate = self.gate_proj.forward_groups(&normed, &groups);
+        silu_mul(&mut gate, &self.up_proj.forward_groups(&normed, &groups));
+        add_in_place(x, &self.down_proj.forward_groups(&gate, &groups));
     }
+}
+
+/// One sequence's new rows in a batched decoder pass: `positions.len()` consecutive rows
+/// of the batch, whose keys and values extend `cache`.
+pub struct Segment<'a> {
+    pub positions: &'a [Position3],
+    pub cache: &'a mut KvCache,
+}
+
+/// A piece of a segment that gets its own products and attention call: segments are cut
+/// where the cache position is a multiple of the prompt chunk, so a sequence's results
+/// do not depend on how its prompt was split into passes (at multiples of the chunk) nor
+/// on which other sequences share the pass.
+struct Part {
+    segment: usize,
+    /// Rows of the batch.
+    rows: std::ops::Range<usize>,
+    /// Rows of the segment before this part.
+    offset: usize,
+}
+
+/// Cuts `segments` into parts at cache positions that are multiples of `chunk`.
+fn parts_of(segments: &[Segment], chunk: usize) -> Vec<Part> {
+    let mut parts = Vec::new();
+    let mut row = 0;
+    for (segment, s) in segments.iter().enumerate() {
+        let (len, mut offset) = (s.positions.len(), 0);
+        while offset < len {
+            let position = s.cache.len() + offset;
+            let n = (chunk - position % chunk).min(len - offset);
+            parts.push(Part {
+                segment,
+                rows: row..row + n,
+                offset,
+            });
+            offset += n;
+            row += n;
+        }
+    }
+    parts
 }
 
 impl TextModel {
@@ -141,8 +202,12 @@ impl TextModel {
         } else {
             Some(w.matrix("output.weight", vocab, h)?)
         };
+        let chunk = layers
+            .first()
+            .map_or(1, |l| l.q_proj.weight.view().prompt_chunk_rows());
         Ok(Self {
             embed_tokens: w.matrix("token_embd.weight", vocab, h)?,
+            chunk,
             layers,
             final_norm: w.vector("output_norm.weight", h)?,
             lm_head,
@@ -178,6 +243,12 @@ impl TextModel {
         Ok(out)
     }
 
+    /// Prompt tokens that are computed together (see `Segment`): a prompt split into
+    /// passes at multiples of this gives the same results as in one pass.
+    pub fn prompt_chunk(&self) -> usize {
+        self.chunk
+    }
+
     /// Runs the decoder over `x` (`positions.len() × hidden` input embeddings) appended
     /// after the cached positions; `x` becomes the last layer's output (before the final norm).
     pub fn forward(
@@ -187,7 +258,20 @@ impl TextModel {
         cache: &mut KvCache,
         deepstack: Option<&DeepstackInput>,
     ) -> Result<()> {
-        let (n, h) = (positions.len(), self.cfg.hidden_size);
+        self.forward_batch(x, &mut [Segment { positions, cache }], deepstack)
+    }
+
+    /// Runs the decoder over several sequences at once: `x` holds each segment's input
+    /// embeddings in turn, and becomes the last layer's output. Every weight is read once
+    /// for all of them; each sequence gets the result it would get alone.
+    pub fn forward_batch(
+        &self,
+        x: &mut [f32],
+        segments: &mut [Segment],
+        deepstack: Option<&DeepstackInput>,
+    ) -> Result<()> {
+        let h = self.cfg.hidden_size;
+        let n: usize = segments.iter().map(|s| s.positions.len()).sum();
         ensure!(
             x.len() == n * h,
             "decoder input has {} values for {n} positions of width {h}",
@@ -209,10 +293,17 @@ impl TextModel {
                 "DeepStack row outside the batch"
             );
         }
-        let rope = self.rope.tables(positions);
-        cache.reserve(n);
+        let positions: Vec<Position3> = segments
+            .iter()
+            .flat_map(|s| s.positions.iter().copied())
+            .collect();
+        let rope = self.rope.tables(&positions);
+        for segment in segments.iter_mut() {
+            segment.cache.reserve(segment.positions.len());
+        }
+        let parts = parts_of(segments, self.chunk);
         for (i, layer) in self.layers.iter().enumerate() {
-            layer.forward(x, n, &self.cfg, cache, &rope);
+            layer.forward(x, &parts, segments, &self.cfg, &rope);
             if let Some(features) =
                 deepstack.and_then(|ds| ds.features.get(i).map(|f| (ds.rows, f)))
             {
@@ -221,22 +312,31 @@ impl TextModel {
                 }
             }
         }
-        cache.advance(n);
+        for segment in segments.iter_mut() {
+            segment.cache.advance(segment.positions.len());
+        }
         Ok(())
     }
 
     /// Logits over the vocabulary for one hidden state (final norm + output projection).
     pub fn logits(&self, hidden: &[f32]) -> Vec<f32> {
+        self.logits_rows(hidden)
+    }
+
+    /// Logits for each of several hidden states (one per sequence), `rows × vocab`: the
+    /// output projection is read once for all, each row gets the result it gets alone.
+    pub fn logits_rows(&self, hidden: &[f32]) -> Vec<f32> {
         let mut normed = hidden.to_vec();
         rms_norm(
             &mut normed,
             self.final_norm.as_slice(),
             self.cfg.rms_norm_eps,
         );
+        let singles = vec![1; hidden.len() / self.cfg.hidden_size];
         self.lm_head
             .as_ref()
             .unwrap_or(&self.embed_tokens)
-            .forward(&normed, 1)
+            .forward_groups(&normed, &singles)
     }
 }
 

@@ -1,7 +1,8 @@
 //! Qwen3-VL vision encoder: Conv3d patch embedding (as one matrix product), learned
 //! position embeddings resampled bilinearly to the image's grid, pre-norm ViT blocks
 //! with 2-D rotary attention, the final 2×2 patch merger and the DeepStack mergers.
-//! One image is encoded at a time (images never attend to each other).
+//! One image is encoded at a time (images never attend to each other), in one call or a
+//! block at a time (`start`, `advance`, `finish`).
 use anyhow::{ensure, Result};
 
 use super::config::VisionConfig;
@@ -47,6 +48,26 @@ impl LayerNorm {
             &mut out,
         );
         out
+    }
+}
+
+/// An image part-way through the encoder (`VisionEncoder::start`).
+pub struct VisionProgress {
+    x: Vec<f32>,
+    patches: usize,
+    rope: RotaryTables,
+    next_block: usize,
+    deepstack: Vec<Vec<f32>>,
+}
+
+impl VisionProgress {
+    /// Blocks run so far.
+    pub fn blocks_done(&self) -> usize {
+        self.next_block
+    }
+
+    fn tokens(&self, cfg: &VisionConfig) -> usize {
+        self.patches / (cfg.spatial_merge_size * cfg.spatial_merge_size)
     }
 }
 
@@ -220,6 +241,14 @@ impl VisionEncoder {
 
     /// Encodes one image: `pixels` is `grid_h·grid_w × patch_dim` in merge-block order.
     pub fn encode(&self, pixels: &[f32], grid_h: usize, grid_w: usize) -> Result<VisionOutput> {
+        let mut progress = self.start(pixels, grid_h, grid_w)?;
+        while !self.advance(&mut progress) {}
+        Ok(self.finish(progress))
+    }
+
+    /// Embeds an image's patches, ready for the blocks (`advance`, then `finish`): a
+    /// scheduler runs an image a block at a time between other work.
+    pub fn start(&self, pixels: &[f32], grid_h: usize, grid_w: usize) -> Result<VisionProgress> {
         let cfg = &self.cfg;
         let merge = cfg.spatial_merge_size;
         let n = grid_h * grid_w;
@@ -253,21 +282,49 @@ impl VisionEncoder {
                 *v = (*v + b) + p;
             }
         }
-        let rope = vision_rope_tables(&coords, cfg.head_dim(), cfg.rope_theta);
-        let tokens = n / (merge * merge);
-        let mut deepstack = Vec::with_capacity(self.deepstack.len());
-        let mut next_deepstack = self.deepstack.iter().zip(&cfg.deepstack_indexes).peekable();
-        for (i, block) in self.blocks.iter().enumerate() {
-            block.forward(&mut x, n, cfg, &rope);
-            if let Some((merger, _)) = next_deepstack.next_if(|(_, &layer)| layer == i) {
-                deepstack.push(merger.forward(&x, tokens));
-            }
-        }
-        Ok(VisionOutput {
-            embeddings: self.merger.forward(&x, tokens),
-            deepstack,
-            tokens,
+        Ok(VisionProgress {
+            x,
+            patches: n,
+            rope: vision_rope_tables(&coords, cfg.head_dim(), cfg.rope_theta),
+            next_block: 0,
+            deepstack: Vec::with_capacity(self.deepstack.len()),
         })
+    }
+
+    /// Runs the image's next block (and the DeepStack merger that reads it); true once
+    /// every block has run.
+    pub fn advance(&self, progress: &mut VisionProgress) -> bool {
+        let cfg = &self.cfg;
+        let i = progress.next_block;
+        if let Some(block) = self.blocks.get(i) {
+            block.forward(&mut progress.x, progress.patches, cfg, &progress.rope);
+            let tokens = progress.tokens(cfg);
+            for (merger, _) in self
+                .deepstack
+                .iter()
+                .zip(&cfg.deepstack_indexes)
+                .filter(|(_, &layer)| layer == i)
+            {
+                progress.deepstack.push(merger.forward(&progress.x, tokens));
+            }
+            progress.next_block += 1;
+        }
+        progress.next_block >= self.blocks.len()
+    }
+
+    /// The merged tokens and DeepStack features of an image whose blocks have all run.
+    pub fn finish(&self, progress: VisionProgress) -> VisionOutput {
+        let tokens = progress.tokens(&self.cfg);
+        VisionOutput {
+            embeddings: self.merger.forward(&progress.x, tokens),
+            deepstack: progress.deepstack,
+            tokens,
+        }
+    }
+
+    /// Blocks an image goes through (`advance` calls).
+    pub fn depth(&self) -> usize {
+        self.blocks.len()
     }
 
     /// Learned position embeddings resampled (bilinear, align_corners) from the square

@@ -308,6 +308,15 @@ impl Matrix {
         self.view().matmul(x, m, &mut out);
         out
     }
+
+    /// `forward` over consecutive groups of rows, each group's result that of the group
+    /// alone (`WeightMatrix::matmul_groups`).
+    pub fn forward_groups(&self, x: &[f32], groups: &[usize]) -> Vec<f32> {
+        let m: usize = groups.iter().sum();
+        let mut out = vec![0.0; m * self.rows];
+        self.view().matmul_groups(x, groups, &mut out);
+        out
+    }
 }
 
 impl Vector {
@@ -346,7 +355,16 @@ impl Linear {
     }
 
     pub fn forward(&self, x: &[f32], m: usize) -> Vec<f32> {
-        let mut out = self.weight.forward(x, m);
+        self.with_bias(self.weight.forward(x, m))
+    }
+
+    /// `forward` over consecutive groups of rows (rows of different sequences, or pieces
+    /// of one prompt), each group's result that of the group alone.
+    pub fn forward_groups(&self, x: &[f32], groups: &[usize]) -> Vec<f32> {
+        self.with_bias(self.weight.forward_groups(x, groups))
+    }
+
+    fn with_bias(&self, mut out: Vec<f32>) -> Vec<f32> {
         if let Some(bias) = &self.bias {
             for row in out.chunks_exact_mut(self.weight.rows()) {
                 for (o, b) in row.iter_mut().zip(bias.as_slice()) {

@@ -1,21 +1,26 @@
-//! Runs generation jobs on a fixed number of slots (each a thread owning a `Session`
-//! and its KV cache) fed from one bounded FIFO queue. A job goes to the idle slot whose
-//! cache shares the longest prefix with it, so a conversation keeps its cache. Results
-//! stream back as `JobEvent`s; when the receiver is gone (client disconnected) the slot
-//! stops at the next token.
+//! Runs generation jobs with continuous batching: one engine thread owns `slots` sessions
+//! (each a KV cache) and, step after step, decodes one token for every answering job in a
+//! single model pass (each weight read once for all), while the prompts of newly admitted
+//! jobs join a piece at a time (chunked prefill, shortest remaining prompt first) and their
+//! images go through the vision encoder a block per step, so a long image turn never
+//! freezes the streams already running. Jobs wait in one bounded FIFO queue; a job takes
+//! the free session whose cache shares the longest prefix with it. Results stream back as
+//! `JobEvent`s; a job whose receiver is gone (client disconnected) stops at its next token.
 use std::collections::VecDeque;
-use std::ops::ControlFlow;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::Sender;
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use super::bundle::ModelBundle;
-use super::sampler::log_softmax;
+use super::sampler::{log_softmax, Sampler};
 use super::session::{
-    cache_items, image_key, CachedItem, FinishReason, GenerationParams, Session, Timings,
+    cache_items, image_key, CachedItem, FinishReason, GenerationParams, PendingPrompt, Session,
+    Timings,
 };
 use super::stop::{StopMatcher, StopOutcome};
-use crate::chat::Prompt;
+use crate::chat::{Prompt, StreamDecoder, Tokenizer};
+use crate::model::{SequenceStep, VisionProgress};
 use crate::preprocess::PixelValues;
 
 /// One request ready to run: prompt built, images preprocessed (in prompt order).
@@ -40,6 +45,15 @@ pub struct TokenLogprob {
 
 #[derive(Debug)]
 pub enum JobEvent {
+    /// The prompt is being read: `processed` of `total` prompt tokens are in the cache,
+    /// `images_encoded` of `images` images through the vision encoder.
+    Progress {
+        processed: usize,
+        total: usize,
+        cached: usize,
+        images_encoded: usize,
+        images: usize,
+    },
     /// Text safe to show (never part of a stop string), with the log-probs of the tokens
     /// generated since the previous delta when they were requested.
     Delta {
@@ -61,24 +75,34 @@ pub enum SubmitError {
     QueueFull,
 }
 
-struct Slot {
-    sender: Sender<Job>,
-    /// What the slot's KV cache holds, for prefix affinity.
-    cached: Mutex<Vec<CachedItem>>,
+/// A job in the queue with its identity, computed once as it was submitted.
+struct Queued {
+    job: Job,
+    image_keys: Vec<u64>,
+    items: Vec<CachedItem>,
+    submitted: Instant,
 }
 
 struct Shared {
-    queue: Mutex<State>,
+    queue: Mutex<VecDeque<Queued>>,
     wake: Condvar,
     max_queue: usize,
     slots: usize,
+    /// Jobs admitted to a session and not yet finished.
+    active: AtomicUsize,
     /// Set by `Scheduler::interrupt`: running jobs stop at their next token.
     interrupted: AtomicBool,
+    stats: Mutex<SchedulerStats>,
 }
 
-struct State {
-    jobs: VecDeque<Job>,
-    idle: Vec<usize>,
+/// Counters of the engine loop, for `/metrics`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SchedulerStats {
+    /// Model steps run, by how many sequences they carried (`steps_by_batch[n - 1]`).
+    pub steps_by_batch: Vec<u64>,
+    /// Jobs admitted to a session, and their summed wait in the queue.
+    pub admitted: u64,
+    pub queue_wait_seconds: f64,
 }
 
 pub struct Scheduler {
@@ -86,7 +110,7 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// Starts `slots` slot threads and the dispatcher.
+    /// Starts the engine thread with `slots` sessions.
     pub fn start(
         bundle: Arc<ModelBundle>,
         slots: usize,
@@ -94,65 +118,74 @@ impl Scheduler {
     ) -> std::io::Result<Self> {
         let slots = slots.max(1);
         let shared = Arc::new(Shared {
-            queue: Mutex::new(State {
-                jobs: VecDeque::new(),
-                idle: (0..slots).collect(),
-            }),
+            queue: Mutex::new(VecDeque::new()),
             wake: Condvar::new(),
             max_queue,
             slots,
+            active: AtomicUsize::new(0),
             interrupted: AtomicBool::new(false),
+            stats: Mutex::new(SchedulerStats {
+                steps_by_batch: vec![0; slots],
+                ..SchedulerStats::default()
+            }),
         });
-        let mut handles = Vec::with_capacity(slots);
-        for index in 0..slots {
-            let (sender, receiver) = mpsc::channel();
-            let slot = Arc::new(Slot {
-                sender,
-                cached: Mutex::new(Vec::new()),
-            });
-            handles.push(slot.clone());
-            let (bundle, shared) = (bundle.clone(), shared.clone());
-            std::thread::Builder::new()
-                .name(format!("glimpse-slot-{index}"))
-                .spawn(move || run_slot(index, &bundle, &slot, receiver, &shared))?;
-        }
-        let dispatcher_shared = shared.clone();
+        let engine_shared = shared.clone();
         std::thread::Builder::new()
-            .name("glimpse-dispatch".into())
-            .spawn(move || dispatch(&dispatcher_shared, &handles))?;
+            .name("glimpse-engine".into())
+            .spawn(move || Engine::new(&bundle, &engine_shared).run())?;
         Ok(Self { shared })
     }
 
-    /// Queues a job, or refuses it when `max_queue` jobs are already waiting.
+    /// Queues a job, or refuses it when `max_queue` jobs are already waiting and no
+    /// session is free.
     pub fn submit(&self, job: Job) -> Result<(), SubmitError> {
-        let mut state = lock(&self.shared.queue);
-        if state.jobs.len() >= self.shared.max_queue && state.idle.is_empty() {
+        let image_keys: Vec<u64> = job.images.iter().map(image_key).collect();
+        let items = cache_items(&job.prompt, &image_keys);
+        let queued = Queued {
+            job,
+            image_keys,
+            items,
+            submitted: Instant::now(),
+        };
+        let mut queue = lock(&self.shared.queue);
+        let free = self.shared.slots - self.shared.active.load(Ordering::SeqCst);
+        if queue.len() >= self.shared.max_queue + free {
             return Err(SubmitError::QueueFull);
         }
-        state.jobs.push_back(job);
+        queue.push_back(queued);
         self.shared.wake.notify_all();
         Ok(())
     }
 
-    /// Jobs waiting for a slot.
+    /// Jobs waiting for a session.
     pub fn queue_depth(&self) -> usize {
-        lock(&self.shared.queue).jobs.len()
+        lock(&self.shared.queue).len()
+    }
+
+    /// Jobs answering now.
+    pub fn active(&self) -> usize {
+        self.shared.active.load(Ordering::SeqCst)
     }
 
     /// Jobs waiting or running.
     pub fn in_flight(&self) -> usize {
-        let state = lock(&self.shared.queue);
-        state.jobs.len() + (self.shared.slots - state.idle.len())
+        let queue = lock(&self.shared.queue);
+        queue.len() + self.shared.active.load(Ordering::SeqCst)
+    }
+
+    pub fn stats(&self) -> SchedulerStats {
+        lock(&self.shared.stats).clone()
     }
 
     /// Ends every job: queued ones at once, running ones at their next token, each with
-    /// `JobEvent::Interrupted`; jobs submitted later are interrupted as they reach a slot.
+    /// `JobEvent::Interrupted`; jobs submitted later are interrupted as they reach a session.
     pub fn interrupt(&self) {
         self.shared.interrupted.store(true, Ordering::SeqCst);
-        let queued: Vec<Job> = lock(&self.shared.queue).jobs.drain(..).collect();
-        for job in queued {
-            let _ = job.events.send(JobEvent::Interrupted);
+        let queued: Vec<Queued> = lock(&self.shared.queue).drain(..).collect();
+        for queued in queued {
+            let _ = queued.job.events.send(JobEvent::Interrupted);
         }
+        self.shared.wake.notify_all();
     }
 }
 
@@ -160,151 +193,599 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Hands the oldest job to the idle slot with the longest cached prefix.
-fn dispatch(shared: &Shared, slots: &[Arc<Slot>]) {
-    loop {
-        let mut state = lock(&shared.queue);
-        while state.jobs.is_empty() || state.idle.is_empty() {
-            state = shared.wake.wait(state).unwrap_or_else(|p| p.into_inner());
+/// How long one step's prompt work should take at most, so the streams running beside a
+/// long prompt (and a short request arriving meanwhile) keep moving.
+const STEP_TARGET: Duration = Duration::from_millis(400);
+
+/// A job in a session: reading its prompt, then answering.
+struct Running<'m> {
+    job: Job,
+    session: usize,
+    image_keys: Vec<u64>,
+    phase: Phase,
+    reply: Reply<'m>,
+    timings: Timings,
+}
+
+enum Phase {
+    Prompt {
+        pending: PendingPrompt,
+        /// The image being encoded (prompt order index, encoder state).
+        encoding: Option<(usize, VisionProgress)>,
+        prefill_started: Option<Instant>,
+    },
+    /// The token to feed next (sampled from the previous logits).
+    Answer { next: u32, decode_started: Instant },
+}
+
+/// What turns sampled tokens into the job's events: sampler, detokenizer, stop strings.
+struct Reply<'m> {
+    tokenizer: &'m Tokenizer,
+    sampler: Sampler,
+    decoder: StreamDecoder<'m>,
+    stop: StopMatcher,
+    tokens: Vec<u32>,
+    pending_logprobs: Vec<TokenLogprob>,
+}
+
+/// How a job ended, if it did.
+enum Outcome {
+    Continue,
+    /// Finished: the final event to send once its session is free (`None`: nobody listens).
+    Finished(Option<JobEvent>),
+}
+
+struct Engine<'m> {
+    bundle: &'m ModelBundle,
+    shared: &'m Shared,
+    sessions: Vec<Session<'m>>,
+    free: Vec<usize>,
+    running: Vec<Running<'m>>,
+    /// Seconds per prompt token of recent steps (sets how much prompt a step takes).
+    prompt_token_seconds: Option<f64>,
+}
+
+impl<'m> Engine<'m> {
+    fn new(bundle: &'m ModelBundle, shared: &'m Shared) -> Self {
+        Self {
+            bundle,
+            shared,
+            sessions: (0..shared.slots).map(|_| Session::new(bundle)).collect(),
+            free: (0..shared.slots).rev().collect(),
+            running: Vec::new(),
+            prompt_token_seconds: None,
         }
-        let Some(job) = state.jobs.pop_front() else {
-            continue;
-        };
-        let keys: Vec<u64> = job.images.iter().map(image_key).collect();
-        let items = cache_items(&job.prompt, &keys);
-        let best = state
-            .idle
-            .iter()
-            .enumerate()
-            .max_by_key(|(_, &slot)| {
-                let cached = lock(&slots[slot].cached);
-                cached
+    }
+
+    fn run(mut self) {
+        loop {
+            self.admit();
+            if self.shared.interrupted.load(Ordering::SeqCst) {
+                for index in (0..self.running.len()).rev() {
+                    self.finish(index, Some(JobEvent::Interrupted));
+                }
+                continue;
+            }
+            let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.step()));
+            if step.is_err() {
+                // A bug hit by a step must not take the server down: the jobs in it fail
+                // and their sessions start over with empty caches.
+                for index in (0..self.running.len()).rev() {
+                    let session = self.running[index].session;
+                    self.sessions[session] = Session::new(self.bundle);
+                    self.finish(
+                        index,
+                        Some(JobEvent::Failed(
+                            "internal error while generating (details in the server log)".into(),
+                        )),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Moves queued jobs into free sessions; waits while there is nothing to do.
+    fn admit(&mut self) {
+        let mut queue = lock(&self.shared.queue);
+        loop {
+            while !self.free.is_empty() {
+                let Some(queued) = queue.pop_front() else {
+                    break;
+                };
+                let best = self
+                    .free
                     .iter()
-                    .zip(&items)
-                    .take_while(|(a, b)| a == b)
-                    .count()
-            })
-            .map(|(position, _)| position)
-            .unwrap_or(0);
-        let slot = state.idle.swap_remove(best);
-        drop(state);
-        if let Err(mpsc::SendError(job)) = slots[slot].sender.send(job) {
-            let _ = job
-                .events
-                .send(JobEvent::Failed("the generation slot stopped".into()));
+                    .enumerate()
+                    .max_by_key(|(_, &s)| {
+                        self.sessions[s]
+                            .cached_items()
+                            .iter()
+                            .zip(&queued.items)
+                            .take_while(|(a, b)| a == b)
+                            .count()
+                    })
+                    .map_or(0, |(position, _)| position);
+                let session = self.free.remove(best);
+                self.shared.active.fetch_add(1, Ordering::SeqCst);
+                {
+                    let mut stats = lock(&self.shared.stats);
+                    stats.admitted += 1;
+                    stats.queue_wait_seconds += queued.submitted.elapsed().as_secs_f64();
+                }
+                self.start(queued, session);
+            }
+            if !self.running.is_empty() {
+                return;
+            }
+            queue = self
+                .shared
+                .wake
+                .wait(queue)
+                .unwrap_or_else(|p| p.into_inner());
         }
     }
-}
 
-fn run_slot(index: usize, bundle: &ModelBundle, slot: &Slot, jobs: Receiver<Job>, shared: &Shared) {
-    let mut session = Session::new(bundle);
-    for job in jobs {
-        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            run_job(bundle, &mut session, &job, &shared.interrupted)
-        }));
-        let last_event = run.unwrap_or_else(|_| {
-            // A bug hit by one request must not take the slot down with it: report the
-            // failure and start over with an empty cache.
-            session = Session::new(bundle);
-            Some(JobEvent::Failed(
-                "internal error while generating (details in the server log)".into(),
-            ))
+    /// Begins a job in `session` (failing it at once when its prompt is refused).
+    fn start(&mut self, queued: Queued, session: usize) {
+        let Queued {
+            job, image_keys, ..
+        } = queued;
+        let mut timings = Timings::default();
+        let images: Vec<&PixelValues> = job.images.iter().collect();
+        let pending =
+            self.sessions[session].begin_prompt(&job.prompt, &images, &image_keys, &mut timings);
+        let reply = Reply {
+            tokenizer: &self.bundle.tokenizer,
+            sampler: Sampler::new(job.params.sampling.clone()),
+            decoder: self.bundle.tokenizer.stream_decoder(true),
+            stop: StopMatcher::new(&job.stop),
+            tokens: Vec::new(),
+            pending_logprobs: Vec::new(),
+        };
+        let phase = match pending {
+            Ok(pending) => Phase::Prompt {
+                pending,
+                encoding: None,
+                prefill_started: None,
+            },
+            Err(e) => {
+                let _ = job.events.send(JobEvent::Failed(format!("{e:#}")));
+                self.free.push(session);
+                self.shared.active.fetch_sub(1, Ordering::SeqCst);
+                return;
+            }
+        };
+        self.running.push(Running {
+            job,
+            session,
+            image_keys,
+            phase,
+            reply,
+            timings,
         });
-        // The slot is free before its client hears the answer is complete, so a request
-        // sent right after an answer finds the slot idle.
-        *lock(&slot.cached) = session.cached_items().to_vec();
-        lock(&shared.queue).idle.push(index);
-        shared.wake.notify_all();
-        if let Some(event) = last_event {
-            let _ = job.events.send(event);
+    }
+
+    /// Frees job `index`'s session, then sends its final event.
+    fn finish(&mut self, index: usize, event: Option<JobEvent>) {
+        let running = self.running.remove(index);
+        self.free.push(running.session);
+        self.shared.active.fetch_sub(1, Ordering::SeqCst);
+        if let Some(event) = event {
+            let _ = running.job.events.send(event);
+        }
+    }
+
+    /// One round: a vision block for the oldest job waiting on an image, then one model
+    /// pass over every answering job's next token and a budget of prompt tokens.
+    fn step(&mut self) {
+        self.encode_one_block();
+        let budget = self.prompt_budget();
+        let chunk = self.bundle.model.text.prompt_chunk();
+        // Prompt tokens per job for this pass, shortest remaining prompt first.
+        let mut counts = vec![0usize; self.running.len()];
+        let mut order: Vec<usize> = (0..self.running.len())
+            .filter(|&i| match &self.running[i].phase {
+                Phase::Prompt { pending, .. } => pending.images_ready(),
+                Phase::Answer { .. } => false,
+            })
+            .collect();
+        order.sort_by_key(|&i| match &self.running[i].phase {
+            Phase::Prompt { pending, .. } => pending.remaining(),
+            Phase::Answer { .. } => 0,
+        });
+        let mut left = budget;
+        for i in order {
+            if left == 0 {
+                break;
+            }
+            if let Phase::Prompt { pending, .. } = &self.running[i].phase {
+                counts[i] = pieces_within(pending.done(), pending.remaining(), left, chunk);
+                left = left.saturating_sub(counts[i]);
+            }
+        }
+        let answering = self
+            .running
+            .iter()
+            .filter(|r| matches!(r.phase, Phase::Answer { .. }))
+            .count();
+        let prompt_tokens: usize = counts.iter().sum();
+        if answering == 0 && prompt_tokens == 0 {
+            return;
+        }
+        let started = Instant::now();
+        let logits = self.run_model(&counts);
+        let seconds = started.elapsed().as_secs_f64();
+        if prompt_tokens > 0 {
+            // What the answering tokens cost rides along; it is small beside the prompt's.
+            let per_token = seconds / prompt_tokens as f64;
+            self.prompt_token_seconds = Some(match self.prompt_token_seconds {
+                Some(old) => 0.5 * old + 0.5 * per_token,
+                None => per_token,
+            });
+        }
+        let logits = match logits {
+            Ok(logits) => logits,
+            Err(e) => {
+                let message = format!("{e:#}");
+                for index in (0..self.running.len()).rev() {
+                    if counts[index] > 0
+                        || matches!(self.running[index].phase, Phase::Answer { .. })
+                    {
+                        let session = self.running[index].session;
+                        self.sessions[session] = Session::new(self.bundle);
+                        self.finish(index, Some(JobEvent::Failed(message.clone())));
+                    }
+                }
+                return;
+            }
+        };
+        let mut outcomes = Vec::with_capacity(self.running.len());
+        for (index, logits) in logits.into_iter().enumerate() {
+            outcomes.push(self.after_step(index, counts[index], logits));
+        }
+        for index in (0..outcomes.len()).rev() {
+            if let Outcome::Finished(event) =
+                std::mem::replace(&mut outcomes[index], Outcome::Continue)
+            {
+                self.finish(index, event);
+            }
+        }
+    }
+
+    /// Prompt tokens one step may take: what fits in `STEP_TARGET` at the measured rate,
+    /// at least one chunk.
+    fn prompt_budget(&self) -> usize {
+        let chunk = self.bundle.model.text.prompt_chunk();
+        match self.prompt_token_seconds {
+            Some(seconds) if seconds > 0.0 => {
+                ((STEP_TARGET.as_secs_f64() / seconds) as usize).max(chunk)
+            }
+            _ => chunk,
+        }
+    }
+
+    /// One model pass: `counts[i]` prompt tokens of job `i` in its prompt phase, the next
+    /// token of every answering job. Returns each job's logits (or `None`).
+    fn run_model(&mut self, counts: &[usize]) -> anyhow::Result<Vec<Option<Vec<f32>>>> {
+        let mut sessions: Vec<Option<&mut Session<'m>>> =
+            self.sessions.iter_mut().map(Some).collect();
+        let mut steps: Vec<SequenceStep> = Vec::new();
+        let mut owners = Vec::new();
+        for (index, running) in self.running.iter().enumerate() {
+            let step = match &running.phase {
+                Phase::Prompt { pending, .. } if counts[index] > 0 => sessions[running.session]
+                    .take()
+                    .map(|s| s.prompt_step(pending, counts[index])),
+                Phase::Answer { next, .. } => sessions[running.session]
+                    .take()
+                    .map(|s| s.decode_input(*next)),
+                Phase::Prompt { .. } => None,
+            };
+            if let Some(step) = step {
+                steps.push(step);
+                owners.push(index);
+            }
+        }
+        if !steps.is_empty() {
+            let mut stats = lock(&self.shared.stats);
+            let n = steps.len().min(stats.steps_by_batch.len());
+            stats.steps_by_batch[n - 1] += 1;
+        }
+        let logits = self.bundle.model.step(&mut steps)?;
+        let mut by_job = vec![None; self.running.len()];
+        for (index, logits) in owners.into_iter().zip(logits) {
+            by_job[index] = logits;
+        }
+        // Record what the pass put in each cache.
+        for (index, running) in self.running.iter_mut().enumerate() {
+            let session = &mut self.sessions[running.session];
+            match &mut running.phase {
+                Phase::Prompt { pending, .. } if counts[index] > 0 => {
+                    session.commit_prompt(pending, counts[index])
+                }
+                Phase::Answer { next, .. } => session.commit_decode(*next),
+                Phase::Prompt { .. } => {}
+            }
+        }
+        Ok(by_job)
+    }
+
+    /// Advances the oldest job that waits on an image by one encoder block.
+    fn encode_one_block(&mut self) {
+        let Some(index) = self.running.iter().position(|r| match &r.phase {
+            Phase::Prompt { pending, .. } => !pending.images_ready(),
+            Phase::Answer { .. } => false,
+        }) else {
+            return;
+        };
+        let bundle = self.bundle;
+        let running = &mut self.running[index];
+        let Phase::Prompt {
+            pending, encoding, ..
+        } = &mut running.phase
+        else {
+            return;
+        };
+        let started = Instant::now();
+        let result = encode_block(bundle, &running.job, &running.image_keys, pending, encoding);
+        running.timings.vision_ms += started.elapsed().as_secs_f64() * 1e3;
+        let listening = match result {
+            Ok(encoded) => {
+                running.timings.images_encoded += usize::from(encoded);
+                let progress = prompt_progress(pending, &running.timings, running.job.images.len());
+                running.job.events.send(progress).is_ok()
+            }
+            Err(e) => {
+                let _ = running.job.events.send(JobEvent::Failed(format!("{e:#}")));
+                false
+            }
+        };
+        if !listening {
+            self.finish(index, None);
+        }
+    }
+
+    /// Takes job `index`'s results of the last pass: progress while it reads its prompt;
+    /// at the prompt's end and for every answering step, the next token.
+    fn after_step(
+        &mut self,
+        index: usize,
+        prompt_count: usize,
+        logits: Option<Vec<f32>>,
+    ) -> Outcome {
+        let bundle = self.bundle;
+        let interrupted = self.shared.interrupted.load(Ordering::Relaxed);
+        let running = &mut self.running[index];
+        let now = Instant::now();
+        match &mut running.phase {
+            Phase::Prompt {
+                pending,
+                prefill_started,
+                ..
+            } => {
+                if prompt_count == 0 {
+                    return Outcome::Continue;
+                }
+                let started = *prefill_started.get_or_insert(now);
+                if pending.remaining() > 0 {
+                    let progress =
+                        prompt_progress(pending, &running.timings, running.job.images.len());
+                    return if running.job.events.send(progress).is_err() {
+                        Outcome::Finished(None)
+                    } else {
+                        Outcome::Continue
+                    };
+                }
+                running.timings.prefill_ms = now.duration_since(started).as_secs_f64() * 1e3;
+            }
+            Phase::Answer { .. } => {}
+        }
+        let Some(logits) = logits else {
+            return Outcome::Finished(Some(JobEvent::Failed(
+                "the model step returned no logits".into(),
+            )));
+        };
+        let decode_started = match running.phase {
+            Phase::Answer { decode_started, .. } => decode_started,
+            Phase::Prompt { .. } => now,
+        };
+        let outcome = running
+            .reply
+            .next_token(bundle, &running.job, &logits, interrupted);
+        match outcome {
+            Next::Token(id) => {
+                running.phase = Phase::Answer {
+                    next: id,
+                    decode_started,
+                };
+                Outcome::Continue
+            }
+            Next::End(reason) => {
+                running.timings.decode_ms = decode_started.elapsed().as_secs_f64() * 1e3;
+                running.timings.generated_tokens = running.reply.tokens.len();
+                Outcome::Finished(running.reply.finish(reason, &running.job, &running.timings))
+            }
         }
     }
 }
 
-/// Generates one job's answer, streaming deltas; a failed send means the client is gone.
-/// Returns the final event (`Done` or `Failed`) for the caller to send once the slot is
-/// free, or `None` when nobody is listening any more.
-fn run_job(
+/// Runs one encoder block of the job's next image (starting it, or taking its output from
+/// the vision cache); true when that finished encoding an image.
+fn encode_block(
     bundle: &ModelBundle,
-    session: &mut Session,
     job: &Job,
-    interrupted: &AtomicBool,
-) -> Option<JobEvent> {
-    if interrupted.load(Ordering::SeqCst) {
-        return Some(JobEvent::Interrupted);
+    image_keys: &[u64],
+    pending: &mut PendingPrompt,
+    encoding: &mut Option<(usize, VisionProgress)>,
+) -> anyhow::Result<bool> {
+    let vision = &bundle.model.vision;
+    if encoding.is_none() {
+        let Some((index, key)) = pending.next_image_to_encode() else {
+            return Ok(false);
+        };
+        if let Some(output) = bundle.vision_cache.get(key) {
+            pending.set_image(index, output)?;
+            return Ok(false);
+        }
+        let pixels = &job.images[index];
+        *encoding = Some((
+            index,
+            vision.start(&pixels.data, pixels.grid_thw[1], pixels.grid_thw[2])?,
+        ));
     }
-    let mut decoder = bundle.tokenizer.stream_decoder(true);
-    let mut stop = StopMatcher::new(&job.stop);
-    let mut pending_logprobs = Vec::new();
-    let mut stopped_by_string = false;
-    let mut client_gone = false;
-    let mut cut_by_shutdown = false;
-    let images: Vec<&PixelValues> = job.images.iter().collect();
-    let send = |text: String, logprobs: &mut Vec<TokenLogprob>| {
-        if text.is_empty() && logprobs.is_empty() {
+    let Some((index, progress)) = encoding.as_mut() else {
+        return Ok(false);
+    };
+    if !vision.advance(progress) {
+        return Ok(false);
+    }
+    let index = *index;
+    let Some((_, progress)) = encoding.take() else {
+        return Ok(false);
+    };
+    let output = Arc::new(vision.finish(progress));
+    bundle
+        .vision_cache
+        .insert(image_keys[index], output.clone());
+    pending.set_image(index, output)?;
+    Ok(true)
+}
+
+/// Prompt tokens a job gives a pass: all it has left when that fits in `budget`, else
+/// the budget cut back to end where the cache position is a multiple of `chunk` (at
+/// least up to the first such boundary), so its pieces do not depend on the budget.
+fn pieces_within(done: usize, remaining: usize, budget: usize, chunk: usize) -> usize {
+    if remaining <= budget {
+        return remaining;
+    }
+    let end = done + budget;
+    let aligned = end - end % chunk;
+    let first_boundary = (done / chunk + 1) * chunk;
+    (aligned.max(first_boundary) - done).min(remaining)
+}
+
+fn prompt_progress(pending: &PendingPrompt, timings: &Timings, images: usize) -> JobEvent {
+    JobEvent::Progress {
+        processed: pending.done(),
+        total: pending.len(),
+        cached: timings.cached_prompt_tokens,
+        images_encoded: images - pending.images_waiting(),
+        images,
+    }
+}
+
+/// What the sampler decided after a pass.
+enum Next {
+    /// Stream this token and feed it next.
+    Token(u32),
+    End(End),
+}
+
+enum End {
+    Eos,
+    Length,
+    StopString,
+    ClientGone,
+    Interrupted,
+}
+
+impl Reply<'_> {
+    /// Samples the next token from `logits` and streams what it completes.
+    fn next_token(
+        &mut self,
+        bundle: &ModelBundle,
+        job: &Job,
+        logits: &[f32],
+        interrupted: bool,
+    ) -> Next {
+        if self.tokens.len() >= job.params.max_tokens {
+            return Next::End(End::Length);
+        }
+        let id = self.sampler.sample(logits, &job.prompt.ids, &self.tokens);
+        if bundle.special.eos.contains(&id) {
+            return Next::End(End::Eos);
+        }
+        self.tokens.push(id);
+        if let Some(top) = job.logprobs {
+            self.pending_logprobs
+                .push(token_logprob(bundle, id, logits, top));
+        }
+        let piece = match self.decoder.push(id) {
+            Ok(piece) => piece.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let (text, stopped) = match self.stop.push(&piece) {
+            StopOutcome::Emit(text) => (text, false),
+            StopOutcome::Stopped(text) => (text, true),
+        };
+        if !self.send(job, text) {
+            return Next::End(End::ClientGone);
+        }
+        if stopped {
+            Next::End(End::StopString)
+        } else if interrupted {
+            Next::End(End::Interrupted)
+        } else if self.tokens.len() >= job.params.max_tokens {
+            Next::End(End::Length)
+        } else {
+            Next::Token(id)
+        }
+    }
+
+    /// Sends a delta (if there is anything to send); false when the client is gone.
+    fn send(&mut self, job: &Job, text: String) -> bool {
+        if text.is_empty() && self.pending_logprobs.is_empty() {
             return true;
         }
         job.events
             .send(JobEvent::Delta {
                 text,
-                logprobs: std::mem::take(logprobs),
+                logprobs: std::mem::take(&mut self.pending_logprobs),
             })
             .is_ok()
-    };
-    let result = session.generate(&job.prompt, &images, &job.params, |event| {
-        if let Some(top) = job.logprobs {
-            pending_logprobs.push(token_logprob(bundle, event.id, event.logits, top));
-        }
-        let piece = match decoder.push(event.id) {
-            Ok(piece) => piece.unwrap_or_default(),
-            Err(_) => String::new(),
-        };
-        let (text, stopped) = match stop.push(&piece) {
-            StopOutcome::Emit(text) => (text, false),
-            StopOutcome::Stopped(text) => (text, true),
-        };
-        stopped_by_string = stopped;
-        client_gone = !send(text, &mut pending_logprobs);
-        cut_by_shutdown = !stopped && interrupted.load(Ordering::Relaxed);
-        if stopped || client_gone || cut_by_shutdown {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
-        }
-    });
-    let output = match result {
-        Ok(output) => output,
-        Err(e) => {
-            return Some(JobEvent::Failed(format!("{e:#}")));
-        }
-    };
-    if client_gone {
-        return None;
     }
-    if cut_by_shutdown {
-        return Some(JobEvent::Interrupted);
-    }
-    if !stopped_by_string {
-        let tail = decoder.finish().unwrap_or_default();
-        let text = match stop.push(&tail) {
-            StopOutcome::Emit(text) => text + &stop.finish(),
-            StopOutcome::Stopped(text) => {
-                stopped_by_string = true;
-                text
+
+    /// Flushes the held-back text and makes the final event.
+    fn finish(&mut self, end: End, job: &Job, timings: &Timings) -> Option<JobEvent> {
+        let finish_reason = match end {
+            End::ClientGone => return None,
+            End::Interrupted => return Some(JobEvent::Interrupted),
+            End::StopString => FinishReason::Stop,
+            End::Eos => {
+                self.flush(job);
+                FinishReason::Stop
+            }
+            End::Length => {
+                if self.flush(job) {
+                    FinishReason::Stop
+                } else {
+                    FinishReason::Length
+                }
             }
         };
-        send(text, &mut pending_logprobs);
+        Some(JobEvent::Done {
+            finish_reason,
+            completion_tokens: self.tokens.len(),
+            timings: timings.clone(),
+        })
     }
-    let finish_reason = if stopped_by_string {
-        FinishReason::Stop
-    } else {
-        output.finish_reason
-    };
-    Some(JobEvent::Done {
-        finish_reason,
-        completion_tokens: output.tokens.len(),
-        timings: output.timings,
-    })
+
+    /// Sends the decoder's and stop matcher's held-back text; true when a stop string
+    /// turned up in it.
+    fn flush(&mut self, job: &Job) -> bool {
+        let tail = std::mem::replace(&mut self.decoder, self.tokenizer.stream_decoder(true))
+            .finish()
+            .unwrap_or_default();
+        let (text, stopped) = match self.stop.push(&tail) {
+            StopOutcome::Emit(text) => (
+                text + &std::mem::replace(&mut self.stop, StopMatcher::new(&[])).finish(),
+                false,
+            ),
+            StopOutcome::Stopped(text) => (text, true),
+        };
+        self.send(job, text);
+        stopped
+    }
 }
 
 fn token_logprob(bundle: &ModelBundle, id: u32, logits: &[f32], top: usize) -> TokenLogprob {

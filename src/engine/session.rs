@@ -138,6 +138,11 @@ impl PendingPrompt {
         Ok(())
     }
 
+    /// Images still waiting for their encoder output.
+    pub fn images_waiting(&self) -> usize {
+        self.images.iter().filter(|i| i.output.is_none()).count()
+    }
+
     /// Whether every image whose tokens are still to compute has its encoder output.
     pub fn images_ready(&self) -> bool {
         self.next_image_to_encode().is_none()

@@ -33,6 +33,7 @@ pub fn chat_completion(
         conversation,
         stream,
         include_usage,
+        return_progress,
         max_tokens,
         sampling,
         stop,
@@ -105,6 +106,7 @@ pub fn chat_completion(
         preprocess_ms,
         image_sizes,
         image_tokens,
+        return_progress,
     };
     let reply = if stream {
         Ok(Reply::event_stream(Box::new(ChatStream::new(
@@ -128,6 +130,8 @@ pub struct Answer {
     pub image_sizes: Vec<ImageSize>,
     /// Prompt tokens the images take.
     pub image_tokens: usize,
+    /// Stream `prompt_progress` chunks while the prompt is read.
+    pub return_progress: bool,
 }
 
 impl Answer {
@@ -185,6 +189,7 @@ fn collect(events: Receiver<JobEvent>, mut answer: Answer) -> Result<Reply, ApiE
     let mut logprobs = Vec::new();
     loop {
         match events.recv() {
+            Ok(JobEvent::Progress { .. }) => {}
             Ok(JobEvent::Delta {
                 text: piece,
                 logprobs: tokens,

@@ -202,6 +202,11 @@ impl GenerationTracker {
         }
     }
 
+    /// Milliseconds since the request arrived.
+    pub fn elapsed_ms(&self) -> f64 {
+        self.received.elapsed().as_secs_f64() * 1e3
+    }
+
     /// Time from the request to the first token, or to now when none came.
     pub fn time_to_first_token(&self) -> Duration {
         self.first_token.unwrap_or_else(|| self.received.elapsed())

@@ -21,6 +21,9 @@ pub struct ChatRequest {
     pub stream: bool,
     /// `stream_options.include_usage`: a final chunk with the usage.
     pub include_usage: bool,
+    /// `return_progress` (llama.cpp's name): stream chunks with `prompt_progress` while the
+    /// prompt and its images are read.
+    pub return_progress: bool,
     /// `max_completion_tokens` or `max_tokens`; `None` = up to the context size.
     pub max_tokens: Option<usize>,
     pub sampling: SamplingParams,
@@ -59,6 +62,7 @@ pub fn parse_chat_request(body: &[u8], max_images: usize) -> Result<ChatRequest,
         conversation,
         stream,
         include_usage,
+        return_progress: fields.bool("return_progress")?.unwrap_or(false),
         max_tokens,
         sampling: sampling_params(&fields)?,
         stop: stop_strings(&fields)?,

@@ -5,6 +5,7 @@
 //! stream (client gone) drops the receiver, which stops the generation at its next token.
 use std::collections::VecDeque;
 use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -21,7 +22,13 @@ pub struct ChatStream {
     detections: StreamDetections,
     ready: VecDeque<Vec<u8>>,
     finished: bool,
+    /// When the stream last queued something (keep-alive comments fill longer silences).
+    last_queued: Instant,
 }
+
+/// Silence after which a progress report becomes a `: keep-alive` comment, so proxies and
+/// clients with read timeouts see the connection alive during a long prompt.
+const KEEP_ALIVE: Duration = Duration::from_secs(2);
 
 fn event(value: &Value) -> Vec<u8> {
     format!("data: {value}\n\n").into_bytes()
@@ -44,12 +51,43 @@ impl ChatStream {
             include_usage,
             ready: VecDeque::from([event(&role)]),
             finished: false,
+            last_queued: Instant::now(),
         }
     }
 
     /// Waits for the next generation event and queues the chunks it makes.
     fn pull(&mut self) {
+        let queued = self.ready.len();
+        self.pull_event();
+        if self.ready.len() > queued {
+            self.last_queued = Instant::now();
+        }
+    }
+
+    fn pull_event(&mut self) {
         match self.events.recv() {
+            Ok(JobEvent::Progress {
+                processed,
+                total,
+                cached,
+                images_encoded,
+                images,
+            }) => {
+                if self.answer.return_progress {
+                    let mut chunk = chunk_json(&self.answer.ids, json!({}), None, None);
+                    chunk["prompt_progress"] = json!({
+                        "total": total,
+                        "cache": cached,
+                        "processed": processed,
+                        "images": images,
+                        "images_encoded": images_encoded,
+                        "time_ms": self.answer.tracker.elapsed_ms(),
+                    });
+                    self.ready.push_back(event(&chunk));
+                } else if self.last_queued.elapsed() >= KEEP_ALIVE {
+                    self.ready.push_back(b": keep-alive\n\n".to_vec());
+                }
+            }
             Ok(JobEvent::Delta { text, logprobs }) => {
                 self.answer.tracker.on_delta();
                 let logprobs = self.answer.wants_logprobs.then_some(&logprobs[..]);
@@ -143,6 +181,7 @@ mod tests {
             preprocess_ms: 0.0,
             image_sizes: Vec::new(),
             image_tokens: 0,
+            return_progress: false,
         };
         ChatStream::new(receiver, answer, include_usage)
             .map(|chunk| String::from_utf8(chunk).unwrap())

@@ -120,3 +120,110 @@ fn tied_model_matches_transformers_on_every_fixture_conversation() {
 fn untied_model_matches_transformers_on_every_fixture_conversation() {
     check_config("tiny-untied");
 }
+
+/// Batch invariance at f32: three conversations run through shared model steps (their
+/// prompts in one pass, then their answers a token each per pass) get the very bits each
+/// gets alone.
+#[test]
+fn a_shared_step_gives_each_conversation_the_bits_it_gets_alone() {
+    glimpse::engine::threads::init_thread_pool(None).unwrap();
+    let bundle = ModelBundle::load(&converted("tiny-untied", "f32"), None).unwrap();
+    let cases: Vec<_> = parity_cases("tiny-untied")
+        .into_iter()
+        .filter(|c| ["text_only", "one_image_noresize", "multi_turn"].contains(&c.name.as_str()))
+        .collect();
+    assert_eq!(cases.len(), 3);
+    let inputs: Vec<_> = cases
+        .iter()
+        .map(|case| {
+            let (messages, paths) = messages(case);
+            let pixels = load_pixels(&paths, &bundle);
+            let (prompt, _) = bundle.prompt(&messages, &pixels).unwrap();
+            (prompt, pixels)
+        })
+        .collect();
+    const STEPS: usize = 4;
+    let argmax = |logits: &[f32]| {
+        (0..logits.len())
+            .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))
+            .unwrap() as u32
+    };
+    // Alone: the prompt's logits, then STEPS greedy decode steps.
+    let alone: Vec<Vec<Vec<f32>>> = inputs
+        .iter()
+        .map(|(prompt, pixels)| {
+            let images: Vec<_> = pixels.iter().collect();
+            let mut session = Session::new(&bundle);
+            let mut logits = vec![session
+                .prefill(prompt, &images, &mut Timings::default())
+                .unwrap()];
+            for _ in 0..STEPS {
+                let next = argmax(logits.last().unwrap());
+                logits.push(session.decode_step(next).unwrap());
+            }
+            logits
+        })
+        .collect();
+    // Together (the images' encoder outputs come from the vision cache the runs above filled).
+    let mut sessions: Vec<Session> = inputs.iter().map(|_| Session::new(&bundle)).collect();
+    let mut pending: Vec<_> = sessions
+        .iter_mut()
+        .zip(&inputs)
+        .map(|(session, (prompt, pixels))| {
+            let images: Vec<_> = pixels.iter().collect();
+            let keys: Vec<u64> = images.iter().map(|p| image_key(p)).collect();
+            let pending = session
+                .begin_prompt(prompt, &images, &keys, &mut Timings::default())
+                .unwrap();
+            assert!(pending.images_ready());
+            pending
+        })
+        .collect();
+    let counts: Vec<usize> = pending.iter().map(|p| p.remaining()).collect();
+    let mut steps: Vec<_> = sessions
+        .iter_mut()
+        .zip(&pending)
+        .zip(&counts)
+        .map(|((session, pending), &count)| session.prompt_step(pending, count))
+        .collect();
+    let mut logits: Vec<Vec<f32>> = bundle
+        .model
+        .step(&mut steps)
+        .unwrap()
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
+    drop(steps);
+    for ((session, pending), count) in sessions.iter_mut().zip(&mut pending).zip(counts) {
+        session.commit_prompt(pending, count);
+    }
+    for step in 0..=STEPS {
+        for (i, case) in cases.iter().enumerate() {
+            assert!(
+                logits[i] == alone[i][step],
+                "{}: step {step} differs from the conversation alone",
+                case.name
+            );
+        }
+        if step == STEPS {
+            break;
+        }
+        let next: Vec<u32> = logits.iter().map(|l| argmax(l)).collect();
+        let mut steps: Vec<_> = sessions
+            .iter_mut()
+            .zip(&next)
+            .map(|(session, &token)| session.decode_input(token))
+            .collect();
+        logits = bundle
+            .model
+            .step(&mut steps)
+            .unwrap()
+            .into_iter()
+            .map(Option::unwrap)
+            .collect();
+        drop(steps);
+        for (session, &token) in sessions.iter_mut().zip(&next) {
+            session.commit_decode(token);
+        }
+    }
+}

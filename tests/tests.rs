@@ -18,6 +18,7 @@ mod no_panics_on_input;
 mod preprocess_parity;
 mod quantized;
 mod server_api;
+mod server_batching;
 mod server_hostile;
 mod server_limits;
 mod server_openai_client;

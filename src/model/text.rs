@@ -202,9 +202,17 @@ impl TextModel {
         } else {
             Some(w.matrix("output.weight", vocab, h)?)
         };
-        let chunk = layers
-            .first()
-            .map_or(1, |l| l.q_proj.weight.view().prompt_chunk_rows());
+        // GLIMPSE_PROMPT_CHUNK overrides the kernels' choice (tests cut short prompts).
+        let chunk = std::env::var("GLIMPSE_PROMPT_CHUNK")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|&n| n > 0)
+            .or_else(|| {
+                layers
+                    .first()
+                    .map(|l| l.q_proj.weight.view().prompt_chunk_rows())
+            })
+            .unwrap_or(1);
         Ok(Self {
             embed_tokens: w.matrix("token_embd.weight", vocab, h)?,
             chunk,

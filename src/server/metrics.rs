@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::request_log::{GenerationSlot, GenerationSummary};
+use crate::engine::scheduler::SchedulerStats;
 use crate::engine::{FinishReason, Timings};
 
 /// Upper bounds (seconds) of the histogram buckets.
@@ -69,6 +70,9 @@ pub struct Gauges {
     pub model_loaded: bool,
     pub queue_depth: usize,
     pub vision_cache_bytes: usize,
+    /// Sessions answering a job now.
+    pub active_slots: usize,
+    pub scheduler: SchedulerStats,
 }
 
 impl Metrics {
@@ -153,7 +157,13 @@ impl Metrics {
             "glimpse_decode_seconds",
             "Token generation time per request.",
         );
+        let gauges_scheduler = gauges.scheduler.clone();
         let gauges = [
+            (
+                "glimpse_active_slots",
+                "Generation slots answering a request now.",
+                gauges.active_slots,
+            ),
             (
                 "glimpse_model_loaded",
                 "1 once the model is loaded.",
@@ -181,8 +191,30 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
             );
         }
+        render_scheduler(&mut out, &gauges_scheduler);
         out
     }
+}
+
+/// The engine loop's counters: model steps by the number of sequences they carried (the
+/// batch size histogram) and the time admitted requests waited in the queue.
+fn render_scheduler(out: &mut String, stats: &SchedulerStats) {
+    let _ = writeln!(
+        out,
+        "# HELP glimpse_batch_steps_total Model steps, by how many sequences shared them.\n# TYPE glimpse_batch_steps_total counter"
+    );
+    for (i, steps) in stats.steps_by_batch.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "glimpse_batch_steps_total{{sequences=\"{}\"}} {steps}",
+            i + 1
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP glimpse_queue_wait_seconds Time requests waited for a generation slot.\n# TYPE glimpse_queue_wait_seconds summary\nglimpse_queue_wait_seconds_sum {}\nglimpse_queue_wait_seconds_count {}",
+        stats.queue_wait_seconds, stats.admitted
+    );
 }
 
 /// One generation's metrics, fed from its events.
@@ -259,6 +291,12 @@ mod tests {
             model_loaded: true,
             queue_depth: 2,
             vision_cache_bytes: 4096,
+            active_slots: 1,
+            scheduler: SchedulerStats {
+                steps_by_batch: vec![5, 3],
+                admitted: 4,
+                queue_wait_seconds: 0.5,
+            },
         }
     }
 
@@ -299,6 +337,9 @@ mod tests {
             "glimpse_queue_depth 2",
             "glimpse_active_generations 1",
             "glimpse_vision_cache_bytes 4096",
+            "glimpse_active_slots 1",
+            "glimpse_batch_steps_total{sequences=\"2\"} 3",
+            "glimpse_queue_wait_seconds_count 4",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }

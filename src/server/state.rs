@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use super::image_fetch::ImageFetcher;
 use super::metrics::{Gauges, Metrics};
 use super::ServerConfig;
-use crate::engine::scheduler::Scheduler;
+use crate::engine::scheduler::{Scheduler, SchedulerStats};
 use crate::engine::ModelBundle;
 use crate::preprocess::PreprocessConfig;
 
@@ -95,11 +95,15 @@ impl AppState {
                 model_loaded: true,
                 queue_depth: model.scheduler.queue_depth(),
                 vision_cache_bytes: model.bundle.vision_cache.bytes(),
+                active_slots: model.scheduler.active(),
+                scheduler: model.scheduler.stats(),
             },
             None => Gauges {
                 model_loaded: false,
                 queue_depth: 0,
                 vision_cache_bytes: 0,
+                active_slots: 0,
+                scheduler: SchedulerStats::default(),
             },
         }
     }

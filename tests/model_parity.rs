@@ -125,6 +125,8 @@ fn untied_model_matches_transformers_on_every_fixture_conversation() {
 /// prompts in one pass, then their answers a token each per pass) get the very bits each
 /// gets alone.
 #[test]
+// `step` indexes each conversation's own list of logits, inside the loop over conversations.
+#[allow(clippy::needless_range_loop)]
 fn a_shared_step_gives_each_conversation_the_bits_it_gets_alone() {
     glimpse::engine::threads::init_thread_pool(None).unwrap();
     let bundle = ModelBundle::load(&converted("tiny-untied", "f32"), None).unwrap();

@@ -209,7 +209,7 @@ struct Running<'m> {
 
 enum Phase {
     Prompt {
-        pending: PendingPrompt,
+        pending: Box<PendingPrompt>,
         /// The image being encoded (prompt order index, encoder state).
         encoding: Option<(usize, VisionProgress)>,
         prefill_started: Option<Instant>,
@@ -344,7 +344,7 @@ impl<'m> Engine<'m> {
         };
         let phase = match pending {
             Ok(pending) => Phase::Prompt {
-                pending,
+                pending: Box::new(pending),
                 encoding: None,
                 prefill_started: None,
             },

@@ -5,7 +5,7 @@ import { copyButton, dom, download, el, icon, iconButton, showImage } from './do
 import { slug } from './format.js';
 import { imagesBefore } from './grounding.js';
 import { renderMarkdown } from './markdown-view.js';
-import { splitThinking, stripMarkdownFence, timingsText, timingsTitle, titleFor } from './messages.js';
+import { progressView, splitThinking, stripMarkdownFence, timingsText, timingsTitle, titleFor } from './messages.js';
 import { groundingView, markDetectionText } from './overlay.js';
 import { MARKDOWN_PRESETS, systemPromptText } from './presets.js';
 import { actions, isSaved, state } from './state.js';
@@ -89,8 +89,12 @@ function fillAssistant(node, message, isLast) {
   body.classList.toggle('streaming', Boolean(streaming));
   if (streaming && !message.text && !message.reasoning) {
     const hasImages = state.current.messages.some((m) => m.role === 'user' && m.images.length);
+    const progress = message.progress ? progressView(message.progress) : null;
     body.replaceChildren(el('div', { class: 'typing' }, el('span'), el('span'), el('span'),
-      el('em', { text: hasImages ? 'Looking at the images…' : 'Thinking…' })));
+      el('em', { text: progress ? progress.label : hasImages ? 'Looking at the images…' : 'Thinking…' })));
+    if (progress) {
+      body.append(el('progress', { class: 'prompt-progress', max: 1000, value: Math.round(progress.fraction * 1000) }));
+    }
   }
   node.classList.toggle('streaming', Boolean(streaming));
   meta.replaceChildren();

@@ -18,6 +18,7 @@ async function generate(conversation) {
     messages: requestMessages(conversation, state.settings.detail),
     stream: true,
     stream_options: { include_usage: true },
+    return_progress: true,
     temperature: state.settings.temperature,
     max_tokens: state.settings.maxTokens,
   };
@@ -43,6 +44,7 @@ async function generate(conversation) {
   }
   if (controller.signal.aborted) message.stopped = true;
   message.elapsedMs = Math.round(performance.now() - started);
+  delete message.progress;
   if (message.error && !message.text && !message.reasoning) {
     message.role = 'error';
     message.text = message.error;

@@ -53,6 +53,14 @@ export function applyChunk(message, chunk) {
     const found = cleanDetections(chunk.glimpse.detections);
     if (found.length) message.detections = [...(message.detections || []), ...found];
   }
+  if (chunk.prompt_progress && typeof chunk.prompt_progress === 'object') {
+    const p = chunk.prompt_progress;
+    const count = (v) => Math.max(0, Number(v) || 0);
+    message.progress = {
+      processed: count(p.processed), total: count(p.total), cache: count(p.cache),
+      images: count(p.images), imagesEncoded: count(p.images_encoded),
+    };
+  }
   if (chunk.timings && typeof chunk.timings === 'object') {
     const t = chunk.timings;
     message.timings = {
@@ -60,6 +68,21 @@ export function applyChunk(message, chunk) {
       decode_ms: Number(t.decode_ms) || 0, cached_prompt_tokens: Number(t.cached_prompt_tokens) || 0,
     };
   }
+}
+
+/**
+ * What the pending answer's progress bar shows while the prompt is read: the fraction done
+ * (images first, then the prompt tokens not taken from the cache) and a label.
+ */
+export function progressView(progress) {
+  const { processed, total, cache, images, imagesEncoded } = progress;
+  if (images > 0 && imagesEncoded < images) {
+    const label = images === 1 ? 'Looking at the image…' : `Looking at the images (${imagesEncoded + 1} of ${images})…`;
+    return { fraction: imagesEncoded / images, label };
+  }
+  const todo = Math.max(1, total - cache);
+  const done = Math.min(todo, Math.max(0, processed - cache));
+  return { fraction: done / todo, label: `Reading the prompt (${Math.round((100 * done) / todo)}%)…` };
 }
 
 /** The sidebar and header title: the given name, else the first line of the first question. */

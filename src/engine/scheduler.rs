@@ -375,10 +375,15 @@ impl<'m> Engine<'m> {
         }
     }
 
-    /// One round: a vision block for the oldest job waiting on an image, then one model
-    /// pass over every answering job's next token and a budget of prompt tokens.
+    /// One round: a model pass over every answering job's next token and a budget of
+    /// prompt tokens, then a vision block for the oldest job waiting on an image (in that
+    /// order, so a short request that arrives during an image waits for one block at most).
     fn step(&mut self) {
+        self.text_pass();
         self.encode_one_block();
+    }
+
+    fn text_pass(&mut self) {
         let budget = self.prompt_budget();
         let chunk = self.bundle.model.text.prompt_chunk();
         // Prompt tokens per job for this pass, shortest remaining prompt first.

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
 import {
-  applyChunk, requestMessages, splitThinking, stripMarkdownFence, timingsText, timingsTitle, titleFor,
+  applyChunk, progressView, requestMessages, splitThinking, stripMarkdownFence, timingsText, timingsTitle, titleFor,
 } from '../messages.js';
 import { PRESETS, systemPromptText } from '../presets.js';
 import { cleanConversation, EXPORT_FORMAT, exportData, importedConversations } from '../transfer.js';
@@ -62,6 +62,19 @@ describe('presets', () => {
 
   it('ask for grounding JSON in the locate preset', () => {
     assert.match(systemPromptText({ preset: 'locate', custom: '' }), /\{"bbox_2d": \[x1, y1, x2, y2\], "label": "name"\}/);
+  });
+});
+
+describe('prompt progress', () => {
+  it('is kept from prompt_progress chunks and shown images first, then the uncached prompt', () => {
+    const message = { role: 'assistant', text: '' };
+    applyChunk(message, { choices: [{ delta: {} }], prompt_progress: { total: 120, cache: 20, processed: 20, images: 2, images_encoded: 1 } });
+    assert.deepEqual(message.progress, { processed: 20, total: 120, cache: 20, images: 2, imagesEncoded: 1 });
+    assert.deepEqual(progressView(message.progress), { fraction: 0.5, label: 'Looking at the images (2 of 2)…' });
+    applyChunk(message, { prompt_progress: { total: 120, cache: 20, processed: 70, images: 2, images_encoded: 2 } });
+    assert.deepEqual(progressView(message.progress), { fraction: 0.5, label: 'Reading the prompt (50%)…' });
+    applyChunk(message, { prompt_progress: { total: 'x', processed: -4 } });
+    assert.deepEqual(progressView(message.progress), { fraction: 0, label: 'Reading the prompt (0%)…' });
   });
 });
 

@@ -50,6 +50,7 @@ fn answers(bundle: &ModelBundle) -> Vec<Answer> {
             let params = GenerationParams {
                 max_tokens: case.greedy_tokens.len(),
                 sampling: SamplingParams::greedy(),
+                ignore_eos: false,
             };
             let out = Session::new(bundle)
                 .generate(&prompt, &images, &params, |_| ControlFlow::Continue(()))

@@ -97,6 +97,7 @@ fn check_config(config: &str) {
         let params = GenerationParams {
             max_tokens: case.greedy_tokens.len(),
             sampling: SamplingParams::greedy(),
+            ignore_eos: false,
         };
         let out = session
             .generate(&prompt, &images, &params, |_| ControlFlow::Continue(()))

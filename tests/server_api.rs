@@ -345,3 +345,27 @@ fn repetition_penalty_changes_a_greedy_answer_that_repeats() {
         expected_text(&case)
     );
 }
+
+#[test]
+fn ignore_eos_runs_past_the_end_of_turn_to_max_tokens() {
+    let server = TestServer::start(&[]);
+    let case = case("stops_early");
+    assert_eq!(
+        finish_reason(&case),
+        "stop",
+        "the fixture's answer ends its turn"
+    );
+    let mut request = greedy_request(&case, &data_uri_part);
+    let max_tokens = answer_tokens(&case) + 6;
+    request["max_tokens"] = json!(max_tokens);
+    request["ignore_eos"] = json!(true);
+    let body = server.complete(&request);
+    let choice = &body["choices"][0];
+    assert_eq!(choice["finish_reason"], "length");
+    assert_eq!(body["usage"]["completion_tokens"], max_tokens);
+    let text = choice["message"]["content"].as_str().unwrap_or_default();
+    assert!(
+        text.starts_with(&expected_text(&case)) && text.len() > expected_text(&case).len(),
+        "{text:?}"
+    );
+}

@@ -43,6 +43,10 @@ impl Corpus {
             "--max-image-download-mb",
             "1",
         ];
+        // Four slots unless the test sets its own: hostile input meets continuous batching.
+        if !extra.contains(&"--parallel") {
+            flags.extend_from_slice(&["--parallel", "4"]);
+        }
         flags.extend_from_slice(extra);
         let case = case("one_image_noresize");
         Self {

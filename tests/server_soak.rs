@@ -165,7 +165,7 @@ fn round(server: &TestServer, mix: &Mix, range: std::ops::Range<usize>) -> Vec<S
 
 #[test]
 fn two_hundred_mixed_requests_from_eight_clients_all_complete_without_a_leak() {
-    let server = TestServer::start(&["--parallel", "2", "--max-queue", "16"]);
+    let server = TestServer::start(&["--parallel", "4", "--max-queue", "16"]);
     let mix = Mix::new();
     let failures = round(&server, &mix, 0..WARM_UP);
     assert!(failures.is_empty(), "warm-up failures: {failures:#?}");

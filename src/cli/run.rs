@@ -139,6 +139,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         &GenerationParams {
             max_tokens: args.max_tokens,
             sampling,
+            ignore_eos: false,
         },
         |event| {
             let piece = decoder.push(event.id).and_then(|piece| {

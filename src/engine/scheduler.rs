@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use super::bundle::ModelBundle;
 use super::sampler::{log_softmax, Sampler};
 use super::session::{
-    cache_items, image_key, CachedItem, FinishReason, GenerationParams, PendingPrompt, Session,
-    Timings,
+    cache_items, image_key, without_end_of_turn, CachedItem, FinishReason, GenerationParams,
+    PendingPrompt, Session, Timings,
 };
 use super::stop::{StopMatcher, StopOutcome};
 use crate::chat::{Prompt, StreamDecoder, Tokenizer};
@@ -706,8 +706,14 @@ impl Reply<'_> {
         if self.tokens.len() >= job.params.max_tokens {
             return Next::End(End::Length);
         }
-        let id = self.sampler.sample(logits, &job.prompt.ids, &self.tokens);
-        if bundle.special.eos.contains(&id) {
+        let eos = &bundle.special.eos;
+        let id = if job.params.ignore_eos {
+            let masked = without_end_of_turn(logits, eos);
+            self.sampler.sample(&masked, &job.prompt.ids, &self.tokens)
+        } else {
+            self.sampler.sample(logits, &job.prompt.ids, &self.tokens)
+        };
+        if eos.contains(&id) {
             return Next::End(End::Eos);
         }
         self.tokens.push(id);

@@ -23,6 +23,20 @@ use crate::preprocess::PixelValues;
 pub struct GenerationParams {
     pub max_tokens: usize,
     pub sampling: SamplingParams,
+    /// Never end at an end-of-turn token (they are not sampled; llama.cpp's `ignore_eos`):
+    /// benchmarks that need exactly `max_tokens` tokens.
+    pub ignore_eos: bool,
+}
+
+/// `logits` with the end-of-turn tokens `eos` made impossible.
+pub fn without_end_of_turn(logits: &[f32], eos: &[u32]) -> Vec<f32> {
+    let mut masked = logits.to_vec();
+    for &id in eos {
+        if let Some(logit) = masked.get_mut(id as usize) {
+            *logit = f32::NEG_INFINITY;
+        }
+    }
+    masked
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -355,8 +369,13 @@ impl<'m> Session<'m> {
             if tokens.len() >= params.max_tokens {
                 break (FinishReason::Length, None);
             }
-            let id = sampler.sample(&logits, &prompt.ids, &tokens);
-            if self.bundle.special.eos.contains(&id) {
+            let eos = &self.bundle.special.eos;
+            let id = if params.ignore_eos {
+                sampler.sample(&without_end_of_turn(&logits, eos), &prompt.ids, &tokens)
+            } else {
+                sampler.sample(&logits, &prompt.ids, &tokens)
+            };
+            if eos.contains(&id) {
                 break (FinishReason::Stop, Some(id));
             }
             tokens.push(id);

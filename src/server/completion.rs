@@ -34,6 +34,7 @@ pub fn chat_completion(
         stream,
         include_usage,
         return_progress,
+        ignore_eos,
         max_tokens,
         sampling,
         stop,
@@ -88,6 +89,7 @@ pub fn chat_completion(
                 .unwrap_or(usize::MAX)
                 .min(context - prompt_tokens),
             sampling,
+            ignore_eos,
         },
         stop,
         logprobs,

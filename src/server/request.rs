@@ -24,6 +24,8 @@ pub struct ChatRequest {
     /// `return_progress` (llama.cpp's name): stream chunks with `prompt_progress` while the
     /// prompt and its images are read.
     pub return_progress: bool,
+    /// `ignore_eos` (llama.cpp, vLLM): generate `max_tokens` tokens, never ending the turn.
+    pub ignore_eos: bool,
     /// `max_completion_tokens` or `max_tokens`; `None` = up to the context size.
     pub max_tokens: Option<usize>,
     pub sampling: SamplingParams,
@@ -63,6 +65,7 @@ pub fn parse_chat_request(body: &[u8], max_images: usize) -> Result<ChatRequest,
         stream,
         include_usage,
         return_progress: fields.bool("return_progress")?.unwrap_or(false),
+        ignore_eos: fields.bool("ignore_eos")?.unwrap_or(false),
         max_tokens,
         sampling: sampling_params(&fields)?,
         stop: stop_strings(&fields)?,

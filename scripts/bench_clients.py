@@ -26,6 +26,10 @@ and reports
   TTFT              median and max
 as a table, or with --json one JSON object on stdout (the table then goes to stderr).
 
+`during-image` sends a 448x448 image question (a fresh noise image each time) (streamed with `return_progress`) and, at each
+given offset, a short text question beside it: the text request's TTFT, and whether the image
+turn was encoding its image, reading its prompt or answering when the text request was sent.
+
 `compare` runs, for each client count N, first `glimpse serve --threads T --parallel N` then
 `llama-server -t T -np N -c N*2048` (2048 tokens per slot), each on a free port of 127.0.0.1,
 one server at a time: it waits for `GET /health` = 200 (at most 300 s), sends one warm-up request,
@@ -42,12 +46,15 @@ Both servers honour `ignore_eos`; the rates divide by the tokens actually genera
 """
 
 import argparse
+import base64
 import json
 import os
+import random
 import shlex
 import signal
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -55,6 +62,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import zlib
 
 try:
     import openai
@@ -128,10 +136,11 @@ def stream_one(client, model, prompt, max_tokens, ignore_eos):
     )
     first = last = None
     chunks = 0
-    usage_tokens = None
+    usage_tokens = prompt_tokens = None
     for chunk in stream:
         if chunk.usage is not None and chunk.usage.completion_tokens is not None:
             usage_tokens = chunk.usage.completion_tokens
+            prompt_tokens = chunk.usage.prompt_tokens
         for choice in chunk.choices:
             delta = choice.delta
             if delta is None:
@@ -151,6 +160,7 @@ def stream_one(client, model, prompt, max_tokens, ignore_eos):
         "done": done,
         "chunks": chunks,
         "usage_tokens": usage_tokens,
+        "prompt_tokens": prompt_tokens,
         "tokens": usage_tokens if usage_tokens is not None else chunks,
     }
 
@@ -412,7 +422,120 @@ def common_options(p):
                    help="print JSON on stdout (the human table goes to stderr)")
 
 
+def noise_png(side, seed):
+    """A `side`x`side` RGB PNG of pseudo-random pixels (a new image for every seed, so no
+    cache on the server has seen it)."""
+    rng = random.Random(seed)
+    raw = b"".join(b"\x00" + bytes(rng.getrandbits(8) for _ in range(side * 3))
+                   for _ in range(side))
+
+    def chunk(kind, body):
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def image_turn(client, model, png, max_tokens, phases):
+    """Streams an image question, noting in `phases` (time, phase) as the stream reports
+    progress: "vision" while images are encoded, "prompt" while the prompt is read, then
+    "answer" from the first token on."""
+    data = base64.b64encode(png).decode("ascii")
+    stream = client.chat.completions.create(
+        model=model,
+        messages=[{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{data}"}},
+            {"type": "text", "text": "Describe this image in detail."},
+        ]}],
+        stream=True,
+        temperature=0,
+        max_tokens=max_tokens,
+        extra_body={"return_progress": True, "ignore_eos": True},
+    )
+    for chunk in stream:
+        progress = (chunk.model_extra or {}).get("prompt_progress")
+        now = time.perf_counter()
+        if progress:
+            encoding = progress.get("images_encoded", 0) < progress.get("images", 0)
+            phases.append((now, "vision" if encoding else "prompt"))
+        elif any(c.delta and c.delta.content for c in chunk.choices):
+            phases.append((now, "answer"))
+
+
+OPENERS = ["Quick question", "Hello", "Please tell me", "Tell me", "Hey", "Say",
+           "Remind me", "Friend", "Teacher", "Now", "Today", "Briefly"]
+
+
+def during_image(args):
+    """A short text request sent at each offset into a 448x448 image turn: its TTFT, and
+    what the image turn was doing when it was sent."""
+    url = args.url.rstrip("/")
+    client = make_client(url, args.api_key, args.timeout)
+    model = first_model(client, url)
+    offsets = [float(v) for v in args.offsets.split(",") if v.strip()]
+    rows = []
+    for n, offset in enumerate(offsets):
+        png = noise_png(args.side, n)
+        phases = []
+        errors = []
+
+        def run_image():
+            try:
+                image_turn(client, model, png, args.image_tokens, phases)
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(describe_error(e))
+
+        image = threading.Thread(target=run_image, daemon=True)
+        started = time.perf_counter()
+        image.start()
+        time.sleep(offset)
+        sent = time.perf_counter()
+        phase = next((p for t, p in reversed(phases) if t <= sent), "queued")
+        try:
+            # A short everyday question; its first word changes so no cache holds it.
+            question = f"{OPENERS[n % len(OPENERS)]}, what is the capital of France?"
+            text = stream_one(client, model, question, args.text_tokens, True)
+        except Exception as e:  # noqa: BLE001
+            raise BenchError(f"the text request failed: {describe_error(e)}") from e
+        image.join()
+        if errors:
+            raise BenchError(f"the image request failed: {errors[0]}")
+        ttft = text["first"] - text["sent"] if text["first"] else float("nan")
+        first_answer = next((t for t, p in phases if p == "answer"), None)
+        rows.append({
+            "offset_s": offset,
+            "text_prompt_tokens": text.get("prompt_tokens"),
+            "image_phase_when_sent": phase,
+            "text_ttft_s": ttft,
+            "image_turn_ttft_s": (first_answer - started) if first_answer else None,
+        })
+        print(f"offset {offset:5.1f} s  image turn in {phase:7s}  text TTFT {ttft:6.3f} s"
+              f"  ({text.get('prompt_tokens')} prompt tokens)", file=sys.stderr)
+    return {"url": url, "model": model, "image_side": args.side, "rows": rows,
+            "max_text_ttft_s": max(r["text_ttft_s"] for r in rows)}
+
+
 def main(argv):
+    if argv[:1] == ["during-image"]:
+        p = argparse.ArgumentParser(
+            prog="bench_clients.py during-image",
+            description="TTFT of a short text request sent while another client's image turn "
+                        "runs (the server needs --parallel 2 or more)")
+        p.add_argument("--url", required=True, help="server root, e.g. http://127.0.0.1:8080")
+        p.add_argument("--side", type=int, default=448,
+                       help="side of the image turn's image (a new noise image each time)")
+        p.add_argument("--offsets", default="0.5,2,4,6,8",
+                       help="seconds after the image request to send the text one")
+        p.add_argument("--image-tokens", type=int, default=16, help="max_tokens of the image turn")
+        p.add_argument("--text-tokens", type=int, default=8, help="max_tokens of the text request")
+        p.add_argument("--api-key", help="bearer key (default: none)")
+        p.add_argument("--timeout", type=float, default=600.0)
+        args = p.parse_args(argv[1:])
+        result = during_image(args)
+        print(json.dumps(result, indent=2))
+        return
     if argv[:1] == ["compare"]:
         p = argparse.ArgumentParser(prog="bench_clients.py compare",
                                     description="glimpse vs llama-server with 1..N clients")

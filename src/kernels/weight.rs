@@ -212,14 +212,15 @@ impl<'a> WeightMatrix<'a> {
 
     /// Prompt rows a model should give one product (and one attention call) at most, so
     /// that a long prompt computed in pieces of this size, whatever else shares each
-    /// product, gives the same results: the interleaved kernels never mix rows, so small
-    /// pieces (one AVX2 tile) cost nothing in their products; the dense and panel products
+    /// product, gives the same results: the interleaved kernels never mix rows (pieces of
+    /// one pass share its products), so their pieces are small, which lets a scheduler cut
+    /// a slow CPU's prompt work into short steps; the dense and panel products
     /// read every weight once per call, so they get pieces long enough that the weight
     /// pass stays a small share (f32 on AMD Zen 1, 2 threads: 0.3 s per pass against 10 s
     /// of arithmetic for 256 rows).
     pub fn prompt_chunk_rows(&self) -> usize {
         match *self {
-            WeightMatrix::Q8_0x16 { .. } | WeightMatrix::Q4Kx16 { .. } => 16,
+            WeightMatrix::Q8_0x16 { .. } | WeightMatrix::Q4Kx16 { .. } => 8,
             _ => 256,
         }
     }

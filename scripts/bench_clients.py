@@ -121,8 +121,10 @@ def first_model(client, url):
     return models[0].id
 
 
-def stream_one(client, model, prompt, max_tokens, ignore_eos):
-    """One streaming request -> its timings and token count."""
+def stream_one(client, model, prompt, max_tokens, ignore_eos, logprobs=False):
+    """One streaming request -> its timings and token count. With `logprobs`, a chunk that
+    carries a token's log-probability counts as a token even when its text is held back (a
+    token that ends inside a UTF-8 character), so TTFT is the first token's time."""
     extra = {"ignore_eos": True} if ignore_eos else None
     sent = time.perf_counter()
     stream = client.chat.completions.create(
@@ -133,6 +135,7 @@ def stream_one(client, model, prompt, max_tokens, ignore_eos):
         max_tokens=max_tokens,
         stream_options={"include_usage": True},
         extra_body=extra,
+        **({"logprobs": True} if logprobs else {}),
     )
     first = last = None
     chunks = 0
@@ -146,7 +149,8 @@ def stream_one(client, model, prompt, max_tokens, ignore_eos):
             if delta is None:
                 continue
             text = (delta.content or "") + (getattr(delta, "reasoning_content", None) or "")
-            if text:
+            scored = bool(logprobs and choice.logprobs and choice.logprobs.content)
+            if text or scored:
                 now = time.perf_counter()
                 if first is None:
                     first = now
@@ -477,7 +481,7 @@ def during_image(args):
     offsets = [float(v) for v in args.offsets.split(",") if v.strip()]
     rows = []
     for n, offset in enumerate(offsets):
-        png = noise_png(args.side, n)
+        png = noise_png(args.side, f"{os.getpid()}-{time.time_ns()}-{n}")
         phases = []
         errors = []
 
@@ -496,7 +500,7 @@ def during_image(args):
         try:
             # A short everyday question; its first word changes so no cache holds it.
             question = f"{OPENERS[n % len(OPENERS)]}, what is the capital of France?"
-            text = stream_one(client, model, question, args.text_tokens, True)
+            text = stream_one(client, model, question, args.text_tokens, True, logprobs=True)
         except Exception as e:  # noqa: BLE001
             raise BenchError(f"the text request failed: {describe_error(e)}") from e
         image.join()

@@ -410,9 +410,12 @@ impl<'m> Engine<'m> {
                 break;
             }
             if let Phase::Prompt { pending, .. } = &self.running[i].phase {
-                // The shortest prompt goes in whole when it is short (a question that
-                // arrived beside a long image turn answers after one pass).
-                let whole = rank == 0 && pending.remaining() <= SHORT_PROMPT_BUDGETS * budget;
+                // Beside other jobs, the shortest prompt goes in whole when it is short (a
+                // question that arrived beside a long image turn answers after one pass);
+                // alone, a job keeps to the budget, so a newcomer never waits long.
+                let whole = rank == 0
+                    && self.running.len() > 1
+                    && pending.remaining() <= SHORT_PROMPT_BUDGETS * budget;
                 counts[i] = if whole {
                     pending.remaining()
                 } else {

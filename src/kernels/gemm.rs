@@ -170,3 +170,36 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod row_independence {
+    use super::*;
+
+    /// `WeightMatrix::matmul_groups` shares one product among several sequences' prompt
+    /// rows because a row's result here does not depend on the other rows: the crate sums
+    /// each output over k in an order set by k and the cache sizes, not by m. Checked for
+    /// row counts from 9 (smaller products take the dot kernel) with the pool's threads.
+    #[test]
+    fn a_row_gets_the_same_bits_whatever_rows_share_its_product() {
+        for (n, k) in [(300, 512), (2048, 2048), (64, 6144), (37, 100)] {
+            let total = 200;
+            let a: Vec<f32> = (0..total * k)
+                .map(|i| ((i * 7919) % 1000) as f32 / 997.0 - 0.5)
+                .collect();
+            let b: Vec<f32> = (0..n * k)
+                .map(|i| ((i * 104_729) % 1000) as f32 / 991.0 - 0.5)
+                .collect();
+            let mut all = vec![0.0; total * n];
+            matmul_a_bt(&a, &b, &mut all, (total, k, n), n, Threads::Pool);
+            for (start, m) in [(0, 9), (9, 50), (59, 141), (3, 17), (100, 64), (5, 128)] {
+                let mut part = vec![0.0; m * n];
+                matmul_a_bt(&a[start * k..], &b, &mut part, (m, k, n), n, Threads::Pool);
+                assert!(
+                    part == all[start * n..(start + m) * n],
+                    "{n}x{k}: rows {start}..{} differ from the same rows among {total}",
+                    start + m
+                );
+            }
+        }
+    }
+}

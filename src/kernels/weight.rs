@@ -210,26 +210,56 @@ impl<'a> WeightMatrix<'a> {
         }
     }
 
-    /// Prompt rows a model should give one product (and one attention call) at most, so
-    /// that a long prompt computed in pieces of this size, whatever else shares each
-    /// product, gives the same results: the interleaved kernels never mix rows (pieces of
-    /// one pass share its products), so their pieces are small, which lets a scheduler cut
-    /// a slow CPU's prompt work into short steps; the dense and panel products
-    /// read every weight once per call, so they get pieces long enough that the weight
-    /// pass stays a small share (f32 on AMD Zen 1, 2 threads: 0.3 s per pass against 10 s
-    /// of arithmetic for 256 rows).
+    /// Prompt rows a model should give one product group (and one attention call) at most,
+    /// so that a long prompt computed in pieces of this size, whatever else shares each
+    /// pass, gives the same results. Where the pieces of one pass share its products (the
+    /// interleaved kernels never mix rows; f32 prompt pieces share one dense product) they
+    /// are small, which lets a scheduler cut a slow CPU's prompt work into short steps;
+    /// elsewhere every piece is a product of its own that reads every weight, so pieces are
+    /// long enough that the weight pass stays a small share (f32 on AMD Zen 1, 2 threads:
+    /// 0.3 s per pass against 10 s of arithmetic for 256 rows).
     pub fn prompt_chunk_rows(&self) -> usize {
         match *self {
             WeightMatrix::Q8_0x16 { .. } | WeightMatrix::Q4Kx16 { .. } => 8,
+            // Pieces of several prompts share one dense product (`matmul_groups`).
+            WeightMatrix::F32 { .. } => 32,
             _ => 256,
         }
     }
 
     /// `out = x · Wᵀ` over consecutive groups of activation rows (`groups`: row counts
     /// summing to the rows of `x`), each group's result bit-identical to the product of
-    /// that group alone: groups share a product where every row's result is independent of
-    /// the others (`independent_rows_below`), so the weights are read once for all of them.
+    /// that group alone, with the weights read as few times as that allows. f32 weights
+    /// run every group of up to `DOT_ROWS_UP_TO` rows (decode tokens) through one dot
+    /// product and every longer group (prompt pieces) through one dense product, whose rows
+    /// never depend on each other (`gemm`'s tests); other formats share a product among
+    /// neighbouring groups while each row's result stays its own (`independent_rows_below`;
+    /// f16's dense path dequantizes panels for single-threaded products whose rows do
+    /// depend on the row count).
     pub fn matmul_groups(&self, x: &[f32], groups: &[usize], out: &mut [f32]) {
+        let cols = self.cols();
+        assert_eq!(
+            groups.iter().sum::<usize>() * cols,
+            x.len(),
+            "matmul_groups: groups cover the input"
+        );
+        match *self {
+            // Longer groups: `matmul` of more than DOT_ROWS_UP_TO rows is the dense product.
+            WeightMatrix::F32 { data, rows, .. } => dense_groups(
+                x,
+                groups,
+                out,
+                rows,
+                |x, m, out| dense_matvec(data, rows, x, m, out),
+                |x, m, out| self.matmul(x, m, out),
+            ),
+            _ => self.neighbour_groups(x, groups, out),
+        }
+    }
+
+    /// `matmul_groups` by runs of neighbouring groups that stay below
+    /// `independent_rows_below` rows together (a longer group alone).
+    fn neighbour_groups(&self, x: &[f32], groups: &[usize], out: &mut [f32]) {
         let (rows, cols) = (self.rows(), self.cols());
         let limit = self.independent_rows_below();
         let (mut first_row, mut next) = (0, 0);
@@ -253,11 +283,6 @@ impl<'a> WeightMatrix<'a> {
             first_row += count;
             next = end;
         }
-        assert_eq!(
-            first_row * cols,
-            x.len(),
-            "matmul_groups: groups cover the input"
-        );
     }
 
     /// `out[m, rows] = x[m, cols] · Wᵀ`.
@@ -340,6 +365,62 @@ impl<'a> WeightMatrix<'a> {
             );
         });
     }
+}
+
+/// `matmul_groups` for dense weights: the rows of the groups of up to `DOT_ROWS_UP_TO`
+/// rows go through `dot` (`dot(x, m, out)`, the one-row kernel for each row) in one call,
+/// the rows of the longer groups through `dense` in one call; rows are gathered into and
+/// scattered from contiguous buffers when the two kinds interleave.
+fn dense_groups(
+    x: &[f32],
+    groups: &[usize],
+    out: &mut [f32],
+    rows: usize,
+    dot: impl Fn(&[f32], usize, &mut [f32]),
+    dense: impl Fn(&[f32], usize, &mut [f32]),
+) {
+    let cols = x.len() / groups.iter().sum::<usize>().max(1);
+    let (mut few, mut many) = (Vec::new(), Vec::new());
+    let mut first = 0;
+    for &g in groups {
+        let range = first..first + g;
+        if g <= DOT_ROWS_UP_TO {
+            few.push(range)
+        } else {
+            many.push(range)
+        }
+        first += g;
+    }
+    let product = |ranges: &[std::ops::Range<usize>], out: &mut [f32], long_groups: bool| {
+        let m: usize = ranges.iter().map(|r| r.len()).sum();
+        if m == 0 {
+            return;
+        }
+        let gathered: Vec<f32>;
+        let input = if ranges.len() == 1 {
+            &x[ranges[0].start * cols..ranges[0].end * cols]
+        } else {
+            gathered = ranges
+                .iter()
+                .flat_map(|r| x[r.start * cols..r.end * cols].iter().copied())
+                .collect();
+            &gathered
+        };
+        let mut result = vec![0.0f32; m * rows];
+        if long_groups {
+            dense(input, m, &mut result);
+        } else {
+            dot(input, m, &mut result);
+        }
+        let mut at = 0;
+        for r in ranges {
+            out[r.start * rows..r.end * rows]
+                .copy_from_slice(&result[at * rows..(at + r.len()) * rows]);
+            at += r.len();
+        }
+    };
+    product(&few, out, false);
+    product(&many, out, true);
 }
 
 /// A format's companion activation rows: bytes per row, and the quantizer filling one.
@@ -557,7 +638,7 @@ mod tests {
             q8,
             q8.interleave_into(&mut q8x16),
         ];
-        let groups = [1, 1, 3, 1, 20, 1, 1, 9, 1];
+        let groups = [1, 1, 3, 1, 20, 1, 1, 9, 1, 12];
         let m: usize = groups.iter().sum();
         let x = ramp(m * cols, 5);
         for (name, w) in ["f32", "f16", "q8_0", "q8_0x16"].into_iter().zip(formats) {

@@ -479,8 +479,10 @@ def during_image(args):
     client = make_client(url, args.api_key, args.timeout)
     model = first_model(client, url)
     offsets = [float(v) for v in args.offsets.split(",") if v.strip()]
+    # The first round is a warm-up (a fresh server's first requests, and the first use of
+    # its second slot, are slower) and is not reported.
     rows = []
-    for n, offset in enumerate(offsets):
+    for n, offset in enumerate([0.5] + offsets):
         png = noise_png(args.side, f"{os.getpid()}-{time.time_ns()}-{n}")
         phases = []
         errors = []
@@ -508,6 +510,8 @@ def during_image(args):
             raise BenchError(f"the image request failed: {errors[0]}")
         ttft = text["first"] - text["sent"] if text["first"] else float("nan")
         first_answer = next((t for t, p in phases if p == "answer"), None)
+        if n == 0:
+            continue
         rows.append({
             "offset_s": offset,
             "text_prompt_tokens": text.get("prompt_tokens"),

@@ -434,6 +434,16 @@ impl<'m> Engine<'m> {
             return;
         }
         let started = Instant::now();
+        for (running, &count) in self.running.iter_mut().zip(&counts) {
+            if let Phase::Prompt {
+                prefill_started, ..
+            } = &mut running.phase
+            {
+                if count > 0 && prefill_started.is_none() {
+                    *prefill_started = Some(started);
+                }
+            }
+        }
         let logits = self.run_model(&counts);
         let seconds = started.elapsed().as_secs_f64();
         if prompt_tokens > 0 {
@@ -474,14 +484,15 @@ impl<'m> Engine<'m> {
     }
 
     /// Prompt tokens one step may take: what fits in `STEP_TARGET` at the measured rate,
-    /// at least one chunk.
+    /// at least one chunk and as many as the weights' products need to run at speed.
     fn prompt_budget(&self) -> usize {
-        let chunk = self.bundle.model.text.prompt_chunk();
+        let text = &self.bundle.model.text;
+        let least = text.prompt_chunk().max(text.efficient_prompt_rows());
         match self.prompt_token_seconds {
             Some(seconds) if seconds > 0.0 => {
-                ((STEP_TARGET.as_secs_f64() / seconds) as usize).max(chunk)
+                ((STEP_TARGET.as_secs_f64() / seconds) as usize).max(least)
             }
-            _ => chunk,
+            _ => least,
         }
     }
 

@@ -257,6 +257,14 @@ impl TextModel {
         self.chunk
     }
 
+    /// Prompt tokens a pass should carry at least for the products to run at speed
+    /// (`WeightMatrix::efficient_rows` of the layers' weights).
+    pub fn efficient_prompt_rows(&self) -> usize {
+        self.layers
+            .first()
+            .map_or(1, |l| l.q_proj.weight.view().efficient_rows())
+    }
+
     /// Runs the decoder over `x` (`positions.len() × hidden` input embeddings) appended
     /// after the cached positions; `x` becomes the last layer's output (before the final norm).
     pub fn forward(

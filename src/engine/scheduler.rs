@@ -290,29 +290,30 @@ impl<'m> Engine<'m> {
         }
     }
 
-    /// Moves queued jobs into free sessions; waits while there is nothing to do.
+    /// Moves queued jobs into free sessions; waits while there is nothing to do. The queue
+    /// is locked only to take the jobs (a job's prompt is set up after).
     fn admit(&mut self) {
-        let mut queue = lock(&self.shared.queue);
         loop {
-            while !self.free.is_empty() {
-                let Some(queued) = queue.pop_front() else {
-                    break;
-                };
-                let best = self
-                    .free
-                    .iter()
-                    .enumerate()
-                    .max_by_key(|(_, &s)| {
-                        self.sessions[s]
-                            .cached_items()
-                            .iter()
-                            .zip(&queued.items)
-                            .take_while(|(a, b)| a == b)
-                            .count()
-                    })
-                    .map_or(0, |(position, _)| position);
-                let session = self.free.remove(best);
-                self.shared.active.fetch_add(1, Ordering::SeqCst);
+            let mut admitted = Vec::new();
+            {
+                let mut queue = lock(&self.shared.queue);
+                while queue.is_empty() && self.running.is_empty() {
+                    queue = self
+                        .shared
+                        .wake
+                        .wait(queue)
+                        .unwrap_or_else(|p| p.into_inner());
+                }
+                while !self.free.is_empty() {
+                    let Some(queued) = queue.pop_front() else {
+                        break;
+                    };
+                    let session = self.free.remove(self.best_free_session(&queued.items));
+                    self.shared.active.fetch_add(1, Ordering::SeqCst);
+                    admitted.push((queued, session));
+                }
+            }
+            for (queued, session) in admitted {
                 {
                     let mut stats = lock(&self.shared.stats);
                     stats.admitted += 1;
@@ -323,12 +324,24 @@ impl<'m> Engine<'m> {
             if !self.running.is_empty() {
                 return;
             }
-            queue = self
-                .shared
-                .wake
-                .wait(queue)
-                .unwrap_or_else(|p| p.into_inner());
         }
+    }
+
+    /// Position in `free` of the free session whose cache shares the longest prefix with
+    /// a job's `items`.
+    fn best_free_session(&self, items: &[CachedItem]) -> usize {
+        self.free
+            .iter()
+            .enumerate()
+            .max_by_key(|(_, &s)| {
+                self.sessions[s]
+                    .cached_items()
+                    .iter()
+                    .zip(items)
+                    .take_while(|(a, b)| a == b)
+                    .count()
+            })
+            .map_or(0, |(position, _)| position)
     }
 
     /// Begins a job in `session` (failing it at once when its prompt is refused).

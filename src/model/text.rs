@@ -46,6 +46,8 @@ pub struct TextModel {
     rope: MRope,
     /// Prompt rows per part (`WeightMatrix::prompt_chunk_rows` of the layers' weights).
     chunk: usize,
+    /// `WeightMatrix::efficient_rows` of the layers' weights.
+    efficient_rows: usize,
 }
 
 impl DecoderLayer {
@@ -202,20 +204,23 @@ impl TextModel {
         } else {
             Some(w.matrix("output.weight", vocab, h)?)
         };
-        // GLIMPSE_PROMPT_CHUNK overrides the kernels' choice (tests cut short prompts).
-        let chunk = std::env::var("GLIMPSE_PROMPT_CHUNK")
+        // GLIMPSE_PROMPT_CHUNK overrides the kernels' choice of both (tests cut short
+        // prompts into several passes).
+        let chunk_override = std::env::var("GLIMPSE_PROMPT_CHUNK")
             .ok()
             .and_then(|v| v.parse::<usize>().ok())
-            .filter(|&n| n > 0)
-            .or_else(|| {
-                layers
-                    .first()
-                    .map(|l| l.q_proj.weight.view().prompt_chunk_rows())
-            })
+            .filter(|&n| n > 0);
+        let weight = layers.first().map(|l| l.q_proj.weight.view());
+        let chunk = chunk_override
+            .or_else(|| weight.map(|w| w.prompt_chunk_rows()))
+            .unwrap_or(1);
+        let efficient_rows = chunk_override
+            .or_else(|| weight.map(|w| w.efficient_rows()))
             .unwrap_or(1);
         Ok(Self {
             embed_tokens: w.matrix("token_embd.weight", vocab, h)?,
             chunk,
+            efficient_rows,
             layers,
             final_norm: w.vector("output_norm.weight", h)?,
             lm_head,
@@ -260,9 +265,7 @@ impl TextModel {
     /// Prompt tokens a pass should carry at least for the products to run at speed
     /// (`WeightMatrix::efficient_rows` of the layers' weights).
     pub fn efficient_prompt_rows(&self) -> usize {
-        self.layers
-            .first()
-            .map_or(1, |l| l.q_proj.weight.view().efficient_rows())
+        self.efficient_rows
     }
 
     /// Runs the decoder over `x` (`positions.len() × hidden` input embeddings) appended

@@ -122,7 +122,7 @@ fn untied_model_matches_transformers_on_every_fixture_conversation() {
     check_config("tiny-untied");
 }
 
-/// Batch invariance at f32: three conversations run through shared model steps (their
+/// Batch invariance at f32: conversations run through shared model steps (their
 /// prompts in one pass, then their answers a token each per pass) get the very bits each
 /// gets alone.
 #[test]
@@ -131,11 +131,12 @@ fn untied_model_matches_transformers_on_every_fixture_conversation() {
 fn a_shared_step_gives_each_conversation_the_bits_it_gets_alone() {
     glimpse::engine::threads::init_thread_pool(None).unwrap();
     let bundle = ModelBundle::load(&converted("tiny-untied", "f32"), None).unwrap();
-    let cases: Vec<_> = parity_cases("tiny-untied")
-        .into_iter()
-        .filter(|c| ["text_only", "one_image_noresize", "multi_turn"].contains(&c.name.as_str()))
-        .collect();
-    assert_eq!(cases.len(), 3);
+    // The first three conversations (of those GLIMPSE_PARITY_CASES keeps): text and images.
+    let cases: Vec<_> = parity_cases("tiny-untied").into_iter().take(3).collect();
+    assert!(
+        cases.len() >= 2,
+        "the invariance check needs two conversations at least"
+    );
     let inputs: Vec<_> = cases
         .iter()
         .map(|case| {

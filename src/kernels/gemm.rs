@@ -25,6 +25,12 @@ impl Threads {
     }
 }
 
+/// Whether a row's result of `matmul_a_bt` (from 9 rows on) does not depend on the other
+/// rows of the product: true where the crate's SIMD kernels sum each output over k in an
+/// order set by k and the cache sizes alone — measured by `row_independence` on x86_64 and
+/// aarch64 (NEON, under qemu); its portable kernels (LoongArch64) do depend on the row count.
+pub const ROWS_INDEPENDENT: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
+
 /// `out[m, n] (row stride out_stride) = a[m, k] · b[n, k]ᵀ`: `b` holds one row per
 /// output column, the layout of a PyTorch `nn.Linear` weight.
 pub fn matmul_a_bt(
@@ -181,6 +187,13 @@ mod row_independence {
     /// row counts from 9 (smaller products take the dot kernel) with the pool's threads.
     #[test]
     fn a_row_gets_the_same_bits_whatever_rows_share_its_product() {
+        if !ROWS_INDEPENDENT {
+            eprintln!(
+                "not checked on this architecture: the gemm crate's portable kernels depend on \
+                 the row count, so glimpse does not share products there (ROWS_INDEPENDENT)"
+            );
+            return;
+        }
         for (n, k) in [(300, 512), (2048, 2048), (64, 6144), (37, 100)] {
             let total = 200;
             let a: Vec<f32> = (0..total * k)

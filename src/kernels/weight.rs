@@ -21,7 +21,7 @@ use rayon::prelude::*;
 use super::amx::amx_available;
 use super::dense_bf16::{self, dense_bf16_matmul};
 use super::dense_dot::{self, DenseElement, SimdLoads};
-use super::gemm::{matmul_a_bt, Threads};
+use super::gemm::{self, matmul_a_bt, Threads};
 use super::matvec::{packed_matmul, packed_matvec, PackedRows};
 use super::quant::q8_blocks::Q8Blocks;
 use super::quant::{q4_k, q4_k_tokens, q4_kx16, q8_0, q8_0_tokens, q8_0x16, q8_k};
@@ -222,7 +222,7 @@ impl<'a> WeightMatrix<'a> {
         match *self {
             WeightMatrix::Q8_0x16 { .. } | WeightMatrix::Q4Kx16 { .. } => 8,
             // Pieces of several prompts share one dense product (`matmul_groups`).
-            WeightMatrix::F32 { .. } => 32,
+            WeightMatrix::F32 { .. } if gemm::ROWS_INDEPENDENT => 32,
             _ => 256,
         }
     }
@@ -244,7 +244,7 @@ impl<'a> WeightMatrix<'a> {
     /// that group alone, with the weights read as few times as that allows. f32 weights
     /// run every group of up to `DOT_ROWS_UP_TO` rows (decode tokens) through one dot
     /// product and every longer group (prompt pieces) through one dense product, whose rows
-    /// never depend on each other (`gemm`'s tests); other formats share a product among
+    /// never depend on each other (`gemm::ROWS_INDEPENDENT`); other formats share a product among
     /// neighbouring groups while each row's result stays its own (`independent_rows_below`;
     /// f16's dense path dequantizes panels for single-threaded products whose rows do
     /// depend on the row count).
@@ -257,7 +257,7 @@ impl<'a> WeightMatrix<'a> {
         );
         match *self {
             // Longer groups: `matmul` of more than DOT_ROWS_UP_TO rows is the dense product.
-            WeightMatrix::F32 { data, rows, .. } => dense_groups(
+            WeightMatrix::F32 { data, rows, .. } if gemm::ROWS_INDEPENDENT => dense_groups(
                 x,
                 groups,
                 out,

@@ -873,3 +873,35 @@ fn token_logprob(bundle: &ModelBundle, id: u32, logits: &[f32], top: usize) -> T
             .collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::pieces_within;
+
+    #[test]
+    fn a_prompt_piece_ends_at_a_chunk_boundary_unless_the_prompt_ends_first() {
+        // All that is left fits.
+        assert_eq!(pieces_within(3, 14, 16, 8), 14);
+        // Cut back to the last boundary the budget reaches: 3 + 20 = 23 → 16.
+        assert_eq!(pieces_within(3, 100, 20, 8), 13);
+        // A budget short of the next boundary still reaches it: 3 + 2 = 5 → 8.
+        assert_eq!(pieces_within(3, 100, 2, 8), 5);
+        // From a boundary, whole chunks.
+        assert_eq!(pieces_within(16, 100, 30, 8), 24);
+        // Never past the prompt's end.
+        assert_eq!(pieces_within(3, 4, 2, 8), 4);
+        // Every cut lands on a multiple of the chunk (or the end), whatever the budget.
+        for budget in 1..40 {
+            let (mut done, end) = (5, 90);
+            while done < end {
+                let n = pieces_within(done, end - done, budget, 8);
+                assert!(n > 0);
+                done += n;
+                assert!(
+                    done == end || done % 8 == 0,
+                    "budget {budget}: cut at {done}"
+                );
+            }
+        }
+    }
+}

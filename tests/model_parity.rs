@@ -11,6 +11,7 @@ use common::*;
 use glimpse::engine::sampler::log_softmax;
 use glimpse::engine::session::image_key;
 use glimpse::engine::{GenerationParams, ModelBundle, SamplingParams, Session, Timings};
+use glimpse::model::SequenceStep;
 
 fn check_config(config: &str) {
     glimpse::engine::threads::init_thread_pool(None).unwrap();
@@ -190,13 +191,12 @@ fn a_shared_step_gives_each_conversation_the_bits_it_gets_alone() {
         .zip(&counts)
         .map(|((session, pending), &count)| session.prompt_step(pending, count))
         .collect();
-    let mut logits: Vec<Vec<f32>> = bundle
-        .model
-        .step(&mut steps)
-        .unwrap()
-        .into_iter()
-        .map(Option::unwrap)
-        .collect();
+    // One shared model step: every conversation's logits.
+    let run = |steps: &mut [SequenceStep]| -> Vec<Vec<f32>> {
+        let logits = bundle.model.step(steps).unwrap();
+        logits.into_iter().map(Option::unwrap).collect()
+    };
+    let mut logits = run(&mut steps);
     drop(steps);
     for ((session, pending), count) in sessions.iter_mut().zip(&mut pending).zip(counts) {
         session.commit_prompt(pending, count);
@@ -218,13 +218,7 @@ fn a_shared_step_gives_each_conversation_the_bits_it_gets_alone() {
             .zip(&next)
             .map(|(session, &token)| session.decode_input(token))
             .collect();
-        logits = bundle
-            .model
-            .step(&mut steps)
-            .unwrap()
-            .into_iter()
-            .map(Option::unwrap)
-            .collect();
+        logits = run(&mut steps);
         drop(steps);
         for (session, &token) in sessions.iter_mut().zip(&next) {
             session.commit_decode(token);

@@ -611,7 +611,8 @@ impl<'m> Engine<'m> {
                 if prompt_count == 0 {
                     return Outcome::Continue;
                 }
-                let started = *prefill_started.get_or_insert(now);
+                // Set as the job's first prompt pass began.
+                let started = prefill_started.unwrap_or(now);
                 if pending.remaining() > 0 {
                     let progress =
                         prompt_progress(pending, &running.timings, running.job.images.len());

@@ -135,8 +135,13 @@ impl PendingPrompt {
         self.images
             .iter()
             .enumerate()
-            .find(|(_, image)| image.output.is_none())
+            .find(|(_, image)| self.waits_for(image))
             .map(|(i, image)| (i, image.key))
+    }
+
+    /// Whether `image` has tokens still to compute and no encoder output yet.
+    fn waits_for(&self, image: &PendingImage) -> bool {
+        image.output.is_none() && image.span.end > self.done
     }
 
     /// Gives image `index` (prompt order) its encoder output.
@@ -154,7 +159,7 @@ impl PendingPrompt {
 
     /// Images still waiting for their encoder output.
     pub fn images_waiting(&self) -> usize {
-        self.images.iter().filter(|i| i.output.is_none()).count()
+        self.images.iter().filter(|i| self.waits_for(i)).count()
     }
 
     /// Whether every image whose tokens are still to compute has its encoder output.
@@ -266,11 +271,9 @@ impl<'m> Session<'m> {
                 span: span.clone(),
                 key,
                 // Images wholly inside the reused prefix are not needed again.
-                output: if span.end <= reuse {
-                    Some(Arc::new(VisionOutput::default()))
-                } else {
-                    self.bundle.vision_cache.get(key)
-                },
+                output: (span.end > reuse)
+                    .then(|| self.bundle.vision_cache.get(key))
+                    .flatten(),
             })
             .collect();
         Ok(PendingPrompt {

@@ -155,7 +155,8 @@ type ImagePart<'a> = Box<dyn Fn(&Path) -> Value + 'a>;
 
 #[test]
 fn every_image_form_gives_the_fixture_answer() {
-    let server = TestServer::start(&[]);
+    // The image host is on loopback, which only a trusting server fetches from.
+    let server = TestServer::start(&["--image-url-allow-private"]);
     let case = case("one_image_noresize");
     let expected = expected_text(&case);
     let image_path = common::fixtures().join("images/noresize_256x320.png");
@@ -195,7 +196,7 @@ fn every_image_form_gives_the_fixture_answer() {
 
 #[test]
 fn two_images_in_one_message_from_two_sources_give_the_fixture_answer() {
-    let server = TestServer::start(&[]);
+    let server = TestServer::start(&["--image-url-allow-private"]);
     let case = case("two_images_text_between");
     let second = common::fixtures().join("images/resize_300x200.jpg");
     let host = host_files(vec![(

@@ -21,6 +21,7 @@ mod server_api;
 mod server_batching;
 mod server_hostile;
 mod server_limits;
+mod server_network;
 mod server_openai_client;
 mod server_shutdown;
 mod server_soak;

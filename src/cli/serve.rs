@@ -3,12 +3,14 @@
 
 use std::time::Duration;
 
-use anyhow::{ensure, Result};
+use anyhow::{anyhow, ensure, Result};
 use clap::Args;
 
 use super::model_path::ModelArgs;
 use crate::engine::threads::init_thread_pool;
-use crate::server::{serve, Limits, RequestLog, ServerConfig, LARGEST_DRAINABLE_BODY};
+use crate::server::{
+    serve, HostPattern, Limits, RequestLog, ServerConfig, UrlPolicy, LARGEST_DRAINABLE_BODY,
+};
 
 const MB: usize = 1 << 20;
 /// Larger bodies are always refused (see `LARGEST_DRAINABLE_BODY`).
@@ -66,6 +68,15 @@ pub struct ServeArgs {
     /// Refuse http(s) image URLs (images must come as base64 / data URIs).
     #[arg(long)]
     no_image_urls: bool,
+    /// Fetch image URLs from any address: loopback, private networks (RFC 1918, CGNAT),
+    /// link-local (cloud metadata), unique-local IPv6 … are refused by default, so that API
+    /// clients cannot reach the server's own network. For trusted clients only.
+    #[arg(long)]
+    image_url_allow_private: bool,
+    /// Fetch image URLs only from these hosts (comma-separated or repeated; `*.example.com`
+    /// for every subdomain). Redirects must stay on them too. Default: any public host.
+    #[arg(long, value_delimiter = ',', value_name = "HOSTS")]
+    image_url_domains: Vec<String>,
     /// Largest image download from a URL, in MiB.
     #[arg(long, default_value_t = 20)]
     max_image_download_mb: usize,
@@ -103,6 +114,15 @@ pub fn run(args: ServeArgs) -> Result<()> {
         std::env::var("GLIMPSE_LOG_FORMAT").ok().as_deref(),
         args.verbose,
     )?;
+    let image_url_policy = UrlPolicy {
+        allow_private: args.image_url_allow_private,
+        domains: args
+            .image_url_domains
+            .iter()
+            .filter(|d| !d.trim().is_empty())
+            .map(|d| HostPattern::parse(d).map_err(|e| anyhow!("--image-url-domains: {e}")))
+            .collect::<Result<_>>()?,
+    };
     init_thread_pool(args.threads)?;
     let model_path = args.model.resolve()?;
     serve(ServerConfig {
@@ -123,6 +143,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
             image_min_tokens: args.image_min_tokens,
             image_max_tokens: args.image_max_tokens,
             allow_image_urls: !args.no_image_urls,
+            image_url_policy,
             max_image_download_bytes: args.max_image_download_mb.saturating_mul(MB),
             image_download_timeout: Duration::from_secs(args.image_download_timeout),
             request_timeout: Duration::from_secs(args.request_timeout),

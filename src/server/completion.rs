@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use super::errors::ApiError;
 use super::image_budget::PixelBudget;
+use super::image_fetch::{loggable_url, FetchError, FETCH_FAILED};
 use super::image_source::ImageSource;
 use super::messages::ImageInput;
 use super::metrics::GenerationTracker;
@@ -172,17 +173,37 @@ fn load_image(
         &model.bundle.preprocess,
         &format!("'{field}'"),
     )?;
-    let bytes = match source {
-        ImageSource::Inline(bytes) => bytes,
-        ImageSource::Remote(url) => state
-            .fetcher
-            .fetch(&url)
-            .map_err(|e| ApiError::invalid("image_fetch_failed", format!("'{field}': {e}")))?,
+    let (bytes, url) = match source {
+        ImageSource::Inline(bytes) => (bytes, None),
+        ImageSource::Remote(url) => (fetch_image(state, &field, &url)?, Some(url)),
     };
-    let decoded = load_image_with_limit(&bytes, state.config.limits.max_image_pixels)
-        .map_err(|e| ApiError::invalid("invalid_image", format!("'{field}': {e:#}")))?;
+    let decoded =
+        load_image_with_limit(&bytes, state.config.limits.max_image_pixels).map_err(|e| {
+            let message = format!("'{field}': {e:#}");
+            match url {
+                // What a URL's bytes turned out to be is no client's business either.
+                Some(url) => url_failed(&field, format!("{}: {message}", loggable_url(&url))),
+                None => ApiError::invalid("invalid_image", message),
+            }
+        })?;
     preprocess(&decoded, &config)
         .map_err(|e| ApiError::invalid("invalid_image", format!("'{field}': {e:#}")))
+}
+
+/// The bytes of an image URL; every failure gets the same neutral message.
+fn fetch_image(state: &AppState, field: &str, url: &str) -> Result<Vec<u8>, ApiError> {
+    state.fetcher.fetch(url).map_err(|error| match error {
+        FetchError::Disabled => ApiError::invalid(
+            "image_urls_disabled",
+            format!("'{field}': image URLs are disabled on this server (--no-image-urls); send the image as base64"),
+        ),
+        FetchError::Failed { detail } => url_failed(field, detail),
+    })
+}
+
+fn url_failed(field: &str, detail: String) -> ApiError {
+    ApiError::invalid("image_fetch_failed", format!("'{field}': {FETCH_FAILED}"))
+        .with_log_detail(detail)
 }
 
 /// Waits for the whole answer and builds the `chat.completion` object.

@@ -11,6 +11,8 @@ pub struct ApiError {
     /// Machine-readable reason, e.g. `prompt_too_long`.
     pub code: &'static str,
     pub message: String,
+    /// What the operator's log shows beside the code, when the client is told less.
+    pub log_detail: Option<String>,
 }
 
 impl ApiError {
@@ -20,7 +22,14 @@ impl ApiError {
             kind,
             code,
             message,
+            log_detail: None,
         }
+    }
+
+    /// Keeps `detail` for the request log (never sent to the client).
+    pub fn with_log_detail(mut self, detail: impl Into<String>) -> Self {
+        self.log_detail = Some(detail.into());
+        self
     }
 
     /// 400: the request is malformed or a value is out of range.

@@ -23,6 +23,7 @@ mod shutdown;
 mod sse;
 mod state;
 mod transport;
+mod url_policy;
 #[cfg(feature = "webui")]
 mod webui;
 
@@ -39,6 +40,7 @@ use crate::preprocess::PreprocessConfig;
 pub use request_log::RequestLog;
 use state::{AppState, LoadedModel};
 pub use transport::LARGEST_DRAINABLE_BODY;
+pub use url_policy::{HostPattern, UrlPolicy};
 
 /// Request limits (see `glimpse serve --help` for the flags and defaults).
 #[derive(Clone, Debug)]
@@ -54,6 +56,8 @@ pub struct Limits {
     pub image_min_tokens: Option<usize>,
     pub image_max_tokens: Option<usize>,
     pub allow_image_urls: bool,
+    /// Which URLs may be fetched (addresses, hosts).
+    pub image_url_policy: UrlPolicy,
     pub max_image_download_bytes: usize,
     pub image_download_timeout: Duration,
     /// A request body must arrive within this time (408 otherwise), and a connection on

@@ -23,6 +23,8 @@ pub struct Reply {
     pub body: Body,
     /// The error's `code`, for the request log.
     pub error_code: Option<&'static str>,
+    /// The error's detail for the log only (`ApiError::log_detail`).
+    pub error_detail: Option<String>,
     /// Filled by the generation when it is done, for the request log.
     pub generation: Option<GenerationSlot>,
 }
@@ -35,6 +37,7 @@ impl Reply {
             headers: Vec::new(),
             body: Body::Bytes(body.into()),
             error_code: None,
+            error_detail: None,
             generation: None,
         }
     }
@@ -50,6 +53,7 @@ impl Reply {
             headers: vec![("Cache-Control", "no-cache".into())],
             body: Body::EventStream(chunks),
             error_code: None,
+            error_detail: None,
             generation: None,
         }
     }
@@ -74,6 +78,7 @@ impl From<ApiError> for Reply {
     fn from(error: ApiError) -> Self {
         let mut reply = Reply::json(error.status, &error.body());
         reply.error_code = Some(error.code);
+        reply.error_detail = error.log_detail;
         match error.status {
             401 => reply.with_header("WWW-Authenticate", "Bearer"),
             429 | 503 => reply.with_header("Retry-After", RETRY_AFTER_SECONDS.to_string()),

@@ -105,6 +105,8 @@ pub struct RequestRecord {
     pub user_agent: Option<String>,
     /// The error's `code` for refused requests.
     pub error: Option<&'static str>,
+    /// What the client was not told about its error (e.g. why an image URL was refused).
+    pub error_detail: Option<String>,
     pub stream: bool,
     pub generation: Option<GenerationSummary>,
     /// Why writing the answer failed (usually: the client went away).
@@ -128,6 +130,9 @@ impl RequestRecord {
         }
         if let Some(code) = self.error {
             fields.insert("error".into(), json!(code));
+        }
+        if let Some(detail) = &self.error_detail {
+            fields.insert("error_detail".into(), json!(detail));
         }
         if self.route == "/v1/chat/completions" && self.status < 300 {
             fields.insert("stream".into(), json!(self.stream));

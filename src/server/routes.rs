@@ -208,6 +208,7 @@ mod tests {
                 image_min_tokens: None,
                 image_max_tokens: None,
                 allow_image_urls: false,
+                image_url_policy: Default::default(),
                 max_image_download_bytes: 1000,
                 image_download_timeout: Duration::from_secs(1),
                 request_timeout: Duration::from_secs(1),

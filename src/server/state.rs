@@ -45,6 +45,7 @@ impl AppState {
     pub fn new(config: ServerConfig) -> Self {
         let fetcher = ImageFetcher::new(
             config.limits.allow_image_urls,
+            config.limits.image_url_policy.clone(),
             config.limits.max_image_download_bytes,
             config.limits.image_download_timeout,
         );

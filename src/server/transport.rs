@@ -133,6 +133,7 @@ fn serve(
         client,
         user_agent,
         error: reply.error_code,
+        error_detail: reply.error_detail.clone(),
         stream: matches!(reply.body, Body::EventStream(_)),
         ..RequestRecord::default()
     };

@@ -7,8 +7,8 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::{json, Value};
@@ -20,6 +20,8 @@ pub struct TestServer {
     child: Child,
     pub base: String,
     agent: ureq::Agent,
+    /// Every line the server wrote to stderr so far.
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 /// An HTTP answer: status, headers we look at, body.
@@ -69,12 +71,15 @@ impl TestServer {
             .expect("starting glimpse serve");
         let stderr = child.stderr.take().expect("piped stderr");
         let (sender, receiver) = mpsc::channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let lines = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(url) = line.strip_prefix("glimpse listening on ") {
                     let _ = sender.send(url.to_owned());
                 }
                 eprintln!("[server] {line}");
+                lines.lock().expect("log lock").push(line);
             }
         });
         let base = match receiver.recv_timeout(Duration::from_secs(120)) {
@@ -89,7 +94,36 @@ impl TestServer {
             .timeout_global(Some(Duration::from_secs(300)))
             .build()
             .into();
-        Self { child, base, agent }
+        Self {
+            child,
+            base,
+            agent,
+            log,
+        }
+    }
+
+    /// The first log line containing `needle`, waiting up to 10 s for it (the request log
+    /// is written after the answer).
+    pub fn wait_for_log(&self, needle: &str) -> Option<String> {
+        let started = Instant::now();
+        loop {
+            let found = self
+                .log
+                .lock()
+                .expect("log lock")
+                .iter()
+                .find(|line| line.contains(needle))
+                .cloned();
+            if found.is_some() || started.elapsed() > Duration::from_secs(10) {
+                return found;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -389,6 +423,20 @@ pub fn case(name: &str) -> Case {
         .into_iter()
         .find(|c| c.name == name)
         .unwrap_or_else(|| panic!("no fixture case {name}"))
+}
+
+/// A loopback HTTP server that answers every request with a 302 to `location`.
+pub fn host_redirect(location: String) -> String {
+    let server = tiny_http::Server::http("127.0.0.1:0").expect("binding the redirect host");
+    let address = server.server_addr().to_ip().expect("an IP address");
+    std::thread::spawn(move || {
+        for request in server.incoming_requests() {
+            let header = tiny_http::Header::from_bytes("Location", location.as_bytes())
+                .expect("a Location header");
+            let _ = request.respond(tiny_http::Response::empty(302).with_header(header));
+        }
+    });
+    format!("http://{address}")
 }
 
 /// A tiny HTTP server for image URLs: serves `files` (path → bytes) until the process ends.

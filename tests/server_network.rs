@@ -1,0 +1,108 @@
+//! `glimpse serve` exposed on a network: image URLs that point into the server's own
+//! network are refused with a neutral message, unless the operator allows them; redirects
+//! are vetted like the first URL. Every socket here is on loopback: the refused addresses
+//! are loopback ones, which is what the default refuses.
+use crate::common;
+use crate::server_support;
+
+use serde_json::{json, Value};
+use server_support::*;
+
+fn url_request(url: &str) -> Value {
+    let case = case("one_image_noresize");
+    greedy_request(
+        &case,
+        &|_| json!({"type": "image_url", "image_url": {"url": url}}),
+    )
+}
+
+fn fixture_image_host() -> String {
+    let image = common::fixtures().join("images/noresize_256x320.png");
+    host_files(vec![(
+        "/picture.png",
+        std::fs::read(&image).expect("fixture image"),
+    )])
+}
+
+#[test]
+fn image_urls_into_the_servers_network_are_refused_with_a_neutral_message() {
+    let host = fixture_image_host();
+    let port = host.rsplit(':').next().expect("a port").to_owned();
+    let guarded = TestServer::start(&[]);
+    let refused = guarded
+        .chat(&url_request(&format!("{host}/picture.png")))
+        .assert_error(400, "image_fetch_failed");
+    assert!(
+        guarded.wait_for_log("a loopback address").is_some(),
+        "the log keeps the reason"
+    );
+    // Other spellings of the loopback address, and the name, are refused the same way.
+    for url in [
+        format!("http://localhost:{port}/picture.png"),
+        format!("http://2130706433:{port}/picture.png"),
+        format!("http://0177.0.0.1:{port}/picture.png"),
+        format!("http://127.1:{port}/picture.png"),
+        format!("http://[::ffff:127.0.0.1]:{port}/picture.png"),
+    ] {
+        let message = guarded
+            .chat(&url_request(&url))
+            .assert_error(400, "image_fetch_failed");
+        assert_eq!(message, refused, "{url}");
+    }
+    assert_eq!(guarded.metric("glimpse_images_encoded_total"), 0.0);
+
+    // What a client learns does not depend on what is behind the URL: a refused address,
+    // a 404 and bytes that are no image all read alike.
+    let trusting = TestServer::start(&["--image-url-allow-private"]);
+    let not_found = trusting
+        .chat(&url_request(&format!("{host}/missing.png")))
+        .assert_error(400, "image_fetch_failed");
+    let not_an_image_host = host_files(vec![("/page.html", b"<html>admin</html>".to_vec())]);
+    let not_an_image = trusting
+        .chat(&url_request(&format!("{not_an_image_host}/page.html")))
+        .assert_error(400, "image_fetch_failed");
+    assert_eq!(not_found, refused);
+    assert_eq!(not_an_image, refused);
+    for leak in ["loopback", "404", "refused", "format", "127.0.0.1", "html"] {
+        assert!(!refused.contains(leak), "{leak:?} in {refused:?}");
+    }
+
+    // With --image-url-allow-private the same URL gives the fixture's answer.
+    let answer = trusting.complete(&url_request(&format!("{host}/picture.png")));
+    let case = case("one_image_noresize");
+    assert_eq!(
+        answer["choices"][0]["message"]["content"],
+        expected_text(&case)
+    );
+}
+
+#[test]
+fn redirects_are_vetted_like_the_first_url() {
+    let host = fixture_image_host();
+    let port = host.rsplit(':').next().expect("a port").to_owned();
+    // The redirect leaves the listed host (127.0.0.1) for one that is not listed.
+    let redirect = host_redirect(format!("http://localhost:{port}/picture.png"));
+    let listed_only = TestServer::start(&[
+        "--image-url-allow-private",
+        "--image-url-domains",
+        "127.0.0.1",
+    ]);
+    listed_only
+        .chat(&url_request(&format!("{redirect}/start.png")))
+        .assert_error(400, "image_fetch_failed");
+    assert!(listed_only
+        .wait_for_log("host 'localhost' is not in --image-url-domains")
+        .is_some());
+    // Listing the redirect's host too, the same redirect is followed to the answer.
+    let both = TestServer::start(&[
+        "--image-url-allow-private",
+        "--image-url-domains",
+        "127.0.0.1,localhost",
+    ]);
+    let answer = both.complete(&url_request(&format!("{redirect}/start.png")));
+    let case = case("one_image_noresize");
+    assert_eq!(
+        answer["choices"][0]["message"]["content"],
+        expected_text(&case)
+    );
+}

@@ -106,3 +106,55 @@ fn redirects_are_vetted_like_the_first_url() {
         expected_text(&case)
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn keys_from_a_file_work_and_a_removed_key_stops_working_after_sighup() {
+    let dir = common::scratch_dir("api-key-file");
+    let key_file = dir.join("keys.txt");
+    std::fs::write(&key_file, "# one key per line\nkey-alpha\nkey-beta\n").expect("key file");
+    let server = TestServer::start(&[
+        "--api-key",
+        "key-flag",
+        "--api-key-file",
+        key_file.to_str().expect("a UTF-8 path"),
+    ]);
+    let status = |key: &str| server.get_with_key("/v1/models", key).status;
+    for key in ["key-alpha", "key-beta", "key-flag"] {
+        assert_eq!(status(key), 200, "{key}");
+    }
+    assert_eq!(status("key-gamma"), 401);
+    assert_eq!(server.get("/v1/models").status, 401);
+    // Anthropic clients send the key in x-api-key.
+    assert_eq!(
+        server
+            .get_with_header("/v1/models", "x-api-key", "key-beta")
+            .status,
+        200
+    );
+    assert_eq!(
+        server
+            .get_with_header("/v1/models", "x-api-key", "nope")
+            .status,
+        401
+    );
+
+    std::fs::write(&key_file, "key-beta\nkey-gamma\n").expect("rewriting the key file");
+    assert_eq!(
+        status("key-alpha"),
+        200,
+        "keys change on SIGHUP, not before"
+    );
+    server.signal(libc::SIGHUP);
+    assert!(server.wait_for_log("reloaded the API keys").is_some());
+    assert_eq!(status("key-alpha"), 401, "the removed key stops working");
+    for key in ["key-beta", "key-gamma", "key-flag"] {
+        assert_eq!(status(key), 200, "{key}");
+    }
+    // A file that cannot be read keeps the keys in use (and the server alive).
+    std::fs::remove_file(&key_file).expect("removing the key file");
+    server.signal(libc::SIGHUP);
+    assert!(server.wait_for_log("keys in use stay").is_some());
+    assert_eq!(status("key-gamma"), 200);
+    assert_eq!(server.get("/health").status, 200);
+}

@@ -1,6 +1,8 @@
 //! `glimpse serve`: the flags of the HTTP service and their defaults, mapped onto
 //! `server::ServerConfig`. Limits are documented here, in `--help`.
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, ensure, Result};
@@ -9,7 +11,8 @@ use clap::Args;
 use super::model_path::ModelArgs;
 use crate::engine::threads::init_thread_pool;
 use crate::server::{
-    serve, HostPattern, Limits, RequestLog, ServerConfig, UrlPolicy, LARGEST_DRAINABLE_BODY,
+    serve, ApiKeys, HostPattern, Limits, RequestLog, ServerConfig, UrlPolicy,
+    LARGEST_DRAINABLE_BODY,
 };
 
 const MB: usize = 1 << 20;
@@ -33,9 +36,19 @@ pub struct ServeArgs {
     /// max_tokens is capped to what is left.
     #[arg(long, default_value_t = 8192)]
     ctx: usize,
-    /// Require `Authorization: Bearer KEY` on the API (401 otherwise); /health stays open.
-    #[arg(long, env = "GLIMPSE_API_KEY", hide_env_values = true)]
-    api_key: Option<String>,
+    /// Require this key on the API, as `Authorization: Bearer KEY` or `x-api-key: KEY`
+    /// (401 otherwise); /health stays open. Repeat for several keys.
+    #[arg(
+        long,
+        env = "GLIMPSE_API_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    api_key: Vec<String>,
+    /// Also accept the keys in this file, one per line (`#` comments); the file is read
+    /// again on SIGHUP, so keys can be added or revoked without a restart.
+    #[arg(long, env = "GLIMPSE_API_KEY_FILE", value_name = "FILE")]
+    api_key_file: Option<PathBuf>,
     /// Requests generated at the same time, each with its own KV cache.
     #[arg(long, default_value_t = 1)]
     parallel: usize,
@@ -132,7 +145,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         host: args.host,
         port: args.port,
         context_length: args.ctx,
-        api_key: args.api_key.filter(|key| !key.is_empty()),
+        api_keys: Arc::new(ApiKeys::new(args.api_key, args.api_key_file)?),
         parallel: args.parallel,
         max_queue: args.max_queue,
         webui: !args.no_webui,

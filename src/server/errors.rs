@@ -47,7 +47,8 @@ impl ApiError {
             401,
             "authentication_error",
             "invalid_api_key",
-            "missing or wrong API key: send 'Authorization: Bearer <key>'".into(),
+            "missing or wrong API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'"
+                .into(),
         )
     }
 

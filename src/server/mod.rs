@@ -37,6 +37,7 @@ use anyhow::{anyhow, Context, Result};
 use crate::engine::scheduler::Scheduler;
 use crate::engine::ModelBundle;
 use crate::preprocess::PreprocessConfig;
+pub use auth::ApiKeys;
 pub use request_log::RequestLog;
 use state::{AppState, LoadedModel};
 pub use transport::LARGEST_DRAINABLE_BODY;
@@ -77,7 +78,8 @@ pub struct ServerConfig {
     pub port: u16,
     /// Tokens of prompt plus answer one request may use.
     pub context_length: usize,
-    pub api_key: Option<String>,
+    /// The keys that open the API (none: open).
+    pub api_keys: Arc<ApiKeys>,
     /// Generation slots (requests generated at once).
     pub parallel: usize,
     /// Requests that may wait for a slot; more are refused with 429.
@@ -119,7 +121,8 @@ pub fn serve(config: ServerConfig) -> Result<()> {
     }
 
     let config = &state.config;
-    if !address.ip().is_loopback() && config.api_key.is_none() {
+    auth::watch_key_file(config.api_keys.clone())?;
+    if !address.ip().is_loopback() && !config.api_keys.required() {
         eprintln!("glimpse: warning: listening on {address} without --api-key; anyone who can reach it can use it");
     }
     eprintln!(

@@ -6,7 +6,6 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use super::auth::is_authorized;
 use super::completion::chat_completion;
 use super::errors::ApiError;
 use super::reply::Reply;
@@ -20,6 +19,8 @@ pub struct Incoming<'a> {
     /// Path without the query string.
     pub path: &'a str,
     pub authorization: Option<&'a str>,
+    /// The `x-api-key` header (Anthropic clients send their key there).
+    pub x_api_key: Option<&'a str>,
     pub content_length: Option<usize>,
     pub body: &'a mut dyn Read,
 }
@@ -70,7 +71,8 @@ pub fn handle(state: &AppState, incoming: Incoming, received: Instant) -> Reply 
 }
 
 fn respond(state: &AppState, mut incoming: Incoming, received: Instant) -> Result<Reply, ApiError> {
-    let (method, path, authorization) = (incoming.method, incoming.path, incoming.authorization);
+    let (method, path) = (incoming.method, incoming.path);
+    let (authorization, x_api_key) = (incoming.authorization, incoming.x_api_key);
     if method == "OPTIONS" {
         return Ok(Reply::empty(204)
             .with_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
@@ -88,7 +90,7 @@ fn respond(state: &AppState, mut incoming: Incoming, received: Instant) -> Resul
         }
     };
     let authorize = || {
-        if is_authorized(state.config.api_key.as_deref(), authorization) {
+        if state.config.api_keys.authorizes(authorization, x_api_key) {
             Ok(())
         } else {
             Err(ApiError::unauthorized())
@@ -197,7 +199,10 @@ mod tests {
             host: "127.0.0.1".into(),
             port: 0,
             context_length: 64,
-            api_key: api_key.map(str::to_owned),
+            api_keys: std::sync::Arc::new(match api_key {
+                Some(key) => crate::server::ApiKeys::new(vec![key.to_owned()], None).unwrap(),
+                None => crate::server::ApiKeys::open(),
+            }),
             parallel: 1,
             max_queue: 1,
             webui: true,
@@ -226,6 +231,7 @@ mod tests {
                 method,
                 path,
                 authorization: header.as_deref(),
+                x_api_key: None,
                 content_length: None,
                 body: &mut std::io::empty(),
             },
@@ -357,6 +363,7 @@ mod tests {
             method: "POST",
             path: "/v1/chat/completions",
             authorization: None,
+            x_api_key: None,
             content_length: Some(17),
             body: &mut declared,
         };

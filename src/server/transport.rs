@@ -93,6 +93,7 @@ fn serve(
         .unwrap_or_default()
         .to_owned();
     let authorization = header_value(&request, "Authorization").map(str::to_owned);
+    let x_api_key = header_value(&request, "X-Api-Key").map(str::to_owned);
     let user_agent = header_value(&request, "User-Agent").map(str::to_owned);
     let client = request.remote_addr().map(|a| a.ip().to_string());
     let content_length = request.body_length();
@@ -111,6 +112,7 @@ fn serve(
                 method: &method,
                 path: &path,
                 authorization: authorization.as_deref(),
+                x_api_key: x_api_key.as_deref(),
                 content_length,
                 body: &mut body,
             },

@@ -148,6 +148,15 @@ fn write_embedding_shard(rows_file: &Path, checkpoint: &Path) {
     safetensors::serialize_to_file([(EMBEDDING, view)], None, &checkpoint.join(shard)).unwrap();
 }
 
+/// An empty directory of this test run for `label`'s files.
+pub fn scratch_dir(label: &str) -> PathBuf {
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{label}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("creating a scratch directory");
+    dir
+}
+
 /// The fixture checkpoint converted by the `glimpse convert` binary (once per process).
 pub fn converted(config: &str, out_type: &str) -> PathBuf {
     static DONE: OnceLock<std::sync::Mutex<HashMap<String, PathBuf>>> = OnceLock::new();

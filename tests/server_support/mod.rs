@@ -121,9 +121,16 @@ impl TestServer {
         }
     }
 
-    /// The server's process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
+    /// Sends `signal` to the server process.
+    #[cfg(unix)]
+    pub fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("a pid");
+        // SAFETY: plain kill(2) on our own child.
+        assert_eq!(
+            unsafe { libc::kill(pid, signal) },
+            0,
+            "sending signal {signal}"
+        );
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -159,12 +166,11 @@ impl TestServer {
     }
 
     pub fn get_with_key(&self, path: &str, key: &str) -> Answer {
-        Self::answer(
-            self.agent
-                .get(self.url(path))
-                .header("Authorization", format!("Bearer {key}"))
-                .call(),
-        )
+        self.get_with_header(path, "Authorization", &format!("Bearer {key}"))
+    }
+
+    pub fn get_with_header(&self, path: &str, name: &str, value: &str) -> Answer {
+        Self::answer(self.agent.get(self.url(path)).header(name, value).call())
     }
 
     pub fn post_raw(&self, path: &str, body: &[u8], key: Option<&str>) -> Answer {
@@ -272,13 +278,7 @@ impl TestServer {
     /// Sends SIGTERM and waits (up to `limit`) for the process to exit; its exit status.
     #[cfg(unix)]
     pub fn terminate(&mut self, limit: Duration) -> std::process::ExitStatus {
-        let pid = libc::pid_t::try_from(self.child.id()).expect("a pid");
-        // SAFETY: plain kill(2) on our own child.
-        assert_eq!(
-            unsafe { libc::kill(pid, libc::SIGTERM) },
-            0,
-            "sending SIGTERM"
-        );
+        self.signal(libc::SIGTERM);
         let started = std::time::Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().expect("waiting for the server") {

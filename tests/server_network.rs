@@ -158,3 +158,67 @@ fn keys_from_a_file_work_and_a_removed_key_stops_working_after_sighup() {
     assert_eq!(status("key-gamma"), 200);
     assert_eq!(server.get("/health").status, 200);
 }
+
+#[test]
+fn cors_grants_any_origin_on_loopback_and_only_listed_origins_when_given() {
+    let preflight = |server: &TestServer, origin: &str| {
+        server.send(
+            "OPTIONS",
+            "/v1/chat/completions",
+            &[
+                ("Origin", origin),
+                ("Access-Control-Request-Method", "POST"),
+                (
+                    "Access-Control-Request-Headers",
+                    "authorization, content-type",
+                ),
+            ],
+        )
+    };
+    let open = TestServer::start(&[]);
+    let answer = open.send("GET", "/v1/models", &[("Origin", "https://a.example")]);
+    assert_eq!(answer.header("access-control-allow-origin"), Some("*"));
+    let answer = preflight(&open, "https://a.example");
+    assert_eq!(answer.status, 204);
+    assert_eq!(answer.header("access-control-allow-origin"), Some("*"));
+    assert_eq!(
+        answer.header("access-control-allow-headers"),
+        Some("authorization, content-type")
+    );
+
+    let listed = TestServer::start(&["--cors-origin", "https://app.example", "--api-key", "k"]);
+    let answer = preflight(&listed, "https://app.example");
+    assert_eq!(answer.status, 204, "pre-flights carry no key");
+    assert_eq!(
+        answer.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    assert!(answer.header("access-control-allow-methods").is_some());
+    let answer = listed.send(
+        "GET",
+        "/v1/models",
+        &[
+            ("Origin", "https://app.example"),
+            ("Authorization", "Bearer k"),
+        ],
+    );
+    assert_eq!(answer.status, 200);
+    assert_eq!(
+        answer.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    assert_eq!(answer.header("vary"), Some("Origin"));
+    for other in ["https://evil.example", "null"] {
+        let answer = preflight(&listed, other);
+        assert_eq!(
+            answer.header("access-control-allow-origin"),
+            None,
+            "{other}"
+        );
+        assert_eq!(
+            answer.header("access-control-allow-headers"),
+            None,
+            "{other}"
+        );
+    }
+}

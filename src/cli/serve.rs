@@ -11,7 +11,7 @@ use clap::Args;
 use super::model_path::ModelArgs;
 use crate::engine::threads::init_thread_pool;
 use crate::server::{
-    serve, ApiKeys, HostPattern, Limits, RequestLog, ServerConfig, UrlPolicy,
+    serve, ApiKeys, CorsPolicy, HostPattern, Limits, RequestLog, ServerConfig, UrlPolicy,
     LARGEST_DRAINABLE_BODY,
 };
 
@@ -49,6 +49,11 @@ pub struct ServeArgs {
     /// again on SIGHUP, so keys can be added or revoked without a restart.
     #[arg(long, env = "GLIMPSE_API_KEY_FILE", value_name = "FILE")]
     api_key_file: Option<PathBuf>,
+    /// Let browser pages of this origin (`https://app.example.com`; repeatable; `*` for any)
+    /// call the API. Default: any origin when listening on a loopback address, none
+    /// otherwise (the server's own chat page needs none).
+    #[arg(long, value_name = "ORIGIN")]
+    cors_origin: Vec<String>,
     /// Requests generated at the same time, each with its own KV cache.
     #[arg(long, default_value_t = 1)]
     parallel: usize,
@@ -146,6 +151,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
         port: args.port,
         context_length: args.ctx,
         api_keys: Arc::new(ApiKeys::new(args.api_key, args.api_key_file)?),
+        cors: CorsPolicy::from_flags(&args.cors_origin)
+            .map_err(|e| anyhow!("--cors-origin: {e}"))?,
         parallel: args.parallel,
         max_queue: args.max_queue,
         webui: !args.no_webui,

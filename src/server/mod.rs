@@ -6,6 +6,7 @@
 mod auth;
 mod completion;
 mod connection_socket;
+mod cors;
 mod detections;
 mod errors;
 mod fields;
@@ -38,6 +39,7 @@ use crate::engine::scheduler::Scheduler;
 use crate::engine::ModelBundle;
 use crate::preprocess::PreprocessConfig;
 pub use auth::ApiKeys;
+pub use cors::CorsPolicy;
 pub use request_log::RequestLog;
 use state::{AppState, LoadedModel};
 pub use transport::LARGEST_DRAINABLE_BODY;
@@ -80,6 +82,8 @@ pub struct ServerConfig {
     pub context_length: usize,
     /// The keys that open the API (none: open).
     pub api_keys: Arc<ApiKeys>,
+    /// Which web origins may call the API from a browser (`--cors-origin`).
+    pub cors: CorsPolicy,
     /// Generation slots (requests generated at once).
     pub parallel: usize,
     /// Requests that may wait for a slot; more are refused with 429.
@@ -99,7 +103,7 @@ const SPARE_WORKERS: usize = 4;
 /// Binds, loads the model, prints `glimpse listening on http://HOST:PORT`, then serves
 /// until SIGTERM / SIGINT, after which it drains (see `shutdown`) and returns `Ok`.
 /// A model that fails to load is returned as the error.
-pub fn serve(config: ServerConfig) -> Result<()> {
+pub fn serve(mut config: ServerConfig) -> Result<()> {
     let signal = shutdown::ShutdownSignal::install()?;
     let server = tiny_http::Server::http((config.host.as_str(), config.port))
         .map_err(|e| anyhow!("cannot listen on {}:{}: {e}", config.host, config.port))?;
@@ -107,6 +111,10 @@ pub fn serve(config: ServerConfig) -> Result<()> {
         .server_addr()
         .to_ip()
         .context("the listener has no IP address")?;
+    config.cors = config.cors.clone().for_address(address.ip());
+    if config.cors == CorsPolicy::NoOrigin {
+        eprintln!("glimpse: note: listening on {address}: browser pages of other origins may not call the API (--cors-origin ORIGIN allows one)");
+    }
     let reaper = connection_socket::Reaper::new(address, config.limits.request_timeout);
     reaper.start().context("starting the connection reaper")?;
     let server = Arc::new(server);

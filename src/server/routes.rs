@@ -74,13 +74,8 @@ fn respond(state: &AppState, mut incoming: Incoming, received: Instant) -> Resul
     let (method, path) = (incoming.method, incoming.path);
     let (authorization, x_api_key) = (incoming.authorization, incoming.x_api_key);
     if method == "OPTIONS" {
-        return Ok(Reply::empty(204)
-            .with_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
-            .with_header(
-                "Access-Control-Allow-Headers",
-                "Authorization, Content-Type",
-            )
-            .with_header("Access-Control-Max-Age", "86400"));
+        // A CORS pre-flight: the transport adds what `CorsPolicy` grants.
+        return Ok(Reply::empty(204));
     }
     let expect = |wanted: &str| {
         if method == wanted {
@@ -203,6 +198,7 @@ mod tests {
                 Some(key) => crate::server::ApiKeys::new(vec![key.to_owned()], None).unwrap(),
                 None => crate::server::ApiKeys::open(),
             }),
+            cors: crate::server::CorsPolicy::AnyOrigin,
             parallel: 1,
             max_queue: 1,
             webui: true,
@@ -310,11 +306,6 @@ mod tests {
         assert_eq!(call(&state, "POST", "/health", None).status, 405);
         let preflight = call(&state, "OPTIONS", "/v1/chat/completions", None);
         assert_eq!(preflight.status, 204);
-        assert!(preflight
-            .headers
-            .iter()
-            .any(|(name, value)| *name == "Access-Control-Allow-Headers"
-                && value.contains("Authorization")));
     }
 
     #[test]

@@ -94,6 +94,11 @@ fn serve(
         .to_owned();
     let authorization = header_value(&request, "Authorization").map(str::to_owned);
     let x_api_key = header_value(&request, "X-Api-Key").map(str::to_owned);
+    let cors_headers = state.config.cors.headers(
+        header_value(&request, "Origin"),
+        method == "OPTIONS",
+        header_value(&request, "Access-Control-Request-Headers"),
+    );
     let user_agent = header_value(&request, "User-Agent").map(str::to_owned);
     let client = request.remote_addr().map(|a| a.ip().to_string());
     let content_length = request.body_length();
@@ -141,7 +146,7 @@ fn serve(
     };
     let generation = reply.generation.clone();
     let mut headers = reply.headers;
-    headers.push(("Access-Control-Allow-Origin", "*".into()));
+    headers.extend(cors_headers);
     headers.push(("X-Content-Type-Options", "nosniff".into()));
     headers.push(("Content-Type", reply.content_type.to_owned()));
     let written = match reply.body {

@@ -30,9 +30,20 @@ pub struct Answer {
     pub retry_after: Option<String>,
     pub content_type: String,
     pub body: String,
+    /// Every header, names in lower case.
+    pub headers: Vec<(String, String)>,
 }
 
 impl Answer {
+    /// The value of header `name` (any case), if sent.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
@@ -148,10 +159,19 @@ impl TestServer {
         };
         let retry_after = header("retry-after");
         let content_type = header("content-type").unwrap_or_default();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(name, value)| {
+                let value = value.to_str().unwrap_or_default().to_owned();
+                (name.as_str().to_ascii_lowercase(), value)
+            })
+            .collect();
         Answer {
             status: response.status().as_u16(),
             retry_after,
             content_type,
+            headers,
             body: response
                 .body_mut()
                 .with_config()
@@ -170,7 +190,19 @@ impl TestServer {
     }
 
     pub fn get_with_header(&self, path: &str, name: &str, value: &str) -> Answer {
-        Self::answer(self.agent.get(self.url(path)).header(name, value).call())
+        self.send("GET", path, &[(name, value)])
+    }
+
+    /// A request without a body, with `headers`.
+    pub fn send(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Answer {
+        let mut request = ureq::http::Request::builder()
+            .method(method)
+            .uri(self.url(path));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(()).expect("a request");
+        Self::answer(self.agent.run(request))
     }
 
     pub fn post_raw(&self, path: &str, body: &[u8], key: Option<&str>) -> Answer {

@@ -1,7 +1,9 @@
 """Drives a running `glimpse serve` with the official `openai` Python package, the way
 an OpenAI client would: a base64 image in `chat.completions.create`, once plain and once
 with `stream=True` (plus `include_usage`), asserting the answer text and the usage; then
-checks that refusals surface as the client's own exception types.
+checks that refusals surface as the client's own exception types. With `ca_file` in the
+case the server speaks https with a certificate of that CA: a client without the CA must
+fail to connect, one given it must get the same answers.
 
 Run by tests/server_openai_client.rs with the venv from scripts/setup_test_deps.sh; the
 case comes as JSON in the GLIMPSE_OPENAI_TEST environment variable.
@@ -17,9 +19,20 @@ import openai
 
 def main() -> None:
     case = json.loads(os.environ["GLIMPSE_OPENAI_TEST"])
-    client = openai.OpenAI(
-        base_url=case["base_url"] + "/v1", api_key=case["api_key"], max_retries=0
-    )
+
+    def connect(api_key, **options):
+        return openai.OpenAI(
+            base_url=case["base_url"] + "/v1", api_key=api_key, max_retries=0, **options
+        )
+
+    if case.get("ca_file"):
+        # https with a private CA: trusted only when the client is given the CA.
+        expect_error(openai.APIConnectionError, lambda: connect(case["api_key"]).models.list())
+        trusting = connect
+        connect = lambda api_key: trusting(  # noqa: E731
+            api_key, http_client=openai.DefaultHttpxClient(verify=case["ca_file"])
+        )
+    client = connect(case["api_key"])
     with open(case["image"], "rb") as f:
         image = base64.b64encode(f.read()).decode("ascii")
     messages = [
@@ -62,7 +75,7 @@ def main() -> None:
     check(finish_reason == case["finish_reason"], "streamed finish_reason")
 
     expect_error(openai.BadRequestError, lambda: client.chat.completions.create(**{**request, "temperature": 9}))
-    wrong_key = openai.OpenAI(base_url=case["base_url"] + "/v1", api_key="wrong", max_retries=0)
+    wrong_key = connect("wrong")
     expect_error(openai.AuthenticationError, lambda: wrong_key.chat.completions.create(**request))
     models = client.models.list()
     check([m.id for m in models.data] == [case["model"]], "models.list")

@@ -5,6 +5,8 @@
 use crate::common;
 use crate::server_support;
 
+use std::path::{Path, PathBuf};
+
 use serde_json::{json, Value};
 use server_support::*;
 
@@ -220,5 +222,104 @@ fn cors_grants_any_origin_on_loopback_and_only_listed_origins_when_given() {
             None,
             "{other}"
         );
+    }
+}
+
+/// A CA and a certificate it signed for localhost and 127.0.0.1, as PEM files in `dir`:
+/// (CA certificate, server certificate chain, server key).
+fn make_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "glimpse test CA");
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("a key"))
+        .expect("the CA certificate");
+    let server_key = KeyPair::generate().expect("a key");
+    let mut server_params =
+        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .expect("server parameters");
+    server_params
+        .distinguished_name
+        .push(DnType::CommonName, "glimpse test server");
+    let server = server_params
+        .signed_by(&server_key, &ca)
+        .expect("the server certificate");
+    let files = (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    );
+    std::fs::write(&files.0, ca.pem()).expect("writing ca.pem");
+    std::fs::write(&files.1, server.pem() + &ca.pem()).expect("writing server.pem");
+    std::fs::write(&files.2, server_key.serialize_pem()).expect("writing server.key");
+    files
+}
+
+#[test]
+fn https_with_a_self_made_certificate_serves_the_official_openai_client() {
+    let dir = common::scratch_dir("tls");
+    let (ca, certificate, key) = make_certificates(&dir);
+    let path = |p: &PathBuf| p.to_str().expect("a UTF-8 path").to_owned();
+    let mut server = TestServer::start(&[
+        "--tls-cert",
+        &path(&certificate),
+        "--tls-key",
+        &path(&key),
+        "--api-key",
+        "tls-key",
+    ]);
+    assert!(server.base.starts_with("https://"), "{}", server.base);
+    server.trust(&std::fs::read(&ca).expect("ca.pem"));
+    assert_eq!(server.get("/health").status, 200);
+    // The greedy answer, plain and streamed, over https (and a client without the CA
+    // cannot connect).
+    crate::server_openai_client::run_openai_client(
+        &server,
+        "tls-key",
+        json!({"ca_file": path(&ca)}),
+    );
+    // Plain http on the https port gets no answer.
+    let plain = server.base.replacen("https://", "http://", 1);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(std::time::Duration::from_secs(10)))
+        .build()
+        .into();
+    assert!(agent.get(format!("{plain}/health")).call().is_err());
+    assert_eq!(server.get("/health").status, 200, "still serving");
+}
+
+#[test]
+fn unusable_tls_files_stop_the_server_with_a_clear_message() {
+    let dir = common::scratch_dir("tls-bad");
+    let (_, certificate, key) = make_certificates(&dir);
+    let not_pem = dir.join("not.pem");
+    std::fs::write(&not_pem, "hello").expect("writing");
+    let model = common::converted("tiny-untied", "f32");
+    for (cert, key_file, needle) in [
+        (&not_pem, &key, "no PEM certificate"),
+        (&certificate, &not_pem, "no PEM private key"),
+        (&certificate, &dir.join("missing.key"), "--tls-key: reading"),
+        (&key, &certificate, "no PEM certificate"),
+    ] {
+        let output = common::glimpse_command()
+            .arg("serve")
+            .arg("-m")
+            .arg(&model)
+            .args(["--port", "0", "--tls-cert"])
+            .arg(cert)
+            .arg("--tls-key")
+            .arg(key_file)
+            .output()
+            .expect("running glimpse serve");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{stderr}");
+        assert!(stderr.contains(needle), "{needle:?} not in {stderr}");
     }
 }

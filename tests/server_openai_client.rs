@@ -7,20 +7,26 @@ use crate::server_support;
 use std::path::Path;
 use std::process::Command;
 
-use serde_json::json;
+use serde_json::{json, Value};
 use server_support::*;
 
 #[test]
 fn official_openai_client_gets_the_fixture_answer_and_usage() {
+    let server = TestServer::start(&["--api-key", "test-key"]);
+    run_openai_client(&server, "test-key", json!({}));
+}
+
+/// Runs tests/openai_client.py against `server` (which takes `key`), with `extra` fields
+/// merged into its case (e.g. `ca_file`).
+pub fn run_openai_client(server: &TestServer, key: &str, extra: Value) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let python = common::test_venv_python();
-    let server = TestServer::start(&["--api-key", "test-key"]);
-    let model = server.get_with_key("/v1/models", "test-key").json()["data"][0]["id"].clone();
+    let model = server.get_with_key("/v1/models", key).json()["data"][0]["id"].clone();
     let case = case("one_image_noresize");
     let question = case.messages[0]["content"][1]["text"].clone();
-    let test = json!({
+    let mut test = json!({
         "base_url": server.base,
-        "api_key": "test-key",
+        "api_key": key,
         "model": model,
         "image": common::fixtures().join("images/noresize_256x320.png"),
         "question": question,
@@ -30,6 +36,9 @@ fn official_openai_client_gets_the_fixture_answer_and_usage() {
         "prompt_tokens": case.input_ids.len(),
         "completion_tokens": answer_tokens(&case),
     });
+    for (name, value) in extra.as_object().expect("an object") {
+        test[name] = value.clone();
+    }
     let output = Command::new(&python)
         .arg(root.join("tests/openai_client.py"))
         .env("GLIMPSE_OPENAI_TEST", test.to_string())

@@ -11,7 +11,7 @@ use clap::Args;
 use super::model_path::ModelArgs;
 use crate::engine::threads::init_thread_pool;
 use crate::server::{
-    serve, ApiKeys, CorsPolicy, HostPattern, Limits, RequestLog, ServerConfig, UrlPolicy,
+    serve, ApiKeys, CorsPolicy, HostPattern, Limits, RequestLog, ServerConfig, TlsFiles, UrlPolicy,
     LARGEST_DRAINABLE_BODY,
 };
 
@@ -29,6 +29,13 @@ pub struct ServeArgs {
     /// Port to listen on; 0 picks a free one (the URL is printed once the model is loaded).
     #[arg(long, default_value_t = 8080)]
     port: u16,
+    /// Serve https (API and web chat) with this PEM certificate chain, server certificate
+    /// first. Needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert (PKCS #8, PKCS #1 or SEC1; not encrypted).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Compute threads (default: physical cores).
     #[arg(long, env = "GLIMPSE_THREADS")]
     threads: Option<usize>,
@@ -149,6 +156,13 @@ pub fn run(args: ServeArgs) -> Result<()> {
         mmproj_path: args.model.mmproj.clone(),
         host: args.host,
         port: args.port,
+        tls: args
+            .tls_cert
+            .zip(args.tls_key)
+            .map(|(certificate, private_key)| TlsFiles {
+                certificate,
+                private_key,
+            }),
         context_length: args.ctx,
         api_keys: Arc::new(ApiKeys::new(args.api_key, args.api_key_file)?),
         cors: CorsPolicy::from_flags(&args.cors_origin)

@@ -2,7 +2,9 @@
 //! first and the model loaded behind it (`/health` answers 503 until then). Requests and
 //! responses only: the engine (`Scheduler`, `ModelBundle`) does the work; nothing here
 //! knows tensors. Files: `routes` (what answers what), `request`/`messages` (parsing),
-//! `completion`/`sse` (answers), `transport` (tiny_http), `metrics`, `auth`.
+//! `completion`/`sse` (answers), `transport` (tiny_http, with TLS by rustls), `metrics`;
+//! exposure on a network: `auth` (API keys), `cors`, `url_policy` + `image_fetch` (which
+//! image URLs are fetched).
 mod auth;
 mod completion;
 mod connection_socket;
@@ -78,6 +80,8 @@ pub struct ServerConfig {
     pub model_id: String,
     pub host: String,
     pub port: u16,
+    /// Serve https with this certificate chain and key (PEM files) instead of http.
+    pub tls: Option<TlsFiles>,
     /// Tokens of prompt plus answer one request may use.
     pub context_length: usize,
     /// The keys that open the API (none: open).
@@ -97,6 +101,15 @@ pub struct ServerConfig {
     pub log: RequestLog,
 }
 
+/// `--tls-cert` / `--tls-key`.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    /// PEM certificate chain, the server's certificate first.
+    pub certificate: PathBuf,
+    /// PEM private key (PKCS #8, PKCS #1 or SEC1).
+    pub private_key: PathBuf,
+}
+
 /// HTTP worker threads besides the ones busy with generations (health checks, refusals).
 const SPARE_WORKERS: usize = 4;
 
@@ -105,8 +118,7 @@ const SPARE_WORKERS: usize = 4;
 /// A model that fails to load is returned as the error.
 pub fn serve(mut config: ServerConfig) -> Result<()> {
     let signal = shutdown::ShutdownSignal::install()?;
-    let server = tiny_http::Server::http((config.host.as_str(), config.port))
-        .map_err(|e| anyhow!("cannot listen on {}:{}: {e}", config.host, config.port))?;
+    let server = listen(&config)?;
     let address: SocketAddr = server
         .server_addr()
         .to_ip()
@@ -150,11 +162,35 @@ pub fn serve(mut config: ServerConfig) -> Result<()> {
         image_config,
     });
     if !signal.received() {
-        eprintln!("glimpse listening on http://{address}");
+        let scheme = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        eprintln!("glimpse listening on {scheme}://{address}");
         signal.wait();
     }
     shutdown::drain(&state, state.config.shutdown_grace);
     Ok(())
+}
+
+/// Binds the listening socket, with TLS when `--tls-cert` / `--tls-key` are given.
+fn listen(config: &ServerConfig) -> Result<tiny_http::Server> {
+    let address = (config.host.as_str(), config.port);
+    let listening = match &config.tls {
+        None => tiny_http::Server::http(address),
+        Some(files) => {
+            let read = |path: &PathBuf, flag: &str| {
+                std::fs::read(path).with_context(|| format!("{flag}: reading {}", path.display()))
+            };
+            let tls = tiny_http::SslConfig {
+                certificate: read(&files.certificate, "--tls-cert")?,
+                private_key: read(&files.private_key, "--tls-key")?,
+            };
+            tiny_http::Server::https(address, tls)
+        }
+    };
+    listening.map_err(|e| anyhow!("cannot listen on {}:{}: {e}", config.host, config.port))
 }
 
 /// The model's image settings with the server's default bounds (`--image-min-tokens`,

@@ -193,6 +193,7 @@ mod tests {
             model_id: "model".into(),
             host: "127.0.0.1".into(),
             port: 0,
+            tls: None,
             context_length: 64,
             api_keys: std::sync::Arc::new(match api_key {
                 Some(key) => crate::server::ApiKeys::new(vec![key.to_owned()], None).unwrap(),

@@ -100,11 +100,7 @@ impl TestServer {
                 panic!("glimpse serve did not print its URL");
             }
         };
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(300)))
-            .build()
-            .into();
+        let agent = client_agent(ureq::tls::TlsConfig::default());
         Self {
             child,
             base,
@@ -130,6 +126,15 @@ impl TestServer {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Trusts the PEM certificate `ca` for https (a server started with --tls-cert).
+    pub fn trust(&mut self, ca: &[u8]) {
+        let root = ureq::tls::Certificate::from_pem(ca).expect("a PEM certificate");
+        let tls = ureq::tls::TlsConfig::builder()
+            .root_certs(ureq::tls::RootCerts::Specific(Arc::new(vec![root])))
+            .build();
+        self.agent = client_agent(tls);
     }
 
     /// Sends `signal` to the server process.
@@ -330,6 +335,16 @@ impl Drop for TestServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The test client: statuses are answers (not errors), generous time limit.
+fn client_agent(tls: ureq::tls::TlsConfig) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(300)))
+        .tls_config(tls)
+        .build()
+        .into()
 }
 
 /// The events of a stream, read one at a time.

@@ -249,7 +249,14 @@ fn image_urls_can_be_switched_off_and_downloads_are_capped() {
 
 #[test]
 fn health_models_metrics_and_unknown_routes() {
-    let server = TestServer::start(&[]);
+    let server = TestServer::start(&[
+        "--ctx",
+        "4096",
+        "--image-max-tokens",
+        "1024",
+        "--max-image-pixels",
+        "1000000",
+    ]);
     let health = server.get("/health");
     assert_eq!(
         (health.status, health.json()["status"].clone()),
@@ -259,6 +266,19 @@ fn health_models_metrics_and_unknown_routes() {
     assert_eq!(models["object"], "list");
     let id = models["data"][0]["id"].as_str().expect("model id");
     assert!(id.starts_with("tiny-untied-f32"), "{id}");
+    // What the web chat sizes its images and prompts by, in both places.
+    for (place, info) in [
+        ("/v1/models", &models["data"][0]),
+        ("/health", &health.json()),
+    ] {
+        assert_eq!(info["context_length"], 4096, "{place}");
+        assert_eq!(info["profile"], "f32", "{place}");
+        assert_eq!(info["image_max_tokens"], 1024, "{place}");
+        assert_eq!(info["image_budget_pixels"], 1024 * 32 * 32, "{place}");
+        assert_eq!(info["image_min_tokens"], 64, "{place}");
+        assert_eq!(info["max_image_pixels"], 1_000_000, "{place}");
+        assert_eq!(info["max_images"], 8, "{place}");
+    }
     server.get("/v1/nothing").assert_error(404, "not_found");
     server
         .get("/v1/chat/completions")

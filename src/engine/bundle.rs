@@ -31,6 +31,25 @@ pub struct ModelBundle {
 pub const DEFAULT_VISION_CACHE_BYTES: usize = 256 << 20;
 
 impl ModelBundle {
+    /// The weight type the file declares (`general.file_type`), by glimpse's profile names.
+    pub fn weight_profile(&self) -> Option<&'static str> {
+        let file_type = self
+            .files
+            .text
+            .metadata()
+            .get_u32_opt(crate::gguf::keys::general::FILE_TYPE)
+            .ok()??;
+        Some(match file_type {
+            0 => "f32",
+            1 => "f16",
+            2 => "q4_0",
+            7 => "q8_0",
+            14 | 15 => "q4_k",
+            32 => "bf16",
+            _ => return None,
+        })
+    }
+
     /// Loads glimpse's single file, or llama.cpp's text file plus its `mmproj` projector.
     pub fn load(path: &Path, mmproj: Option<&Path>) -> Result<Self> {
         let files = ModelFiles::open(path, mmproj)?;

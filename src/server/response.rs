@@ -185,17 +185,62 @@ pub fn usage_chunk_json(ids: &CompletionIds, usage: &Usage) -> Value {
 }
 
 /// `GET /v1/models`: the one model this server runs.
-pub fn models_json(model: &str, created: u64, context_length: usize) -> Value {
-    json!({
-        "object": "list",
-        "data": [{
-            "id": model,
-            "object": "model",
-            "created": created,
-            "owned_by": "glimpse",
-            "context_length": context_length,
-        }],
-    })
+/// What a client (the web chat among them) needs to know of the served model and limits.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelInfo {
+    /// Tokens of prompt plus answer one request may use (`--ctx`).
+    pub context_length: usize,
+    /// The weight type (`f32`, `f16`, `q8_0`, `q4_k`…), when the file names it.
+    pub profile: Option<&'static str>,
+    /// Default resized-pixel bounds of one image (the server's token bounds × 32²).
+    pub image_min_pixels: usize,
+    pub image_budget_pixels: usize,
+    /// Pixels of one vision token (32² for Qwen3-VL).
+    pub pixels_per_image_token: usize,
+    /// Largest decoded image accepted (`--max-image-pixels`) and images per request.
+    pub max_image_pixels: u64,
+    pub max_images: usize,
+}
+
+impl ModelInfo {
+    /// The fields, as an object both `/v1/models` and `/health` carry.
+    pub fn json(&self) -> Value {
+        let per_token = self.pixels_per_image_token.max(1);
+        json!({
+            "context_length": self.context_length,
+            "profile": self.profile,
+            "image_min_tokens": self.image_min_pixels / per_token,
+            "image_max_tokens": self.image_budget_pixels / per_token,
+            "image_min_pixels": self.image_min_pixels,
+            "image_budget_pixels": self.image_budget_pixels,
+            "max_image_pixels": self.max_image_pixels,
+            "max_images": self.max_images,
+        })
+    }
+}
+
+pub fn models_json(model: &str, created: u64, info: &ModelInfo) -> Value {
+    let mut entry = json!({
+        "id": model,
+        "object": "model",
+        "created": created,
+        "owned_by": "glimpse",
+    });
+    merge(&mut entry, info.json());
+    json!({"object": "list", "data": [entry]})
+}
+
+/// `/health` once the model is loaded.
+pub fn health_json(info: &ModelInfo) -> Value {
+    let mut health = json!({"status": "ok"});
+    merge(&mut health, info.json());
+    health
+}
+
+fn merge(target: &mut Value, fields: Value) {
+    if let (Some(target), Value::Object(fields)) = (target.as_object_mut(), fields) {
+        target.extend(fields);
+    }
 }
 
 #[cfg(test)]

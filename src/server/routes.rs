@@ -4,13 +4,11 @@
 use std::io::Read;
 use std::time::Instant;
 
-use serde_json::json;
-
 use super::completion::chat_completion;
 use super::errors::ApiError;
 use super::reply::Reply;
 use super::request::parse_chat_request;
-use super::response::models_json;
+use super::response::{health_json, models_json, ModelInfo};
 use super::state::{AppState, LoadedModel};
 
 /// The parts of an HTTP request the routes look at.
@@ -98,8 +96,8 @@ fn respond(state: &AppState, mut incoming: Incoming, received: Instant) -> Resul
     match route {
         "/health" => {
             expect("GET")?;
-            state.model().ok_or_else(ApiError::loading)?;
-            Ok(Reply::json(200, &json!({"status": "ok"})))
+            let model = loaded(state)?;
+            Ok(Reply::json(200, &health_json(&model_info(state, model))))
         }
         "/metrics" => {
             expect("GET")?;
@@ -113,11 +111,11 @@ fn respond(state: &AppState, mut incoming: Incoming, received: Instant) -> Resul
         "/v1/models" => {
             expect("GET")?;
             authorize()?;
-            loaded(state)?;
+            let model = loaded(state)?;
             let body = models_json(
                 &state.config.model_id,
                 state.started,
-                state.config.context_length,
+                &model_info(state, model),
             );
             Ok(Reply::json(200, &body))
         }
@@ -131,6 +129,20 @@ fn respond(state: &AppState, mut incoming: Incoming, received: Instant) -> Resul
         }
         "/" => web_page(state, method, path),
         _ => Err(ApiError::not_found(path)),
+    }
+}
+
+fn model_info(state: &AppState, model: &LoadedModel) -> ModelInfo {
+    let image = &model.image_config;
+    let merge = image.patch_size * image.merge_size;
+    ModelInfo {
+        context_length: state.config.context_length,
+        profile: model.bundle.weight_profile(),
+        image_min_pixels: image.min_pixels,
+        image_budget_pixels: image.max_pixels,
+        pixels_per_image_token: merge * merge,
+        max_image_pixels: state.config.limits.max_image_pixels,
+        max_images: state.config.limits.max_images,
     }
 }
 

@@ -5,6 +5,7 @@
 use std::sync::mpsc::{self, Receiver};
 use std::time::Instant;
 
+use super::answer_stream::{collect, AnswerStream};
 use super::errors::ApiError;
 use super::image_budget::PixelBudget;
 use super::image_fetch::{loggable_url, FetchError, FETCH_FAILED};
@@ -16,7 +17,7 @@ use super::request::ChatRequest;
 use super::response::{
     completion_json, timings_json, Completion, CompletionIds, ServerTimings, Usage,
 };
-use super::sse::ChatStream;
+use super::sse::OpenAiChunks;
 use super::state::{AppState, LoadedModel};
 use crate::engine::scheduler::{Job, JobEvent, SubmitError};
 use crate::engine::{GenerationParams, Timings};
@@ -112,13 +113,12 @@ pub fn chat_completion(
         return_progress,
     };
     let reply = if stream {
-        Ok(Reply::event_stream(Box::new(ChatStream::new(
-            events,
-            answer,
-            include_usage,
+        let format = OpenAiChunks::new(&answer, include_usage);
+        Ok(Reply::event_stream(Box::new(AnswerStream::new(
+            events, answer, format,
         ))))
     } else {
-        collect(events, answer)
+        collect_completion(events, answer)
     };
     reply.map(|reply| reply.with_generation(summary))
 }
@@ -206,48 +206,17 @@ fn url_failed(field: &str, detail: String) -> ApiError {
         .with_log_detail(detail)
 }
 
-/// Waits for the whole answer and builds the `chat.completion` object.
-fn collect(events: Receiver<JobEvent>, mut answer: Answer) -> Result<Reply, ApiError> {
-    let mut text = String::new();
-    let mut logprobs = Vec::new();
-    loop {
-        match events.recv() {
-            Ok(JobEvent::Progress { .. }) => {}
-            Ok(JobEvent::Delta {
-                text: piece,
-                logprobs: tokens,
-            }) => {
-                answer.tracker.on_delta();
-                text.push_str(&piece);
-                logprobs.extend(tokens);
-            }
-            Ok(JobEvent::Done {
-                finish_reason,
-                completion_tokens,
-                timings,
-            }) => {
-                answer
-                    .tracker
-                    .on_done(completion_tokens, finish_reason, &timings);
-                let completion = Completion {
-                    text: &text,
-                    finish_reason,
-                    logprobs: answer.wants_logprobs.then_some(&logprobs[..]),
-                    usage: answer.usage(&timings, completion_tokens),
-                    timings: timings_json(&timings, &answer.server_timings()),
-                    glimpse: answer_extension(&text, &answer.image_sizes),
-                };
-                return Ok(Reply::json(200, &completion_json(&answer.ids, &completion)));
-            }
-            Ok(JobEvent::Failed(message)) => {
-                return Err(ApiError::internal(format!("generation failed: {message}")))
-            }
-            Ok(JobEvent::Interrupted) => return Err(ApiError::shutting_down()),
-            Err(_) => {
-                return Err(ApiError::internal(
-                    "the generation stopped before finishing",
-                ))
-            }
-        }
-    }
+/// The `chat.completion` object of the whole answer.
+fn collect_completion(events: Receiver<JobEvent>, mut answer: Answer) -> Result<Reply, ApiError> {
+    let whole = collect(events, &mut answer)?;
+    let ending = &whole.ending;
+    let completion = Completion {
+        text: &whole.text,
+        finish_reason: ending.finish_reason,
+        logprobs: answer.wants_logprobs.then_some(&whole.logprobs[..]),
+        usage: answer.usage(&ending.timings, ending.completion_tokens),
+        timings: timings_json(&ending.timings, &answer.server_timings()),
+        glimpse: answer_extension(&whole.text, &answer.image_sizes),
+    };
+    Ok(Reply::json(200, &completion_json(&answer.ids, &completion)))
 }

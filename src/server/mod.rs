@@ -5,6 +5,7 @@
 //! `completion`/`sse` (answers), `transport` (tiny_http, with TLS by rustls), `metrics`;
 //! exposure on a network: `auth` (API keys), `cors`, `url_policy` + `image_fetch` (which
 //! image URLs are fetched).
+mod answer_stream;
 mod auth;
 mod completion;
 mod connection_socket;

@@ -184,7 +184,6 @@ pub fn usage_chunk_json(ids: &CompletionIds, usage: &Usage) -> Value {
     })
 }
 
-/// `GET /v1/models`: the one model this server runs.
 /// What a client (the web chat among them) needs to know of the served model and limits.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelInfo {
@@ -219,6 +218,7 @@ impl ModelInfo {
     }
 }
 
+/// `GET /v1/models`: the one model this server runs.
 pub fn models_json(model: &str, created: u64, info: &ModelInfo) -> Value {
     let mut entry = json!({
         "id": model,

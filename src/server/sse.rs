@@ -1,158 +1,88 @@
-//! The streamed answer: `chat.completion.chunk` objects as server-sent events, pulled
-//! from the generation's events one at a time — a role chunk, one chunk per text delta
-//! (with its logprobs, and `glimpse.detections` for the objects it completes), a final chunk with `finish_reason` and `timings`, the usage chunk
-//! when `stream_options.include_usage` asked for it, then `data: [DONE]`. Dropping the
-//! stream (client gone) drops the receiver, which stops the generation at its next token.
-use std::collections::VecDeque;
-use std::sync::mpsc::Receiver;
-use std::time::{Duration, Instant};
-
+//! OpenAI's streamed answer: `chat.completion.chunk` objects as server-sent events — a
+//! role chunk, one chunk per text delta (with its logprobs, and `glimpse.detections` for
+//! the objects it completes), a final chunk with `finish_reason` and `timings`, the usage
+//! chunk when `stream_options.include_usage` asked for it, then `data: [DONE]`; prompt
+//! progress as `prompt_progress` chunks (llama.cpp's), silences as `: keep-alive` comments.
 use serde_json::{json, Value};
 
+use super::answer_stream::{AnswerFormat, Ending, Progress};
 use super::completion::Answer;
 use super::detections::StreamDetections;
 use super::errors::ApiError;
 use super::response::{chunk_json, timings_json, usage_chunk_json};
-use crate::engine::scheduler::JobEvent;
+use crate::engine::scheduler::TokenLogprob;
 
-pub struct ChatStream {
-    events: Receiver<JobEvent>,
-    answer: Answer,
+/// The OpenAI chat-completion chunks of one answer.
+pub struct OpenAiChunks {
     include_usage: bool,
     detections: StreamDetections,
-    ready: VecDeque<Vec<u8>>,
-    finished: bool,
-    /// When the stream last queued something (keep-alive comments fill longer silences).
-    last_queued: Instant,
 }
 
-/// Silence after which a progress report becomes a `: keep-alive` comment, so proxies and
-/// clients with read timeouts see the connection alive during a long prompt.
-const KEEP_ALIVE: Duration = Duration::from_secs(2);
+impl OpenAiChunks {
+    pub fn new(answer: &Answer, include_usage: bool) -> Self {
+        Self {
+            include_usage,
+            detections: StreamDetections::new(answer.image_sizes.clone()),
+        }
+    }
+}
 
-fn event(value: &Value) -> Vec<u8> {
+/// One server-sent event carrying `value`.
+pub fn event(value: &Value) -> Vec<u8> {
     format!("data: {value}\n\n").into_bytes()
 }
 
 const DONE: &[u8] = b"data: [DONE]\n\n";
 
-impl ChatStream {
-    pub fn new(events: Receiver<JobEvent>, answer: Answer, include_usage: bool) -> Self {
-        let role = chunk_json(
-            &answer.ids,
-            json!({"role": "assistant", "content": ""}),
-            None,
-            None,
-        );
-        Self {
-            events,
-            detections: StreamDetections::new(answer.image_sizes.clone()),
-            answer,
-            include_usage,
-            ready: VecDeque::from([event(&role)]),
-            finished: false,
-            last_queued: Instant::now(),
-        }
+/// The SSE comment that fills a silence (clients skip it).
+pub const KEEP_ALIVE_COMMENT: &[u8] = b": keep-alive\n\n";
+
+impl AnswerFormat for OpenAiChunks {
+    fn opening(&mut self, answer: &Answer) -> Vec<Vec<u8>> {
+        let role = json!({"role": "assistant", "content": ""});
+        vec![event(&chunk_json(&answer.ids, role, None, None))]
     }
 
-    /// Waits for the next generation event and queues the chunks it makes.
-    fn pull(&mut self) {
-        let queued = self.ready.len();
-        self.pull_event();
-        if self.ready.len() > queued {
-            self.last_queued = Instant::now();
-        }
+    fn progress(&mut self, answer: &Answer, progress: &Progress) -> Option<Vec<u8>> {
+        let mut chunk = chunk_json(&answer.ids, json!({}), None, None);
+        chunk["prompt_progress"] = json!({
+            "total": progress.total,
+            "cache": progress.cached,
+            "processed": progress.processed,
+            "images": progress.images,
+            "images_encoded": progress.images_encoded,
+            "time_ms": answer.tracker.elapsed_ms(),
+        });
+        Some(event(&chunk))
     }
 
-    fn pull_event(&mut self) {
-        match self.events.recv() {
-            Ok(JobEvent::Progress {
-                processed,
-                total,
-                cached,
-                images_encoded,
-                images,
-            }) => {
-                if self.answer.return_progress {
-                    let mut chunk = chunk_json(&self.answer.ids, json!({}), None, None);
-                    chunk["prompt_progress"] = json!({
-                        "total": total,
-                        "cache": cached,
-                        "processed": processed,
-                        "images": images,
-                        "images_encoded": images_encoded,
-                        "time_ms": self.answer.tracker.elapsed_ms(),
-                    });
-                    self.ready.push_back(event(&chunk));
-                } else if self.last_queued.elapsed() >= KEEP_ALIVE {
-                    self.ready.push_back(b": keep-alive\n\n".to_vec());
-                }
-            }
-            Ok(JobEvent::Delta { text, logprobs }) => {
-                self.answer.tracker.on_delta();
-                let logprobs = self.answer.wants_logprobs.then_some(&logprobs[..]);
-                let mut chunk =
-                    chunk_json(&self.answer.ids, json!({"content": text}), logprobs, None);
-                if let Some(glimpse) = self.detections.push(&text) {
-                    chunk["glimpse"] = glimpse;
-                }
-                self.ready.push_back(event(&chunk));
-            }
-            Ok(JobEvent::Done {
-                finish_reason,
-                completion_tokens,
-                timings,
-            }) => {
-                self.answer
-                    .tracker
-                    .on_done(completion_tokens, finish_reason, &timings);
-                let mut last = chunk_json(&self.answer.ids, json!({}), None, Some(finish_reason));
-                last["timings"] = timings_json(&timings, &self.answer.server_timings());
-                self.ready.push_back(event(&last));
-                if self.include_usage {
-                    let usage = self.answer.usage(&timings, completion_tokens);
-                    self.ready
-                        .push_back(event(&usage_chunk_json(&self.answer.ids, &usage)));
-                }
-                self.finish();
-            }
-            Ok(JobEvent::Failed(message)) => {
-                let error = ApiError::internal(format!("generation failed: {message}"));
-                self.ready.push_back(event(&error.body()));
-                self.finish();
-            }
-            Ok(JobEvent::Interrupted) => {
-                self.ready
-                    .push_back(event(&ApiError::shutting_down().body()));
-                self.finish();
-            }
-            Err(_) => {
-                let error = ApiError::internal("the generation stopped before finishing");
-                self.ready.push_back(event(&error.body()));
-                self.finish();
-            }
+    fn delta(&mut self, answer: &Answer, text: &str, logprobs: &[TokenLogprob]) -> Vec<Vec<u8>> {
+        let logprobs = answer.wants_logprobs.then_some(logprobs);
+        let mut chunk = chunk_json(&answer.ids, json!({"content": text}), logprobs, None);
+        if let Some(glimpse) = self.detections.push(text) {
+            chunk["glimpse"] = glimpse;
         }
+        vec![event(&chunk)]
     }
 
-    fn finish(&mut self) {
-        self.ready.push_back(DONE.to_vec());
-        self.finished = true;
-    }
-}
-
-impl Iterator for ChatStream {
-    type Item = Vec<u8>;
-
-    fn next(&mut self) -> Option<Vec<u8>> {
-        loop {
-            if let Some(chunk) = self.ready.pop_front() {
-                return Some(chunk);
-            }
-            if self.finished {
-                return None;
-            }
-            self.pull();
+    fn done(&mut self, answer: &Answer, ending: &Ending) -> Vec<Vec<u8>> {
+        let mut last = chunk_json(&answer.ids, json!({}), None, Some(ending.finish_reason));
+        last["timings"] = timings_json(&ending.timings, &answer.server_timings());
+        let mut chunks = vec![event(&last)];
+        if self.include_usage {
+            let usage = answer.usage(&ending.timings, ending.completion_tokens);
+            chunks.push(event(&usage_chunk_json(&answer.ids, &usage)));
         }
+        chunks.push(DONE.to_vec());
+        chunks
+    }
+
+    fn failed(&mut self, _answer: &Answer, error: &ApiError) -> Vec<Vec<u8>> {
+        vec![event(&error.body()), DONE.to_vec()]
+    }
+
+    fn keep_alive(&self) -> Option<Vec<u8>> {
+        Some(KEEP_ALIVE_COMMENT.to_vec())
     }
 }
 
@@ -163,7 +93,8 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
-    use crate::engine::scheduler::TokenLogprob;
+    use crate::engine::scheduler::JobEvent;
+    use crate::server::answer_stream::AnswerStream;
     use crate::engine::{FinishReason, Timings};
     use crate::server::metrics::Metrics;
     use crate::server::response::CompletionIds;
@@ -183,7 +114,8 @@ mod tests {
             image_tokens: 0,
             return_progress: false,
         };
-        ChatStream::new(receiver, answer, include_usage)
+        let format = OpenAiChunks::new(&answer, include_usage);
+        AnswerStream::new(receiver, answer, format)
             .map(|chunk| String::from_utf8(chunk).unwrap())
             .collect()
     }

@@ -6,7 +6,7 @@ case the server speaks https with a certificate of that CA: a client without the
 fail to connect, one given it must get the same answers.
 
 Run by tests/server_openai_client.rs with the venv from scripts/setup_test_deps.sh; the
-case comes as JSON in the GLIMPSE_OPENAI_TEST environment variable.
+case comes as JSON in the GLIMPSE_CLIENT_TEST environment variable.
 """
 
 import base64
@@ -18,7 +18,7 @@ import openai
 
 
 def main() -> None:
-    case = json.loads(os.environ["GLIMPSE_OPENAI_TEST"])
+    case = json.loads(os.environ["GLIMPSE_CLIENT_TEST"])
 
     def connect(api_key, **options):
         return openai.OpenAI(

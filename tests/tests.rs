@@ -19,6 +19,7 @@ mod preprocess_parity;
 mod quantized;
 mod server_api;
 mod server_batching;
+mod server_client_apis;
 mod server_hostile;
 mod server_limits;
 mod server_network;

@@ -62,6 +62,8 @@ pub enum JobEvent {
     },
     Done {
         finish_reason: FinishReason,
+        /// The stop string that ended the answer, if one did.
+        stop_sequence: Option<String>,
         completion_tokens: usize,
         timings: Timings,
     },
@@ -730,7 +732,7 @@ enum Next {
 enum End {
     Eos,
     Length,
-    StopString,
+    StopString(String),
     ClientGone,
     Interrupted,
 }
@@ -767,14 +769,14 @@ impl Reply<'_> {
             Err(_) => String::new(),
         };
         let (text, stopped) = match self.stop.push(&piece) {
-            StopOutcome::Emit(text) => (text, false),
-            StopOutcome::Stopped(text) => (text, true),
+            StopOutcome::Emit(text) => (text, None),
+            StopOutcome::Stopped { text, stop } => (text, Some(stop)),
         };
         if !self.send(job, text) {
             return Next::End(End::ClientGone);
         }
-        if stopped {
-            Next::End(End::StopString)
+        if let Some(stop) = stopped {
+            Next::End(End::StopString(stop))
         } else if interrupted {
             Next::End(End::Interrupted)
         } else if self.tokens.len() >= job.params.max_tokens {
@@ -799,41 +801,36 @@ impl Reply<'_> {
 
     /// Flushes the held-back text and makes the final event.
     fn finish(&mut self, end: End, job: &Job, timings: &Timings) -> Option<JobEvent> {
-        let finish_reason = match end {
+        let (finish_reason, stop_sequence) = match end {
             End::ClientGone => return None,
             End::Interrupted => return Some(JobEvent::Interrupted),
-            End::StopString => FinishReason::Stop,
-            End::Eos => {
-                self.flush(job);
-                FinishReason::Stop
-            }
-            End::Length => {
-                if self.flush(job) {
-                    FinishReason::Stop
-                } else {
-                    FinishReason::Length
-                }
-            }
+            End::StopString(stop) => (FinishReason::Stop, Some(stop)),
+            End::Eos => (FinishReason::Stop, self.flush(job)),
+            End::Length => match self.flush(job) {
+                Some(stop) => (FinishReason::Stop, Some(stop)),
+                None => (FinishReason::Length, None),
+            },
         };
         Some(JobEvent::Done {
             finish_reason,
+            stop_sequence,
             completion_tokens: self.tokens.len(),
             timings: timings.clone(),
         })
     }
 
-    /// Sends the decoder's and stop matcher's held-back text; true when a stop string
-    /// turned up in it.
-    fn flush(&mut self, job: &Job) -> bool {
+    /// Sends the decoder's and stop matcher's held-back text; the stop string that turned
+    /// up in it, if one did.
+    fn flush(&mut self, job: &Job) -> Option<String> {
         let tail = std::mem::replace(&mut self.decoder, self.tokenizer.stream_decoder(true))
             .finish()
             .unwrap_or_default();
         let (text, stopped) = match self.stop.push(&tail) {
             StopOutcome::Emit(text) => (
                 text + &std::mem::replace(&mut self.stop, StopMatcher::new(&[])).finish(),
-                false,
+                None,
             ),
-            StopOutcome::Stopped(text) => (text, true),
+            StopOutcome::Stopped { text, stop } => (text, Some(stop)),
         };
         self.send(job, text);
         stopped

@@ -6,8 +6,8 @@
 pub enum StopOutcome {
     /// Safe to send; generation goes on.
     Emit(String),
-    /// A stop string was found: send this text (everything before it) and stop.
-    Stopped(String),
+    /// A stop string was found: send `text` (everything before it) and stop.
+    Stopped { text: String, stop: String },
 }
 
 pub struct StopMatcher {
@@ -26,15 +26,16 @@ impl StopMatcher {
 
     pub fn push(&mut self, text: &str) -> StopOutcome {
         self.pending.push_str(text);
-        if let Some(at) = self
+        if let Some((at, stop)) = self
             .stops
             .iter()
-            .filter_map(|s| self.pending.find(s.as_str()))
-            .min()
+            .filter_map(|s| Some((self.pending.find(s.as_str())?, s)))
+            .min_by_key(|(at, _)| *at)
         {
-            let before = self.pending[..at].to_owned();
+            let text = self.pending[..at].to_owned();
+            let stop = stop.clone();
             self.pending.clear();
-            return StopOutcome::Stopped(before);
+            return StopOutcome::Stopped { text, stop };
         }
         let keep_from = self.held_back_start();
         let emitted = self.pending[..keep_from].to_owned();
@@ -67,7 +68,7 @@ mod tests {
         for p in pieces {
             match m.push(p) {
                 StopOutcome::Emit(t) => out.push_str(&t),
-                StopOutcome::Stopped(t) => {
+                StopOutcome::Stopped { text: t, .. } => {
                     out.push_str(&t);
                     return (out, true);
                 }
@@ -75,6 +76,18 @@ mod tests {
         }
         out.push_str(&m.finish());
         (out, false)
+    }
+
+    #[test]
+    fn the_matched_stop_string_is_named() {
+        let mut m = StopMatcher::new(&["x".into(), "über".into()]);
+        assert_eq!(
+            m.push("a über x"),
+            StopOutcome::Stopped {
+                text: "a ".into(),
+                stop: "über".into()
+            }
+        );
     }
 
     #[test]

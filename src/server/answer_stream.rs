@@ -26,6 +26,8 @@ pub struct Progress {
 #[derive(Clone, Debug)]
 pub struct Ending {
     pub finish_reason: FinishReason,
+    /// The stop string that ended the answer, if one did.
+    pub stop_sequence: Option<String>,
     pub completion_tokens: usize,
     pub timings: Timings,
 }
@@ -114,6 +116,7 @@ impl<F: AnswerFormat> AnswerStream<F> {
             }
             Ok(JobEvent::Done {
                 finish_reason,
+                stop_sequence,
                 completion_tokens,
                 timings,
             }) => {
@@ -123,6 +126,7 @@ impl<F: AnswerFormat> AnswerStream<F> {
                 self.finished = true;
                 let ending = Ending {
                     finish_reason,
+                    stop_sequence,
                     completion_tokens,
                     timings,
                 };
@@ -177,6 +181,7 @@ pub fn collect(events: Receiver<JobEvent>, answer: &mut Answer) -> Result<WholeA
             }
             Ok(JobEvent::Done {
                 finish_reason,
+                stop_sequence,
                 completion_tokens,
                 timings,
             }) => {
@@ -185,6 +190,7 @@ pub fn collect(events: Receiver<JobEvent>, answer: &mut Answer) -> Result<WholeA
                     .on_done(completion_tokens, finish_reason, &timings);
                 let ending = Ending {
                     finish_reason,
+                    stop_sequence,
                     completion_tokens,
                     timings,
                 };

@@ -14,6 +14,7 @@ use super::messages::ImageInput;
 use super::metrics::GenerationTracker;
 use super::reply::Reply;
 use super::request::ChatRequest;
+use super::request_log::GenerationSlot;
 use super::response::{
     completion_json, timings_json, Completion, CompletionIds, ServerTimings, Usage,
 };
@@ -24,17 +25,49 @@ use crate::engine::{GenerationParams, Timings};
 use crate::grounding::{answer_extension, ImageSize};
 use crate::preprocess::{load_image_with_limit, preprocess, PixelValues};
 
-/// Runs `request` on `model`; `received` is when the request arrived (for time to first token).
+/// Runs `request` on `model` and answers as OpenAI's chat completions do; `received` is
+/// when the request arrived (for time to first token).
 pub fn chat_completion(
     state: &AppState,
     model: &LoadedModel,
     request: ChatRequest,
     received: Instant,
 ) -> Result<Reply, ApiError> {
+    let (stream, include_usage) = (request.stream, request.include_usage);
+    let Started {
+        events,
+        answer,
+        summary,
+    } = start_generation(state, model, request, received)?;
+    let reply = if stream {
+        let format = OpenAiChunks::new(&answer, include_usage);
+        Ok(Reply::event_stream(Box::new(AnswerStream::new(
+            events, answer, format,
+        ))))
+    } else {
+        collect_completion(events, answer)
+    };
+    reply.map(|reply| reply.with_generation(summary))
+}
+
+/// A generation queued: its events, what its answer needs, and the log's slot for it.
+pub struct Started {
+    pub events: Receiver<JobEvent>,
+    pub answer: Answer,
+    pub summary: GenerationSlot,
+}
+
+/// Prepares the images and the prompt of `request` and queues its generation (any API).
+pub fn start_generation(
+    state: &AppState,
+    model: &LoadedModel,
+    request: ChatRequest,
+    received: Instant,
+) -> Result<Started, ApiError> {
     let ChatRequest {
         conversation,
-        stream,
-        include_usage,
+        stream: _,
+        include_usage: _,
         return_progress,
         ignore_eos,
         max_tokens,
@@ -110,17 +143,14 @@ pub fn chat_completion(
         preprocess_ms,
         image_sizes,
         image_tokens,
+        prompt_tokens,
         return_progress,
     };
-    let reply = if stream {
-        let format = OpenAiChunks::new(&answer, include_usage);
-        Ok(Reply::event_stream(Box::new(AnswerStream::new(
-            events, answer, format,
-        ))))
-    } else {
-        collect_completion(events, answer)
-    };
-    reply.map(|reply| reply.with_generation(summary))
+    Ok(Started {
+        events,
+        answer,
+        summary,
+    })
 }
 
 /// What the answer's objects need besides the engine's events.
@@ -133,6 +163,8 @@ pub struct Answer {
     pub image_sizes: Vec<ImageSize>,
     /// Prompt tokens the images take.
     pub image_tokens: usize,
+    /// The prompt's length in tokens (cache hits included).
+    pub prompt_tokens: usize,
     /// Stream `prompt_progress` chunks while the prompt is read.
     pub return_progress: bool,
 }

@@ -47,16 +47,19 @@ pub fn parse_messages(value: &Value, max_images: usize) -> Result<Conversation, 
         .enumerate()
         .map(|(index, item)| parse_message(item, &format!("messages[{index}]"), &mut images))
         .collect::<Result<Vec<_>, _>>()?;
-    if images.len() > max_images {
+    check_image_count(images.len(), max_images)?;
+    Ok(Conversation { messages, images })
+}
+
+/// 400 when a request brings more than `max_images` images (`--max-images`).
+pub fn check_image_count(images: usize, max_images: usize) -> Result<(), ApiError> {
+    if images > max_images {
         return Err(ApiError::invalid(
             "too_many_images",
-            format!(
-                "the request has {} images, more than the limit of {max_images} (--max-images)",
-                images.len()
-            ),
+            format!("the request has {images} images, more than the limit of {max_images} (--max-images)"),
         ));
     }
-    Ok(Conversation { messages, images })
+    Ok(())
 }
 
 fn parse_message(

@@ -6,6 +6,7 @@
 //! exposure on a network: `auth` (API keys), `cors`, `url_policy` + `image_fetch` (which
 //! image URLs are fetched).
 mod answer_stream;
+mod anthropic;
 mod auth;
 mod completion;
 mod connection_socket;

@@ -67,7 +67,7 @@ pub fn parse_chat_request(body: &[u8], max_images: usize) -> Result<ChatRequest,
         return_progress: fields.bool("return_progress")?.unwrap_or(false),
         ignore_eos: fields.bool("ignore_eos")?.unwrap_or(false),
         max_tokens,
-        sampling: sampling_params(&fields)?,
+        sampling: sampling_params_within(&fields, 2.0)?,
         stop: stop_strings(&fields)?,
         logprobs: logprobs(&fields)?,
         image_budget: PixelBudget::parse(&fields, false)?,
@@ -103,13 +103,18 @@ fn refuse_unsupported(fields: &Fields) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn sampling_params(fields: &Fields) -> Result<SamplingParams, ApiError> {
+/// The sampling fields (`temperature` up to `max_temperature`: OpenAI's 2, Anthropic's 1);
+/// those left out take the model's defaults.
+pub fn sampling_params_within(
+    fields: &Fields,
+    max_temperature: f64,
+) -> Result<SamplingParams, ApiError> {
     let defaults = SamplingParams::model_defaults();
     let number = |name: &str, min: f64, max: f64, default: f32| -> Result<f32, ApiError> {
         Ok(fields.number(name, min, max)?.map_or(default, |n| n as f32))
     };
     Ok(SamplingParams {
-        temperature: number("temperature", 0.0, 2.0, defaults.temperature)?,
+        temperature: number("temperature", 0.0, max_temperature, defaults.temperature)?,
         top_p: number("top_p", 0.0, 1.0, defaults.top_p)?,
         top_k: fields
             .integer("top_k", 0, u32::MAX.into())?

@@ -4,6 +4,7 @@
 use std::io::Read;
 use std::time::Instant;
 
+use super::anthropic;
 use super::completion::chat_completion;
 use super::errors::ApiError;
 use super::reply::Reply;
@@ -57,6 +58,7 @@ pub fn route_label(path: &str) -> &'static str {
     match path {
         "/v1/chat/completions" | "/chat/completions" => "/v1/chat/completions",
         "/v1/models" | "/models" => "/v1/models",
+        "/v1/messages" => "/v1/messages",
         "/health" | "/v1/health" => "/health",
         "/metrics" => "/metrics",
         path if PAGE_PATHS.contains(&path) => "/",
@@ -65,7 +67,11 @@ pub fn route_label(path: &str) -> &'static str {
 }
 
 pub fn handle(state: &AppState, incoming: Incoming, received: Instant) -> Reply {
-    respond(state, incoming, received).unwrap_or_else(Reply::from)
+    let route = route_label(incoming.path);
+    respond(state, incoming, received).unwrap_or_else(|error| match route {
+        "/v1/messages" => anthropic::error_reply(error),
+        _ => Reply::from(error),
+    })
 }
 
 fn respond(state: &AppState, mut incoming: Incoming, received: Instant) -> Result<Reply, ApiError> {
@@ -90,7 +96,7 @@ fn respond(state: &AppState, mut incoming: Incoming, received: Instant) -> Resul
         }
     };
     let route = route_label(path);
-    if state.is_draining() && matches!(route, "/health" | "/v1/chat/completions") {
+    if state.is_draining() && matches!(route, "/health" | "/v1/chat/completions" | "/v1/messages") {
         return Err(ApiError::shutting_down());
     }
     match route {
@@ -126,6 +132,13 @@ fn respond(state: &AppState, mut incoming: Incoming, received: Instant) -> Resul
             let body = read_body(&mut incoming, state.config.limits.max_body_bytes)?;
             let request = parse_chat_request(&body, state.config.limits.max_images)?;
             chat_completion(state, model, request, received)
+        }
+        "/v1/messages" => {
+            expect("POST")?;
+            authorize()?;
+            let model = loaded(state)?;
+            let body = read_body(&mut incoming, state.config.limits.max_body_bytes)?;
+            anthropic::messages(state, model, &body, received)
         }
         "/" => web_page(state, method, path),
         _ => Err(ApiError::not_found(path)),

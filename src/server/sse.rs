@@ -94,8 +94,8 @@ mod tests {
 
     use super::*;
     use crate::engine::scheduler::JobEvent;
-    use crate::server::answer_stream::AnswerStream;
     use crate::engine::{FinishReason, Timings};
+    use crate::server::answer_stream::AnswerStream;
     use crate::server::metrics::Metrics;
     use crate::server::response::CompletionIds;
 
@@ -112,6 +112,7 @@ mod tests {
             preprocess_ms: 0.0,
             image_sizes: Vec::new(),
             image_tokens: 0,
+            prompt_tokens: 7,
             return_progress: false,
         };
         let format = OpenAiChunks::new(&answer, include_usage);
@@ -131,6 +132,7 @@ mod tests {
     fn done(completion_tokens: usize) -> JobEvent {
         JobEvent::Done {
             finish_reason: FinishReason::Length,
+            stop_sequence: None,
             completion_tokens,
             timings: Timings {
                 prompt_tokens: 7,

@@ -472,6 +472,45 @@ pub fn case(name: &str) -> Case {
         .unwrap_or_else(|| panic!("no fixture case {name}"))
 }
 
+/// Runs the Python client script `tests/{script}` (an official client library, from the test
+/// venv) against `server`, which takes `key`: its case (the fixture's greedy image question
+/// and answer, plus `extra`) goes in GLIMPSE_CLIENT_TEST; it must
+/// exit 0 and print "client: ok".
+pub fn run_client_script(script: &str, server: &TestServer, key: &str, extra: Value) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = crate::common::test_venv_python();
+    let model = server.get_with_key("/v1/models", key).json()["data"][0]["id"].clone();
+    let case = case("one_image_noresize");
+    let question = case.messages[0]["content"][1]["text"].clone();
+    let mut test = json!({
+        "base_url": server.base,
+        "api_key": key,
+        "model": model,
+        "image": crate::common::fixtures().join("images/noresize_256x320.png"),
+        "question": question,
+        "max_tokens": case.greedy_tokens.len(),
+        "expected_text": expected_text(&case),
+        "finish_reason": finish_reason(&case),
+        "prompt_tokens": case.input_ids.len(),
+        "completion_tokens": answer_tokens(&case),
+    });
+    for (name, value) in extra.as_object().expect("an object") {
+        test[name] = value.clone();
+    }
+    let output = Command::new(&python)
+        .arg(root.join("tests").join(script))
+        .env("GLIMPSE_CLIENT_TEST", test.to_string())
+        .output()
+        .unwrap_or_else(|e| panic!("running tests/{script}: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{script} failed\nstdout: {stdout}\nstderr: {stderr}"
+    );
+    assert!(stdout.contains("client: ok"), "{stdout}");
+}
+
 /// A loopback HTTP server that answers every request with a 302 to `location`.
 pub fn host_redirect(location: String) -> String {
     let server = tiny_http::Server::http("127.0.0.1:0").expect("binding the redirect host");

@@ -1,0 +1,13 @@
+//! The other APIs on the same port, driven by their official Python clients from the test
+//! venv: Anthropic's Messages API (`anthropic`) and Ollama's (`ollama`), each answering
+//! the fixture's greedy image question with transformers' tokens.
+use crate::server_support;
+
+use serde_json::json;
+use server_support::*;
+
+#[test]
+fn official_anthropic_client_gets_the_fixture_answer_whole_and_streamed() {
+    let server = TestServer::start(&["--api-key", "anthropic-key"]);
+    run_client_script("anthropic_client.py", &server, "anthropic-key", json!({}));
+}

@@ -11,3 +11,9 @@ fn official_anthropic_client_gets_the_fixture_answer_whole_and_streamed() {
     let server = TestServer::start(&["--api-key", "anthropic-key"]);
     run_client_script("anthropic_client.py", &server, "anthropic-key", json!({}));
 }
+
+#[test]
+fn official_ollama_client_gets_the_fixture_answer_from_chat_and_generate() {
+    let server = TestServer::start(&["--api-key", "ollama-key"]);
+    run_client_script("ollama_client.py", &server, "ollama-key", json!({}));
+}

@@ -20,6 +20,7 @@ pub const QWEN3_VL_CHAT_TEMPLATE: &str = include_str!("qwen3vl_chat_template.jin
 #[derive(Debug)]
 pub struct ChatTemplate {
     env: Environment<'static>,
+    source: String,
 }
 
 impl ChatTemplate {
@@ -33,7 +34,15 @@ impl ChatTemplate {
         env.add_function("raise_exception", raise_exception);
         env.add_template_owned(TEMPLATE_NAME, source.to_owned())
             .map_err(|e| anyhow!("the chat template does not compile: {e}"))?;
-        Ok(Self { env })
+        Ok(Self {
+            env,
+            source: source.to_owned(),
+        })
+    }
+
+    /// The template's Jinja source.
+    pub fn source(&self) -> &str {
+        &self.source
     }
 
     /// The prompt text for `messages`; with `add_generation_prompt` it ends with the opening of

@@ -31,6 +31,18 @@ pub struct ModelBundle {
 pub const DEFAULT_VISION_CACHE_BYTES: usize = 256 << 20;
 
 impl ModelBundle {
+    /// Parameters and tensor bytes of the model (text and vision files together).
+    pub fn size(&self) -> (usize, usize) {
+        let files = &self.files;
+        let mut tensors: Vec<_> = files.text.tensor_infos().iter().collect();
+        if !std::sync::Arc::ptr_eq(&files.text, &files.vision) {
+            tensors.extend(files.vision.tensor_infos());
+        }
+        tensors.iter().fold((0, 0), |(n, bytes), t| {
+            (n + t.n_elements(), bytes + t.n_bytes)
+        })
+    }
+
     /// The weight type the file declares (`general.file_type`), by glimpse's profile names.
     pub fn weight_profile(&self) -> Option<&'static str> {
         let file_type = self

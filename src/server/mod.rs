@@ -19,6 +19,7 @@ mod image_fetch;
 mod image_source;
 mod messages;
 mod metrics;
+mod ollama;
 mod reply;
 mod request;
 mod request_log;

@@ -168,14 +168,14 @@ impl RequestRecord {
 }
 
 /// The current time as RFC 3339 UTC with milliseconds, e.g. `2026-12-02T16:14:56.123Z`.
-fn utc_now() -> String {
+pub fn utc_now() -> String {
     let since_epoch = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     utc_timestamp(since_epoch.as_secs(), since_epoch.subsec_millis())
 }
 
-fn utc_timestamp(seconds: u64, millis: u32) -> String {
+pub fn utc_timestamp(seconds: u64, millis: u32) -> String {
     let (days, of_day) = (seconds / 86_400, seconds % 86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days as i64 + 719_468;

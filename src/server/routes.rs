@@ -7,6 +7,7 @@ use std::time::Instant;
 use super::anthropic;
 use super::completion::chat_completion;
 use super::errors::ApiError;
+use super::ollama;
 use super::reply::Reply;
 use super::request::parse_chat_request;
 use super::response::{health_json, models_json, ModelInfo};
@@ -59,6 +60,9 @@ pub fn route_label(path: &str) -> &'static str {
         "/v1/chat/completions" | "/chat/completions" => "/v1/chat/completions",
         "/v1/models" | "/models" => "/v1/models",
         "/v1/messages" => "/v1/messages",
+        "/api/chat" | "/api/generate" | "/api/tags" | "/api/show" | "/api/ps" | "/api/version" => {
+            "/api"
+        }
         "/health" | "/v1/health" => "/health",
         "/metrics" => "/metrics",
         path if PAGE_PATHS.contains(&path) => "/",
@@ -70,6 +74,7 @@ pub fn handle(state: &AppState, incoming: Incoming, received: Instant) -> Reply 
     let route = route_label(incoming.path);
     respond(state, incoming, received).unwrap_or_else(|error| match route {
         "/v1/messages" => anthropic::error_reply(error),
+        "/api" => ollama::error_reply(error),
         _ => Reply::from(error),
     })
 }
@@ -96,7 +101,12 @@ fn respond(state: &AppState, mut incoming: Incoming, received: Instant) -> Resul
         }
     };
     let route = route_label(path);
-    if state.is_draining() && matches!(route, "/health" | "/v1/chat/completions" | "/v1/messages") {
+    if state.is_draining()
+        && matches!(
+            route,
+            "/health" | "/v1/chat/completions" | "/v1/messages" | "/api"
+        )
+    {
         return Err(ApiError::shutting_down());
     }
     match route {
@@ -133,6 +143,7 @@ fn respond(state: &AppState, mut incoming: Incoming, received: Instant) -> Resul
             let request = parse_chat_request(&body, state.config.limits.max_images)?;
             chat_completion(state, model, request, received)
         }
+        "/api" => ollama_api(state, &mut incoming, received),
         "/v1/messages" => {
             expect("POST")?;
             authorize()?;
@@ -142,6 +153,47 @@ fn respond(state: &AppState, mut incoming: Incoming, received: Instant) -> Resul
         }
         "/" => web_page(state, method, path),
         _ => Err(ApiError::not_found(path)),
+    }
+}
+
+/// Ollama's endpoints (`route_label` gives them one label).
+fn ollama_api(
+    state: &AppState,
+    incoming: &mut Incoming,
+    received: Instant,
+) -> Result<Reply, ApiError> {
+    let (method, path) = (incoming.method, incoming.path);
+    let wanted = match path {
+        "/api/tags" | "/api/ps" | "/api/version" => "GET",
+        _ => "POST",
+    };
+    if method != wanted {
+        return Err(ApiError::method_not_allowed(method, path));
+    }
+    if path == "/api/version" {
+        return Ok(ollama::version());
+    }
+    if !state
+        .config
+        .api_keys
+        .authorizes(incoming.authorization, incoming.x_api_key)
+    {
+        return Err(ApiError::unauthorized());
+    }
+    let model = loaded(state)?;
+    match path {
+        "/api/tags" => Ok(ollama::tags(state, model)),
+        "/api/ps" => Ok(ollama::running(state, model)),
+        "/api/show" => Ok(ollama::show(state, model)),
+        _ => {
+            let endpoint = if path == "/api/chat" {
+                ollama::Endpoint::Chat
+            } else {
+                ollama::Endpoint::Generate
+            };
+            let body = read_body(incoming, state.config.limits.max_body_bytes)?;
+            ollama::generate(state, model, endpoint, &body, received)
+        }
     }
 }
 

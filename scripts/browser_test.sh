@@ -34,7 +34,10 @@ cp tests/fixtures/tiny-untied/checkpoint/* tests/fixtures/tokenizer/tokenizer.js
 "$glimpse" convert --quiet "$work/model" -o "$work/model.gguf" >/dev/null
 
 api_key="browser-test-key"
-"$glimpse" serve -m "$work/model.gguf" --host 127.0.0.1 --port 0 --api-key "$api_key" 2>"$work/server.log" &
+# --image-max-tokens 1024: a budget of 1024 × 32² pixels, which the page reads from /v1/models
+# and downscales larger images to (chat_page.test.mjs checks the size it sends).
+"$glimpse" serve -m "$work/model.gguf" --host 127.0.0.1 --port 0 --api-key "$api_key" \
+  --image-max-tokens 1024 2>"$work/server.log" &
 server_pid=$!
 
 url=""

@@ -49,9 +49,19 @@ def main() -> None:
     check("<|im_start|>" in (shown.template or ""), "template")
     check([m.model for m in client.ps().models] == [case["model"]], "ps")
 
+    # A schema as `format`: the answer is JSON valid against it.
+    schema = {
+        "type": "object",
+        "properties": {"label": {"enum": ["cat", "dog"]}, "count": {"type": "integer", "minimum": 0, "maximum": 9}},
+        "required": ["label", "count"],
+        "additionalProperties": False,
+    }
+    shaped = client.chat(model=case["model"], messages=messages, format=schema, options={"temperature": 0, "num_predict": 64})
+    value = json.loads(shaped.message.content)
+    check(value["label"] in ("cat", "dog") and 0 <= value["count"] <= 9, f"format answer {value}")
     try:
-        client.chat(model=case["model"], messages=messages, format="json")
-        raise AssertionError("format was not refused")
+        client.chat(model=case["model"], messages=messages, think=True)
+        raise AssertionError("think was not refused")
     except ollama.ResponseError as error:
         check(error.status_code == 422, f"status {error.status_code}")
     wrong = ollama.Client(host=case["base_url"], headers={"Authorization": "Bearer wrong"})

@@ -11,7 +11,7 @@ mod special_tokens;
 mod stream_decoder;
 mod template;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 mod token_bytes;
 mod tokenizer;
 

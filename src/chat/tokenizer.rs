@@ -62,6 +62,19 @@ impl Tokenizer {
             .unwrap_or_default()
     }
 
+    /// The special added tokens (`<|im_end|>`, `<|image_pad|>`, …) and their text.
+    pub fn special_token_ids(&self) -> Vec<(u32, String)> {
+        let mut special: Vec<(u32, String)> = self
+            .inner
+            .get_added_tokens_decoder()
+            .into_iter()
+            .filter(|(_, token)| token.special)
+            .map(|(id, token)| (id, token.content))
+            .collect();
+        special.sort();
+        special
+    }
+
     /// A decoder that turns a stream of generated ids into text pieces.
     pub fn stream_decoder(&self, skip_special: bool) -> StreamDecoder<'_> {
         StreamDecoder::new(self, skip_special)

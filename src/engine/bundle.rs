@@ -4,9 +4,11 @@
 //! rebuilt from the stored vocabulary and the preprocessor settings come from the
 //! projector's `clip.vision.*` keys with Qwen3-VL's own pixel budget.
 use std::path::Path;
+use std::sync::OnceLock;
 
-use anyhow::{Context, Result};
+use anyhow::{anyhow, Context, Result};
 
+use super::constraint::Grammars;
 use super::vision_cache::VisionCache;
 use crate::chat::{
     build_prompt_with_answer_prefix, images_in_prompt_order, tokenizer_json_from_gguf,
@@ -25,6 +27,8 @@ pub struct ModelBundle {
     pub preprocess: PreprocessConfig,
     /// Vision-encoder outputs by image content, shared by every session.
     pub vision_cache: VisionCache,
+    /// The structured-output compiler, built on first use (a token trie of the vocabulary).
+    grammars: OnceLock<Result<Grammars, String>>,
 }
 
 /// Default byte budget of the vision-output cache.
@@ -41,6 +45,22 @@ impl ModelBundle {
         tensors.iter().fold((0, 0), |(n, bytes), t| {
             (n + t.n_elements(), bytes + t.n_bytes)
         })
+    }
+
+    /// The structured-output compiler for this model's vocabulary (built on first use).
+    pub fn grammars(&self) -> Result<&Grammars> {
+        self.grammars
+            .get_or_init(|| {
+                let end_of_turn = self
+                    .tokenizer
+                    .token_to_id("<|im_end|>")
+                    .ok_or_else(|| "the tokenizer has no <|im_end|>".to_owned())?;
+                let vocab_rows = self.model.text.config().vocab_size;
+                Grammars::new(&self.tokenizer, vocab_rows, end_of_turn)
+                    .map_err(|e| format!("{e:#}"))
+            })
+            .as_ref()
+            .map_err(|e| anyhow!("structured output is unavailable: {e}"))
     }
 
     /// The weight type the file declares (`general.file_type`), by glimpse's profile names.
@@ -96,6 +116,7 @@ impl ModelBundle {
             special,
             preprocess,
             vision_cache: VisionCache::new(DEFAULT_VISION_CACHE_BYTES),
+            grammars: OnceLock::new(),
         })
     }
 

@@ -2,6 +2,7 @@
 //! it, sessions that keep a KV cache across turns (longest-common-prefix reuse), the
 //! sampler, the generation loop and the compute thread pool.
 pub mod bundle;
+pub mod constraint;
 pub mod sampler;
 pub mod scheduler;
 pub mod session;

@@ -13,6 +13,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::bundle::ModelBundle;
+use super::constraint::TokenConstraint;
 use super::sampler::{log_softmax, Sampler};
 use super::session::{
     cache_items, image_key, without_end_of_turn, CachedItem, FinishReason, GenerationParams,
@@ -32,6 +33,10 @@ pub struct Job {
     /// `Some(n)`: report each token's log-probability and the `n` most likely alternatives.
     pub logprobs: Option<usize>,
     pub events: Sender<JobEvent>,
+    /// Added to the logits of these tokens before sampling (OpenAI's `logit_bias`).
+    pub logit_bias: Vec<(u32, f32)>,
+    /// The grammar the answer must follow (structured output), compiled for this job.
+    pub constraint: Option<TokenConstraint>,
 }
 
 /// A token's log-probability (log-softmax of the raw logits) and its alternatives.
@@ -234,6 +239,7 @@ struct Reply<'m> {
     stop: StopMatcher,
     tokens: Vec<u32>,
     pending_logprobs: Vec<TokenLogprob>,
+    constraint: Option<TokenConstraint>,
 }
 
 /// How a job ended, if it did.
@@ -349,7 +355,9 @@ impl<'m> Engine<'m> {
     /// Begins a job in `session` (failing it at once when its prompt is refused).
     fn start(&mut self, queued: Queued, session: usize) {
         let Queued {
-            job, image_keys, ..
+            mut job,
+            image_keys,
+            ..
         } = queued;
         let mut timings = Timings::default();
         let images: Vec<&PixelValues> = job.images.iter().collect();
@@ -362,6 +370,7 @@ impl<'m> Engine<'m> {
             stop: StopMatcher::new(&job.stop),
             tokens: Vec::new(),
             pending_logprobs: Vec::new(),
+            constraint: job.constraint.take(),
         };
         let phase = match pending {
             Ok(pending) => Phase::Prompt {
@@ -733,6 +742,8 @@ enum End {
     Eos,
     Length,
     StopString(String),
+    /// The grammar of a structured answer failed (a bug, not an input error).
+    Failed(String),
     ClientGone,
     Interrupted,
 }
@@ -750,14 +761,22 @@ impl Reply<'_> {
             return Next::End(End::Length);
         }
         let eos = &bundle.special.eos;
-        let id = if job.params.ignore_eos {
-            let masked = without_end_of_turn(logits, eos);
-            self.sampler.sample(&masked, &job.prompt.ids, &self.tokens)
-        } else {
-            self.sampler.sample(logits, &job.prompt.ids, &self.tokens)
+        let shaped = match self.shaped_logits(job, logits, eos) {
+            Ok(shaped) => shaped,
+            Err(e) => return Next::End(End::Failed(format!("structured output: {e:#}"))),
         };
+        let id = self.sampler.sample(
+            shaped.as_deref().unwrap_or(logits),
+            &job.prompt.ids,
+            &self.tokens,
+        );
         if eos.contains(&id) {
             return Next::End(End::Eos);
+        }
+        if let Some(constraint) = &mut self.constraint {
+            if let Err(e) = constraint.accept(id) {
+                return Next::End(End::Failed(format!("structured output: {e:#}")));
+            }
         }
         self.tokens.push(id);
         if let Some(top) = job.logprobs {
@@ -786,6 +805,33 @@ impl Reply<'_> {
         }
     }
 
+    /// The logits the sampler sees, when the job changes them: end of turn removed
+    /// (`ignore_eos`), biases added, tokens the grammar forbids removed.
+    fn shaped_logits(
+        &mut self,
+        job: &Job,
+        logits: &[f32],
+        eos: &[u32],
+    ) -> anyhow::Result<Option<Vec<f32>>> {
+        if !job.params.ignore_eos && job.logit_bias.is_empty() && self.constraint.is_none() {
+            return Ok(None);
+        }
+        let mut shaped = if job.params.ignore_eos {
+            without_end_of_turn(logits, eos)
+        } else {
+            logits.to_vec()
+        };
+        for &(id, bias) in &job.logit_bias {
+            if let Some(logit) = shaped.get_mut(id as usize) {
+                *logit += bias;
+            }
+        }
+        if let Some(constraint) = &mut self.constraint {
+            constraint.mask(&mut shaped)?;
+        }
+        Ok(Some(shaped))
+    }
+
     /// Sends a delta (if there is anything to send); false when the client is gone.
     fn send(&mut self, job: &Job, text: String) -> bool {
         if text.is_empty() && self.pending_logprobs.is_empty() {
@@ -804,6 +850,7 @@ impl Reply<'_> {
         let (finish_reason, stop_sequence) = match end {
             End::ClientGone => return None,
             End::Interrupted => return Some(JobEvent::Interrupted),
+            End::Failed(message) => return Some(JobEvent::Failed(message)),
             End::StopString(stop) => (FinishReason::Stop, Some(stop)),
             End::Eos => (FinishReason::Stop, self.flush(job)),
             End::Length => match self.flush(job) {

@@ -127,6 +127,8 @@ fn parse_messages_request(body: &[u8], max_images: usize) -> Result<ChatRequest,
         stop: stop_sequences(&fields)?,
         logprobs: None,
         image_budget: PixelBudget::default(),
+        grammar: None,
+        logit_bias: Vec::new(),
     })
 }
 

@@ -20,6 +20,7 @@ use super::response::{
 };
 use super::sse::OpenAiChunks;
 use super::state::{AppState, LoadedModel};
+use crate::engine::constraint::{Grammar, TokenConstraint};
 use crate::engine::scheduler::{Job, JobEvent, SubmitError};
 use crate::engine::{GenerationParams, Timings};
 use crate::grounding::{answer_extension, ImageSize};
@@ -75,7 +76,11 @@ pub fn start_generation(
         stop,
         logprobs,
         image_budget,
+        grammar,
+        logit_bias,
     } = request;
+    let constraint = structured_output(model, grammar.as_ref(), ignore_eos)?;
+    check_logit_bias(model, &logit_bias)?;
     let preprocess_start = Instant::now();
     let pixels = conversation
         .images
@@ -129,6 +134,8 @@ pub fn start_generation(
         stop,
         logprobs,
         events: sender,
+        logit_bias,
+        constraint,
     };
     let tracker = state.metrics.track_generation(received);
     model
@@ -151,6 +158,45 @@ pub fn start_generation(
         answer,
         summary,
     })
+}
+
+/// The compiled grammar of a structured answer; a schema llguidance cannot compile is a 400.
+fn structured_output(
+    model: &LoadedModel,
+    grammar: Option<&Grammar>,
+    ignore_eos: bool,
+) -> Result<Option<TokenConstraint>, ApiError> {
+    let Some(grammar) = grammar else {
+        return Ok(None);
+    };
+    if ignore_eos {
+        return Err(ApiError::invalid(
+            "invalid_field",
+            "'ignore_eos' cannot be combined with a structured answer, which ends with its grammar",
+        ));
+    }
+    let grammars = model
+        .bundle
+        .grammars()
+        .map_err(|e| ApiError::internal(format!("{e:#}")))?;
+    grammars.constraint(grammar).map(Some).map_err(|e| {
+        ApiError::invalid(
+            "invalid_schema",
+            format!("the JSON schema cannot be used: {e:#}"),
+        )
+    })
+}
+
+/// Token ids of `logit_bias` must exist.
+fn check_logit_bias(model: &LoadedModel, bias: &[(u32, f32)]) -> Result<(), ApiError> {
+    let vocab = model.bundle.model.text.config().vocab_size;
+    match bias.iter().find(|(id, _)| *id as usize >= vocab) {
+        Some((id, _)) => Err(ApiError::invalid(
+            "invalid_field",
+            format!("'logit_bias': token {id} is beyond the vocabulary ({vocab} tokens)"),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// What the answer's objects need besides the engine's events.

@@ -5,7 +5,8 @@
 //! `repeat_penalty`, `presence_penalty`, `frequency_penalty`; runtime options such as
 //! `num_ctx` or `num_thread` belong to the server's flags and are ignored) and `keep_alive`
 //! (accepted: the one model stays loaded); `GET /api/tags`, `POST /api/show`, `GET /api/ps`,
-//! `GET /api/version`. Features glimpse lacks (`format`, `tools`, `think`, raw prompts,
+//! `GET /api/version`. `format` (`"json"` or a JSON schema) constrains the answer (see
+//! `engine::constraint`). Features glimpse lacks (`tools`, `think`, raw prompts,
 //! templates, suffixes, other samplers) are refused with 422. Errors are `{"error": "…"}`.
 use std::time::Instant;
 
@@ -24,6 +25,7 @@ use super::request_log::{utc_now, utc_timestamp};
 use super::response::finish_reason_name;
 use super::state::{AppState, LoadedModel};
 use crate::chat::{Content, ImageRef, Message, Part, Role};
+use crate::engine::constraint::Grammar;
 use crate::engine::scheduler::TokenLogprob;
 
 /// Which of the two generation endpoints.
@@ -219,14 +221,21 @@ fn request(
     max_images: usize,
 ) -> Result<ChatRequest, ApiError> {
     check_image_count(conversation.images.len(), max_images)?;
-    if fields
-        .get("format")
-        .is_some_and(|f| !f.is_null() && f != "")
-    {
-        return Err(ApiError::unsupported(
-            "'format': structured output (JSON / schema) is not supported yet",
-        ));
-    }
+    let grammar = match fields.get("format") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(format)) if format.is_empty() => None,
+        Some(Value::String(format)) if format == "json" => Some(Grammar::JsonObject),
+        Some(schema @ Value::Object(_)) => Some(Grammar::JsonSchema(schema.clone())),
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "invalid_field",
+                format!(
+                    "'format' must be \"json\" or a JSON schema object, got {}",
+                    kind_of(other)
+                ),
+            ))
+        }
+    };
     if fields
         .get("tools")
         .is_some_and(|t| !matches!(t, Value::Array(a) if a.is_empty()))
@@ -275,6 +284,8 @@ fn request(
         stop: stop_strings(&options)?,
         logprobs: None,
         image_budget: PixelBudget::default(),
+        grammar,
+        logit_bias: Vec::new(),
     })
 }
 
@@ -538,8 +549,6 @@ mod tests {
     fn features_glimpse_lacks_are_refused() {
         let user = json!([{"role": "user", "content": "hi"}]);
         for extra in [
-            json!({"format": "json"}),
-            json!({"format": {"type": "object"}}),
             json!({"tools": [{"type": "function", "function": {"name": "f"}}]}),
             json!({"think": true}),
             json!({"options": {"mirostat": 2}}),

@@ -1,13 +1,14 @@
 //! `POST /v1/chat/completions` body → a validated `ChatRequest`. Known fields are
 //! type- and range-checked (400 naming the field); valid OpenAI features glimpse does
-//! not implement (`n` > 1, tools, JSON response formats) are refused with 422; unknown
-//! fields are ignored. Sampling fields left out take the model's defaults.
+//! not implement (`n` > 1, tools) are refused with 422; unknown fields are ignored.
+//! Sampling fields left out take the model's defaults.
 use serde_json::Value;
 
 use super::errors::ApiError;
 use super::fields::Fields;
 use super::image_budget::PixelBudget;
 use super::messages::{parse_messages, Conversation};
+use crate::engine::constraint::Grammar;
 use crate::engine::SamplingParams;
 
 /// Most stop strings one request may give.
@@ -34,6 +35,10 @@ pub struct ChatRequest {
     pub logprobs: Option<usize>,
     /// Request-wide `min_pixels` / `max_pixels` (an image's own settings win).
     pub image_budget: PixelBudget,
+    /// What the answer must be (`response_format` `json_object` / `json_schema`).
+    pub grammar: Option<Grammar>,
+    /// `logit_bias`: token id → bias added to its logit.
+    pub logit_bias: Vec<(u32, f32)>,
 }
 
 /// Parses and validates a request body.
@@ -71,7 +76,68 @@ pub fn parse_chat_request(body: &[u8], max_images: usize) -> Result<ChatRequest,
         stop: stop_strings(&fields)?,
         logprobs: logprobs(&fields)?,
         image_budget: PixelBudget::parse(&fields, false)?,
+        grammar: response_format(&fields)?,
+        logit_bias: logit_bias(&fields)?,
     })
+}
+
+/// `response_format`: `text`, `json_object`, or `json_schema` with its `schema` (always
+/// enforced, whatever `strict` says).
+fn response_format(fields: &Fields) -> Result<Option<Grammar>, ApiError> {
+    let Some(format) = fields.get("response_format") else {
+        return Ok(None);
+    };
+    let format = Fields::of(format, "response_format")?;
+    match format.required_string("type")? {
+        "text" => Ok(None),
+        "json_object" => Ok(Some(Grammar::JsonObject)),
+        "json_schema" => {
+            let spec = Fields::of(
+                format.required("json_schema")?,
+                "response_format.json_schema",
+            )?;
+            spec.string("name")?;
+            spec.bool("strict")?;
+            let schema = spec.get("schema").cloned().unwrap_or(Value::Bool(true));
+            Ok(Some(Grammar::JsonSchema(schema)))
+        }
+        other => Err(ApiError::invalid(
+            "invalid_field",
+            format!(
+                "'response_format.type' = '{other}': expected text, json_object or json_schema"
+            ),
+        )),
+    }
+}
+
+/// `logit_bias`: `{"<token id>": bias}` with biases from −100 to 100 (OpenAI's range).
+pub fn logit_bias(fields: &Fields) -> Result<Vec<(u32, f32)>, ApiError> {
+    let Some(value) = fields.get("logit_bias").filter(|v| !v.is_null()) else {
+        return Ok(Vec::new());
+    };
+    let Value::Object(map) = value else {
+        return Err(ApiError::invalid(
+            "invalid_field",
+            "'logit_bias' must map token ids to biases from -100 to 100",
+        ));
+    };
+    map.iter()
+        .map(|(id, bias)| {
+            let id = id.trim().parse::<u32>().map_err(|_| {
+                ApiError::invalid(
+                    "invalid_field",
+                    format!("'logit_bias': '{id}' is not a token id"),
+                )
+            })?;
+            match bias.as_f64() {
+                Some(b) if (-100.0..=100.0).contains(&b) => Ok((id, b as f32)),
+                _ => Err(ApiError::invalid(
+                    "invalid_field",
+                    format!("'logit_bias.{id}' must be a number from -100 to 100"),
+                )),
+            }
+        })
+        .collect()
 }
 
 /// 422 for OpenAI features that would otherwise be silently ignored.
@@ -91,14 +157,6 @@ fn refuse_unsupported(fields: &Fields) -> Result<(), ApiError> {
         return Err(ApiError::unsupported(
             "tool and function calling are not supported",
         ));
-    }
-    if let Some(format) = fields.get("response_format") {
-        let kind = Fields::of(format, "response_format")?.required_string("type")?;
-        if kind != "text" {
-            return Err(ApiError::unsupported(format!(
-                "'response_format.type' = '{kind}': only 'text' is supported"
-            )));
-        }
     }
     Ok(())
 }
@@ -267,16 +325,41 @@ mod tests {
             (json!({"n": 2}), 422, "'n' = 2"),
             (json!({"tools": [{"type": "function"}]}), 422, "tool"),
             (
-                json!({"response_format": {"type": "json_object"}}),
-                422,
-                "json_object",
+                json!({"response_format": {"type": "xml"}}),
+                400,
+                "'response_format.type' = 'xml'",
             ),
+            (
+                json!({"logit_bias": {"abc": 1}}),
+                400,
+                "'abc' is not a token id",
+            ),
+            (json!({"logit_bias": {"5": 101}}), 400, "from -100 to 100"),
+            (json!({"logit_bias": [1]}), 400, "'logit_bias' must map"),
         ];
         for (extra, status, needle) in cases {
             let error = parse(hello(extra.clone())).unwrap_err();
             assert_eq!(error.status, status, "{extra}: {}", error.message);
             assert!(error.message.contains(needle), "{extra}: {}", error.message);
         }
+    }
+
+    #[test]
+    fn response_formats_and_logit_bias_are_read() {
+        let schema = json!({"type": "object", "properties": {"a": {"type": "integer"}}});
+        let request = parse(hello(json!({
+            "response_format": {"type": "json_schema", "json_schema": {"name": "x", "strict": true, "schema": schema}},
+            "logit_bias": {"42": -100, " 7": 2.5}
+        })))
+        .unwrap();
+        assert_eq!(request.grammar, Some(Grammar::JsonSchema(schema)));
+        let mut bias = request.logit_bias;
+        bias.sort_by_key(|(id, _)| *id);
+        assert_eq!(bias, vec![(7, 2.5), (42, -100.0)]);
+        let request = parse(hello(json!({"response_format": {"type": "json_object"}}))).unwrap();
+        assert_eq!(request.grammar, Some(Grammar::JsonObject));
+        let request = parse(hello(json!({"response_format": {"type": "text"}}))).unwrap();
+        assert_eq!(request.grammar, None);
     }
 
     #[test]

@@ -360,7 +360,7 @@ try {
     assert.equal(await page.inputValue('#system-custom'), 'Always answer in French.');
   });
 
-  await step('model output is rendered as markdown and cannot inject HTML; big images are downscaled', async () => {
+  await step('model output is rendered as markdown and cannot inject HTML; big images are downscaled to the server\'s budget', async () => {
     let sentImage = null;
     await page.route('**/v1/chat/completions', async (route) => {
       const body = JSON.parse(route.request().postData());
@@ -376,10 +376,11 @@ try {
     await page.locator('#drop-zone').waitFor();
     await page.setInputFiles('#file-input', [{ name: 'wide.png', mimeType: 'image/png', buffer: pngImage(3000, 1200) }]);
     await page.locator('#attachments .thumb img').waitFor();
-    assert.match(await page.getAttribute('#attachments .thumb', 'title'), /2048×819 \(resized from 3000×1200\)/);
+    // The server announces 1024 × 32² pixels (--image-max-tokens 1024): √(1048576 / 3600000) = 0.5397.
+    assert.match(await page.getAttribute('#attachments .thumb', 'title'), /1619×647 \(resized from 3000×1200\)/);
     await ask('Render test');
     await page.unroute('**/v1/chat/completions');
-    assert.deepEqual(pngSizeOfDataUrl(sentImage), { width: 2048, height: 819 });
+    assert.deepEqual(pngSizeOfDataUrl(sentImage), { width: 1619, height: 647 });
 
     const answer = lastMessage.locator('.markdown');
     assert.equal(await answer.locator('h3').textContent(), 'Findings'); // '#' is h2 under the page's h1

@@ -8,11 +8,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/cross_common.sh
 venv=$GLIMPSE_CI_CACHE/test-venv
-check="import openai, anthropic, ollama, pydantic"
+check="import openai, anthropic, ollama, pydantic, jsonschema"
 if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "$check" 2>/dev/null; then
   exit 0
 fi
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/python" -m pip install --quiet "openai>=1.40,<3" "anthropic>=0.40,<1" "ollama>=0.4,<1"
+"$venv/bin/python" -m pip install --quiet "openai>=1.40,<3" "anthropic>=0.40,<1" "ollama>=0.4,<1" "jsonschema>=4,<5"
 "$venv/bin/python" -c "$check"
 echo "installed $("$venv/bin/python" -c 'import openai, anthropic, importlib.metadata as m; print("openai", openai.__version__, "anthropic", anthropic.__version__, "ollama", m.version("ollama"))') into $venv"

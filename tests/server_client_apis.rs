@@ -17,3 +17,9 @@ fn official_ollama_client_gets_the_fixture_answer_from_chat_and_generate() {
     let server = TestServer::start(&["--api-key", "ollama-key"]);
     run_client_script("ollama_client.py", &server, "ollama-key", json!({}));
 }
+
+#[test]
+fn every_json_schema_answer_parses_and_validates() {
+    let server = TestServer::start(&["--api-key", "schema-key"]);
+    run_client_script("structured_output.py", &server, "schema-key", json!({}));
+}

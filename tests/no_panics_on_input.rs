@@ -25,7 +25,10 @@ fn test_only_modules(source: &str) -> Vec<String> {
         .windows(2)
         .filter(|pair| pair[0] == "#[cfg(test)]")
         .filter_map(|pair| {
-            let declaration = pair[1].strip_prefix("pub ").unwrap_or(pair[1]);
+            let declaration = ["pub(crate) ", "pub "]
+                .iter()
+                .find_map(|visibility| pair[1].strip_prefix(visibility))
+                .unwrap_or(pair[1]);
             Some(
                 declaration
                     .strip_prefix("mod ")?

@@ -23,3 +23,52 @@ fn every_json_schema_answer_parses_and_validates() {
     let server = TestServer::start(&["--api-key", "schema-key"]);
     run_client_script("structured_output.py", &server, "schema-key", json!({}));
 }
+
+/// A fixture conversation's rendered prompt, sent as a legacy completion's raw prompt,
+/// is read as exactly its tokens and continued with transformers' greedy answer; the
+/// tokenize endpoints agree with the fixture's ids.
+#[test]
+fn legacy_completions_and_tokenize_follow_the_fixture_tokens() {
+    let server = TestServer::start(&[]);
+    let case = case("text_only");
+    let post = |path: &str, body: &serde_json::Value| {
+        let answer = server.post_raw(path, body.to_string().as_bytes(), None);
+        assert_eq!(answer.status, 200, "{path}: {}", answer.body);
+        answer.json()
+    };
+    let tokens = post("/tokenize", &json!({"content": case.prompt_text}));
+    assert_eq!(tokens["tokens"], json!(case.input_ids));
+    assert_eq!(tokens["count"], case.input_ids.len());
+    let rendered = post("/tokenize", &json!({"messages": case.messages}));
+    assert_eq!(
+        rendered["tokens"],
+        json!(case.input_ids),
+        "messages go through the template"
+    );
+    let text = post("/detokenize", &json!({"tokens": case.input_ids}));
+    assert_eq!(text["content"], case.prompt_text);
+    let pieces = post(
+        "/tokenize",
+        &json!({"content": "Hello", "with_pieces": true}),
+    );
+    assert_eq!(pieces["tokens"][0]["piece"], "Hello");
+
+    let completion = post(
+        "/v1/completions",
+        &json!({"prompt": case.prompt_text, "max_tokens": case.greedy_tokens.len(), "temperature": 0}),
+    );
+    assert_eq!(completion["object"], "text_completion");
+    assert_eq!(completion["choices"][0]["text"], expected_text(&case));
+    assert_eq!(completion["usage"]["prompt_tokens"], case.input_ids.len());
+    let streamed = server.stream_at("/v1/completions", &json!({
+        "prompt": case.prompt_text, "max_tokens": case.greedy_tokens.len(), "temperature": 0, "stream": true
+    }));
+    let text: String = streamed
+        .iter()
+        .filter_map(|event| event["choices"][0]["text"].as_str())
+        .collect();
+    assert_eq!(text, expected_text(&case));
+    server
+        .post_raw("/v1/completions", br#"{"prompt": "<|image_pad|>"}"#, None)
+        .assert_error(400, "invalid_prompt");
+}

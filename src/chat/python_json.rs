@@ -111,12 +111,13 @@ mod tests {
             "text": "naïve \"quoted\" \\ tab\t nl\n bell\u{7} del\u{7f} 東京 🎉",
             "n": null, "t": true, "i": -12, "big": 18446744073709551615u64
         });
-        // json.dumps(..., ensure_ascii=False) on the same dict (serde_json sorts the keys).
+        // json.dumps(..., ensure_ascii=False) on the same dict: keys in insertion order, as
+        // Python's dicts keep them (serde_json's `preserve_order`, which llguidance enables).
         assert_eq!(
             dumps(&value).unwrap(),
-            "{\"big\": 18446744073709551615, \"empty\": {}, \"i\": -12, \"n\": null, \
-             \"name\": \"get_weather\", \"t\": true, \"tags\": [\"a\", \"b\", []], \
-             \"text\": \"naïve \\\"quoted\\\" \\\\ tab\\t nl\\n bell\\u0007 del\u{7f} 東京 🎉\"}"
+            "{\"name\": \"get_weather\", \"tags\": [\"a\", \"b\", []], \"empty\": {}, \
+             \"text\": \"naïve \\\"quoted\\\" \\\\ tab\\t nl\\n bell\\u0007 del\u{7f} 東京 🎉\", \
+             \"n\": null, \"t\": true, \"i\": -12, \"big\": 18446744073709551615}"
         );
     }
 

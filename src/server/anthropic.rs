@@ -117,7 +117,11 @@ fn parse_messages_request(body: &[u8], max_images: usize) -> Result<ChatRequest,
     }
     check_image_count(images.len(), max_images)?;
     Ok(ChatRequest {
-        conversation: Conversation { messages, images },
+        conversation: Conversation {
+            messages,
+            images,
+            text: None,
+        },
         stream: fields.bool("stream")?.unwrap_or(false),
         include_usage: false,
         return_progress: false,

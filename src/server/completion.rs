@@ -20,6 +20,7 @@ use super::response::{
 };
 use super::sse::OpenAiChunks;
 use super::state::{AppState, LoadedModel};
+use crate::chat::Prompt;
 use crate::engine::constraint::{Grammar, TokenConstraint};
 use crate::engine::scheduler::{Job, JobEvent, SubmitError};
 use crate::engine::{GenerationParams, Timings};
@@ -89,21 +90,10 @@ pub fn start_generation(
         .collect::<Result<Vec<_>, _>>()?;
     let preprocess_ms = preprocess_start.elapsed().as_secs_f64() * 1e3;
 
-    let (prompt, ordered) = model
-        .bundle
-        .prompt(&conversation.messages, &pixels)
-        .map_err(|e| {
-            ApiError::invalid("invalid_prompt", format!("cannot build the prompt: {e:#}"))
-        })?;
-    // Images are numbered in order of appearance, which is prompt order, so `pixels` can
-    // move into the job as is.
-    if !ordered
-        .iter()
-        .zip(&pixels)
-        .all(|(a, b)| std::ptr::eq(*a, b))
-    {
-        return Err(ApiError::internal("images are not in prompt order"));
-    }
+    let prompt = match &conversation.text {
+        Some(text) => text_prompt(model, text)?,
+        None => chat_prompt(model, &conversation.messages, &pixels)?,
+    };
     let context = state.config.context_length;
     let prompt_tokens = prompt.ids.len();
     if prompt_tokens >= context {
@@ -157,6 +147,46 @@ pub fn start_generation(
         events,
         answer,
         summary,
+    })
+}
+
+/// The chat template's prompt for `messages`, with `pixels` in prompt order.
+fn chat_prompt(
+    model: &LoadedModel,
+    messages: &[crate::chat::Message],
+    pixels: &[PixelValues],
+) -> Result<Prompt, ApiError> {
+    let (prompt, ordered) = model.bundle.prompt(messages, pixels).map_err(|e| {
+        ApiError::invalid("invalid_prompt", format!("cannot build the prompt: {e:#}"))
+    })?;
+    // Images are numbered in order of appearance, which is prompt order, so `pixels` can
+    // move into the job as is.
+    if !ordered.iter().zip(pixels).all(|(a, b)| std::ptr::eq(*a, b)) {
+        return Err(ApiError::internal("images are not in prompt order"));
+    }
+    Ok(prompt)
+}
+
+/// A text prompt as it is (no chat template), for legacy completions; vision tokens are
+/// refused, since no image comes with them.
+fn text_prompt(model: &LoadedModel, text: &str) -> Result<Prompt, ApiError> {
+    let ids = model
+        .bundle
+        .tokenizer
+        .encode(text)
+        .map_err(|e| ApiError::invalid("invalid_prompt", format!("{e:#}")))?;
+    if ids.is_empty() {
+        return Err(ApiError::invalid("invalid_field", "'prompt' is empty"));
+    }
+    if ids.contains(&model.bundle.special.image_pad) {
+        return Err(ApiError::invalid(
+            "invalid_prompt",
+            "a text prompt cannot hold image tokens (<|image_pad|>); send images to /v1/chat/completions",
+        ));
+    }
+    Ok(Prompt {
+        ids,
+        image_spans: Vec::new(),
     })
 }
 

@@ -25,6 +25,9 @@ pub struct Conversation {
     pub messages: Vec<Message>,
     /// `images[i]` is the image of `ImageRef(i)`.
     pub images: Vec<ImageInput>,
+    /// A prompt taken as it is instead of the chat template's rendering of `messages`
+    /// (legacy completions).
+    pub text: Option<String>,
 }
 
 /// Parses `messages`, refusing more than `max_images` images.
@@ -48,7 +51,11 @@ pub fn parse_messages(value: &Value, max_images: usize) -> Result<Conversation, 
         .map(|(index, item)| parse_message(item, &format!("messages[{index}]"), &mut images))
         .collect::<Result<Vec<_>, _>>()?;
     check_image_count(images.len(), max_images)?;
-    Ok(Conversation { messages, images })
+    Ok(Conversation {
+        messages,
+        images,
+        text: None,
+    })
 }
 
 /// 400 when a request brings more than `max_images` images (`--max-images`).

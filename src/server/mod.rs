@@ -28,6 +28,8 @@ mod routes;
 mod shutdown;
 mod sse;
 mod state;
+mod text_completion;
+mod tokenize;
 mod transport;
 mod url_policy;
 #[cfg(feature = "webui")]

@@ -127,7 +127,15 @@ fn parse_chat(fields: &Fields, max_images: usize) -> Result<ChatRequest, ApiErro
         }
         messages.push(message_with_images(role, parts, text));
     }
-    request(fields, Conversation { messages, images }, max_images)
+    request(
+        fields,
+        Conversation {
+            messages,
+            images,
+            text: None,
+        },
+        max_images,
+    )
 }
 
 /// `/api/generate`'s body as a chat request (system, then the prompt with its images); `None`
@@ -162,7 +170,16 @@ fn parse_generate(fields: &Fields, max_images: usize) -> Result<Option<ChatReque
         messages.push(Message::new(Role::System, system));
     }
     messages.push(message_with_images(Role::User, parts, prompt));
-    request(fields, Conversation { messages, images }, max_images).map(Some)
+    request(
+        fields,
+        Conversation {
+            messages,
+            images,
+            text: None,
+        },
+        max_images,
+    )
+    .map(Some)
 }
 
 /// A message of `text` after `images` (Ollama's clients put images first).

@@ -194,7 +194,7 @@ pub fn sampling_params_within(
 }
 
 /// `stop`: one string or a list of strings.
-fn stop_strings(fields: &Fields) -> Result<Vec<String>, ApiError> {
+pub fn stop_strings(fields: &Fields) -> Result<Vec<String>, ApiError> {
     let invalid = || {
         ApiError::invalid(
             "invalid_field",

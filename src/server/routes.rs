@@ -12,6 +12,8 @@ use super::reply::Reply;
 use super::request::parse_chat_request;
 use super::response::{health_json, models_json, ModelInfo};
 use super::state::{AppState, LoadedModel};
+use super::text_completion::text_completion;
+use super::tokenize;
 
 /// The parts of an HTTP request the routes look at.
 pub struct Incoming<'a> {
@@ -60,6 +62,8 @@ pub fn route_label(path: &str) -> &'static str {
         "/v1/chat/completions" | "/chat/completions" => "/v1/chat/completions",
         "/v1/models" | "/models" => "/v1/models",
         "/v1/messages" => "/v1/messages",
+        "/v1/completions" | "/completions" => "/v1/completions",
+        "/tokenize" | "/detokenize" => "/tokenize",
         "/api/chat" | "/api/generate" | "/api/tags" | "/api/show" | "/api/ps" | "/api/version" => {
             "/api"
         }
@@ -104,7 +108,7 @@ fn respond(state: &AppState, mut incoming: Incoming, received: Instant) -> Resul
     if state.is_draining()
         && matches!(
             route,
-            "/health" | "/v1/chat/completions" | "/v1/messages" | "/api"
+            "/health" | "/v1/chat/completions" | "/v1/completions" | "/v1/messages" | "/api"
         )
     {
         return Err(ApiError::shutting_down());
@@ -144,6 +148,24 @@ fn respond(state: &AppState, mut incoming: Incoming, received: Instant) -> Resul
             chat_completion(state, model, request, received)
         }
         "/api" => ollama_api(state, &mut incoming, received),
+        "/v1/completions" => {
+            expect("POST")?;
+            authorize()?;
+            let model = loaded(state)?;
+            let body = read_body(&mut incoming, state.config.limits.max_body_bytes)?;
+            text_completion(state, model, &body, received)
+        }
+        "/tokenize" => {
+            expect("POST")?;
+            authorize()?;
+            let model = loaded(state)?;
+            let body = read_body(&mut incoming, state.config.limits.max_body_bytes)?;
+            if path == "/tokenize" {
+                tokenize::tokenize(state, model, &body)
+            } else {
+                tokenize::detokenize(model, &body)
+            }
+        }
         "/v1/messages" => {
             expect("POST")?;
             authorize()?;

@@ -235,11 +235,16 @@ impl TestServer {
 
     /// Opens a streamed completion; the events are read as they come.
     pub fn open_stream(&self, body: &Value) -> EventStream {
+        self.open_stream_at("/v1/chat/completions", body)
+    }
+
+    /// A streamed request to `path` (an OpenAI-style SSE endpoint).
+    pub fn open_stream_at(&self, path: &str, body: &Value) -> EventStream {
         let mut body = body.clone();
         body["stream"] = json!(true);
         let response = self
             .agent
-            .post(self.url("/v1/chat/completions"))
+            .post(self.url(path))
             .header("Content-Type", "application/json")
             .send(body.to_string())
             .expect("HTTP request failed");
@@ -258,7 +263,12 @@ impl TestServer {
 
     /// A whole streamed completion: the JSON of every `data:` event before `[DONE]`.
     pub fn stream(&self, body: &Value) -> Vec<Value> {
-        let mut stream = self.open_stream(body);
+        self.stream_at("/v1/chat/completions", body)
+    }
+
+    /// Every event of a stream from `path`, which must end with `[DONE]`.
+    pub fn stream_at(&self, path: &str, body: &Value) -> Vec<Value> {
+        let mut stream = self.open_stream_at(path, body);
         let mut events = Vec::new();
         while let Some(event) = stream.next_event() {
             events.push(event);

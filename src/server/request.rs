@@ -1,6 +1,9 @@
 //! `POST /v1/chat/completions` body → a validated `ChatRequest`. Known fields are
 //! type- and range-checked (400 naming the field); valid OpenAI features glimpse does
-//! not implement (`n` > 1, tools) are refused with 422; unknown fields are ignored.
+//! not implement (`n` > 1, tools, audio, predicted outputs, web search, stored
+//! completions, …) are refused with 422 unless they ask for nothing; fields that change
+//! nothing here (`user`, `metadata`, `service_tier`, `parallel_tool_calls` without tools,
+//! `prompt_cache_key`: the prefix cache is automatic) and unknown fields are accepted.
 //! Sampling fields left out take the model's defaults.
 use serde_json::Value;
 
@@ -157,6 +160,48 @@ fn refuse_unsupported(fields: &Fields) -> Result<(), ApiError> {
         return Err(ApiError::unsupported(
             "tool and function calling are not supported",
         ));
+    }
+    // Fields that ask for something glimpse does not do, unless they ask for nothing.
+    let asks_for_nothing = |name: &str, neutral: &[Value]| {
+        fields
+            .get(name)
+            .is_none_or(|value| value.is_null() || neutral.contains(value))
+    };
+    let refusals: [(&str, &[Value], &str); 9] = [
+        (
+            "function_call",
+            &[Value::from("none")],
+            "function calling is not supported",
+        ),
+        (
+            "tool_choice",
+            &[Value::from("none"), Value::from("auto")],
+            "tool calling is not supported",
+        ),
+        ("audio", &[], "audio output is not supported"),
+        ("prediction", &[], "predicted outputs are not supported"),
+        ("web_search_options", &[], "web search is not supported"),
+        ("reasoning_effort", &[], "this model does not reason"),
+        (
+            "store",
+            &[Value::Bool(false)],
+            "stored completions are not supported",
+        ),
+        (
+            "modalities",
+            &[serde_json::json!(["text"])],
+            "only text output is supported",
+        ),
+        (
+            "verbosity",
+            &[Value::from("medium")],
+            "only the default verbosity is supported",
+        ),
+    ];
+    for (name, neutral, why) in refusals {
+        if !asks_for_nothing(name, neutral) {
+            return Err(ApiError::unsupported(format!("'{name}': {why}")));
+        }
     }
     Ok(())
 }
@@ -323,6 +368,19 @@ mod tests {
             ),
             (json!({"seed": 1.5}), 400, "'seed' must be an integer"),
             (json!({"n": 2}), 422, "'n' = 2"),
+            (json!({"tool_choice": "required"}), 422, "'tool_choice'"),
+            (json!({"audio": {"voice": "alloy"}}), 422, "'audio'"),
+            (
+                json!({"modalities": ["text", "audio"]}),
+                422,
+                "'modalities'",
+            ),
+            (json!({"store": true}), 422, "'store'"),
+            (
+                json!({"prediction": {"type": "content"}}),
+                422,
+                "'prediction'",
+            ),
             (json!({"tools": [{"type": "function"}]}), 422, "tool"),
             (
                 json!({"response_format": {"type": "xml"}}),
@@ -342,6 +400,16 @@ mod tests {
             assert_eq!(error.status, status, "{extra}: {}", error.message);
             assert!(error.message.contains(needle), "{extra}: {}", error.message);
         }
+    }
+
+    #[test]
+    fn fields_that_ask_for_nothing_are_accepted() {
+        parse(hello(json!({
+            "tool_choice": "none", "store": false, "modalities": ["text"], "audio": null,
+            "metadata": {"k": "v"}, "service_tier": "auto", "parallel_tool_calls": true,
+            "function_call": "none", "verbosity": "medium", "prompt_cache_key": "x"
+        })))
+        .unwrap();
     }
 
     #[test]

@@ -113,7 +113,66 @@ def main() -> None:
         check(False, "an invalid schema was accepted")
     except openai.BadRequestError:
         pass
+    check_tool_calls(client, case)
     print("structured output client: ok")
+
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "city": {"type": "string", "maxLength": 12},
+                "days": {"type": "integer", "minimum": 1, "maximum": 7},
+                "unit": {"enum": ["celsius", "fahrenheit"]},
+            },
+            "required": ["city", "days", "unit"],
+            "additionalProperties": False,
+        },
+    },
+}
+CLOCK = {"type": "function", "function": {"name": "now", "parameters": {"type": "object", "properties": {}, "additionalProperties": False}}}
+
+
+def check_tool_calls(client, case) -> None:
+    """A named tool_choice makes a call whose arguments validate, whole and streamed; a
+    required one calls one of the tools; the call and its result go back in a follow-up."""
+    messages = [{"role": "user", "content": "What is the weather in Paris?"}]
+    named = {"type": "function", "function": {"name": "get_weather"}}
+    completion = client.chat.completions.create(
+        model=case["model"], messages=messages, tools=[WEATHER, CLOCK], tool_choice=named, temperature=0, max_tokens=200)
+    choice = completion.choices[0]
+    check(choice.finish_reason == "tool_calls", f"finish_reason {choice.finish_reason}")
+    call = choice.message.tool_calls[0]
+    check(call.function.name == "get_weather" and call.id.startswith("call_"), f"call {call}")
+    jsonschema.validate(json.loads(call.function.arguments), WEATHER["function"]["parameters"])
+
+    name, arguments, reason = None, "", None
+    for chunk in client.chat.completions.create(
+            model=case["model"], messages=messages, tools=[WEATHER, CLOCK], tool_choice=named, temperature=0,
+            max_tokens=200, stream=True):
+        for choice in chunk.choices:
+            for delta in choice.delta.tool_calls or []:
+                name = delta.function.name or name
+                arguments += delta.function.arguments or ""
+            reason = choice.finish_reason or reason
+    check(name == "get_weather" and reason == "tool_calls", f"streamed call {name} {reason}")
+    check(arguments == call.function.arguments, f"streamed arguments {arguments!r} != {call.function.arguments!r}")
+
+    required = client.chat.completions.create(
+        model=case["model"], messages=messages, tools=[WEATHER, CLOCK], tool_choice="required", temperature=0, max_tokens=200)
+    check(required.choices[0].message.tool_calls[0].function.name in ("get_weather", "now"), "required call")
+
+    follow_up = messages + [
+        {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+        {"role": "tool", "tool_call_id": call.id, "content": "{\"temperature\": 21}"},
+    ]
+    answer = client.chat.completions.create(
+        model=case["model"], messages=follow_up, tools=[WEATHER, CLOCK], tool_choice="none", temperature=0, max_tokens=5)
+    check(answer.choices[0].message.tool_calls is None, "tool_choice none made a call")
 
 
 def check(condition: bool, message: str) -> None:

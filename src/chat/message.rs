@@ -109,11 +109,22 @@ impl From<Vec<Part>> for Content {
     }
 }
 
+/// A function call an assistant message made, as the template writes it back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ToolCall {
+    pub name: String,
+    /// The arguments as JSON text (written into the prompt as they are).
+    pub arguments: String,
+}
+
 /// One turn of a conversation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Message {
     pub role: Role,
     pub content: Content,
+    /// The function calls of an assistant message.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
 }
 
 impl Message {
@@ -121,7 +132,14 @@ impl Message {
         Self {
             role,
             content: content.into(),
+            tool_calls: Vec::new(),
         }
+    }
+
+    /// An assistant message that called functions.
+    pub fn with_tool_calls(mut self, tool_calls: Vec<ToolCall>) -> Self {
+        self.tool_calls = tool_calls;
+        self
     }
 
     /// A message whose role comes from a request; an unknown role is an error.

@@ -16,7 +16,7 @@ mod token_bytes;
 mod tokenizer;
 
 pub use gguf_vocabulary::tokenizer_json_from_gguf;
-pub use message::{images_in_prompt_order, Content, ImageRef, Message, Part, Role};
+pub use message::{images_in_prompt_order, Content, ImageRef, Message, Part, Role, ToolCall};
 pub use presets::{strip_markdown_fence, LOCATE_PROMPT, MARKDOWN_PROMPT};
 pub use prompt::{build_prompt, build_prompt_with_answer_prefix, Prompt};
 pub use special_tokens::SpecialTokens;

@@ -34,23 +34,26 @@ pub fn build_prompt(
         template,
         tokenizer,
         messages,
+        &[],
         image_token_counts,
         special,
         "",
     )
 }
 
-/// `build_prompt` with the answer already begun: `answer_prefix` follows the generation prompt,
+/// `build_prompt` with the functions `tools` offered (OpenAI tool objects, as the template
+/// writes them) and the answer already begun: `answer_prefix` follows the generation prompt,
 /// so the model continues it (e.g. "```json\n[" to get grounding JSON).
 pub fn build_prompt_with_answer_prefix(
     template: &ChatTemplate,
     tokenizer: &Tokenizer,
     messages: &[Message],
+    tools: &[serde_json::Value],
     image_token_counts: &[usize],
     special: &SpecialTokens,
     answer_prefix: &str,
 ) -> Result<Prompt> {
-    let text = template.render(messages, true)? + answer_prefix;
+    let text = template.render_with_tools(messages, tools, true)? + answer_prefix;
     let ids = tokenizer.encode(&text)?;
     expand_image_pads(&ids, image_token_counts, special.image_pad)
 }

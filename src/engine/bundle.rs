@@ -138,6 +138,17 @@ impl ModelBundle {
         images: &'a [PixelValues],
         answer_prefix: &str,
     ) -> Result<(Prompt, Vec<&'a PixelValues>)> {
+        self.prompt_with_tools(messages, images, &[], answer_prefix)
+    }
+
+    /// `prompt_with_answer_prefix` with functions `tools` offered to the model.
+    pub fn prompt_with_tools<'a>(
+        &self,
+        messages: &[Message],
+        images: &'a [PixelValues],
+        tools: &[serde_json::Value],
+        answer_prefix: &str,
+    ) -> Result<(Prompt, Vec<&'a PixelValues>)> {
         let ordered = images_in_prompt_order(messages)?
             .into_iter()
             .map(|ImageRef(i)| {
@@ -154,6 +165,7 @@ impl ModelBundle {
             &self.template,
             &self.tokenizer,
             messages,
+            tools,
             &counts,
             &self.special,
             answer_prefix,

@@ -21,6 +21,10 @@ pub enum Grammar {
     JsonObject,
     /// A value valid against this JSON schema.
     JsonSchema(Value),
+    /// One function call in the Qwen template's form,
+    /// `<tool_call>\n{"name": …, "arguments": …}\n</tool_call>`, to one of these functions
+    /// (name and parameter schema), its arguments valid against its schema.
+    ToolCall(Vec<(String, Value)>),
 }
 
 /// The grammar compiler of one model.
@@ -60,30 +64,57 @@ impl Grammars {
     /// JSON is written as people and models write it on one line (`{"a": 1, "b": [2, 3]}`),
     /// with no free whitespace, so a weak model cannot wander off into blank space.
     pub fn constraint(&self, grammar: &Grammar) -> Result<TokenConstraint> {
-        let mut schema = match grammar {
-            Grammar::JsonObject => json!({"type": "object"}),
-            Grammar::JsonSchema(Value::Bool(true)) => json!({}),
-            Grammar::JsonSchema(schema) => schema.clone(),
+        let top = match grammar {
+            Grammar::JsonObject => {
+                TopLevelGrammar::from_json_schema(compact(json!({"type": "object"}))?)
+            }
+            Grammar::JsonSchema(Value::Bool(true)) => {
+                TopLevelGrammar::from_json_schema(compact(json!({}))?)
+            }
+            Grammar::JsonSchema(schema) => {
+                TopLevelGrammar::from_json_schema(compact(schema.clone())?)
+            }
+            Grammar::ToolCall(functions) => {
+                let calls: Vec<Value> = functions
+                    .iter()
+                    .map(|(name, parameters)| {
+                        json!({
+                            "type": "object",
+                            "properties": {"name": {"const": name}, "arguments": parameters},
+                            "required": ["name", "arguments"],
+                            "additionalProperties": false,
+                        })
+                    })
+                    .collect();
+                let call = compact(json!({"anyOf": calls}))?;
+                TopLevelGrammar::from_lark(format!(
+                    "start: \"<tool_call>\\n\" call \"\\n</tool_call>\"\ncall: %json {call}\n"
+                ))
+            }
         };
-        if !schema.is_object() {
-            bail!("a JSON schema must be an object");
-        }
-        JsonCompileOptions {
-            item_separator: ", ".into(),
-            key_separator: ": ".into(),
-            whitespace_flexible: false,
-            ..JsonCompileOptions::default()
-        }
-        .apply_to(&mut schema);
-        let parser = self
-            .factory
-            .create_parser(TopLevelGrammar::from_json_schema(schema))?;
+        let parser = self.factory.create_parser(top)?;
         let matcher = Matcher::new(Ok(parser));
         if let Some(error) = matcher.get_error() {
             return Err(anyhow!(error));
         }
         Ok(TokenConstraint { matcher })
     }
+}
+
+/// `schema` with JSON written as people and models write it on one line
+/// (`{"a": 1, "b": [2, 3]}`) and no free whitespace.
+fn compact(mut schema: Value) -> Result<Value> {
+    if !schema.is_object() {
+        bail!("a JSON schema must be an object");
+    }
+    JsonCompileOptions {
+        item_separator: ", ".into(),
+        key_separator: ": ".into(),
+        whitespace_flexible: false,
+        ..JsonCompileOptions::default()
+    }
+    .apply_to(&mut schema);
+    Ok(schema)
 }
 
 /// The grammar state of one answer.
@@ -171,6 +202,31 @@ mod tests {
             "{text}"
         );
         assert_eq!(value.as_object().unwrap().len(), 2, "{text}");
+    }
+
+    #[test]
+    fn a_required_tool_call_names_a_function_and_validates_its_arguments() {
+        let tokenizer = fixture_tokenizer();
+        let end = tokenizer.token_to_id("<|im_end|>").unwrap();
+        let grammars = Grammars::new(&tokenizer, tokenizer.vocab_size(), end).unwrap();
+        let weather = json!({
+            "type": "object",
+            "properties": {"city": {"type": "string", "maxLength": 8}, "days": {"type": "integer", "minimum": 1, "maximum": 7}},
+            "required": ["city", "days"],
+            "additionalProperties": false
+        });
+        let grammar = Grammar::ToolCall(vec![("get_weather".into(), weather)]);
+        let text = decode(&grammars, &grammar, &tokenizer, end);
+        let body = text
+            .strip_prefix("<tool_call>\n")
+            .and_then(|t| t.strip_suffix("\n</tool_call>"))
+            .unwrap_or_else(|| panic!("{text:?}"));
+        let call: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(call["name"], "get_weather");
+        assert!(
+            (1..=7).contains(&call["arguments"]["days"].as_i64().unwrap()),
+            "{text}"
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@ use super::image_budget::PixelBudget;
 use super::image_source::{parse_image_source, ImageSource};
 use super::messages::{check_image_count, Conversation, ImageInput};
 use super::reply::{Body, Reply};
-use super::request::{sampling_params_within, ChatRequest, MAX_STOP_STRINGS};
+use super::request::{sampling_params_within, ChatRequest, Tools, MAX_STOP_STRINGS};
 use super::state::{AppState, LoadedModel};
 use crate::chat::{Content, ImageRef, Message, Part, Role};
 use crate::engine::scheduler::TokenLogprob;
@@ -133,6 +133,7 @@ fn parse_messages_request(body: &[u8], max_images: usize) -> Result<ChatRequest,
         image_budget: PixelBudget::default(),
         grammar: None,
         logit_bias: Vec::new(),
+        tools: Tools::default(),
     })
 }
 

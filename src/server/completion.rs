@@ -20,6 +20,7 @@ use super::response::{
 };
 use super::sse::OpenAiChunks;
 use super::state::{AppState, LoadedModel};
+use super::tool_calls::split_answer;
 use crate::chat::Prompt;
 use crate::engine::constraint::{Grammar, TokenConstraint};
 use crate::engine::scheduler::{Job, JobEvent, SubmitError};
@@ -79,7 +80,17 @@ pub fn start_generation(
         image_budget,
         grammar,
         logit_bias,
+        tools,
     } = request;
+    let grammar = match (grammar, tools.required_call()) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                "invalid_field",
+                "'response_format' and a required 'tool_choice' cannot be combined",
+            ))
+        }
+        (grammar, call) => grammar.or(call),
+    };
     let constraint = structured_output(model, grammar.as_ref(), ignore_eos)?;
     check_logit_bias(model, &logit_bias)?;
     let preprocess_start = Instant::now();
@@ -92,7 +103,14 @@ pub fn start_generation(
 
     let prompt = match &conversation.text {
         Some(text) => text_prompt(model, text)?,
-        None => chat_prompt(model, &conversation.messages, &pixels)?,
+        None => {
+            let offered: &[serde_json::Value] = if tools.offered() {
+                &tools.definitions
+            } else {
+                &[]
+            };
+            chat_prompt(model, &conversation.messages, &pixels, offered)?
+        }
     };
     let context = state.config.context_length;
     let prompt_tokens = prompt.ids.len();
@@ -142,6 +160,7 @@ pub fn start_generation(
         image_tokens,
         prompt_tokens,
         return_progress,
+        tools: tools.offered(),
     };
     Ok(Started {
         events,
@@ -155,8 +174,10 @@ fn chat_prompt(
     model: &LoadedModel,
     messages: &[crate::chat::Message],
     pixels: &[PixelValues],
+    tools: &[serde_json::Value],
 ) -> Result<Prompt, ApiError> {
-    let (prompt, ordered) = model.bundle.prompt(messages, pixels).map_err(|e| {
+    let prompt = model.bundle.prompt_with_tools(messages, pixels, tools, "");
+    let (prompt, ordered) = prompt.map_err(|e| {
         ApiError::invalid("invalid_prompt", format!("cannot build the prompt: {e:#}"))
     })?;
     // Images are numbered in order of appearance, which is prompt order, so `pixels` can
@@ -241,6 +262,8 @@ pub struct Answer {
     pub image_tokens: usize,
     /// The prompt's length in tokens (cache hits included).
     pub prompt_tokens: usize,
+    /// Tools were offered: the answer's `<tool_call>` blocks become `tool_calls`.
+    pub tools: bool,
     /// Stream `prompt_progress` chunks while the prompt is read.
     pub return_progress: bool,
 }
@@ -318,8 +341,14 @@ fn url_failed(field: &str, detail: String) -> ApiError {
 fn collect_completion(events: Receiver<JobEvent>, mut answer: Answer) -> Result<Reply, ApiError> {
     let whole = collect(events, &mut answer)?;
     let ending = &whole.ending;
+    let (text, tool_calls) = if answer.tools {
+        split_answer(&whole.text)
+    } else {
+        (whole.text.clone(), Vec::new())
+    };
     let completion = Completion {
-        text: &whole.text,
+        text: &text,
+        tool_calls,
         finish_reason: ending.finish_reason,
         logprobs: answer.wants_logprobs.then_some(&whole.logprobs[..]),
         usage: answer.usage(&ending.timings, ending.completion_tokens),

@@ -9,7 +9,7 @@ use super::errors::ApiError;
 use super::fields::{kind_of, Fields};
 use super::image_budget::PixelBudget;
 use super::image_source::{parse_image_source, ImageSource};
-use crate::chat::{Content, ImageRef, Message, Part, Role};
+use crate::chat::{Content, ImageRef, Message, Part, Role, ToolCall};
 
 /// An image of the request and the field it came from (for error messages).
 #[derive(Clone, Debug, PartialEq)]
@@ -85,7 +85,7 @@ fn parse_message(
         })?,
     };
     let content = match fields.get("content") {
-        None => Content::Text(String::new()),
+        None | Some(Value::Null) => Content::Text(String::new()),
         Some(Value::String(text)) => Content::Text(text.clone()),
         Some(Value::Array(parts)) => Content::Parts(
             parts
@@ -113,7 +113,47 @@ fn parse_message(
             format!("'{path}': images are only accepted in user and tool messages"),
         ));
     }
-    Ok(Message::new(role, content))
+    let tool_calls = match fields.get("tool_calls") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(calls) if role == Role::Assistant => {
+            parse_tool_calls(calls, &fields.path_of("tool_calls"))?
+        }
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "invalid_field",
+                format!("'{path}.tool_calls': only assistant messages make tool calls"),
+            ))
+        }
+    };
+    Ok(Message::new(role, content).with_tool_calls(tool_calls))
+}
+
+/// An assistant message's `tool_calls` (`[{"id", "type": "function", "function": {"name",
+/// "arguments"}}]`), written back into the prompt as the template does.
+fn parse_tool_calls(value: &Value, path: &str) -> Result<Vec<ToolCall>, ApiError> {
+    let Value::Array(calls) = value else {
+        return Err(ApiError::invalid(
+            "invalid_field",
+            format!("'{path}' must be an array"),
+        ));
+    };
+    calls
+        .iter()
+        .enumerate()
+        .map(|(i, call)| {
+            let call = Fields::of(call, &format!("{path}[{i}]"))?;
+            let function = Fields::of(call.required("function")?, &call.path_of("function"))?;
+            let arguments = match function.get("arguments") {
+                None | Some(Value::Null) => "{}".to_owned(),
+                Some(Value::String(text)) => text.clone(),
+                Some(other) => other.to_string(),
+            };
+            Ok(ToolCall {
+                name: function.required_string("name")?.to_owned(),
+                arguments,
+            })
+        })
+        .collect()
 }
 
 fn has_image(content: &Content) -> bool {

@@ -30,6 +30,7 @@ mod sse;
 mod state;
 mod text_completion;
 mod tokenize;
+mod tool_calls;
 mod transport;
 mod url_policy;
 #[cfg(feature = "webui")]

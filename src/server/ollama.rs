@@ -20,7 +20,7 @@ use super::image_budget::PixelBudget;
 use super::image_source::{parse_image_source, ImageSource};
 use super::messages::{check_image_count, Conversation, ImageInput};
 use super::reply::{Body, Reply};
-use super::request::{sampling_params_within, ChatRequest, MAX_STOP_STRINGS};
+use super::request::{sampling_params_within, ChatRequest, Tools, MAX_STOP_STRINGS};
 use super::request_log::{utc_now, utc_timestamp};
 use super::response::finish_reason_name;
 use super::state::{AppState, LoadedModel};
@@ -303,6 +303,7 @@ fn request(
         image_budget: PixelBudget::default(),
         grammar,
         logit_bias: Vec::new(),
+        tools: Tools::default(),
     })
 }
 

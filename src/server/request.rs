@@ -1,6 +1,6 @@
 //! `POST /v1/chat/completions` body → a validated `ChatRequest`. Known fields are
 //! type- and range-checked (400 naming the field); valid OpenAI features glimpse does
-//! not implement (`n` > 1, tools, audio, predicted outputs, web search, stored
+//! not implement (`n` > 1, audio, predicted outputs, web search, stored
 //! completions, …) are refused with 422 unless they ask for nothing; fields that change
 //! nothing here (`user`, `metadata`, `service_tier`, `parallel_tool_calls` without tools,
 //! `prompt_cache_key`: the prefix cache is automatic) and unknown fields are accepted.
@@ -42,6 +42,146 @@ pub struct ChatRequest {
     pub grammar: Option<Grammar>,
     /// `logit_bias`: token id → bias added to its logit.
     pub logit_bias: Vec<(u32, f32)>,
+    /// The functions offered to the model (OpenAI tool objects) and whether and how it must
+    /// call one.
+    pub tools: Tools,
+}
+
+/// `tools` with `tool_choice`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Tools {
+    /// The tool objects as sent (the template writes them into the prompt).
+    pub definitions: Vec<Value>,
+    pub choice: ToolChoice,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ToolChoice {
+    /// No tools offered, or `none`: the model answers in text.
+    #[default]
+    None,
+    /// The model may call tools.
+    Auto,
+    /// The model must call one of the tools.
+    Required,
+    /// The model must call this function.
+    Function(String),
+}
+
+impl Tools {
+    /// Whether the model is told about the tools (and its answer read for calls).
+    pub fn offered(&self) -> bool {
+        self.choice != ToolChoice::None
+    }
+
+    /// The grammar a call must follow when a call is required.
+    pub fn required_call(&self) -> Option<Grammar> {
+        let functions = self.definitions.iter().filter_map(|tool| {
+            let function = tool.get("function")?;
+            let name = function.get("name")?.as_str()?.to_owned();
+            let parameters = function
+                .get("parameters")
+                .cloned()
+                .unwrap_or_else(|| serde_json::json!({"type": "object"}));
+            Some((name, parameters))
+        });
+        match &self.choice {
+            ToolChoice::Required => Some(Grammar::ToolCall(functions.collect())),
+            ToolChoice::Function(wanted) => Some(Grammar::ToolCall(
+                functions.filter(|(name, _)| name == wanted).collect(),
+            )),
+            ToolChoice::None | ToolChoice::Auto => None,
+        }
+    }
+}
+
+/// `tools` (function tools only) and `tool_choice`.
+pub fn tools(fields: &Fields) -> Result<Tools, ApiError> {
+    let definitions = match fields.get("tools") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(list)) => list.clone(),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "invalid_field",
+                "'tools' must be an array",
+            ))
+        }
+    };
+    let mut names = Vec::new();
+    for (i, tool) in definitions.iter().enumerate() {
+        let tool = Fields::of(tool, &format!("tools[{i}]"))?;
+        let kind = tool.required_string("type")?;
+        if kind != "function" {
+            return Err(ApiError::unsupported(format!(
+                "'tools[{i}].type' = '{kind}': only function tools are supported"
+            )));
+        }
+        let function = Fields::of(tool.required("function")?, &tool.path_of("function"))?;
+        let name = function.required_string("name")?;
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !valid {
+            return Err(ApiError::invalid(
+                "invalid_field",
+                format!(
+                    "'{}' = '{name}': names are 1 to 64 letters, digits, _ or -",
+                    function.path_of("name")
+                ),
+            ));
+        }
+        function.string("description")?;
+        if let Some(parameters) = function.get("parameters") {
+            if !parameters.is_object() {
+                return Err(ApiError::invalid(
+                    "invalid_field",
+                    format!(
+                        "'{}' must be a JSON schema object",
+                        function.path_of("parameters")
+                    ),
+                ));
+            }
+        }
+        names.push(name.to_owned());
+    }
+    let choice =
+        match fields.get("tool_choice") {
+            None | Some(Value::Null) if names.is_empty() => ToolChoice::None,
+            None | Some(Value::Null) => ToolChoice::Auto,
+            Some(Value::String(choice)) => match choice.as_str() {
+                "none" => ToolChoice::None,
+                "auto" => ToolChoice::Auto,
+                "required" => ToolChoice::Required,
+                other => return Err(ApiError::invalid(
+                    "invalid_field",
+                    format!(
+                        "'tool_choice' = '{other}': expected none, auto, required or a function"
+                    ),
+                )),
+            },
+            Some(object) => {
+                let choice = Fields::of(object, "tool_choice")?;
+                let function = Fields::of(choice.required("function")?, "tool_choice.function")?;
+                ToolChoice::Function(function.required_string("name")?.to_owned())
+            }
+        };
+    let unknown = match &choice {
+        ToolChoice::Function(name) => !names.contains(name),
+        ToolChoice::Required | ToolChoice::Auto => names.is_empty(),
+        ToolChoice::None => false,
+    };
+    if unknown {
+        return Err(ApiError::invalid(
+            "invalid_field",
+            "'tool_choice' asks for a tool that 'tools' does not define",
+        ));
+    }
+    Ok(Tools {
+        definitions,
+        choice,
+    })
 }
 
 /// Parses and validates a request body.
@@ -81,6 +221,7 @@ pub fn parse_chat_request(body: &[u8], max_images: usize) -> Result<ChatRequest,
         image_budget: PixelBudget::parse(&fields, false)?,
         grammar: response_format(&fields)?,
         logit_bias: logit_bias(&fields)?,
+        tools: tools(&fields)?,
     })
 }
 
@@ -152,13 +293,9 @@ fn refuse_unsupported(fields: &Fields) -> Result<(), ApiError> {
             )));
         }
     }
-    if fields
-        .get("tools")
-        .is_some_and(|tools| !matches!(tools, Value::Array(list) if list.is_empty()))
-        || fields.get("functions").is_some()
-    {
+    if fields.get("functions").is_some() {
         return Err(ApiError::unsupported(
-            "tool and function calling are not supported",
+            "'functions' (the deprecated form) is not supported: send 'tools'",
         ));
     }
     // Fields that ask for something glimpse does not do, unless they ask for nothing.
@@ -167,16 +304,11 @@ fn refuse_unsupported(fields: &Fields) -> Result<(), ApiError> {
             .get(name)
             .is_none_or(|value| value.is_null() || neutral.contains(value))
     };
-    let refusals: [(&str, &[Value], &str); 9] = [
+    let refusals: [(&str, &[Value], &str); 8] = [
         (
             "function_call",
             &[Value::from("none")],
-            "function calling is not supported",
-        ),
-        (
-            "tool_choice",
-            &[Value::from("none"), Value::from("auto")],
-            "tool calling is not supported",
+            "the deprecated form is not supported: send 'tool_choice'",
         ),
         ("audio", &[], "audio output is not supported"),
         ("prediction", &[], "predicted outputs are not supported"),
@@ -368,7 +500,7 @@ mod tests {
             ),
             (json!({"seed": 1.5}), 400, "'seed' must be an integer"),
             (json!({"n": 2}), 422, "'n' = 2"),
-            (json!({"tool_choice": "required"}), 422, "'tool_choice'"),
+            (json!({"tool_choice": "required"}), 400, "'tool_choice'"),
             (json!({"audio": {"voice": "alloy"}}), 422, "'audio'"),
             (
                 json!({"modalities": ["text", "audio"]}),
@@ -381,7 +513,17 @@ mod tests {
                 422,
                 "'prediction'",
             ),
-            (json!({"tools": [{"type": "function"}]}), 422, "tool"),
+            (
+                json!({"tools": [{"type": "function"}]}),
+                400,
+                "'tools[0].function'",
+            ),
+            (
+                json!({"tools": [{"type": "code_interpreter"}]}),
+                422,
+                "only function tools",
+            ),
+            (json!({"functions": []}), 422, "'functions'"),
             (
                 json!({"response_format": {"type": "xml"}}),
                 400,

@@ -5,6 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
+use super::tool_calls::FoundCall;
 use crate::engine::scheduler::TokenLogprob;
 use crate::engine::{FinishReason, Timings};
 
@@ -121,6 +122,8 @@ pub fn logprobs_json(tokens: &[TokenLogprob]) -> Value {
 /// A whole non-streamed answer.
 pub struct Completion<'a> {
     pub text: &'a str,
+    /// The function calls the answer made (tools offered).
+    pub tool_calls: Vec<FoundCall>,
     pub finish_reason: FinishReason,
     /// `None` when logprobs were not requested.
     pub logprobs: Option<&'a [TokenLogprob]>,
@@ -147,6 +150,14 @@ pub fn completion_json(ids: &CompletionIds, completion: &Completion) -> Value {
     });
     if let Some(glimpse) = &completion.glimpse {
         value["glimpse"] = glimpse.clone();
+    }
+    if !completion.tool_calls.is_empty() {
+        let message = &mut value["choices"][0]["message"];
+        if completion.text.is_empty() {
+            message["content"] = Value::Null;
+        }
+        message["tool_calls"] = completion.tool_calls.iter().map(|c| c.json(None)).collect();
+        value["choices"][0]["finish_reason"] = json!("tool_calls");
     }
     value
 }

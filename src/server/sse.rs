@@ -10,12 +10,17 @@ use super::completion::Answer;
 use super::detections::StreamDetections;
 use super::errors::ApiError;
 use super::response::{chunk_json, timings_json, usage_chunk_json};
+use super::tool_calls::{CallSplitter, Piece};
 use crate::engine::scheduler::TokenLogprob;
 
 /// The OpenAI chat-completion chunks of one answer.
 pub struct OpenAiChunks {
     include_usage: bool,
     detections: StreamDetections,
+    /// Tools were offered: `<tool_call>` blocks become `tool_calls` deltas.
+    calls: Option<CallSplitter>,
+    /// `tool_calls` deltas sent so far.
+    calls_sent: usize,
 }
 
 impl OpenAiChunks {
@@ -23,7 +28,36 @@ impl OpenAiChunks {
         Self {
             include_usage,
             detections: StreamDetections::new(answer.image_sizes.clone()),
+            calls: answer.tools.then(CallSplitter::default),
+            calls_sent: 0,
         }
+    }
+
+    /// The chunks of text and calls `pieces` hold.
+    fn pieces(
+        &mut self,
+        answer: &Answer,
+        pieces: Vec<Piece>,
+        logprobs: &[TokenLogprob],
+    ) -> Vec<Vec<u8>> {
+        let mut logprobs = answer.wants_logprobs.then_some(logprobs);
+        let mut chunks = Vec::new();
+        for piece in pieces {
+            let delta = match piece {
+                Piece::Text(text) => json!({"content": text}),
+                Piece::Call(call) => {
+                    self.calls_sent += 1;
+                    json!({"tool_calls": [call.json(Some(self.calls_sent - 1))]})
+                }
+            };
+            chunks.push(event(&chunk_json(
+                &answer.ids,
+                delta,
+                logprobs.take(),
+                None,
+            )));
+        }
+        chunks
     }
 }
 
@@ -57,6 +91,10 @@ impl AnswerFormat for OpenAiChunks {
     }
 
     fn delta(&mut self, answer: &Answer, text: &str, logprobs: &[TokenLogprob]) -> Vec<Vec<u8>> {
+        if let Some(calls) = &mut self.calls {
+            let pieces = calls.push(text);
+            return self.pieces(answer, pieces, logprobs);
+        }
         let logprobs = answer.wants_logprobs.then_some(logprobs);
         let mut chunk = chunk_json(&answer.ids, json!({"content": text}), logprobs, None);
         if let Some(glimpse) = self.detections.push(text) {
@@ -66,9 +104,18 @@ impl AnswerFormat for OpenAiChunks {
     }
 
     fn done(&mut self, answer: &Answer, ending: &Ending) -> Vec<Vec<u8>> {
+        let held_back = self
+            .calls
+            .take()
+            .map(CallSplitter::finish)
+            .unwrap_or_default();
+        let mut chunks = self.pieces(answer, held_back, &[]);
         let mut last = chunk_json(&answer.ids, json!({}), None, Some(ending.finish_reason));
+        if self.calls_sent > 0 {
+            last["choices"][0]["finish_reason"] = json!("tool_calls");
+        }
         last["timings"] = timings_json(&ending.timings, &answer.server_timings());
-        let mut chunks = vec![event(&last)];
+        chunks.push(event(&last));
         if self.include_usage {
             let usage = answer.usage(&ending.timings, ending.completion_tokens);
             chunks.push(event(&usage_chunk_json(&answer.ids, &usage)));
@@ -114,6 +161,7 @@ mod tests {
             image_tokens: 0,
             prompt_tokens: 7,
             return_progress: false,
+            tools: false,
         };
         let format = OpenAiChunks::new(&answer, include_usage);
         AnswerStream::new(receiver, answer, format)

@@ -15,7 +15,7 @@ use super::image_budget::PixelBudget;
 use super::messages::Conversation;
 use super::reply::Reply;
 use super::request::{
-    logit_bias, sampling_params_within, stop_strings, ChatRequest, MAX_TOP_LOGPROBS,
+    logit_bias, sampling_params_within, stop_strings, ChatRequest, Tools, MAX_TOP_LOGPROBS,
 };
 use super::response::{finish_reason_name, usage_json};
 use super::sse::{event, KEEP_ALIVE_COMMENT};
@@ -126,6 +126,7 @@ fn parse(body: &[u8]) -> Result<ChatRequest, ApiError> {
         image_budget: PixelBudget::default(),
         grammar: None,
         logit_bias: logit_bias(&fields)?,
+        tools: Tools::default(),
     })
 }
 

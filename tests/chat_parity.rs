@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use glimpse::chat::{
     build_prompt, ChatTemplate, Content, ImageRef, Message, Part, SpecialTokens, Tokenizer,
+    ToolCall,
 };
 use serde::Deserialize;
 
@@ -153,5 +154,86 @@ fn greedy_tokens_decode_to_transformers_text_at_once_and_streamed() {
             streamed.push_str(&stream.finish().unwrap());
             assert_eq!(streamed, case.greedy_text, "{config}/{}", case.name);
         }
+    }
+}
+
+/// One conversation of tests/fixtures/thinking/renders.json
+/// (scripts/make_thinking_template_fixture.py).
+#[derive(Deserialize)]
+struct ThinkingCase {
+    name: String,
+    messages: Vec<ThinkingMessage>,
+    tools: Vec<serde_json::Value>,
+    add_generation_prompt: bool,
+    rendered: String,
+}
+
+#[derive(Deserialize)]
+struct ThinkingMessage {
+    role: String,
+    content: HfContent,
+    reasoning_content: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<ThinkingToolCall>,
+}
+
+#[derive(Deserialize)]
+struct ThinkingToolCall {
+    name: String,
+    arguments: String,
+}
+
+#[derive(Deserialize)]
+struct ThinkingFixture {
+    cases: Vec<ThinkingCase>,
+}
+
+#[test]
+fn the_official_thinking_template_renders_as_transformers_does() {
+    let fixture: ThinkingFixture = serde_json::from_slice(&read(
+        &fixtures().join("thinking/renders.json"),
+        "run scripts/make_thinking_template_fixture.py",
+    ))
+    .unwrap();
+    let template = ChatTemplate::new(glimpse::chat::QWEN3_VL_THINKING_CHAT_TEMPLATE).unwrap();
+    for case in &fixture.cases {
+        let mut images = 0;
+        let messages: Vec<Message> = case
+            .messages
+            .iter()
+            .map(|message| {
+                let content = match &message.content {
+                    HfContent::Text(text) => Content::Text(text.clone()),
+                    HfContent::Parts(parts) => Content::Parts(
+                        parts
+                            .iter()
+                            .map(|part| match &part.text {
+                                Some(text) => Part::Text(text.clone()),
+                                None => {
+                                    images += 1;
+                                    Part::Image(ImageRef(images - 1))
+                                }
+                            })
+                            .collect(),
+                    ),
+                };
+                let calls = message
+                    .tool_calls
+                    .iter()
+                    .map(|call| ToolCall {
+                        name: call.name.clone(),
+                        arguments: call.arguments.clone(),
+                    })
+                    .collect();
+                Message::with_role_name(&message.role, content)
+                    .unwrap()
+                    .with_tool_calls(calls)
+                    .with_reasoning(message.reasoning_content.clone())
+            })
+            .collect();
+        let rendered = template
+            .render_with_tools(&messages, &case.tools, case.add_generation_prompt)
+            .unwrap();
+        assert_eq!(rendered, case.rendered, "{}", case.name);
     }
 }

@@ -125,6 +125,9 @@ pub struct Message {
     /// The function calls of an assistant message.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tool_calls: Vec<ToolCall>,
+    /// An assistant message's reasoning (thinking models' templates write it back).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
 }
 
 impl Message {
@@ -133,7 +136,14 @@ impl Message {
             role,
             content: content.into(),
             tool_calls: Vec::new(),
+            reasoning_content: None,
         }
+    }
+
+    /// An assistant message with its reasoning.
+    pub fn with_reasoning(mut self, reasoning: Option<String>) -> Self {
+        self.reasoning_content = reasoning;
+        self
     }
 
     /// An assistant message that called functions.

@@ -16,6 +16,11 @@ const TEMPLATE_NAME: &str = "chat_template";
 /// carry none).
 pub const QWEN3_VL_CHAT_TEMPLATE: &str = include_str!("qwen3vl_chat_template.jinja");
 
+/// The official Qwen3-VL Thinking chat template (the Qwen3-VL-*-Thinking checkpoints carry
+/// it; see scripts/make_thinking_template_fixture.py for where this copy comes from).
+pub const QWEN3_VL_THINKING_CHAT_TEMPLATE: &str =
+    include_str!("qwen3vl_thinking_chat_template.jinja");
+
 /// A compiled chat template.
 #[derive(Debug)]
 pub struct ChatTemplate {
@@ -32,6 +37,8 @@ impl ChatTemplate {
         env.set_auto_escape_callback(|_| AutoEscape::None);
         env.add_filter("tojson", tojson);
         env.add_function("raise_exception", raise_exception);
+        // Python's string methods (`startswith`, `split`, `strip`…), which thinking templates use.
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_template_owned(TEMPLATE_NAME, source.to_owned())
             .map_err(|e| anyhow!("the chat template does not compile: {e}"))?;
         Ok(Self {
@@ -53,7 +60,7 @@ impl ChatTemplate {
 
     /// Like `render`, with tool (function) definitions offered to the model. An empty `tools`
     /// is passed to the template as `none`, as transformers does. Each tool object is written
-    /// with its keys in `serde_json::Map` order.
+    /// with its keys in the order they came in, as Python's dicts keep them.
     pub fn render_with_tools(
         &self,
         messages: &[Message],
@@ -199,7 +206,7 @@ mod tests {
         assert!(rendered.starts_with(
             "<|im_start|>system\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\n\
              You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n\
-             {\"function\": {\"description\": \"Météo à <ville>\", \"name\": \"get_weather\", \"parameters\": {\"type\": \"object\"}}, \"type\": \"function\"}\n</tools>"
+             {\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"description\": \"Météo à <ville>\", \"parameters\": {\"type\": \"object\"}}}\n</tools>"
         ), "{rendered}");
         assert!(rendered.ends_with(
             "</tool_call><|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"

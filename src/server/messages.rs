@@ -125,7 +125,19 @@ fn parse_message(
             ))
         }
     };
-    Ok(Message::new(role, content).with_tool_calls(tool_calls))
+    let reasoning = match fields.string("reasoning_content")? {
+        Some(text) if role == Role::Assistant => Some(text.to_owned()),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "invalid_field",
+                format!("'{path}.reasoning_content': only assistant messages have one"),
+            ))
+        }
+        None => None,
+    };
+    Ok(Message::new(role, content)
+        .with_tool_calls(tool_calls)
+        .with_reasoning(reasoning))
 }
 
 /// An assistant message's `tool_calls` (`[{"id", "type": "function", "function": {"name",

@@ -146,27 +146,28 @@ pub fn tools(fields: &Fields) -> Result<Tools, ApiError> {
         }
         names.push(name.to_owned());
     }
-    let choice =
-        match fields.get("tool_choice") {
-            None | Some(Value::Null) if names.is_empty() => ToolChoice::None,
-            None | Some(Value::Null) => ToolChoice::Auto,
-            Some(Value::String(choice)) => match choice.as_str() {
-                "none" => ToolChoice::None,
-                "auto" => ToolChoice::Auto,
-                "required" => ToolChoice::Required,
-                other => return Err(ApiError::invalid(
+    let choice = match fields.get("tool_choice") {
+        None | Some(Value::Null) if names.is_empty() => ToolChoice::None,
+        None | Some(Value::Null) => ToolChoice::Auto,
+        Some(Value::String(choice)) => match choice.as_str() {
+            "none" => ToolChoice::None,
+            "auto" => ToolChoice::Auto,
+            "required" => ToolChoice::Required,
+            other => {
+                return Err(ApiError::invalid(
                     "invalid_field",
                     format!(
                         "'tool_choice' = '{other}': expected none, auto, required or a function"
                     ),
-                )),
-            },
-            Some(object) => {
-                let choice = Fields::of(object, "tool_choice")?;
-                let function = Fields::of(choice.required("function")?, "tool_choice.function")?;
-                ToolChoice::Function(function.required_string("name")?.to_owned())
+                ))
             }
-        };
+        },
+        Some(object) => {
+            let choice = Fields::of(object, "tool_choice")?;
+            let function = Fields::of(choice.required("function")?, "tool_choice.function")?;
+            ToolChoice::Function(function.required_string("name")?.to_owned())
+        }
+    };
     let unknown = match &choice {
         ToolChoice::Function(name) => !names.contains(name),
         ToolChoice::Required | ToolChoice::Auto => names.is_empty(),

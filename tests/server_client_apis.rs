@@ -72,3 +72,73 @@ fn legacy_completions_and_tokenize_follow_the_fixture_tokens() {
         .post_raw("/v1/completions", br#"{"prompt": "<|image_pad|>"}"#, None)
         .assert_error(400, "invalid_prompt");
 }
+
+/// The tiny fixture checkpoint converted with the official Thinking chat template.
+fn thinking_model() -> std::path::PathBuf {
+    let dir = crate::common::scratch_dir("thinking-checkpoint");
+    for entry in
+        std::fs::read_dir(crate::common::checkpoint_dir("tiny-untied")).expect("checkpoint")
+    {
+        let entry = entry.expect("an entry");
+        std::fs::copy(entry.path(), dir.join(entry.file_name())).expect("copying");
+    }
+    let template = json!({"chat_template": glimpse::chat::QWEN3_VL_THINKING_CHAT_TEMPLATE});
+    std::fs::write(dir.join("chat_template.json"), template.to_string()).expect("writing");
+    let model = dir.join("thinking.gguf");
+    let status = crate::common::glimpse_command()
+        .args(["convert", "--quiet", "-o"])
+        .arg(&model)
+        .arg(&dir)
+        .status()
+        .expect("glimpse convert");
+    assert!(status.success());
+    model
+}
+
+/// With a thinking model the prompt opens `<think>` and what the model writes up to
+/// `</think>` comes back as `reasoning_content`: here the random model never closes it, so
+/// the whole continuation (the same tokens a raw completion of the rendered prompt gives)
+/// is reasoning, whole and streamed.
+#[test]
+fn a_thinking_models_answer_comes_back_as_reasoning_content() {
+    let server = TestServer::start_model(&thinking_model(), &[], &[]);
+    let messages = json!([{"role": "user", "content": "Why is the sky blue?"}]);
+    let post = |path: &str, body: serde_json::Value| {
+        let answer = server.post_raw(path, body.to_string().as_bytes(), None);
+        assert_eq!(answer.status, 200, "{path}: {}", answer.body);
+        answer.json()
+    };
+    let prompt = post("/tokenize", json!({"messages": messages}));
+    let prompt_text = post("/detokenize", json!({"tokens": prompt["tokens"]}))["content"].clone();
+    let prompt_text = prompt_text.as_str().expect("text");
+    assert!(
+        prompt_text.ends_with("<|im_start|>assistant\n<think>\n"),
+        "{prompt_text:?}"
+    );
+    let raw = post(
+        "/v1/completions",
+        json!({"prompt": prompt_text, "max_tokens": 12, "temperature": 0}),
+    );
+    let raw_text = raw["choices"][0]["text"].as_str().expect("text").to_owned();
+    assert!(
+        !raw_text.contains("</think>"),
+        "the random model closed its thought: {raw_text:?}"
+    );
+
+    let chat = post(
+        "/v1/chat/completions",
+        json!({"messages": messages, "max_tokens": 12, "temperature": 0}),
+    );
+    let message = &chat["choices"][0]["message"];
+    assert_eq!(message["reasoning_content"], raw_text.trim_matches('\n'));
+    assert_eq!(message["content"], "");
+    let events = server.stream(&json!({"messages": messages, "max_tokens": 12, "temperature": 0}));
+    let streamed: String = events
+        .iter()
+        .filter_map(|e| e["choices"][0]["delta"]["reasoning_content"].as_str())
+        .collect();
+    assert_eq!(streamed, raw_text);
+    assert!(events.iter().all(|e| e["choices"][0]["delta"]["content"]
+        .as_str()
+        .is_none_or(str::is_empty)));
+}

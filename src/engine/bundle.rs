@@ -63,6 +63,15 @@ impl ModelBundle {
             .map_err(|e| anyhow!("structured output is unavailable: {e}"))
     }
 
+    /// Whether the chat template opens every answer with `<think>` (Qwen3-VL Thinking): the
+    /// model then reasons until `</think>` before it answers.
+    pub fn thinks(&self) -> bool {
+        let probe = [Message::new(crate::chat::Role::User, "?")];
+        self.template
+            .render(&probe, true)
+            .is_ok_and(|prompt| prompt.ends_with("<think>\n"))
+    }
+
     /// The weight type the file declares (`general.file_type`), by glimpse's profile names.
     pub fn weight_profile(&self) -> Option<&'static str> {
         let file_type = self

@@ -12,6 +12,7 @@ use super::image_fetch::{loggable_url, FetchError, FETCH_FAILED};
 use super::image_source::ImageSource;
 use super::messages::ImageInput;
 use super::metrics::GenerationTracker;
+use super::reasoning::split_reasoning;
 use super::reply::Reply;
 use super::request::ChatRequest;
 use super::request_log::GenerationSlot;
@@ -161,6 +162,7 @@ pub fn start_generation(
         prompt_tokens,
         return_progress,
         tools: tools.offered(),
+        reasoning: conversation.text.is_none() && model.bundle.thinks(),
     };
     Ok(Started {
         events,
@@ -264,6 +266,8 @@ pub struct Answer {
     pub prompt_tokens: usize,
     /// Tools were offered: the answer's `<tool_call>` blocks become `tool_calls`.
     pub tools: bool,
+    /// A thinking model: the answer's text up to `</think>` is `reasoning_content`.
+    pub reasoning: bool,
     /// Stream `prompt_progress` chunks while the prompt is read.
     pub return_progress: bool,
 }
@@ -341,13 +345,20 @@ fn url_failed(field: &str, detail: String) -> ApiError {
 fn collect_completion(events: Receiver<JobEvent>, mut answer: Answer) -> Result<Reply, ApiError> {
     let whole = collect(events, &mut answer)?;
     let ending = &whole.ending;
-    let (text, tool_calls) = if answer.tools {
-        split_answer(&whole.text)
+    let (reasoning, answer_text) = if answer.reasoning {
+        let (reasoning, rest) = split_reasoning(&whole.text);
+        (Some(reasoning), rest)
     } else {
-        (whole.text.clone(), Vec::new())
+        (None, whole.text.clone())
+    };
+    let (text, tool_calls) = if answer.tools {
+        split_answer(&answer_text)
+    } else {
+        (answer_text, Vec::new())
     };
     let completion = Completion {
         text: &text,
+        reasoning,
         tool_calls,
         finish_reason: ending.finish_reason,
         logprobs: answer.wants_logprobs.then_some(&whole.logprobs[..]),

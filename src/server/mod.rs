@@ -20,6 +20,7 @@ mod image_source;
 mod messages;
 mod metrics;
 mod ollama;
+mod reasoning;
 mod reply;
 mod request;
 mod request_log;

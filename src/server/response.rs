@@ -124,6 +124,8 @@ pub struct Completion<'a> {
     pub text: &'a str,
     /// The function calls the answer made (tools offered).
     pub tool_calls: Vec<FoundCall>,
+    /// A thinking model's reasoning.
+    pub reasoning: Option<String>,
     pub finish_reason: FinishReason,
     /// `None` when logprobs were not requested.
     pub logprobs: Option<&'a [TokenLogprob]>,
@@ -150,6 +152,9 @@ pub fn completion_json(ids: &CompletionIds, completion: &Completion) -> Value {
     });
     if let Some(glimpse) = &completion.glimpse {
         value["glimpse"] = glimpse.clone();
+    }
+    if let Some(reasoning) = &completion.reasoning {
+        value["choices"][0]["message"]["reasoning_content"] = json!(reasoning);
     }
     if !completion.tool_calls.is_empty() {
         let message = &mut value["choices"][0]["message"];

@@ -9,6 +9,7 @@ use super::answer_stream::{AnswerFormat, Ending, Progress};
 use super::completion::Answer;
 use super::detections::StreamDetections;
 use super::errors::ApiError;
+use super::reasoning::{ReasoningSplitter, Thought};
 use super::response::{chunk_json, timings_json, usage_chunk_json};
 use super::tool_calls::{CallSplitter, Piece};
 use crate::engine::scheduler::TokenLogprob;
@@ -21,6 +22,8 @@ pub struct OpenAiChunks {
     calls: Option<CallSplitter>,
     /// `tool_calls` deltas sent so far.
     calls_sent: usize,
+    /// A thinking model: text up to `</think>` goes out as `reasoning_content`.
+    reasoning: Option<ReasoningSplitter>,
 }
 
 impl OpenAiChunks {
@@ -30,7 +33,50 @@ impl OpenAiChunks {
             detections: StreamDetections::new(answer.image_sizes.clone()),
             calls: answer.tools.then(CallSplitter::default),
             calls_sent: 0,
+            reasoning: answer.reasoning.then(ReasoningSplitter::default),
         }
+    }
+
+    /// The chunks of the answer text `text` (after any reasoning).
+    fn answer_text(
+        &mut self,
+        answer: &Answer,
+        text: &str,
+        logprobs: &[TokenLogprob],
+    ) -> Vec<Vec<u8>> {
+        if let Some(calls) = &mut self.calls {
+            let pieces = calls.push(text);
+            return self.pieces(answer, pieces, logprobs);
+        }
+        let logprobs = answer.wants_logprobs.then_some(logprobs);
+        let mut chunk = chunk_json(&answer.ids, json!({"content": text}), logprobs, None);
+        if let Some(glimpse) = self.detections.push(text) {
+            chunk["glimpse"] = glimpse;
+        }
+        vec![event(&chunk)]
+    }
+
+    /// The chunks of `thoughts`: reasoning deltas, then the answer's.
+    fn thoughts(
+        &mut self,
+        answer: &Answer,
+        thoughts: Vec<Thought>,
+        logprobs: &[TokenLogprob],
+    ) -> Vec<Vec<u8>> {
+        let mut logprobs = Some(logprobs);
+        let mut chunks = Vec::new();
+        for thought in thoughts {
+            let tokens = logprobs.take().unwrap_or_default();
+            match thought {
+                Thought::Reasoning(text) => {
+                    let tokens = answer.wants_logprobs.then_some(tokens);
+                    let delta = json!({"reasoning_content": text});
+                    chunks.push(event(&chunk_json(&answer.ids, delta, tokens, None)));
+                }
+                Thought::Answer(text) => chunks.extend(self.answer_text(answer, &text, tokens)),
+            }
+        }
+        chunks
     }
 
     /// The chunks of text and calls `pieces` hold.
@@ -91,25 +137,28 @@ impl AnswerFormat for OpenAiChunks {
     }
 
     fn delta(&mut self, answer: &Answer, text: &str, logprobs: &[TokenLogprob]) -> Vec<Vec<u8>> {
-        if let Some(calls) = &mut self.calls {
-            let pieces = calls.push(text);
-            return self.pieces(answer, pieces, logprobs);
+        match &mut self.reasoning {
+            Some(splitter) => {
+                let thoughts = splitter.push(text);
+                self.thoughts(answer, thoughts, logprobs)
+            }
+            None => self.answer_text(answer, text, logprobs),
         }
-        let logprobs = answer.wants_logprobs.then_some(logprobs);
-        let mut chunk = chunk_json(&answer.ids, json!({"content": text}), logprobs, None);
-        if let Some(glimpse) = self.detections.push(text) {
-            chunk["glimpse"] = glimpse;
-        }
-        vec![event(&chunk)]
     }
 
     fn done(&mut self, answer: &Answer, ending: &Ending) -> Vec<Vec<u8>> {
+        let thoughts = self
+            .reasoning
+            .take()
+            .map(ReasoningSplitter::finish)
+            .unwrap_or_default();
+        let mut chunks = self.thoughts(answer, thoughts, &[]);
         let held_back = self
             .calls
             .take()
             .map(CallSplitter::finish)
             .unwrap_or_default();
-        let mut chunks = self.pieces(answer, held_back, &[]);
+        chunks.extend(self.pieces(answer, held_back, &[]));
         let mut last = chunk_json(&answer.ids, json!({}), None, Some(ending.finish_reason));
         if self.calls_sent > 0 {
             last["choices"][0]["finish_reason"] = json!("tool_calls");
@@ -162,6 +211,7 @@ mod tests {
             prompt_tokens: 7,
             return_progress: false,
             tools: false,
+            reasoning: false,
         };
         let format = OpenAiChunks::new(&answer, include_usage);
         AnswerStream::new(receiver, answer, format)

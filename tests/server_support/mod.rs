@@ -67,11 +67,15 @@ impl TestServer {
 
     /// `start` with environment variables set (GLIMPSE_API_KEY is otherwise removed).
     pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
-        let model = converted("tiny-untied", "f32");
+        Self::start_model(&converted("tiny-untied", "f32"), extra, env)
+    }
+
+    /// Starts the server on the model file `model`.
+    pub fn start_model(model: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(glimpse_bin())
             .arg("serve")
             .arg("-m")
-            .arg(&model)
+            .arg(model)
             .args(["--port", "0", "--threads", "1"])
             .args(extra)
             .env_remove("GLIMPSE_API_KEY")

@@ -9,15 +9,18 @@
 //   { tag, attrs, children }                 an element; attrs holds only class, href, target, rel, start
 //   { tag: 'th' | 'td', align, … }           a table cell; align is 'left', 'right' or 'center' when set
 //   { tag: 'code-block', language, code }    a fenced code block (the page adds a copy button)
+//   { tag: 'math', display, tex }            a formula: $…$ or \(…\) inline, $$…$$ or \[…\] displayed
+//                                            (the page typesets it with KaTeX, see rich-text.js)
 
 export const TAGS = new Set(['p', 'h2', 'h3', 'h4', 'h5', 'h6', 'strong', 'em', 'del', 'code', 'a', 'br', 'hr',
-  'blockquote', 'ul', 'ol', 'li', 'div', 'table', 'thead', 'tbody', 'tr', 'th', 'td', 'code-block']);
+  'blockquote', 'ul', 'ol', 'li', 'div', 'table', 'thead', 'tbody', 'tr', 'th', 'td', 'code-block', 'math']);
 
 const FENCE = /^ {0,3}(`{3,}|~{3,})\s*([^\s`]*)[^`]*$/;
 const HEADING = /^ {0,3}(#{1,6})\s+(.*?)(?:\s+#+)?\s*$/;
 const RULE = /^ {0,3}([-*_])(?:[ \t]*\1){2,}[ \t]*$/;
 const QUOTE = /^ {0,3}>\s?(.*)$/;
 const LIST_ITEM = /^( *)([-*+]|\d{1,9}[.)])( +|$)(.*)$/;
+const MATH_BLOCK_OPEN = /^ {0,3}(\$\$|\\\[)/;
 const TABLE_SEPARATOR = /^\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$/;
 const INLINE = new RegExp([
   /(`+)([^`]|[^`][\s\S]*?[^`])\1(?!`)/.source, // 1, 2: code span
@@ -28,7 +31,13 @@ const INLINE = new RegExp([
   /(?<![\w])_(?=[^\s_])([\s\S]*?[^\s_])_(?![\w])/.source, // 7: emphasis
   /\[([^\]\n]+)\]\(\s*(https?:\/\/[^\s()]+|mailto:[^\s()]+)\s*\)/.source, // 8, 9: link
   /\bhttps?:\/\/[^\s<>"'()[\]]*[^\s<>"'()[\].,;:!?]/.source, // 0: bare URL
-  /\\([\\`*_{}[\]()#+\-.!|~<>])/.source, // 10: escaped character
+  /\$\$([\s\S]+?)\$\$/.source, // 10: displayed formula
+  /\\\[([\s\S]+?)\\\]/.source, // 11: displayed formula
+  /\\\(([\s\S]+?)\\\)/.source, // 12: inline formula
+  // 13: inline formula; as in pandoc, $ then no space, no space then $ not before a digit
+  // (so "$5 and $10" stays text)
+  /(?<![\\\w$])\$(?=[^\s$])((?:\\[\s\S]|[^$\\\n])*?[^\s$\\])\$(?![\d$])/.source,
+  /\\([\\`*_{}[\]()#+\-.!|~<>$])/.source, // 14: escaped character
   /\n/.source, // line break (chat output keeps its line breaks, OCR needs them)
 ].join('|'), 'g');
 
@@ -43,7 +52,7 @@ function isTableStart(lines, i) {
 
 function startsBlock(lines, i) {
   const line = lines[i];
-  return FENCE.test(line) || HEADING.test(line) || RULE.test(line) || QUOTE.test(line)
+  return MATH_BLOCK_OPEN.test(line) || FENCE.test(line) || HEADING.test(line) || RULE.test(line) || QUOTE.test(line)
     || LIST_ITEM.test(line) || isTableStart(lines, i);
 }
 
@@ -70,8 +79,12 @@ function inline(text, parent) {
       out.push(inline(m[6] ?? m[7], element('em')));
     } else if (m[8] !== undefined) {
       out.push(inline(m[8], link(m[9])));
-    } else if (m[10] !== undefined) {
-      out.push(m[10]);
+    } else if (m[10] !== undefined || m[11] !== undefined) {
+      out.push(math(m[10] ?? m[11], true));
+    } else if (m[12] !== undefined || m[13] !== undefined) {
+      out.push(math(m[12] ?? m[13], false));
+    } else if (m[14] !== undefined) {
+      out.push(m[14]);
     } else if (m[0] === '\n') {
       out.push(element('br'));
     } else {
@@ -80,6 +93,10 @@ function inline(text, parent) {
   }
   if (last < text.length) out.push(text.slice(last));
   return parent;
+}
+
+function math(tex, display) {
+  return { tag: 'math', display, tex: tex.trim() };
 }
 
 function link(href, text) {
@@ -186,12 +203,34 @@ function list(lines, i, parent) {
   return j;
 }
 
+// A paragraph that is one displayed formula becomes that formula (a block of its own).
+function pushParagraph(text, parent) {
+  const p = inline(text, element('p'));
+  const only = p.children.filter((child) => typeof child !== 'string' || child.trim());
+  parent.children.push(only.length === 1 && only[0].tag === 'math' && only[0].display ? only[0] : p);
+}
+
 function paragraph(lines, i, parent) {
   const text = [lines[i]];
   let j = i + 1;
   while (j < lines.length && lines[j].trim() && !startsBlock(lines, j)) text.push(lines[j++]);
-  parent.children.push(inline(text.map((line) => line.trim()).join('\n'), element('p')));
+  pushParagraph(text.map((line) => line.trim()).join('\n'), parent);
   return j;
+}
+
+// $$ or \[ at the start of a line: the formula runs to its closing $$ or \], over blank lines and
+// lines that would otherwise start a list or a heading. Unclosed, the line is a paragraph.
+function mathBlock(lines, i, parent) {
+  const close = MATH_BLOCK_OPEN.exec(lines[i])[1] === '$$' ? '$$' : '\\]';
+  const first = lines[i].trim().slice(2);
+  let j = i;
+  let rest = first;
+  while (!rest.includes(close)) {
+    if (++j >= lines.length) return paragraph(lines, i, parent);
+    rest = lines[j];
+  }
+  pushParagraph(lines.slice(i, j + 1).map((line) => line.trim()).join('\n'), parent);
+  return j + 1;
 }
 
 function blocks(lines, parent) {
@@ -200,6 +239,7 @@ function blocks(lines, parent) {
     const line = lines[i];
     let m;
     if (!line.trim()) i++;
+    else if (MATH_BLOCK_OPEN.test(line)) i = mathBlock(lines, i, parent);
     else if (FENCE.test(line)) i = fence(lines, i, parent);
     else if ((m = HEADING.exec(line))) {
       // '#' is h2: the page's own title is the h1.
@@ -230,6 +270,10 @@ export function escapeHtml(text) {
 
 function nodeHtml(node) {
   if (typeof node === 'string') return escapeHtml(node);
+  if (node.tag === 'math') {
+    const [open, close] = node.display ? ['\\[', '\\]'] : ['\\(', '\\)'];
+    return `<span class="${node.display ? 'math display' : 'math'}">${escapeHtml(open + node.tex + close)}</span>`;
+  }
   if (node.tag === 'code-block') {
     return `<div class="code-block"><div class="code-head"><span>${escapeHtml(node.language || 'text')}</span></div>`
       + `<pre><code>${escapeHtml(node.code)}</code></pre></div>`;

@@ -51,6 +51,7 @@ const PAGE_PATHS: &[&str] = &[
     "/server.js",
     "/settings.js",
     "/sidebar.js",
+    "/rich-text.js",
     "/state.js",
     "/store.js",
     "/transfer.js",
@@ -69,7 +70,7 @@ pub fn route_label(path: &str) -> &'static str {
         }
         "/health" | "/v1/health" => "/health",
         "/metrics" => "/metrics",
-        path if PAGE_PATHS.contains(&path) => "/",
+        path if PAGE_PATHS.contains(&path) || path.starts_with("/vendor/") => "/",
         _ => "other",
     }
 }
@@ -269,7 +270,13 @@ fn web_page(state: &AppState, method: &str, path: &str) -> Result<Reply, ApiErro
     if method != "GET" {
         return Err(ApiError::method_not_allowed(method, path));
     }
-    Ok(Reply::bytes(200, asset.content_type, asset.body))
+    let reply = Reply::bytes(200, asset.content_type, asset.body);
+    // Vendored files have the library's version in their path: a new version is a new path.
+    Ok(if super::webui::is_vendored(path) {
+        reply.with_header("Cache-Control", "public, max-age=31536000, immutable")
+    } else {
+        reply
+    })
 }
 
 #[cfg(not(feature = "webui"))]
@@ -427,6 +434,10 @@ mod tests {
                 );
             }
             assert_eq!(call(&state, "GET", "/package.json", None).status, 404);
+            let font = call(&state, "GET", "/vendor/katex-0.19.1/fonts/KaTeX_Main-Regular.woff2", None);
+            assert_eq!((font.status, font.content_type), (200, "font/woff2"));
+            assert_eq!(route_label("/vendor/katex-0.19.1/katex.min.js"), "/");
+            assert_eq!(call(&state, "GET", "/vendor/katex-0.19.1/LICENSE", None).status, 404);
         }
         state.config.webui = false;
         assert_eq!(call(&state, "GET", "/", None).status, 404);

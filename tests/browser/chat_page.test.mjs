@@ -81,6 +81,16 @@ function sseAnswer(text, usage, timings, detections = []) {
 }
 
 let stepNumber = 0;
+// A streamed answer whose reasoning arrives as delta.reasoning_content, as the server splits it
+// for thinking models, before the answer's content.
+function sseThinkingAnswer(reasoning, text) {
+  const chunk = (delta, finish = null) => `data: ${JSON.stringify({ id: 'chatcmpl-think', object: 'chat.completion.chunk', created: 0, model: 'test', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+  return [chunk({ role: 'assistant', content: '' }),
+    ...reasoning.match(/[\s\S]{1,11}/g).map((piece) => chunk({ reasoning_content: piece })),
+    ...text.match(/[\s\S]{1,11}/g).map((piece) => chunk({ content: piece })),
+    chunk({}, 'stop'), 'data: [DONE]\n\n'].join('');
+}
+
 async function step(name, action) {
   stepNumber++;
   const started = Date.now();
@@ -108,8 +118,10 @@ const chatRequests = []; // parsed bodies of every POST /v1/chat/completions, in
 const abortedChats = [];
 const foreignRequests = [];
 const problems = [];
+const vendorRequests = []; // paths of the vendored libraries' files the page fetched, in order
 page.on('request', (request) => {
   const url = request.url();
+  if (url.startsWith(BASE_URL) && new URL(url).pathname.startsWith('/vendor/')) vendorRequests.push(new URL(url).pathname);
   if (!url.startsWith(BASE_URL) && !url.startsWith('data:') && !url.startsWith('blob:')) foreignRequests.push(url);
   if (request.method() === 'POST' && url.endsWith('/v1/chat/completions')) chatRequests.push(JSON.parse(request.postData()));
 });
@@ -361,6 +373,7 @@ try {
   });
 
   await step('model output is rendered as markdown and cannot inject HTML; big images are downscaled to the server\'s budget', async () => {
+    assert.deepEqual(vendorRequests, [], 'no answer so far had a formula or a code block');
     let sentImage = null;
     await page.route('**/v1/chat/completions', async (route) => {
       const body = JSON.parse(route.request().postData());
@@ -536,6 +549,86 @@ try {
     await page.setInputFiles('#import-file', file); // importing the same file twice adds nothing
     await page.waitForTimeout(300);
     assert.equal(await page.locator('.conversation-item').count(), 4);
+  });
+
+  await step('formulas are typeset with KaTeX and code is coloured by highlight.js, each loaded once it is needed', async () => {
+    assert.ok(vendorRequests.includes('/vendor/highlight-11.12.0/highlight.min.js'), 'the html code block loaded highlight.js');
+    assert.ok(!vendorRequests.some((p) => p.includes('katex')), 'no formula yet, no KaTeX');
+    const answer = [
+      'The area of a circle is $A = \\pi r^2$, and \\(e^{i\\pi} + 1 = 0\\). Prices like $5 and $10 stay text.',
+      '',
+      '$$',
+      '\\int_0^1 x^2 \\, dx = \\frac{1}{3}',
+      '$$',
+      '',
+      '\\[ \\sum_{k=1}^{n} k = \\frac{n(n+1)}{2} \\]',
+      '',
+      '```python',
+      'def area(r: float) -> float:',
+      '    return 3.14159 * r ** 2  # pi r squared',
+      '```',
+      '',
+      'Not allowed: $\\href{javascript:window.__pwned=5}{click}$.',
+    ].join('\n');
+    await page.route('**/v1/chat/completions', (route) => route.fulfill({
+      status: 200,
+      headers: { 'Content-Type': 'text/event-stream' },
+      body: sseAnswer(answer, { prompt_tokens: 40, completion_tokens: 90, total_tokens: 130 },
+        { vision_ms: 0, prefill_ms: 50, decode_ms: 900, cached_prompt_tokens: 0 }),
+    }));
+    await page.click('#new-chat');
+    await ask('Formula check');
+    await page.unroute('**/v1/chat/completions');
+    const markdown = lastMessage.locator('.markdown');
+    await markdown.locator('.math.typeset').nth(4).waitFor();
+    assert.equal(await markdown.locator('.math').count(), 5);
+    assert.equal(await markdown.locator('.math.typeset').count(), 5);
+    assert.equal(await markdown.locator('div.math.display .katex-display').count(), 2);
+    assert.equal(await markdown.locator('span.math .katex').count(), 3);
+    // KaTeX writes MathML beside its HTML: the formula is readable by screen readers and copy.
+    assert.equal(await markdown.locator('.math annotation').first().textContent(), 'A = \\pi r^2');
+    assert.match(await markdown.locator('p').first().textContent(), /Prices like \$5 and \$10 stay text\./);
+    // trust is off: \href is an error, not a link.
+    assert.equal(await markdown.locator('a').count(), 0);
+    assert.equal(await markdown.locator('.math').nth(4).locator('.katex-error, [style*="color"]').count() > 0, true);
+    await markdown.locator('.code-block code.hljs .hljs-keyword').first().waitFor();
+    assert.deepEqual(await markdown.locator('.code-block code .hljs-keyword').allTextContents(), ['def', 'return']);
+    assert.equal(await markdown.locator('.code-block code').textContent(), 'def area(r: float) -> float:\n    return 3.14159 * r ** 2  # pi r squared');
+    // The KaTeX fonts came from the server: the typeset formula is drawn in KaTeX_Main / KaTeX_Math.
+    await page.evaluate(() => document.fonts.ready);
+    assert.ok(await page.evaluate(() => document.fonts.check('16px KaTeX_Main') && document.fonts.check('16px KaTeX_Math')));
+    const fonts = vendorRequests.filter((p) => p.endsWith('.woff2'));
+    assert.ok(fonts.length >= 2 && fonts.every((p) => p.startsWith('/vendor/katex-0.19.1/fonts/')), fonts.join(', '));
+    for (const file of ['katex.min.js', 'katex.min.css']) {
+      assert.equal(vendorRequests.filter((p) => p === '/vendor/katex-0.19.1/' + file).length, 1, file + ' fetched once');
+    }
+    assert.equal(await page.evaluate(() => window.__pwned), undefined);
+    await lastMessage.screenshot({ path: path.join(SCREENSHOTS, 'formulas-light.png'), animations: 'disabled' });
+    await page.emulateMedia({ colorScheme: 'dark' });
+    await lastMessage.screenshot({ path: path.join(SCREENSHOTS, 'formulas-dark.png'), animations: 'disabled' });
+    await page.emulateMedia({ colorScheme: 'light' });
+  });
+
+  await step('a thinking model\'s reasoning_content streams into the thinking panel, apart from the answer', async () => {
+    const reasoning = 'The user asks for 2 + 2. Adding gives 4.';
+    await page.route('**/v1/chat/completions', (route) => route.fulfill({
+      status: 200,
+      headers: { 'Content-Type': 'text/event-stream' },
+      body: sseThinkingAnswer(reasoning, 'The answer is **4**.'),
+    }));
+    await page.click('#new-chat');
+    await ask('What is 2 + 2?');
+    await page.unroute('**/v1/chat/completions');
+    const thinking = lastMessage.locator('details.thinking');
+    assert.equal(await thinking.locator('summary').textContent(), 'Thoughts');
+    assert.equal(await thinking.locator('.thinking-text').textContent(), reasoning);
+    assert.deepEqual(await lastMessage.locator('.markdown > :not(details)').allTextContents(), ['The answer is 4.']);
+    assert.equal(await lastMessage.locator('.markdown strong').textContent(), '4');
+    await thinking.locator('summary').click();
+    await lastMessage.screenshot({ path: path.join(SCREENSHOTS, 'thinking.png'), animations: 'disabled' });
+    await page.reload();
+    await lastMessage.locator('details.thinking').waitFor();
+    assert.equal(await lastMessage.locator('details.thinking .thinking-text').textContent(), reasoning, 'kept after a reload');
   });
 
   await step('screenshots at desktop and phone width, light and dark', async () => {

@@ -20,7 +20,7 @@ function tags(nodes, out = []) {
 
 // The concatenated text of a tree (what textContent gives on the page).
 function text(nodes) {
-  return nodes.map((n) => (typeof n === 'string' ? n : n.tag === 'code-block' ? n.code : text(n.children))).join('');
+  return nodes.map((n) => (typeof n === 'string' ? n : n.tag === 'code-block' ? n.code : n.tag === 'math' ? n.tex : text(n.children))).join('');
 }
 
 describe('HTML from the model is text, never markup', () => {
@@ -199,6 +199,43 @@ describe('inline formatting', () => {
 
   it('keeps text runs split where markup was (the grounding overlay searches text nodes)', () => {
     assert.deepEqual(parseMarkdown('a \\* b')[0].children, ['a ', '*', ' b']);
+  });
+});
+
+describe('formulas', () => {
+  const math = (tex, display = false) => ({ tag: 'math', display, tex });
+
+  it('reads the four delimiters, inline and displayed', () => {
+    assert.deepEqual(parseMarkdown('Area $\\pi r^2$ and \\(e^{i\\pi}\\).'),
+      [{ tag: 'p', attrs: {}, children: ['Area ', math('\\pi r^2'), ' and ', math('e^{i\\pi}'), '.'] }]);
+    assert.deepEqual(parseMarkdown('$$\\int_0^1 x\\,dx$$'), [math('\\int_0^1 x\\,dx', true)]);
+    assert.deepEqual(parseMarkdown('\\[ a^2 + b^2 = c^2 \\]'), [math('a^2 + b^2 = c^2', true)]);
+    assert.deepEqual(parseMarkdown('$x$'), [{ tag: 'p', attrs: {}, children: [math('x')] }]);
+  });
+
+  it('keeps a displayed formula whole over lines that look like markdown', () => {
+    const tex = '\\begin{aligned}\n1. & x \\\\\n\n- y & = 2 \\\\\n# z\n\\end{aligned}';
+    assert.deepEqual(parseMarkdown('Solve:\n$$\n' + tex + '\n$$\nDone.'), [
+      { tag: 'p', attrs: {}, children: ['Solve:'] }, math(tex, true), { tag: 'p', attrs: {}, children: ['Done.'] }]);
+    assert.deepEqual(tags(parseMarkdown('\\[\nx\n\n- y\n\\]')), ['math']);
+  });
+
+  it('leaves prices, escapes, code and unclosed delimiters as text', () => {
+    for (const plain of ['It costs $5 and $10.', 'between $5-$10', 'a $ b $ c', 'one $ sign', 'x$y$', '\\$5 or \\$6$']) {
+      assert.deepEqual(tags(parseMarkdown(plain)), ['p'], plain);
+    }
+    assert.equal(html('\\$5'), '<p>$5</p>');
+    assert.equal(html('`$x$`'), '<p><code>$x$</code></p>');
+    assert.equal(html('$$\nno end'), '<p>$$<br>no end</p>');
+  });
+
+  it('serializes formulas as escaped TeX in their \\( \\) or \\[ \\] delimiters', () => {
+    assert.equal(html('$a<b$'), '<p><span class="math">\\(a&lt;b\\)</span></p>');
+    assert.equal(html('$$\\text{<script>}$$'), '<span class="math display">\\[\\text{&lt;script&gt;}\\]</span>');
+  });
+
+  it('is parsed inside emphasis and lists', () => {
+    assert.deepEqual(tags(parseMarkdown('**$x$** and\n- $y_1 * y_2$')), ['p', 'strong', 'math', 'ul', 'li', 'p', 'math']);
   });
 });
 

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use super::answer_stream::{collect, AnswerFormat, AnswerStream, Ending, Progress};
 use super::completion::{start_generation, Answer, Started};
 use super::errors::ApiError;
-use super::fields::{kind_of, Fields};
+use super::fields::{json_body, kind_of, Fields};
 use super::image_budget::PixelBudget;
 use super::image_source::{parse_image_source, ImageSource};
 use super::messages::{check_image_count, Conversation, ImageInput};
@@ -52,12 +52,7 @@ pub fn messages(
 
 /// The request as glimpse's chat request.
 fn parse_messages_request(body: &[u8], max_images: usize) -> Result<ChatRequest, ApiError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::invalid(
-            "invalid_json",
-            format!("the request body is not valid JSON: {e}"),
-        )
-    })?;
+    let value: Value = json_body(body)?;
     let fields = Fields::of(&value, "")?;
     refuse_unsupported(&fields)?;
     fields.string("model")?;

@@ -11,6 +11,16 @@ pub struct Fields<'a> {
     path: String,
 }
 
+/// A request body as JSON; anything else is a 400 `invalid_json`.
+pub fn json_body(body: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::invalid(
+            "invalid_json",
+            format!("the request body is not valid JSON: {e}"),
+        )
+    })
+}
+
 /// JSON's name for the kind of a value, for error messages.
 pub fn kind_of(value: &Value) -> &'static str {
     match value {

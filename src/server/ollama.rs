@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value};
 use super::answer_stream::{collect, AnswerFormat, AnswerStream, Ending, Progress};
 use super::completion::{start_generation, Answer, Started};
 use super::errors::ApiError;
-use super::fields::{kind_of, Fields};
+use super::fields::{json_body, kind_of, Fields};
 use super::image_budget::PixelBudget;
 use super::image_source::{parse_image_source, ImageSource};
 use super::messages::{check_image_count, Conversation, ImageInput};
@@ -43,12 +43,7 @@ pub fn generate(
     body: &[u8],
     received: Instant,
 ) -> Result<Reply, ApiError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::invalid(
-            "invalid_json",
-            format!("the request body is not valid JSON: {e}"),
-        )
-    })?;
+    let value: Value = json_body(body)?;
     let fields = Fields::of(&value, "")?;
     let name = fields
         .string("model")?

@@ -8,7 +8,7 @@
 use serde_json::Value;
 
 use super::errors::ApiError;
-use super::fields::Fields;
+use super::fields::{json_body, Fields};
 use super::image_budget::PixelBudget;
 use super::messages::{parse_messages, Conversation};
 use crate::engine::constraint::Grammar;
@@ -187,12 +187,7 @@ pub fn tools(fields: &Fields) -> Result<Tools, ApiError> {
 
 /// Parses and validates a request body.
 pub fn parse_chat_request(body: &[u8], max_images: usize) -> Result<ChatRequest, ApiError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::invalid(
-            "invalid_json",
-            format!("the request body is not valid JSON: {e}"),
-        )
-    })?;
+    let value: Value = json_body(body)?;
     let fields = Fields::of(&value, "")?;
     refuse_unsupported(&fields)?;
     fields.string("model")?;

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use super::answer_stream::{collect, AnswerFormat, AnswerStream, Ending, Progress};
 use super::completion::{start_generation, Answer, Started};
 use super::errors::ApiError;
-use super::fields::Fields;
+use super::fields::{json_body, Fields};
 use super::image_budget::PixelBudget;
 use super::messages::Conversation;
 use super::reply::Reply;
@@ -60,12 +60,7 @@ pub fn text_completion(
 }
 
 fn parse(body: &[u8]) -> Result<ChatRequest, ApiError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::invalid(
-            "invalid_json",
-            format!("the request body is not valid JSON: {e}"),
-        )
-    })?;
+    let value: Value = json_body(body)?;
     let fields = Fields::of(&value, "")?;
     fields.string("model")?;
     let prompt = match fields.required("prompt")? {

@@ -5,24 +5,15 @@
 use serde_json::{json, Value};
 
 use super::errors::ApiError;
-use super::fields::Fields;
+use super::fields::{json_body, Fields};
 use super::messages::parse_messages;
 use super::reply::Reply;
 use super::state::{AppState, LoadedModel};
 
-fn body_fields(body: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::invalid(
-            "invalid_json",
-            format!("the request body is not valid JSON: {e}"),
-        )
-    })
-}
-
 /// `{"content": "…"}` / `{"prompt": "…"}` / `{"messages": […]}` → `{"tokens", "count", "max_model_len"}`;
 /// `with_pieces: true` gives `{"id", "piece"}` objects instead of ids.
 pub fn tokenize(state: &AppState, model: &LoadedModel, body: &[u8]) -> Result<Reply, ApiError> {
-    let value = body_fields(body)?;
+    let value = json_body(body)?;
     let fields = Fields::of(&value, "")?;
     let bundle = &model.bundle;
     let ids = if let Some(messages) = fields.get("messages") {
@@ -64,7 +55,7 @@ pub fn tokenize(state: &AppState, model: &LoadedModel, body: &[u8]) -> Result<Re
 
 /// `{"tokens": [ids]}` → `{"content": "…"}` (special tokens included, as written).
 pub fn detokenize(model: &LoadedModel, body: &[u8]) -> Result<Reply, ApiError> {
-    let value = body_fields(body)?;
+    let value = json_body(body)?;
     let fields = Fields::of(&value, "")?;
     let vocab = model.bundle.model.text.config().vocab_size;
     let invalid = || {

@@ -1128,6 +1128,67 @@ fn eos_ids_fall_back_to_config_without_generation_config() {
     assert!(!file.contains(keys::glimpse::GENERATION_CONFIG));
 }
 
+/// generation_config.json's sampling becomes llama.cpp's `general.sampling.*` (top_k an i32,
+/// the others f32); keys it does not set stay out; `do_sample: false` is temperature 0.
+#[test]
+fn recommended_sampling_is_written_as_llama_cpp_keys() {
+    let dir = tiny_checkpoint("convert-sampling", true);
+    let (output, _) = convert_tiny(&dir, OutType::F32).unwrap();
+    let file = GgufFile::open(&output).unwrap();
+    let meta = file.metadata();
+    assert_eq!(
+        meta.get(keys::general::SAMPLING_TOP_K),
+        Some(&MetaValue::I32(20))
+    );
+    for key in [
+        keys::general::SAMPLING_TOP_P,
+        keys::general::SAMPLING_TEMP,
+        keys::general::SAMPLING_PENALTY_REPEAT,
+    ] {
+        assert!(!file.contains(key), "{key}");
+    }
+
+    let thinking = json!({"eos_token_id": [5, 3], "do_sample": true, "top_k": 20, "top_p": 0.95, "temperature": 1.0, "repetition_penalty": 1.05});
+    std::fs::write(
+        dir.path().join("generation_config.json"),
+        thinking.to_string(),
+    )
+    .unwrap();
+    let (output, _) = convert_tiny(&dir, OutType::F32).unwrap();
+    let file = GgufFile::open(&output).unwrap();
+    let meta = file.metadata();
+    assert_eq!(
+        meta.get(keys::general::SAMPLING_TOP_P),
+        Some(&MetaValue::F32(0.95))
+    );
+    assert_eq!(
+        meta.get(keys::general::SAMPLING_TEMP),
+        Some(&MetaValue::F32(1.0))
+    );
+    assert_eq!(
+        meta.get(keys::general::SAMPLING_PENALTY_REPEAT),
+        Some(&MetaValue::F32(1.05))
+    );
+
+    let greedy = json!({"eos_token_id": 5, "do_sample": false, "temperature": 0.7});
+    std::fs::write(
+        dir.path().join("generation_config.json"),
+        greedy.to_string(),
+    )
+    .unwrap();
+    let (output, _) = convert_tiny(&dir, OutType::F32).unwrap();
+    let file = GgufFile::open(&output).unwrap();
+    assert_eq!(
+        file.metadata().get(keys::general::SAMPLING_TEMP),
+        Some(&MetaValue::F32(0.0))
+    );
+
+    let bad = json!({"eos_token_id": 5, "top_k": 2.5});
+    std::fs::write(dir.path().join("generation_config.json"), bad.to_string()).unwrap();
+    let err = chain(convert_tiny(&dir, OutType::F32).unwrap_err());
+    assert!(err.contains("top_k 2.5 is not a count"), "{err}");
+}
+
 #[test]
 fn untied_checkpoint_keeps_a_separate_output_matrix() {
     let dir = tiny_checkpoint("convert-untied", false);

@@ -46,6 +46,9 @@ def main() -> None:
     check(models[0].details.family == "qwen3vl", "family")
     shown = client.show(case["model"])
     check("vision" in (shown.capabilities or []), f"capabilities {shown.capabilities}")
+    check("thinking" not in (shown.capabilities or []), f"capabilities {shown.capabilities}")
+    parameters = dict(line.split(None, 1) for line in (shown.parameters or "").splitlines())
+    check(parameters.get("top_k") == "20" and parameters.get("temperature") == "0.7", f"parameters {shown.parameters!r}")
     check("<|im_start|>" in (shown.template or ""), "template")
     check([m.model for m in client.ps().models] == [case["model"]], "ps")
 
@@ -63,7 +66,8 @@ def main() -> None:
         client.chat(model=case["model"], messages=messages, think=True)
         raise AssertionError("think was not refused")
     except ollama.ResponseError as error:
-        check(error.status_code == 422, f"status {error.status_code}")
+        # An Instruct model cannot think (a Thinking model's thought comes back as `thinking`).
+        check(error.status_code == 400 and "does not think" in str(error), f"think: {error.status_code} {error}")
     wrong = ollama.Client(host=case["base_url"], headers={"Authorization": "Bearer wrong"})
     try:
         wrong.list()

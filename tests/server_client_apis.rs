@@ -73,7 +73,9 @@ fn legacy_completions_and_tokenize_follow_the_fixture_tokens() {
         .assert_error(400, "invalid_prompt");
 }
 
-/// The tiny fixture checkpoint converted with the official Thinking chat template.
+/// The tiny fixture checkpoint converted with the official Thinking chat template, and a
+/// generation_config.json that asks for greedy decoding (`do_sample: false`), so a request
+/// that sets no sampling field is greedy: the server takes its defaults from the model file.
 fn thinking_model() -> std::path::PathBuf {
     let dir = crate::common::scratch_dir("thinking-checkpoint");
     for entry in
@@ -84,6 +86,9 @@ fn thinking_model() -> std::path::PathBuf {
     }
     let template = json!({"chat_template": glimpse::chat::QWEN3_VL_THINKING_CHAT_TEMPLATE});
     std::fs::write(dir.join("chat_template.json"), template.to_string()).expect("writing");
+    let generation =
+        json!({"eos_token_id": [151645, 151643], "do_sample": false, "top_k": 20, "top_p": 0.95});
+    std::fs::write(dir.join("generation_config.json"), generation.to_string()).expect("writing");
     let model = dir.join("thinking.gguf");
     let status = crate::common::glimpse_command()
         .args(["convert", "--quiet", "-o"])
@@ -125,9 +130,10 @@ fn a_thinking_models_answer_comes_back_as_reasoning_content() {
         "the random model closed its thought: {raw_text:?}"
     );
 
+    // No temperature: the file's greedy default.
     let chat = post(
         "/v1/chat/completions",
-        json!({"messages": messages, "max_tokens": 12, "temperature": 0}),
+        json!({"messages": messages, "max_tokens": 12}),
     );
     let message = &chat["choices"][0]["message"];
     assert_eq!(message["reasoning_content"], raw_text.trim_matches('\n'));
@@ -141,4 +147,85 @@ fn a_thinking_models_answer_comes_back_as_reasoning_content() {
     assert!(events.iter().all(|e| e["choices"][0]["delta"]["content"]
         .as_str()
         .is_none_or(str::is_empty)));
+
+    // Ollama: the reasoning is `thinking` (in `message`, or beside `response`).
+    let reasoning = raw_text.trim_matches('\n');
+    let ollama = json!({"model": "m", "messages": messages, "stream": false, "options": {"num_predict": 12}});
+    let chat = post("/api/chat", ollama.clone());
+    assert_eq!(chat["message"]["thinking"], reasoning);
+    assert_eq!(chat["message"]["content"], "");
+    let generate = post(
+        "/api/generate",
+        json!({"model": "m", "prompt": "Why is the sky blue?", "stream": false, "think": true, "options": {"num_predict": 12}}),
+    );
+    assert_eq!(generate["thinking"], reasoning);
+    assert_eq!(generate["response"], "");
+    let mut streaming = ollama;
+    streaming["stream"] = json!(true);
+    let lines = server.post_raw("/api/chat", streaming.to_string().as_bytes(), None);
+    let lines: Vec<serde_json::Value> = lines
+        .body
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("NDJSON"))
+        .collect();
+    let thinking: String = lines
+        .iter()
+        .filter_map(|l| l["message"]["thinking"].as_str())
+        .collect();
+    assert_eq!(thinking, raw_text);
+    assert_eq!(lines.last().expect("a last line")["done"], true);
+    let refused = json!({"model": "m", "messages": messages, "stream": false, "think": false});
+    let refused = server.post_raw("/api/chat", refused.to_string().as_bytes(), None);
+    assert_eq!(refused.status, 400);
+    assert!(refused.json()["error"]
+        .as_str()
+        .is_some_and(|e| e.contains("always thinks")));
+
+    // Anthropic: a `thinking` block, then the (empty) text block, whole and streamed.
+    let anthropic = json!({"model": "m", "max_tokens": 12, "messages": messages, "thinking": {"type": "enabled", "budget_tokens": 1024}});
+    let message = post("/v1/messages", anthropic.clone());
+    assert_eq!(
+        message["content"],
+        json!([{"type": "thinking", "thinking": reasoning, "signature": ""}, {"type": "text", "text": ""}])
+    );
+    let mut stream = server.open_stream_at("/v1/messages", &anthropic);
+    let mut events = Vec::new();
+    while let Some(event) = stream.next_event() {
+        events.push(event);
+    }
+    let kinds: Vec<String> = events
+        .iter()
+        .map(|e| match e["type"].as_str().expect("a type") {
+            "content_block_start" => format!(
+                "start {}",
+                e["content_block"]["type"].as_str().unwrap_or("?")
+            ),
+            "content_block_delta" => {
+                format!("delta {}", e["delta"]["type"].as_str().unwrap_or("?"))
+            }
+            other => other.to_owned(),
+        })
+        .collect::<Vec<_>>();
+    let mut distinct = kinds.clone();
+    distinct.dedup();
+    assert_eq!(
+        distinct,
+        [
+            "message_start",
+            "start thinking",
+            "ping",
+            "delta thinking_delta",
+            "content_block_stop",
+            "start text",
+            "content_block_stop",
+            "message_delta",
+            "message_stop"
+        ],
+        "{kinds:?}"
+    );
+    let thought: String = events
+        .iter()
+        .filter_map(|e| e["delta"]["thinking"].as_str())
+        .collect();
+    assert_eq!(thought, raw_text);
 }

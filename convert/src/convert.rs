@@ -14,7 +14,8 @@ use glimpse_gguf::{decode_into, GgmlType, GgufWriter, Metadata, TensorPlan};
 use crate::checkpoint::Checkpoint;
 use crate::glimpse_metadata::add_glimpse_metadata;
 use crate::model_metadata::{
-    add_general_metadata, add_text_model_metadata, add_vision_metadata, FileRole,
+    add_general_metadata, add_sampling_metadata, add_text_model_metadata, add_vision_metadata,
+    FileRole,
 };
 use crate::out_type::OutType;
 use crate::quantize::encode_into;
@@ -75,6 +76,7 @@ pub fn convert(opts: &ConvertOptions) -> Result<ConvertSummary> {
         FileRole::Model,
     )?;
     add_text_model_metadata(&mut model_metadata, &checkpoint)?;
+    add_sampling_metadata(&mut model_metadata, &checkpoint)?;
     // The pair's projector file has its own `general.*` keys; the single file holds it all.
     let vision_metadata = match opts.mmproj_output {
         None => {

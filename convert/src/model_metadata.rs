@@ -48,6 +48,52 @@ pub fn add_general_metadata(
     Ok(())
 }
 
+/// The checkpoint's recommended sampling, as llama.cpp's converter records it
+/// (`general.sampling.*` from generation_config.json's top_k, top_p, temperature and
+/// repetition_penalty), so glimpse and llama.cpp default to what the model was tuned for.
+/// `do_sample: false` is transformers' greedy decoding: temperature 0.
+pub fn add_sampling_metadata(meta: &mut Metadata, checkpoint: &Checkpoint) -> Result<()> {
+    let Some(generation) = &checkpoint.generation_config else {
+        return Ok(());
+    };
+    let config = &generation.value;
+    let number = |field: &str| -> Result<Option<f64>> {
+        match config.get(field) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(value) => value.as_f64().map(Some).ok_or_else(|| {
+                anyhow!("generation_config.json: '{field}' is {value}, not a number")
+            }),
+        }
+    };
+    if let Some(top_k) = number("top_k")? {
+        let top_k = i32::try_from(top_k as i64)
+            .ok()
+            .filter(|&k| k >= 0 && f64::from(k) == top_k)
+            .ok_or_else(|| anyhow!("generation_config.json: top_k {top_k} is not a count"))?;
+        meta.insert(general::SAMPLING_TOP_K, MetaValue::I32(top_k))?;
+    }
+    let greedy = config.get("do_sample") == Some(&serde_json::Value::Bool(false));
+    let temperature = if greedy {
+        Some(0.0)
+    } else {
+        number("temperature")?
+    };
+    let floats = [
+        (general::SAMPLING_TOP_P, number("top_p")?),
+        (general::SAMPLING_TEMP, temperature),
+        (
+            general::SAMPLING_PENALTY_REPEAT,
+            number("repetition_penalty")?,
+        ),
+    ];
+    for (key, value) in floats {
+        if let Some(value) = value {
+            meta.insert(key, MetaValue::F32(value as f32))?;
+        }
+    }
+    Ok(())
+}
+
 pub fn add_text_model_metadata(meta: &mut Metadata, checkpoint: &Checkpoint) -> Result<()> {
     let config = &checkpoint.config;
     let text = &config.text_config;

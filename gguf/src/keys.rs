@@ -20,6 +20,12 @@ pub mod general {
     pub const ALIGNMENT: &str = "general.alignment";
     pub const FILE_TYPE: &str = "general.file_type";
     pub const QUANTIZATION_VERSION: &str = "general.quantization_version";
+    /// The checkpoint's recommended sampling (llama.cpp's keys, from generation_config.json):
+    /// top_k an i32, the others f32.
+    pub const SAMPLING_TOP_K: &str = "general.sampling.top_k";
+    pub const SAMPLING_TOP_P: &str = "general.sampling.top_p";
+    pub const SAMPLING_TEMP: &str = "general.sampling.temp";
+    pub const SAMPLING_PENALTY_REPEAT: &str = "general.sampling.penalty_repeat";
 }
 
 /// `{arch}.*` keys with `arch = qwen3vl`.

@@ -116,7 +116,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     parts.push(Part::Text(instruction(&args)));
     messages.push(Message::new(Role::User, parts));
 
-    let defaults = SamplingParams::model_defaults();
+    let defaults = bundle.sampling_defaults.clone();
     let sampling = SamplingParams {
         temperature: args.temperature.unwrap_or(defaults.temperature),
         top_k: args.top_k.unwrap_or(defaults.top_k),

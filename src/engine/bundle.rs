@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 use anyhow::{anyhow, Context, Result};
 
 use super::constraint::Grammars;
+use super::sampler::SamplingParams;
 use super::vision_cache::VisionCache;
 use crate::chat::{
     build_prompt_with_answer_prefix, images_in_prompt_order, tokenizer_json_from_gguf,
@@ -27,8 +28,11 @@ pub struct ModelBundle {
     pub preprocess: PreprocessConfig,
     /// Vision-encoder outputs by image content, shared by every session.
     pub vision_cache: VisionCache,
+    /// The sampling a request that sets none gets: what the model file recommends.
+    pub sampling_defaults: SamplingParams,
     /// The structured-output compiler, built on first use (a token trie of the vocabulary).
     grammars: OnceLock<Result<Grammars, String>>,
+    thinks: bool,
 }
 
 /// Default byte budget of the vision-output cache.
@@ -66,10 +70,7 @@ impl ModelBundle {
     /// Whether the chat template opens every answer with `<think>` (Qwen3-VL Thinking): the
     /// model then reasons until `</think>` before it answers.
     pub fn thinks(&self) -> bool {
-        let probe = [Message::new(crate::chat::Role::User, "?")];
-        self.template
-            .render(&probe, true)
-            .is_ok_and(|prompt| prompt.ends_with("<think>\n"))
+        self.thinks
     }
 
     /// The weight type the file declares (`general.file_type`), by glimpse's profile names.
@@ -117,6 +118,11 @@ impl ModelBundle {
         };
         let special = SpecialTokens::from_gguf(text.metadata(), &tokenizer)
             .context("finding the special token ids")?;
+        let sampling_defaults = SamplingParams::recommended_by(text.metadata())?;
+        let probe = [Message::new(crate::chat::Role::User, "?")];
+        let thinks = template
+            .render(&probe, true)
+            .is_ok_and(|prompt| prompt.ends_with("<think>\n"));
         Ok(Self {
             files,
             model,
@@ -125,7 +131,9 @@ impl ModelBundle {
             special,
             preprocess,
             vision_cache: VisionCache::new(DEFAULT_VISION_CACHE_BYTES),
+            sampling_defaults,
             grammars: OnceLock::new(),
+            thinks,
         })
     }
 

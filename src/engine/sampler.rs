@@ -1,8 +1,12 @@
 //! Next-token selection from raw logits, in Hugging Face's processor order:
 //! penalties → temperature → top-k → top-p → softmax → draw. Temperature 0 is greedy.
 //! A fixed seed gives the same draws on every run (ChaCha8).
+use anyhow::{bail, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+use crate::gguf::keys::general;
+use crate::gguf::Metadata;
 
 /// Sampling settings of one request.
 #[derive(Clone, Debug, PartialEq)]
@@ -40,6 +44,40 @@ impl SamplingParams {
             top_p: 0.8,
             ..Self::greedy()
         }
+    }
+
+    /// The defaults a model file recommends (`general.sampling.*`, which `glimpse convert` and
+    /// llama.cpp's converter take from generation_config.json); a value the file leaves out
+    /// is Qwen3-VL Instruct's.
+    pub fn recommended_by(metadata: &Metadata) -> Result<Self> {
+        let defaults = Self::model_defaults();
+        let float = |key: &str, default: f32| -> Result<f32> {
+            Ok(metadata.get_f32_opt(key)?.unwrap_or(default))
+        };
+        let params = Self {
+            temperature: float(general::SAMPLING_TEMP, defaults.temperature)?,
+            top_k: metadata
+                .get_u32_opt(general::SAMPLING_TOP_K)?
+                .map_or(defaults.top_k, |k| k as usize),
+            top_p: float(general::SAMPLING_TOP_P, defaults.top_p)?,
+            repetition_penalty: float(
+                general::SAMPLING_PENALTY_REPEAT,
+                defaults.repetition_penalty,
+            )?,
+            ..defaults
+        };
+        let valid = params.temperature >= 0.0
+            && (0.0..=1.0).contains(&params.top_p)
+            && params.repetition_penalty > 0.0;
+        if !valid {
+            bail!(
+                "the model file recommends unusable sampling values (temperature {}, top_p {}, repetition penalty {})",
+                params.temperature,
+                params.top_p,
+                params.repetition_penalty
+            );
+        }
+        Ok(params)
     }
 }
 
@@ -166,6 +204,36 @@ pub fn log_softmax(logits: &[f32]) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recommended_sampling_comes_from_the_file_with_instruct_values_for_the_rest() {
+        let mut metadata = Metadata::new();
+        assert_eq!(
+            SamplingParams::recommended_by(&metadata).unwrap(),
+            SamplingParams::model_defaults()
+        );
+        metadata
+            .insert(general::SAMPLING_TEMP, crate::gguf::MetaValue::F32(1.0))
+            .unwrap();
+        metadata
+            .insert(general::SAMPLING_TOP_P, crate::gguf::MetaValue::F32(0.95))
+            .unwrap();
+        let params = SamplingParams::recommended_by(&metadata).unwrap();
+        assert_eq!(
+            (params.temperature, params.top_p, params.top_k),
+            (1.0, 0.95, 20)
+        );
+        metadata
+            .insert(general::SAMPLING_TOP_K, crate::gguf::MetaValue::I32(-1))
+            .unwrap();
+        assert!(SamplingParams::recommended_by(&metadata).is_err());
+        let mut bad_top_p = Metadata::new();
+        bad_top_p
+            .insert(general::SAMPLING_TOP_P, crate::gguf::MetaValue::F32(1.5))
+            .unwrap();
+        let err = SamplingParams::recommended_by(&bad_top_p).unwrap_err();
+        assert!(err.to_string().contains("top_p 1.5"), "{err}");
+    }
 
     fn logits() -> Vec<f32> {
         vec![1.0, 3.0, 2.0, 0.5, 2.9]

@@ -4,21 +4,28 @@
 //! `stop_sequences`, `temperature`, `top_p`, `top_k`, `stream`. The answer is a `message`
 //! object, or with `stream` the event sequence `message_start`, `content_block_start`,
 //! `ping`, `content_block_delta`…, `content_block_stop`, `message_delta`, `message_stop`.
-//! Features glimpse lacks (tools, extended thinking, documents) are refused with 422;
+//! A thinking model's reasoning is a `thinking` block before the text block (streamed as
+//! `thinking_delta`s), and thinking blocks sent back in assistant turns are its reasoning;
+//! `thinking` must match the model (`budget_tokens` is read, not enforced: the thought ends
+//! at the model's `</think>` or at `max_tokens`).
+//! Features glimpse lacks (tools, documents) are refused with 422;
 //! errors have Anthropic's shape (`{"type":"error","error":{"type","message"}}`).
 use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use super::answer_stream::{collect, AnswerFormat, AnswerStream, Ending, Progress};
+use super::answer_stream::{collect, AnswerFormat, AnswerStream, Ending, Progress, WholeAnswer};
 use super::completion::{start_generation, Answer, Started};
 use super::errors::ApiError;
 use super::fields::{json_body, kind_of, Fields};
 use super::image_budget::PixelBudget;
 use super::image_source::{parse_image_source, ImageSource};
 use super::messages::{check_image_count, Conversation, ImageInput};
+use super::reasoning::{split_reasoning, Thought, Thoughts};
 use super::reply::{Body, Reply};
-use super::request::{sampling_params_within, ChatRequest, Tools, MAX_STOP_STRINGS};
+use super::request::{
+    sampling_params_within, ChatRequest, RequestContext, Tools, MAX_STOP_STRINGS,
+};
 use super::state::{AppState, LoadedModel};
 use crate::chat::{Content, ImageRef, Message, Part, Role};
 use crate::engine::scheduler::TokenLogprob;
@@ -31,7 +38,7 @@ pub fn messages(
     body: &[u8],
     received: Instant,
 ) -> Result<Reply, ApiError> {
-    let request = parse_messages_request(body, state.config.limits.max_images)?;
+    let request = parse_messages_request(body, RequestContext::of(state, model))?;
     let stream = request.stream;
     let Started {
         events,
@@ -40,21 +47,26 @@ pub fn messages(
     } = start_generation(state, model, request, received)?;
     let id = format!("msg_{:024x}", rand::random::<u128>() >> 32);
     let reply = if stream {
-        let format = AnthropicEvents { id };
+        let format = AnthropicEvents {
+            id,
+            thoughts: Thoughts::new(answer.reasoning),
+            block: None,
+            blocks: 0,
+        };
         Reply::event_stream(Box::new(AnswerStream::new(events, answer, format)))
     } else {
         let whole = collect(events, &mut answer)?;
-        let message = message_json(&id, &answer, &whole.ending, &whole.text);
+        let message = message_json(&id, &answer, &whole);
         Reply::json(200, &message)
     };
     Ok(reply.with_generation(summary))
 }
 
 /// The request as glimpse's chat request.
-fn parse_messages_request(body: &[u8], max_images: usize) -> Result<ChatRequest, ApiError> {
+fn parse_messages_request(body: &[u8], context: RequestContext) -> Result<ChatRequest, ApiError> {
     let value: Value = json_body(body)?;
     let fields = Fields::of(&value, "")?;
-    refuse_unsupported(&fields)?;
+    refuse_unsupported(&fields, context.thinks)?;
     fields.string("model")?;
     let max_tokens = fields
         .integer("max_tokens", 1, u32::MAX.into())?
@@ -110,7 +122,7 @@ fn parse_messages_request(body: &[u8], max_images: usize) -> Result<ChatRequest,
             &mut images,
         )?);
     }
-    check_image_count(images.len(), max_images)?;
+    check_image_count(images.len(), context.max_images)?;
     Ok(ChatRequest {
         conversation: Conversation {
             messages,
@@ -122,7 +134,7 @@ fn parse_messages_request(body: &[u8], max_images: usize) -> Result<ChatRequest,
         return_progress: false,
         ignore_eos: false,
         max_tokens: Some(max_tokens as usize),
-        sampling: sampling_params_within(&fields, 1.0)?,
+        sampling: sampling_params_within(&fields, 1.0, context.sampling)?,
         stop: stop_sequences(&fields)?,
         logprobs: None,
         image_budget: PixelBudget::default(),
@@ -132,7 +144,7 @@ fn parse_messages_request(body: &[u8], max_images: usize) -> Result<ChatRequest,
     })
 }
 
-fn refuse_unsupported(fields: &Fields) -> Result<(), ApiError> {
+fn refuse_unsupported(fields: &Fields, thinks: bool) -> Result<(), ApiError> {
     if fields
         .get("tools")
         .is_some_and(|tools| !matches!(tools, Value::Array(list) if list.is_empty()))
@@ -150,11 +162,30 @@ fn refuse_unsupported(fields: &Fields) -> Result<(), ApiError> {
         }
     }
     if let Some(thinking) = fields.get("thinking") {
-        let kind = Fields::of(thinking, "thinking")?.required_string("type")?;
-        if kind != "disabled" {
-            return Err(ApiError::unsupported(format!(
-                "'thinking.type' = '{kind}': extended thinking is not supported"
-            )));
+        let thinking = Fields::of(thinking, "thinking")?;
+        match (thinking.required_string("type")?, thinks) {
+            ("enabled", true) => {
+                thinking.integer("budget_tokens", 1, u32::MAX.into())?;
+            }
+            ("disabled", false) => {}
+            ("enabled", false) => {
+                return Err(ApiError::invalid(
+                    "invalid_field",
+                    "'thinking.type' = 'enabled': this model does not think (an Instruct model); use a Thinking model",
+                ))
+            }
+            ("disabled", true) => {
+                return Err(ApiError::invalid(
+                    "invalid_field",
+                    "'thinking.type' = 'disabled': this model always thinks (a Qwen3-VL Thinking model); leave 'thinking' out or enable it",
+                ))
+            }
+            (other, _) => {
+                return Err(ApiError::invalid(
+                    "invalid_field",
+                    format!("'thinking.type' = '{other}': it is 'enabled' or 'disabled'"),
+                ))
+            }
         }
     }
     Ok(())
@@ -179,21 +210,24 @@ fn parse_message(
             ))
         }
     };
+    let mut reasoning = None::<String>;
     let content = match fields.required("content")? {
         Value::String(text) => Content::Text(text.clone()),
-        Value::Array(blocks) => Content::Parts(
-            blocks
-                .iter()
-                .enumerate()
-                .map(|(i, block)| {
-                    parse_block(
-                        block,
-                        &format!("{}[{i}]", fields.path_of("content")),
-                        images,
-                    )
-                })
-                .collect::<Result<_, _>>()?,
-        ),
+        Value::Array(blocks) => {
+            let mut parts = Vec::new();
+            for (i, block) in blocks.iter().enumerate() {
+                let path = format!("{}[{i}]", fields.path_of("content"));
+                // A thinking model's earlier thought, sent back with its answer: the chat
+                // template decides whether the prompt keeps it (as reasoning_content).
+                if role == Role::Assistant && block.get("type") == Some(&json!("thinking")) {
+                    let thought = Fields::of(block, &path)?.required_string("thinking")?;
+                    reasoning.get_or_insert_default().push_str(thought);
+                    continue;
+                }
+                parts.push(parse_block(block, &path, images)?);
+            }
+            Content::Parts(parts)
+        }
         other => {
             return Err(ApiError::invalid(
                 "invalid_field",
@@ -205,7 +239,7 @@ fn parse_message(
             ))
         }
     };
-    let message = Message::new(role, content);
+    let message = Message::new(role, content).with_reasoning(reasoning);
     if role == Role::Assistant && message.images().next().is_some() {
         return Err(ApiError::invalid(
             "invalid_field",
@@ -311,23 +345,101 @@ fn usage_json(ending: &Ending) -> Value {
     })
 }
 
-fn message_json(id: &str, answer: &Answer, ending: &Ending, text: &str) -> Value {
-    let (reason, stop) = stop_reason(ending);
+/// A `thinking` content block. Its signature, which Anthropic's API uses to check that
+/// a thought sent back was its own, is empty: glimpse reads thoughts sent back as they are.
+fn thinking_block(thinking: &str) -> Value {
+    json!({"type": "thinking", "thinking": thinking, "signature": ""})
+}
+
+fn message_json(id: &str, answer: &Answer, whole: &WholeAnswer) -> Value {
+    let (reason, stop) = stop_reason(&whole.ending);
+    let content = if answer.reasoning {
+        let (thinking, text) = split_reasoning(&whole.text);
+        vec![
+            thinking_block(&thinking),
+            json!({"type": "text", "text": text}),
+        ]
+    } else {
+        vec![json!({"type": "text", "text": whole.text})]
+    };
     json!({
         "id": id,
         "type": "message",
         "role": "assistant",
         "model": answer.ids.model,
-        "content": [{"type": "text", "text": text}],
+        "content": content,
         "stop_reason": reason,
         "stop_sequence": stop,
-        "usage": usage_json(ending),
+        "usage": usage_json(&whole.ending),
     })
 }
 
-/// The streamed events of one message.
+/// The kind of a streamed content block.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BlockKind {
+    Thinking,
+    Text,
+}
+
+/// The streamed events of one message: a thinking model's reasoning in a `thinking` block,
+/// then the answer in a `text` block.
 struct AnthropicEvents {
     id: String,
+    thoughts: Thoughts,
+    /// The open content block.
+    block: Option<BlockKind>,
+    /// Blocks started so far (the next one's index).
+    blocks: usize,
+}
+
+impl AnthropicEvents {
+    /// Events that close the open block, if any.
+    fn close_block(&mut self) -> Vec<Vec<u8>> {
+        match self.block.take() {
+            None => Vec::new(),
+            Some(_) => {
+                let stop = json!({"type": "content_block_stop", "index": self.blocks - 1});
+                vec![event("content_block_stop", &stop)]
+            }
+        }
+    }
+
+    /// Events that make `kind` the open block (closing another kind first).
+    fn open_block(&mut self, kind: BlockKind) -> Vec<Vec<u8>> {
+        if self.block == Some(kind) {
+            return Vec::new();
+        }
+        let mut events = self.close_block();
+        let content_block = match kind {
+            BlockKind::Thinking => thinking_block(""),
+            BlockKind::Text => json!({"type": "text", "text": ""}),
+        };
+        let start = json!({"type": "content_block_start", "index": self.blocks, "content_block": content_block});
+        events.push(event("content_block_start", &start));
+        self.block = Some(kind);
+        self.blocks += 1;
+        events
+    }
+
+    fn thought_events(&mut self, thoughts: Vec<Thought>) -> Vec<Vec<u8>> {
+        let mut events = Vec::new();
+        for thought in thoughts {
+            let (kind, delta) = match &thought {
+                Thought::Reasoning(text) => (
+                    BlockKind::Thinking,
+                    json!({"type": "thinking_delta", "thinking": text}),
+                ),
+                Thought::Answer(text) => {
+                    (BlockKind::Text, json!({"type": "text_delta", "text": text}))
+                }
+            };
+            events.extend(self.open_block(kind));
+            let delta =
+                json!({"type": "content_block_delta", "index": self.blocks - 1, "delta": delta});
+            events.push(event("content_block_delta", &delta));
+        }
+        events
+    }
 }
 
 fn event(name: &str, data: &Value) -> Vec<u8> {
@@ -349,16 +461,15 @@ impl AnswerFormat for AnthropicEvents {
                 "usage": {"input_tokens": answer.prompt_tokens, "output_tokens": 0},
             },
         });
-        let block = json!({
-            "type": "content_block_start",
-            "index": 0,
-            "content_block": {"type": "text", "text": ""},
-        });
-        vec![
-            event("message_start", &start),
-            event("content_block_start", &block),
-            event("ping", &json!({"type": "ping"})),
-        ]
+        let first = if answer.reasoning {
+            BlockKind::Thinking
+        } else {
+            BlockKind::Text
+        };
+        let mut events = vec![event("message_start", &start)];
+        events.extend(self.open_block(first));
+        events.push(event("ping", &json!({"type": "ping"})));
+        events
     }
 
     fn progress(&mut self, _answer: &Answer, _progress: &Progress) -> Option<Vec<u8>> {
@@ -366,32 +477,27 @@ impl AnswerFormat for AnthropicEvents {
     }
 
     fn delta(&mut self, _answer: &Answer, text: &str, _logprobs: &[TokenLogprob]) -> Vec<Vec<u8>> {
-        if text.is_empty() {
-            return Vec::new();
-        }
-        let delta = json!({
-            "type": "content_block_delta",
-            "index": 0,
-            "delta": {"type": "text_delta", "text": text},
-        });
-        vec![event("content_block_delta", &delta)]
+        let thoughts = self.thoughts.push(text);
+        self.thought_events(thoughts)
     }
 
-    fn done(&mut self, _answer: &Answer, ending: &Ending) -> Vec<Vec<u8>> {
+    fn done(&mut self, answer: &Answer, ending: &Ending) -> Vec<Vec<u8>> {
+        let held_back = self.thoughts.finish();
+        let mut events = self.thought_events(held_back);
+        if answer.reasoning {
+            // A whole answer always has its text block, empty when the thought was cut.
+            events.extend(self.open_block(BlockKind::Text));
+        }
+        events.extend(self.close_block());
         let (reason, stop) = stop_reason(ending);
         let delta = json!({
             "type": "message_delta",
             "delta": {"stop_reason": reason, "stop_sequence": stop},
             "usage": usage_json(ending),
         });
-        vec![
-            event(
-                "content_block_stop",
-                &json!({"type": "content_block_stop", "index": 0}),
-            ),
-            event("message_delta", &delta),
-            event("message_stop", &json!({"type": "message_stop"})),
-        ]
+        events.push(event("message_delta", &delta));
+        events.push(event("message_stop", &json!({"type": "message_stop"})));
+        events
     }
 
     fn failed(&mut self, _answer: &Answer, error: &ApiError) -> Vec<Vec<u8>> {
@@ -432,7 +538,10 @@ mod tests {
     use super::*;
 
     fn parse(value: Value) -> Result<ChatRequest, ApiError> {
-        parse_messages_request(value.to_string().as_bytes(), 4)
+        parse_messages_request(
+            value.to_string().as_bytes(),
+            super::super::request::test_context(4),
+        )
     }
 
     #[test]
@@ -480,7 +589,6 @@ mod tests {
         for unsupported in [
             json!({"tools": [{"name": "f", "input_schema": {}}]}),
             json!({"tool_choice": {"type": "any"}}),
-            json!({"thinking": {"type": "enabled", "budget_tokens": 1024}}),
         ] {
             let mut body = json!({"max_tokens": 1, "messages": user});
             body.as_object_mut()
@@ -492,6 +600,51 @@ mod tests {
             {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "x"}}
         ]}]});
         assert_eq!(status(document), 422);
+        // An Instruct model cannot think.
+        let thinking = json!({"max_tokens": 1, "messages": user, "thinking": {"type": "enabled", "budget_tokens": 1024}});
+        assert_eq!(status(thinking), 400);
+    }
+
+    #[test]
+    fn thinking_is_what_the_model_does() {
+        let user = json!([{"role": "user", "content": "hi"}]);
+        let thinks = RequestContext {
+            thinks: true,
+            ..super::super::request::test_context(4)
+        };
+        let parse_with = |context, thinking: Value| {
+            let body = json!({"max_tokens": 1, "messages": user, "thinking": thinking});
+            parse_messages_request(body.to_string().as_bytes(), context)
+        };
+        assert!(parse_with(thinks, json!({"type": "enabled", "budget_tokens": 1024})).is_ok());
+        assert!(parse_with(
+            super::super::request::test_context(4),
+            json!({"type": "disabled"})
+        )
+        .is_ok());
+        for (context, thinking) in [
+            (thinks, json!({"type": "disabled"})),
+            (thinks, json!({"type": "enabled", "budget_tokens": "many"})),
+            (thinks, json!({"type": "sometimes"})),
+        ] {
+            let error = parse_with(context, thinking.clone()).unwrap_err();
+            assert_eq!(error.status, 400, "{thinking}");
+        }
+        // A thought sent back in an assistant turn is the message's reasoning.
+        let body = json!({"max_tokens": 1, "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": [
+                {"type": "thinking", "thinking": "They greet me.", "signature": ""},
+                {"type": "text", "text": "Hello!"}
+            ]},
+            {"role": "user", "content": "again"}
+        ]});
+        let request = parse_messages_request(body.to_string().as_bytes(), thinks).unwrap();
+        let assistant = &request.conversation.messages[1];
+        assert_eq!(
+            assistant.reasoning_content.as_deref(),
+            Some("They greet me.")
+        );
     }
 
     #[test]

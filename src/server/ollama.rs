@@ -6,7 +6,9 @@
 //! `num_ctx` or `num_thread` belong to the server's flags and are ignored) and `keep_alive`
 //! (accepted: the one model stays loaded); `GET /api/tags`, `POST /api/show`, `GET /api/ps`,
 //! `GET /api/version`. `format` (`"json"` or a JSON schema) constrains the answer (see
-//! `engine::constraint`). Features glimpse lacks (`tools`, `think`, raw prompts,
+//! `engine::constraint`). A thinking model's reasoning comes back as `thinking` (`think` may
+//! be left out or true; false is refused, as an Instruct model's true is). Options left out
+//! take the model file's recommended sampling. Features glimpse lacks (`tools`, raw prompts,
 //! templates, suffixes, other samplers) are refused with 422. Errors are `{"error": "…"}`.
 use std::time::Instant;
 
@@ -19,8 +21,11 @@ use super::fields::{json_body, kind_of, Fields};
 use super::image_budget::PixelBudget;
 use super::image_source::{parse_image_source, ImageSource};
 use super::messages::{check_image_count, Conversation, ImageInput};
+use super::reasoning::{split_reasoning, Thought, Thoughts};
 use super::reply::{Body, Reply};
-use super::request::{sampling_params_within, ChatRequest, Tools, MAX_STOP_STRINGS};
+use super::request::{
+    sampling_params_within, ChatRequest, RequestContext, Tools, MAX_STOP_STRINGS,
+};
 use super::request_log::{utc_now, utc_timestamp};
 use super::response::finish_reason_name;
 use super::state::{AppState, LoadedModel};
@@ -50,8 +55,8 @@ pub fn generate(
         .unwrap_or(&state.config.model_id)
         .to_owned();
     let request = match endpoint {
-        Endpoint::Chat => parse_chat(&fields, state.config.limits.max_images)?,
-        Endpoint::Generate => match parse_generate(&fields, state.config.limits.max_images)? {
+        Endpoint::Chat => parse_chat(&fields, RequestContext::of(state, model))?,
+        Endpoint::Generate => match parse_generate(&fields, RequestContext::of(state, model))? {
             Some(request) => request,
             // An empty prompt loads the model (already loaded here).
             None => return Ok(Reply::json(200, &load_json(&name))),
@@ -67,6 +72,7 @@ pub fn generate(
         endpoint,
         model: name,
         received,
+        thoughts: Thoughts::new(answer.reasoning),
     };
     let reply = if stream {
         let mut reply = Reply::event_stream(Box::new(AnswerStream::new(events, answer, lines)));
@@ -74,7 +80,13 @@ pub fn generate(
         reply
     } else {
         let whole = collect(events, &mut answer)?;
-        let mut object = lines.object(&whole.text);
+        let (thinking, content) = if answer.reasoning {
+            split_reasoning(&whole.text)
+        } else {
+            (String::new(), whole.text.clone())
+        };
+        let mut object = lines.object(&Thought::Answer(content));
+        lines.with_thinking(&mut object, &thinking);
         lines.finish(&mut object, &whole.ending);
         Reply::json(200, &object)
     };
@@ -82,7 +94,7 @@ pub fn generate(
 }
 
 /// `/api/chat`'s body as glimpse's chat request.
-fn parse_chat(fields: &Fields, max_images: usize) -> Result<ChatRequest, ApiError> {
+fn parse_chat(fields: &Fields, context: RequestContext) -> Result<ChatRequest, ApiError> {
     let Some(Value::Array(items)) = fields.get("messages") else {
         return Err(ApiError::invalid(
             "invalid_field",
@@ -129,13 +141,16 @@ fn parse_chat(fields: &Fields, max_images: usize) -> Result<ChatRequest, ApiErro
             images,
             text: None,
         },
-        max_images,
+        context,
     )
 }
 
 /// `/api/generate`'s body as a chat request (system, then the prompt with its images); `None`
 /// for an empty prompt, which only asks for the model to be loaded.
-fn parse_generate(fields: &Fields, max_images: usize) -> Result<Option<ChatRequest>, ApiError> {
+fn parse_generate(
+    fields: &Fields,
+    context: RequestContext,
+) -> Result<Option<ChatRequest>, ApiError> {
     if fields.bool("raw")?.unwrap_or(false) {
         return Err(ApiError::unsupported(
             "'raw': raw prompts are not supported; the chat template is always applied",
@@ -172,7 +187,7 @@ fn parse_generate(fields: &Fields, max_images: usize) -> Result<Option<ChatReque
             images,
             text: None,
         },
-        max_images,
+        context,
     )
     .map(Some)
 }
@@ -230,9 +245,9 @@ fn base64_images(fields: &Fields, images: &mut Vec<ImageInput>) -> Result<Vec<Pa
 fn request(
     fields: &Fields,
     conversation: Conversation,
-    max_images: usize,
+    context: RequestContext,
 ) -> Result<ChatRequest, ApiError> {
-    check_image_count(conversation.images.len(), max_images)?;
+    check_image_count(conversation.images.len(), context.max_images)?;
     let grammar = match fields.get("format") {
         None | Some(Value::Null) => None,
         Some(Value::String(format)) if format.is_empty() => None,
@@ -256,18 +271,11 @@ fn request(
             "'tools': tool calling is not supported yet",
         ));
     }
-    if fields
-        .get("think")
-        .is_some_and(|t| t.as_bool() == Some(true) || t.is_string())
-    {
-        return Err(ApiError::unsupported(
-            "'think': thinking models are not supported yet",
-        ));
-    }
+    check_think(fields.bool("think")?, context.thinks)?;
     let empty = Value::Object(Map::new());
     let options = Fields::of(fields.get("options").unwrap_or(&empty), "options")?;
     refuse_unsupported_options(&options)?;
-    let mut sampling = sampling_params_within(&options, 2.0)?;
+    let mut sampling = sampling_params_within(&options, 2.0, context.sampling)?;
     if let Some(penalty) = options.number("repeat_penalty", 0.0, 10.0)? {
         if penalty > 0.0 {
             sampling.repetition_penalty = penalty as f32;
@@ -303,6 +311,22 @@ fn request(
 }
 
 /// Samplers glimpse does not have, when set to anything but their "off" value.
+/// `think`: a thinking model always thinks (its template opens the answer with `<think>`)
+/// and sends its reasoning as `thinking`; other models cannot think. Absent is the model's way.
+fn check_think(think: Option<bool>, thinks: bool) -> Result<(), ApiError> {
+    match (think, thinks) {
+        (Some(false), true) => Err(ApiError::invalid(
+            "invalid_field",
+            "'think': false — this model always thinks (a Qwen3-VL Thinking model); leave 'think' out or set it to true",
+        )),
+        (Some(true), false) => Err(ApiError::invalid(
+            "invalid_field",
+            "'think': true — this model does not think (an Instruct model); use a Thinking model",
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn refuse_unsupported_options(options: &Fields) -> Result<(), ApiError> {
     let off = |name: &str, value: f64| {
         options
@@ -349,6 +373,8 @@ struct OllamaLines {
     endpoint: Endpoint,
     model: String,
     received: Instant,
+    /// A thinking model's reasoning goes out as `thinking`, apart from the content.
+    thoughts: Thoughts,
 }
 
 fn line(value: &Value) -> Vec<u8> {
@@ -363,15 +389,39 @@ fn nanos(ms: f64) -> u64 {
 }
 
 impl OllamaLines {
-    /// An object carrying `text`, not done.
-    fn object(&self, text: &str) -> Value {
+    /// An object carrying `piece` (content, or thinking with empty content), not done.
+    fn object(&self, piece: &Thought) -> Value {
         let mut value = json!({"model": self.model, "created_at": utc_now()});
+        let (content, thinking) = match piece {
+            Thought::Answer(text) => (text.as_str(), ""),
+            Thought::Reasoning(text) => ("", text.as_str()),
+        };
         match self.endpoint {
-            Endpoint::Chat => value["message"] = json!({"role": "assistant", "content": text}),
-            Endpoint::Generate => value["response"] = json!(text),
+            Endpoint::Chat => value["message"] = json!({"role": "assistant", "content": content}),
+            Endpoint::Generate => value["response"] = json!(content),
         }
+        self.with_thinking(&mut value, thinking);
         value["done"] = json!(false);
         value
+    }
+
+    /// Adds `thinking` where Ollama puts it (`message.thinking`, or `thinking` beside
+    /// `response`) when there is any.
+    fn with_thinking(&self, object: &mut Value, thinking: &str) {
+        if thinking.is_empty() {
+            return;
+        }
+        match self.endpoint {
+            Endpoint::Chat => object["message"]["thinking"] = json!(thinking),
+            Endpoint::Generate => object["thinking"] = json!(thinking),
+        }
+    }
+
+    fn lines(&self, thoughts: Vec<Thought>) -> Vec<Vec<u8>> {
+        thoughts
+            .iter()
+            .map(|piece| line(&self.object(piece)))
+            .collect()
     }
 
     /// Marks `object` done, with the reason and Ollama's counts and durations.
@@ -398,16 +448,17 @@ impl AnswerFormat for OllamaLines {
     }
 
     fn delta(&mut self, _answer: &Answer, text: &str, _logprobs: &[TokenLogprob]) -> Vec<Vec<u8>> {
-        if text.is_empty() {
-            return Vec::new();
-        }
-        vec![line(&self.object(text))]
+        let thoughts = self.thoughts.push(text);
+        self.lines(thoughts)
     }
 
     fn done(&mut self, _answer: &Answer, ending: &Ending) -> Vec<Vec<u8>> {
-        let mut last = self.object("");
+        let held_back = self.thoughts.finish();
+        let mut lines = self.lines(held_back);
+        let mut last = self.object(&Thought::Answer(String::new()));
         self.finish(&mut last, ending);
-        vec![line(&last)]
+        lines.push(line(&last));
+        lines
     }
 
     fn failed(&mut self, _answer: &Answer, error: &ApiError) -> Vec<Vec<u8>> {
@@ -476,9 +527,23 @@ pub fn running(state: &AppState, model: &LoadedModel) -> Reply {
 /// `POST /api/show`: the model's details, chat template, context length and capabilities.
 pub fn show(state: &AppState, model: &LoadedModel) -> Reply {
     let (parameters, _) = model.bundle.size();
+    let sampling = &model.bundle.sampling_defaults;
+    // Modelfile PARAMETER lines, as Ollama lists them: the model's sampling defaults.
+    let defaults = [
+        ("temperature", sampling.temperature.to_string()),
+        ("top_k", sampling.top_k.to_string()),
+        ("top_p", sampling.top_p.to_string()),
+        ("repeat_penalty", sampling.repetition_penalty.to_string()),
+    ]
+    .map(|(name, value)| format!("{name:<30} {value}"))
+    .join("\n");
+    let mut capabilities = vec!["completion", "vision"];
+    if model.bundle.thinks() {
+        capabilities.push("thinking");
+    }
     let value = json!({
         "modelfile": "",
-        "parameters": "",
+        "parameters": defaults,
         "template": model.bundle.template.source(),
         "details": details_json(model),
         "model_info": {
@@ -486,7 +551,7 @@ pub fn show(state: &AppState, model: &LoadedModel) -> Reply {
             "general.parameter_count": parameters,
             "qwen3vl.context_length": state.config.context_length,
         },
-        "capabilities": ["completion", "vision"],
+        "capabilities": capabilities,
         "modified_at": utc_timestamp(state.started, 0),
     });
     Reply::json(200, &value)
@@ -510,7 +575,10 @@ mod tests {
     use super::*;
 
     fn chat(value: Value) -> Result<ChatRequest, ApiError> {
-        parse_chat(&Fields::of(&value, "").unwrap(), 4)
+        parse_chat(
+            &Fields::of(&value, "").unwrap(),
+            super::super::request::test_context(4),
+        )
     }
 
     #[test]
@@ -546,16 +614,41 @@ mod tests {
     #[test]
     fn generate_builds_system_and_prompt_and_an_empty_prompt_only_loads() {
         let value = json!({"prompt": "Describe.", "system": "Be brief.", "images": ["AAEC"], "stream": false});
-        let request = parse_generate(&Fields::of(&value, "").unwrap(), 4)
-            .unwrap()
-            .unwrap();
+        let request = parse_generate(
+            &Fields::of(&value, "").unwrap(),
+            super::super::request::test_context(4),
+        )
+        .unwrap()
+        .unwrap();
         assert!(!request.stream);
         assert_eq!(request.conversation.messages.len(), 2);
         assert_eq!(request.conversation.images.len(), 1);
         let empty = json!({"model": "m"});
-        assert!(parse_generate(&Fields::of(&empty, "").unwrap(), 4)
-            .unwrap()
-            .is_none());
+        assert!(parse_generate(
+            &Fields::of(&empty, "").unwrap(),
+            super::super::request::test_context(4)
+        )
+        .unwrap()
+        .is_none());
+    }
+
+    #[test]
+    fn think_must_match_the_model() {
+        assert!(check_think(None, false).is_ok() && check_think(None, true).is_ok());
+        assert!(check_think(Some(true), true).is_ok() && check_think(Some(false), false).is_ok());
+        for (think, thinks, says) in [
+            (true, false, "does not think"),
+            (false, true, "always thinks"),
+        ] {
+            let error = check_think(Some(think), thinks).unwrap_err();
+            assert_eq!(error.status, 400);
+            assert!(error.message.contains(says), "{}", error.message);
+        }
+        let user = json!([{"role": "user", "content": "hi"}]);
+        for think in [json!("high"), json!(1)] {
+            let error = chat(json!({"messages": user, "think": think})).unwrap_err();
+            assert_eq!(error.status, 400, "{think}");
+        }
     }
 
     #[test]
@@ -563,7 +656,6 @@ mod tests {
         let user = json!([{"role": "user", "content": "hi"}]);
         for extra in [
             json!({"tools": [{"type": "function", "function": {"name": "f"}}]}),
-            json!({"think": true}),
             json!({"options": {"mirostat": 2}}),
             json!({"options": {"min_p": 0.05}}),
         ] {
@@ -575,9 +667,12 @@ mod tests {
         }
         let raw = json!({"prompt": "x", "raw": true});
         assert_eq!(
-            parse_generate(&Fields::of(&raw, "").unwrap(), 4)
-                .unwrap_err()
-                .status,
+            parse_generate(
+                &Fields::of(&raw, "").unwrap(),
+                super::super::request::test_context(4)
+            )
+            .unwrap_err()
+            .status,
             422
         );
         assert_eq!(

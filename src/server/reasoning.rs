@@ -70,6 +70,31 @@ impl ReasoningSplitter {
     }
 }
 
+/// A streamed answer as thoughts: split when the model thinks, all answer otherwise.
+pub struct Thoughts(Option<ReasoningSplitter>);
+
+impl Thoughts {
+    pub fn new(thinks: bool) -> Self {
+        Self(thinks.then(ReasoningSplitter::default))
+    }
+
+    pub fn push(&mut self, text: &str) -> Vec<Thought> {
+        match &mut self.0 {
+            Some(splitter) => splitter.push(text),
+            None if text.is_empty() => Vec::new(),
+            None => vec![Thought::Answer(text.to_owned())],
+        }
+    }
+
+    /// What is held back at the end; nothing more comes after.
+    pub fn finish(&mut self) -> Vec<Thought> {
+        self.0
+            .take()
+            .map(ReasoningSplitter::finish)
+            .unwrap_or_default()
+    }
+}
+
 fn push_reasoning(pieces: &mut Vec<Thought>, text: String) {
     if !text.is_empty() {
         pieces.push(Thought::Reasoning(text));

@@ -11,6 +11,7 @@ use super::errors::ApiError;
 use super::fields::{json_body, Fields};
 use super::image_budget::PixelBudget;
 use super::messages::{parse_messages, Conversation};
+use super::state::{AppState, LoadedModel};
 use crate::engine::constraint::Grammar;
 use crate::engine::SamplingParams;
 
@@ -185,13 +186,46 @@ pub fn tools(fields: &Fields) -> Result<Tools, ApiError> {
     })
 }
 
+/// What reading a request takes from the server and its model.
+#[derive(Clone, Copy)]
+pub struct RequestContext<'a> {
+    /// `--max-images`.
+    pub max_images: usize,
+    /// The sampling of the fields a request leaves out: the model file's recommendation.
+    pub sampling: &'a SamplingParams,
+    /// The model thinks before it answers (a Qwen3-VL Thinking model).
+    pub thinks: bool,
+}
+
+/// A context with Qwen3-VL Instruct's sampling defaults, for tests.
+#[cfg(test)]
+pub fn test_context(max_images: usize) -> RequestContext<'static> {
+    static DEFAULTS: std::sync::LazyLock<SamplingParams> =
+        std::sync::LazyLock::new(SamplingParams::model_defaults);
+    RequestContext {
+        max_images,
+        sampling: &DEFAULTS,
+        thinks: false,
+    }
+}
+
+impl<'a> RequestContext<'a> {
+    pub fn of(state: &AppState, model: &'a LoadedModel) -> Self {
+        Self {
+            max_images: state.config.limits.max_images,
+            sampling: &model.bundle.sampling_defaults,
+            thinks: model.bundle.thinks(),
+        }
+    }
+}
+
 /// Parses and validates a request body.
-pub fn parse_chat_request(body: &[u8], max_images: usize) -> Result<ChatRequest, ApiError> {
+pub fn parse_chat_request(body: &[u8], context: RequestContext) -> Result<ChatRequest, ApiError> {
     let value: Value = json_body(body)?;
     let fields = Fields::of(&value, "")?;
     refuse_unsupported(&fields)?;
     fields.string("model")?;
-    let conversation = parse_messages(fields.required("messages")?, max_images)?;
+    let conversation = parse_messages(fields.required("messages")?, context.max_images)?;
     let stream = fields.bool("stream")?.unwrap_or(false);
     let include_usage = match fields.get("stream_options") {
         Some(options) => Fields::of(options, "stream_options")?
@@ -211,7 +245,7 @@ pub fn parse_chat_request(body: &[u8], max_images: usize) -> Result<ChatRequest,
         return_progress: fields.bool("return_progress")?.unwrap_or(false),
         ignore_eos: fields.bool("ignore_eos")?.unwrap_or(false),
         max_tokens,
-        sampling: sampling_params_within(&fields, 2.0)?,
+        sampling: sampling_params_within(&fields, 2.0, context.sampling)?,
         stop: stop_strings(&fields)?,
         logprobs: logprobs(&fields)?,
         image_budget: PixelBudget::parse(&fields, false)?,
@@ -335,12 +369,12 @@ fn refuse_unsupported(fields: &Fields) -> Result<(), ApiError> {
 }
 
 /// The sampling fields (`temperature` up to `max_temperature`: OpenAI's 2, Anthropic's 1);
-/// those left out take the model's defaults.
+/// those left out take the model's `defaults`.
 pub fn sampling_params_within(
     fields: &Fields,
     max_temperature: f64,
+    defaults: &SamplingParams,
 ) -> Result<SamplingParams, ApiError> {
-    let defaults = SamplingParams::model_defaults();
     let number = |name: &str, min: f64, max: f64, default: f32| -> Result<f32, ApiError> {
         Ok(fields.number(name, min, max)?.map_or(default, |n| n as f32))
     };
@@ -404,7 +438,7 @@ mod tests {
     use serde_json::json;
 
     fn parse(value: Value) -> Result<ChatRequest, ApiError> {
-        parse_chat_request(value.to_string().as_bytes(), 8)
+        parse_chat_request(value.to_string().as_bytes(), test_context(8))
     }
 
     fn hello(extra: Value) -> Value {
@@ -571,7 +605,7 @@ mod tests {
     #[test]
     fn malformed_bodies_are_400() {
         for body in [&b"{"[..], b"[1]", b"{}", b"\xff"] {
-            let error = parse_chat_request(body, 8).unwrap_err();
+            let error = parse_chat_request(body, test_context(8)).unwrap_err();
             assert_eq!(error.status, 400, "{}", error.message);
         }
     }
@@ -599,7 +633,7 @@ mod tests {
         .map(|v| v.to_string().into_bytes())
         .collect();
         let inputs = crate::fuzz::fuzz("chat_request", &seeds, |body| {
-            if let Ok(request) = parse_chat_request(body, 4) {
+            if let Ok(request) = parse_chat_request(body, test_context(4)) {
                 assert!(request.conversation.images.len() <= 4);
                 assert!(request.stop.len() <= MAX_STOP_STRINGS);
             }

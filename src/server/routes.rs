@@ -9,7 +9,7 @@ use super::completion::chat_completion;
 use super::errors::ApiError;
 use super::ollama;
 use super::reply::Reply;
-use super::request::parse_chat_request;
+use super::request::{parse_chat_request, RequestContext};
 use super::response::{health_json, models_json, ModelInfo};
 use super::state::{AppState, LoadedModel};
 use super::text_completion::text_completion;
@@ -145,7 +145,7 @@ fn respond(state: &AppState, mut incoming: Incoming, received: Instant) -> Resul
             authorize()?;
             let model = loaded(state)?;
             let body = read_body(&mut incoming, state.config.limits.max_body_bytes)?;
-            let request = parse_chat_request(&body, state.config.limits.max_images)?;
+            let request = parse_chat_request(&body, RequestContext::of(state, model))?;
             chat_completion(state, model, request, received)
         }
         "/api" => ollama_api(state, &mut incoming, received),
@@ -434,10 +434,18 @@ mod tests {
                 );
             }
             assert_eq!(call(&state, "GET", "/package.json", None).status, 404);
-            let font = call(&state, "GET", "/vendor/katex-0.19.1/fonts/KaTeX_Main-Regular.woff2", None);
+            let font = call(
+                &state,
+                "GET",
+                "/vendor/katex-0.19.1/fonts/KaTeX_Main-Regular.woff2",
+                None,
+            );
             assert_eq!((font.status, font.content_type), (200, "font/woff2"));
             assert_eq!(route_label("/vendor/katex-0.19.1/katex.min.js"), "/");
-            assert_eq!(call(&state, "GET", "/vendor/katex-0.19.1/LICENSE", None).status, 404);
+            assert_eq!(
+                call(&state, "GET", "/vendor/katex-0.19.1/LICENSE", None).status,
+                404
+            );
         }
         state.config.webui = false;
         assert_eq!(call(&state, "GET", "/", None).status, 404);

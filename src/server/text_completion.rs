@@ -21,6 +21,7 @@ use super::response::{finish_reason_name, usage_json};
 use super::sse::{event, KEEP_ALIVE_COMMENT};
 use super::state::{AppState, LoadedModel};
 use crate::engine::scheduler::TokenLogprob;
+use crate::engine::SamplingParams;
 
 /// OpenAI's default `max_tokens` for legacy completions.
 const DEFAULT_MAX_TOKENS: usize = 16;
@@ -32,7 +33,7 @@ pub fn text_completion(
     body: &[u8],
     received: Instant,
 ) -> Result<Reply, ApiError> {
-    let request = parse(body)?;
+    let request = parse(body, &model.bundle.sampling_defaults)?;
     let (stream, include_usage) = (request.stream, request.include_usage);
     let Started {
         events,
@@ -59,7 +60,7 @@ pub fn text_completion(
     Ok(reply.with_generation(summary))
 }
 
-fn parse(body: &[u8]) -> Result<ChatRequest, ApiError> {
+fn parse(body: &[u8], sampling_defaults: &SamplingParams) -> Result<ChatRequest, ApiError> {
     let value: Value = json_body(body)?;
     let fields = Fields::of(&value, "")?;
     fields.string("model")?;
@@ -113,7 +114,7 @@ fn parse(body: &[u8]) -> Result<ChatRequest, ApiError> {
         return_progress: false,
         ignore_eos: fields.bool("ignore_eos")?.unwrap_or(false),
         max_tokens: Some(max_tokens),
-        sampling: sampling_params_within(&fields, 2.0)?,
+        sampling: sampling_params_within(&fields, 2.0, sampling_defaults)?,
         stop: stop_strings(&fields)?,
         logprobs: fields
             .integer("logprobs", 0, MAX_TOP_LOGPROBS.min(5))?
@@ -219,7 +220,11 @@ mod tests {
     #[test]
     fn the_prompt_is_taken_as_is_and_legacy_fields_are_read() {
         let body = json!({"model": "m", "prompt": "Once upon", "logprobs": 2, "stop": "\n"});
-        let request = parse(body.to_string().as_bytes()).unwrap();
+        let request = parse(
+            body.to_string().as_bytes(),
+            &SamplingParams::model_defaults(),
+        )
+        .unwrap();
         assert_eq!(request.conversation.text.as_deref(), Some("Once upon"));
         assert_eq!(request.max_tokens, Some(DEFAULT_MAX_TOKENS));
         assert_eq!(request.logprobs, Some(2));
@@ -231,11 +236,21 @@ mod tests {
             json!({"prompt": ["a", "b"]}),
         ] {
             assert_eq!(
-                parse(refused.to_string().as_bytes()).unwrap_err().status,
+                parse(
+                    refused.to_string().as_bytes(),
+                    &SamplingParams::model_defaults()
+                )
+                .unwrap_err()
+                .status,
                 422,
                 "{refused}"
             );
         }
-        assert_eq!(parse(br#"{"model": "m"}"#).unwrap_err().status, 400);
+        assert_eq!(
+            parse(br#"{"model": "m"}"#, &SamplingParams::model_defaults())
+                .unwrap_err()
+                .status,
+            400
+        );
     }
 }

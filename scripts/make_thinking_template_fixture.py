@@ -8,6 +8,10 @@ Qwen3-VL-*-Thinking checkpoints, taken from xinference 4.1.0's model registry
 to the official Instruct template glimpse already carries. Rendering needs transformers and
 jinja2 only (no torch): `pip install transformers jinja2`, then run this script; it writes
 tests/fixtures/thinking/renders.json.
+
+Cases may pass keyword arguments to the template (`apply_chat_template(**kwargs)`, which
+glimpse's server takes as `chat_template_kwargs`); the `add_vision_id` cases are rendered with
+both the Thinking and the Instruct template (src/chat/qwen3vl_chat_template.jinja).
 """
 
 import json
@@ -17,7 +21,10 @@ import transformers
 from transformers.utils.chat_template_utils import render_jinja_template
 
 REPO = Path(__file__).resolve().parent.parent
-TEMPLATE = REPO / "src/chat/qwen3vl_thinking_chat_template.jinja"
+TEMPLATES = {
+    "thinking": REPO / "src/chat/qwen3vl_thinking_chat_template.jinja",
+    "instruct": REPO / "src/chat/qwen3vl_chat_template.jinja",
+}
 OUT = REPO / "tests/fixtures/thinking/renders.json"
 
 WEATHER = {
@@ -53,22 +60,36 @@ CASES = [
     ], [WEATHER], True),
 ]
 
+TWO_IMAGES = [
+    {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Compare"}, {"type": "image"}]},
+    {"role": "assistant", "content": "They differ."},
+    {"role": "user", "content": [{"type": "text", "text": "And this?"}, {"type": "image"}]},
+]
+# (name, template, messages, kwargs)
+KWARGS_CASES = [
+    (f"vision_ids_{kind}", kind, TWO_IMAGES, {"add_vision_id": True}) for kind in ("thinking", "instruct")
+]
+
 
 def main() -> None:
-    template = TEMPLATE.read_text()
     cases = []
-    for name, messages, tools, add_generation_prompt in CASES:
+    every_case = [(name, "thinking", messages, tools, generation, {}) for name, messages, tools, generation in CASES]
+    every_case += [(name, kind, messages, [], True, kwargs) for name, kind, messages, kwargs in KWARGS_CASES]
+    for name, kind, messages, tools, add_generation_prompt, kwargs in every_case:
         rendered, _ = render_jinja_template(
             conversations=[messages],
             tools=tools or None,
-            chat_template=template,
+            chat_template=TEMPLATES[kind].read_text(),
             add_generation_prompt=add_generation_prompt,
+            **kwargs,
         )
         cases.append({
             "name": name,
+            "template": kind,
             "messages": messages,
             "tools": tools,
             "add_generation_prompt": add_generation_prompt,
+            "kwargs": kwargs,
             "rendered": rendered[0],
         })
     OUT.parent.mkdir(parents=True, exist_ok=True)

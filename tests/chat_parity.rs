@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use glimpse::chat::{
-    build_prompt, ChatTemplate, Content, ImageRef, Message, Part, SpecialTokens, Tokenizer,
-    ToolCall,
+    build_prompt, ChatTemplate, Content, ImageRef, Message, Part, SpecialTokens, TemplateArgs,
+    Tokenizer, ToolCall,
 };
 use serde::Deserialize;
 
@@ -162,9 +162,13 @@ fn greedy_tokens_decode_to_transformers_text_at_once_and_streamed() {
 #[derive(Deserialize)]
 struct ThinkingCase {
     name: String,
+    /// "thinking" or "instruct".
+    template: String,
     messages: Vec<ThinkingMessage>,
     tools: Vec<serde_json::Value>,
     add_generation_prompt: bool,
+    /// Keyword arguments of `apply_chat_template` (`chat_template_kwargs`).
+    kwargs: serde_json::Map<String, serde_json::Value>,
     rendered: String,
 }
 
@@ -189,14 +193,20 @@ struct ThinkingFixture {
 }
 
 #[test]
-fn the_official_thinking_template_renders_as_transformers_does() {
+fn the_official_thinking_template_and_template_kwargs_render_as_transformers_does() {
     let fixture: ThinkingFixture = serde_json::from_slice(&read(
         &fixtures().join("thinking/renders.json"),
         "run scripts/make_thinking_template_fixture.py",
     ))
     .unwrap();
-    let template = ChatTemplate::new(glimpse::chat::QWEN3_VL_THINKING_CHAT_TEMPLATE).unwrap();
+    let thinking = ChatTemplate::new(glimpse::chat::QWEN3_VL_THINKING_CHAT_TEMPLATE).unwrap();
+    let instruct = ChatTemplate::new(glimpse::chat::QWEN3_VL_CHAT_TEMPLATE).unwrap();
     for case in &fixture.cases {
+        let template = match case.template.as_str() {
+            "thinking" => &thinking,
+            "instruct" => &instruct,
+            other => panic!("{}: unknown template {other}", case.name),
+        };
         let mut images = 0;
         let messages: Vec<Message> = case
             .messages
@@ -231,8 +241,12 @@ fn the_official_thinking_template_renders_as_transformers_does() {
                     .with_reasoning(message.reasoning_content.clone())
             })
             .collect();
+        let args = TemplateArgs {
+            tools: &case.tools,
+            kwargs: Some(&case.kwargs),
+        };
         let rendered = template
-            .render_with_tools(&messages, &case.tools, case.add_generation_prompt)
+            .render_with(&messages, args, case.add_generation_prompt)
             .unwrap();
         assert_eq!(rendered, case.rendered, "{}", case.name);
     }

@@ -229,3 +229,56 @@ fn a_thinking_models_answer_comes_back_as_reasoning_content() {
         .collect();
     assert_eq!(thought, raw_text);
 }
+
+/// `chat_template_kwargs` reach the chat template: `add_vision_id` labels each image
+/// "Picture N: " (tests/fixtures/thinking renders it as transformers does), so the prompt
+/// grows by those tokens; variables the server sets cannot be overridden.
+#[test]
+fn chat_template_kwargs_reach_the_template() {
+    let server = TestServer::start(&[]);
+    let image = data_uri(&crate::common::fixtures().join("images/small_64x96.png"));
+    let request = |kwargs: Option<serde_json::Value>| {
+        let mut body = json!({
+            "messages": [{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": image}},
+                {"type": "text", "text": "What is it?"}
+            ]}],
+            "max_tokens": 1,
+            "temperature": 0
+        });
+        if let Some(kwargs) = kwargs {
+            body["chat_template_kwargs"] = kwargs;
+        }
+        server.post_raw("/v1/chat/completions", body.to_string().as_bytes(), None)
+    };
+    let prompt_tokens = |answer: Answer| {
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        answer.json()["usage"]["prompt_tokens"]
+            .as_u64()
+            .expect("a count")
+    };
+    let plain = prompt_tokens(request(None));
+    let labelled = prompt_tokens(request(Some(json!({"add_vision_id": true}))));
+    let label = server.post_raw("/tokenize", br#"{"content": "Picture 1: "}"#, None);
+    assert_eq!(
+        labelled - plain,
+        label.json()["count"].as_u64().expect("a count")
+    );
+    assert_eq!(
+        prompt_tokens(request(Some(json!({"add_vision_id": false})))),
+        plain
+    );
+    for refused in [
+        json!({"add_generation_prompt": false}),
+        json!({"messages": []}),
+        json!(["add_vision_id"]),
+    ] {
+        request(Some(refused)).assert_error(400, "invalid_field");
+    }
+    let tokenized = server.post_raw(
+        "/tokenize",
+        json!({"messages": [{"role": "user", "content": "hi"}], "chat_template_kwargs": {"tools": []}}).to_string().as_bytes(),
+        None,
+    );
+    tokenized.assert_error(400, "invalid_field");
+}

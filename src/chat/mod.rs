@@ -21,5 +21,8 @@ pub use presets::{strip_markdown_fence, LOCATE_PROMPT, MARKDOWN_PROMPT};
 pub use prompt::{build_prompt, build_prompt_with_answer_prefix, Prompt};
 pub use special_tokens::SpecialTokens;
 pub use stream_decoder::StreamDecoder;
-pub use template::{ChatTemplate, QWEN3_VL_CHAT_TEMPLATE, QWEN3_VL_THINKING_CHAT_TEMPLATE};
+pub use template::{
+    ChatTemplate, TemplateArgs, QWEN3_VL_CHAT_TEMPLATE, QWEN3_VL_THINKING_CHAT_TEMPLATE,
+    RESERVED_TEMPLATE_VARIABLES,
+};
 pub use tokenizer::Tokenizer;

@@ -9,7 +9,7 @@ use anyhow::{bail, Result};
 
 use super::message::Message;
 use super::special_tokens::SpecialTokens;
-use super::template::ChatTemplate;
+use super::template::{ChatTemplate, TemplateArgs};
 use super::tokenizer::Tokenizer;
 
 /// Token ids ready for prefill.
@@ -34,26 +34,26 @@ pub fn build_prompt(
         template,
         tokenizer,
         messages,
-        &[],
+        TemplateArgs::default(),
         image_token_counts,
         special,
         "",
     )
 }
 
-/// `build_prompt` with the functions `tools` offered (OpenAI tool objects, as the template
-/// writes them) and the answer already begun: `answer_prefix` follows the generation prompt,
-/// so the model continues it (e.g. "```json\n[" to get grounding JSON).
+/// `build_prompt` with more template arguments (tools offered, keyword arguments) and the
+/// answer already begun: `answer_prefix` follows the generation prompt, so the model
+/// continues it (e.g. "```json\n[" to get grounding JSON).
 pub fn build_prompt_with_answer_prefix(
     template: &ChatTemplate,
     tokenizer: &Tokenizer,
     messages: &[Message],
-    tools: &[serde_json::Value],
+    args: TemplateArgs,
     image_token_counts: &[usize],
     special: &SpecialTokens,
     answer_prefix: &str,
 ) -> Result<Prompt> {
-    let text = template.render_with_tools(messages, tools, true)? + answer_prefix;
+    let text = template.render_with(messages, args, true)? + answer_prefix;
     let ids = tokenizer.encode(&text)?;
     expand_image_pads(&ids, image_token_counts, special.image_pad)
 }

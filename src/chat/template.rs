@@ -2,7 +2,9 @@
 //! transformers' `apply_chat_template` does: minijinja configured like jinja2 with
 //! `trim_blocks` and `lstrip_blocks`, loop controls, a `tojson` filter that writes
 //! `json.dumps(x, ensure_ascii=False)`, a `raise_exception` function, and the variables
-//! `messages`, `tools`, `add_generation_prompt` and `add_vision_id` (always false).
+//! `messages`, `tools`, `add_generation_prompt`, `add_vision_id` (false unless set) and any
+//! other keyword arguments a request passes (`chat_template_kwargs`, as transformers'
+//! `apply_chat_template(**kwargs)` takes them).
 
 use anyhow::{anyhow, Result};
 use minijinja::{context, AutoEscape, Environment, Error, ErrorKind, Value};
@@ -20,6 +22,18 @@ pub const QWEN3_VL_CHAT_TEMPLATE: &str = include_str!("qwen3vl_chat_template.jin
 /// it; see scripts/make_thinking_template_fixture.py for where this copy comes from).
 pub const QWEN3_VL_THINKING_CHAT_TEMPLATE: &str =
     include_str!("qwen3vl_thinking_chat_template.jinja");
+
+/// What a template is rendered with besides the messages.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TemplateArgs<'a> {
+    /// Tool (function) definitions offered to the model, as OpenAI tool objects.
+    pub tools: &'a [serde_json::Value],
+    /// More variables for the template (`add_vision_id`, …).
+    pub kwargs: Option<&'a serde_json::Map<String, serde_json::Value>>,
+}
+
+/// Variables a template's keyword arguments may not set: the renderer sets them.
+pub const RESERVED_TEMPLATE_VARIABLES: [&str; 3] = ["messages", "tools", "add_generation_prompt"];
 
 /// A compiled chat template.
 #[derive(Debug)]
@@ -55,23 +69,35 @@ impl ChatTemplate {
     /// The prompt text for `messages`; with `add_generation_prompt` it ends with the opening of
     /// the assistant's turn.
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
-        self.render_with_tools(messages, &[], add_generation_prompt)
+        self.render_with(messages, TemplateArgs::default(), add_generation_prompt)
     }
 
     /// Like `render`, with tool (function) definitions offered to the model. An empty `tools`
     /// is passed to the template as `none`, as transformers does. Each tool object is written
     /// with its keys in the order they came in, as Python's dicts keep them.
-    pub fn render_with_tools(
+    /// Keyword arguments are added to the variables; one that names a variable the renderer
+    /// sets is an error.
+    pub fn render_with(
         &self,
         messages: &[Message],
-        tools: &[serde_json::Value],
+        args: TemplateArgs,
         add_generation_prompt: bool,
     ) -> Result<String> {
-        let tools = if tools.is_empty() {
+        let tools = if args.tools.is_empty() {
             Value::from(())
         } else {
-            Value::from_serialize(tools)
+            Value::from_serialize(args.tools)
         };
+        let mut kwargs = args.kwargs.cloned().unwrap_or_default();
+        if let Some(name) = RESERVED_TEMPLATE_VARIABLES
+            .iter()
+            .find(|name| kwargs.contains_key(**name))
+        {
+            return Err(anyhow!("the template variable '{name}' cannot be set"));
+        }
+        kwargs
+            .entry("add_vision_id")
+            .or_insert(serde_json::Value::Bool(false));
         let template = self
             .env
             .get_template(TEMPLATE_NAME)
@@ -81,7 +107,7 @@ impl ChatTemplate {
                 messages => Value::from_serialize(messages),
                 tools => tools,
                 add_generation_prompt => add_generation_prompt,
-                add_vision_id => false,
+                ..Value::from_serialize(&kwargs)
             })
             .map_err(|e| anyhow!("rendering the chat template failed: {e}"))
     }
@@ -201,7 +227,14 @@ mod tests {
         })];
         let messages = [Message::new(Role::User, "Hi")];
         let rendered = qwen3vl_template()
-            .render_with_tools(&messages, &tools, true)
+            .render_with(
+                &messages,
+                TemplateArgs {
+                    tools: &tools,
+                    kwargs: None,
+                },
+                true,
+            )
             .unwrap();
         assert!(rendered.starts_with(
             "<|im_start|>system\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\n\

@@ -13,7 +13,8 @@ use super::sampler::SamplingParams;
 use super::vision_cache::VisionCache;
 use crate::chat::{
     build_prompt_with_answer_prefix, images_in_prompt_order, tokenizer_json_from_gguf,
-    ChatTemplate, ImageRef, Message, Prompt, SpecialTokens, Tokenizer, QWEN3_VL_CHAT_TEMPLATE,
+    ChatTemplate, ImageRef, Message, Prompt, SpecialTokens, TemplateArgs, Tokenizer,
+    QWEN3_VL_CHAT_TEMPLATE,
 };
 use crate::gguf::{keys, GgufFile};
 use crate::model::{ModelFiles, Qwen3VL};
@@ -155,15 +156,15 @@ impl ModelBundle {
         images: &'a [PixelValues],
         answer_prefix: &str,
     ) -> Result<(Prompt, Vec<&'a PixelValues>)> {
-        self.prompt_with_tools(messages, images, &[], answer_prefix)
+        self.prompt_with(messages, images, TemplateArgs::default(), answer_prefix)
     }
 
-    /// `prompt_with_answer_prefix` with functions `tools` offered to the model.
-    pub fn prompt_with_tools<'a>(
+    /// `prompt_with_answer_prefix` with more template arguments (tools, keyword arguments).
+    pub fn prompt_with<'a>(
         &self,
         messages: &[Message],
         images: &'a [PixelValues],
-        tools: &[serde_json::Value],
+        args: TemplateArgs,
         answer_prefix: &str,
     ) -> Result<(Prompt, Vec<&'a PixelValues>)> {
         let ordered = images_in_prompt_order(messages)?
@@ -182,7 +183,7 @@ impl ModelBundle {
             &self.template,
             &self.tokenizer,
             messages,
-            tools,
+            args,
             &counts,
             &self.special,
             answer_prefix,

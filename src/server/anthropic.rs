@@ -141,6 +141,7 @@ fn parse_messages_request(body: &[u8], context: RequestContext) -> Result<ChatRe
         grammar: None,
         logit_bias: Vec::new(),
         tools: Tools::default(),
+        template_kwargs: None,
     })
 }
 

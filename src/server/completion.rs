@@ -22,7 +22,7 @@ use super::response::{
 use super::sse::OpenAiChunks;
 use super::state::{AppState, LoadedModel};
 use super::tool_calls::split_answer;
-use crate::chat::Prompt;
+use crate::chat::{Prompt, TemplateArgs};
 use crate::engine::constraint::{Grammar, TokenConstraint};
 use crate::engine::scheduler::{Job, JobEvent, SubmitError};
 use crate::engine::{GenerationParams, Timings};
@@ -82,6 +82,7 @@ pub fn start_generation(
         grammar,
         logit_bias,
         tools,
+        template_kwargs,
     } = request;
     let grammar = match (grammar, tools.required_call()) {
         (Some(_), Some(_)) => {
@@ -110,7 +111,11 @@ pub fn start_generation(
             } else {
                 &[]
             };
-            chat_prompt(model, &conversation.messages, &pixels, offered)?
+            let args = TemplateArgs {
+                tools: offered,
+                kwargs: template_kwargs.as_ref(),
+            };
+            chat_prompt(model, &conversation.messages, &pixels, args)?
         }
     };
     let context = state.config.context_length;
@@ -176,9 +181,9 @@ fn chat_prompt(
     model: &LoadedModel,
     messages: &[crate::chat::Message],
     pixels: &[PixelValues],
-    tools: &[serde_json::Value],
+    args: TemplateArgs,
 ) -> Result<Prompt, ApiError> {
-    let prompt = model.bundle.prompt_with_tools(messages, pixels, tools, "");
+    let prompt = model.bundle.prompt_with(messages, pixels, args, "");
     let (prompt, ordered) = prompt.map_err(|e| {
         ApiError::invalid("invalid_prompt", format!("cannot build the prompt: {e:#}"))
     })?;

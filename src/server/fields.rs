@@ -97,6 +97,14 @@ impl<'a> Fields<'a> {
             .ok_or_else(|| bad_field(&self.path_of(name), "a string", value))
     }
 
+    pub fn object(&self, name: &str) -> Result<Option<&'a Map<String, Value>>, ApiError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Value::Object(object)) => Ok(Some(object)),
+            Some(other) => Err(bad_field(&self.path_of(name), "an object", other)),
+        }
+    }
+
     pub fn bool(&self, name: &str) -> Result<Option<bool>, ApiError> {
         match self.get(name) {
             None => Ok(None),

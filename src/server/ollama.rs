@@ -307,6 +307,7 @@ fn request(
         grammar,
         logit_bias: Vec::new(),
         tools: Tools::default(),
+        template_kwargs: None,
     })
 }
 

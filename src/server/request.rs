@@ -5,13 +5,14 @@
 //! nothing here (`user`, `metadata`, `service_tier`, `parallel_tool_calls` without tools,
 //! `prompt_cache_key`: the prefix cache is automatic) and unknown fields are accepted.
 //! Sampling fields left out take the model's defaults.
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::errors::ApiError;
 use super::fields::{json_body, Fields};
 use super::image_budget::PixelBudget;
 use super::messages::{parse_messages, Conversation};
 use super::state::{AppState, LoadedModel};
+use crate::chat::RESERVED_TEMPLATE_VARIABLES;
 use crate::engine::constraint::Grammar;
 use crate::engine::SamplingParams;
 
@@ -46,6 +47,8 @@ pub struct ChatRequest {
     /// The functions offered to the model (OpenAI tool objects) and whether and how it must
     /// call one.
     pub tools: Tools,
+    /// `chat_template_kwargs`: more variables for the chat template (`add_vision_id`, …).
+    pub template_kwargs: Option<Map<String, Value>>,
 }
 
 /// `tools` with `tool_choice`.
@@ -252,6 +255,7 @@ pub fn parse_chat_request(body: &[u8], context: RequestContext) -> Result<ChatRe
         grammar: response_format(&fields)?,
         logit_bias: logit_bias(&fields)?,
         tools: tools(&fields)?,
+        template_kwargs: template_kwargs(&fields)?,
     })
 }
 
@@ -398,6 +402,24 @@ pub fn sampling_params_within(
             None => defaults.repetition_penalty,
         },
     })
+}
+
+/// `chat_template_kwargs` (vLLM's and llama-server's name): an object of template variables,
+/// none of them one the server sets.
+pub fn template_kwargs(fields: &Fields) -> Result<Option<Map<String, Value>>, ApiError> {
+    let Some(kwargs) = fields.object("chat_template_kwargs")? else {
+        return Ok(None);
+    };
+    if let Some(name) = RESERVED_TEMPLATE_VARIABLES
+        .iter()
+        .find(|name| kwargs.contains_key(**name))
+    {
+        return Err(ApiError::invalid(
+            "invalid_field",
+            format!("'chat_template_kwargs.{name}' cannot be set: the request decides it"),
+        ));
+    }
+    Ok(Some(kwargs.clone()))
 }
 
 /// `stop`: one string or a list of strings.

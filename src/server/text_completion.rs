@@ -123,6 +123,7 @@ fn parse(body: &[u8], sampling_defaults: &SamplingParams) -> Result<ChatRequest,
         grammar: None,
         logit_bias: logit_bias(&fields)?,
         tools: Tools::default(),
+        template_kwargs: None,
     })
 }
 

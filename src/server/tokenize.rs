@@ -8,9 +8,12 @@ use super::errors::ApiError;
 use super::fields::{json_body, Fields};
 use super::messages::parse_messages;
 use super::reply::Reply;
+use super::request::template_kwargs;
 use super::state::{AppState, LoadedModel};
+use crate::chat::TemplateArgs;
 
-/// `{"content": "…"}` / `{"prompt": "…"}` / `{"messages": […]}` → `{"tokens", "count", "max_model_len"}`;
+/// `{"content": "…"}` / `{"prompt": "…"}` / `{"messages": […]}` (with `chat_template_kwargs`)
+/// → `{"tokens", "count", "max_model_len"}`;
 /// `with_pieces: true` gives `{"id", "piece"}` objects instead of ids.
 pub fn tokenize(state: &AppState, model: &LoadedModel, body: &[u8]) -> Result<Reply, ApiError> {
     let value = json_body(body)?;
@@ -18,7 +21,13 @@ pub fn tokenize(state: &AppState, model: &LoadedModel, body: &[u8]) -> Result<Re
     let bundle = &model.bundle;
     let ids = if let Some(messages) = fields.get("messages") {
         let conversation = parse_messages(messages, 0)?;
-        let (prompt, _) = bundle.prompt(&conversation.messages, &[]).map_err(|e| {
+        let kwargs = template_kwargs(&fields)?;
+        let args = TemplateArgs {
+            tools: &[],
+            kwargs: kwargs.as_ref(),
+        };
+        let prompt = bundle.prompt_with(&conversation.messages, &[], args, "");
+        let (prompt, _) = prompt.map_err(|e| {
             ApiError::invalid("invalid_prompt", format!("cannot build the prompt: {e:#}"))
         })?;
         prompt.ids

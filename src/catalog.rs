@@ -225,6 +225,14 @@ mod tests {
             let q4 = model.profiles["q4_k"].ram_gb;
             assert!(q4 > previous, "{name}");
             previous = q4;
+            // The Thinking twin: same architecture and sizes, its own repository.
+            let thinking = catalog.choose(&format!("{name}-thinking")).unwrap().model;
+            assert_eq!(thinking.profiles, model.profiles, "{name}");
+            assert_eq!(
+                thinking.repo,
+                model.repo.replace("-Instruct", "-Thinking"),
+                "{name}"
+            );
         }
     }
 

@@ -129,7 +129,7 @@ fn raise_exception(message: String) -> Result<Value, Error> {
 mod tests {
     use super::super::message::{ImageRef, Message, Part, Role};
     use super::super::test_support::qwen3vl_template;
-    use super::ChatTemplate;
+    use super::{ChatTemplate, TemplateArgs};
 
     fn image() -> Part {
         Part::Image(ImageRef(0))

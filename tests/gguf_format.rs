@@ -1409,7 +1409,7 @@ fn a_llama_config_is_rejected() {
     std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
     let err = convert_err(&dir);
     assert!(
-        err.ends_with("unsupported architecture 'llama': glimpse converts Qwen3-VL checkpoints (model_type qwen3_vl)"),
+        err.ends_with("unsupported architecture 'llama': glimpse converts Qwen3-VL checkpoints (model_type qwen3_vl or qwen3_vl_moe)"),
         "{err}"
     );
 }

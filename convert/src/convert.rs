@@ -239,7 +239,7 @@ fn check_sources<'w>(
 /// Element offset in the checkpoint tensor of output row `row` (rows of `row_len` elements).
 fn source_row_start(mapping: &TensorMapping, row: usize, row_len: usize) -> usize {
     match mapping.extraction {
-        Extraction::Whole => row * row_len,
+        Extraction::Whole | Extraction::ExpertColumns { .. } => row * row_len,
         Extraction::TemporalSlice { t } => {
             // [out, in, kt, p, p] → [out, in, p, p]: row = (out·in)·p + y
             let temporal = mapping.hf_shape.get(2).copied().unwrap_or(1);
@@ -265,6 +265,10 @@ fn write_tensor<W: std::io::Write>(
     let mut encoded = Vec::new();
 
     writer.begin_tensor(&mapping.gguf_name)?;
+    if let Extraction::ExpertColumns { first, count } = mapping.extraction {
+        write_expert_columns(writer, mapping, source, target, (first, count), progress)?;
+        return Ok(writer.end_tensor()?);
+    }
     for first_row in (0..rows).step_by(rows_per_chunk) {
         values.clear();
         encoded.clear();
@@ -281,6 +285,44 @@ fn write_tensor<W: std::io::Write>(
         progress.inc(encoded.len() as u64);
     }
     Ok(writer.end_tensor()?)
+}
+
+/// The rows of an `ExpertColumns` tensor: each expert's `[in, cols]` matrix is decoded once,
+/// then its columns `first..first + count` are written as rows.
+fn write_expert_columns<W: std::io::Write>(
+    writer: &mut GgufWriter<W>,
+    mapping: &TensorMapping,
+    source: &SourceTensor<'_>,
+    target: GgmlType,
+    (first, count): (usize, usize),
+    progress: &ProgressBar,
+) -> Result<()> {
+    let (experts, inputs, cols) = (
+        mapping.hf_shape[0],
+        mapping.hf_shape[1],
+        mapping.hf_shape[2],
+    );
+    let expert_bytes = inputs * cols * source.dtype.element_size();
+    let (mut matrix, mut rows, mut encoded) = (Vec::new(), Vec::new(), Vec::new());
+    for expert in 0..experts {
+        let bytes = source
+            .data
+            .get(expert * expert_bytes..(expert + 1) * expert_bytes)
+            .with_context(|| {
+                format!("expert {expert} of '{}' lies outside its data", source.name)
+            })?;
+        matrix.clear();
+        decode_into(source.dtype.ggml_type(), bytes, &mut matrix)?;
+        rows.clear();
+        for column in first..first + count {
+            rows.extend((0..inputs).map(|i| matrix[i * cols + column]));
+        }
+        encoded.clear();
+        encode_into(target, &rows, &mut encoded)?;
+        writer.write_data(&encoded)?;
+        progress.inc(encoded.len() as u64);
+    }
+    Ok(())
 }
 
 fn progress_bar(visible: bool, total_bytes: u64) -> Result<ProgressBar> {

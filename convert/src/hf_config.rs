@@ -1,6 +1,7 @@
 //! The Hugging Face `config.json` of a Qwen3-VL checkpoint (serde), accepting both RoPE
 //! spellings (legacy `rope_scaling` + `rope_theta`, transformers v5 `rope_parameters` with
 //! `rope_theta` inside), and rejecting any other architecture before field-level parsing.
+//! Qwen3-VL-MoE checkpoints (Qwen3-VL-30B-A3B) add the experts' sizes to `text_config`.
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
@@ -8,6 +9,21 @@ use serde::Deserialize;
 pub const QWEN3VL_MODEL_TYPE: &str = "qwen3_vl";
 /// `architectures[0]` of a Qwen3-VL checkpoint.
 pub const QWEN3VL_ARCHITECTURE: &str = "Qwen3VLForConditionalGeneration";
+/// `model_type` of a Qwen3-VL mixture-of-experts checkpoint.
+pub const QWEN3VL_MOE_MODEL_TYPE: &str = "qwen3_vl_moe";
+/// `architectures[0]` of a Qwen3-VL mixture-of-experts checkpoint.
+pub const QWEN3VL_MOE_ARCHITECTURE: &str = "Qwen3VLMoeForConditionalGeneration";
+
+/// The experts of a mixture-of-experts text model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Experts {
+    /// Experts per layer (`num_experts`).
+    pub count: usize,
+    /// Experts each token goes through (`num_experts_per_tok`).
+    pub used: usize,
+    /// Hidden width of one expert's feed-forward (`moe_intermediate_size`).
+    pub feed_forward: usize,
+}
 
 #[derive(Clone, Debug, Deserialize)]
 pub struct HfConfig {
@@ -41,6 +57,12 @@ pub struct TextConfig {
     pub tie_word_embeddings: Option<bool>,
     pub bos_token_id: Option<u32>,
     pub eos_token_id: Option<TokenIds>,
+    pub num_experts: Option<usize>,
+    pub num_experts_per_tok: Option<usize>,
+    pub moe_intermediate_size: Option<usize>,
+    pub decoder_sparse_step: Option<usize>,
+    #[serde(default)]
+    pub mlp_only_layers: Vec<usize>,
 }
 
 /// The RoPE dictionary under either of its names.
@@ -131,6 +153,7 @@ impl HfConfig {
                 vision.depth
             );
         }
+        self.experts()?;
         let rope = self.text_rope()?;
         if rope.mrope_section.len() > 4 {
             bail!(
@@ -139,6 +162,47 @@ impl HfConfig {
             );
         }
         Ok(())
+    }
+
+    /// Whether this is the mixture-of-experts model (`qwen3_vl_moe`).
+    pub fn is_moe(&self) -> bool {
+        self.model_type.as_deref() == Some(QWEN3VL_MOE_MODEL_TYPE)
+            || self
+                .architectures
+                .iter()
+                .any(|a| a == QWEN3VL_MOE_ARCHITECTURE)
+    }
+
+    /// The experts of a mixture-of-experts model (`None` for the dense one). Every layer
+    /// must be a mixture (`decoder_sparse_step` 1, no `mlp_only_layers`), as in the released
+    /// checkpoints and in llama.cpp's `qwen3vlmoe` layout.
+    pub fn experts(&self) -> Result<Option<Experts>> {
+        if !self.is_moe() {
+            return Ok(None);
+        }
+        let text = &self.text_config;
+        let (Some(count), Some(used), Some(feed_forward)) = (
+            text.num_experts,
+            text.num_experts_per_tok,
+            text.moe_intermediate_size,
+        ) else {
+            bail!("text_config of a Qwen3-VL-MoE model needs num_experts, num_experts_per_tok and moe_intermediate_size");
+        };
+        if count == 0 || used == 0 || used > count || feed_forward == 0 {
+            bail!("text_config: num_experts_per_tok {used} of num_experts {count} (moe_intermediate_size {feed_forward}) is not a mixture");
+        }
+        if text.decoder_sparse_step.unwrap_or(1) != 1 || !text.mlp_only_layers.is_empty() {
+            bail!(
+                "text_config: decoder_sparse_step {:?} / mlp_only_layers {:?}: dense layers among the experts are not supported (every layer must be a mixture)",
+                text.decoder_sparse_step,
+                text.mlp_only_layers
+            );
+        }
+        Ok(Some(Experts {
+            count,
+            used,
+            feed_forward,
+        }))
     }
 
     /// Whether `lm_head` is tied to the token embedding: `text_config.tie_word_embeddings`,
@@ -223,14 +287,23 @@ fn check_architecture(config: &serde_json::Value) -> Result<()> {
         {
             return Ok(())
         }
-        Some(QWEN3VL_MODEL_TYPE) => architectures.join(", "),
+        Some(QWEN3VL_MOE_MODEL_TYPE)
+            if architectures.is_empty() || architectures.contains(&QWEN3VL_MOE_ARCHITECTURE) =>
+        {
+            return Ok(())
+        }
+        Some(QWEN3VL_MODEL_TYPE | QWEN3VL_MOE_MODEL_TYPE) => architectures.join(", "),
         Some(other) => other.to_string(),
-        None if architectures.contains(&QWEN3VL_ARCHITECTURE) => return Ok(()),
+        None if architectures.contains(&QWEN3VL_ARCHITECTURE)
+            || architectures.contains(&QWEN3VL_MOE_ARCHITECTURE) =>
+        {
+            return Ok(())
+        }
         None if architectures.is_empty() => "unknown (config.json has no model_type)".to_string(),
         None => architectures.join(", "),
     };
     bail!(
-        "unsupported architecture '{offending}': glimpse converts Qwen3-VL checkpoints (model_type {QWEN3VL_MODEL_TYPE})"
+        "unsupported architecture '{offending}': glimpse converts Qwen3-VL checkpoints (model_type {QWEN3VL_MODEL_TYPE} or {QWEN3VL_MOE_MODEL_TYPE})"
     )
 }
 
@@ -318,7 +391,7 @@ pub(crate) mod tests {
         let err = parse(&value).unwrap_err().to_string();
         assert_eq!(
             err,
-            "unsupported architecture 'llama': glimpse converts Qwen3-VL checkpoints (model_type qwen3_vl)"
+            "unsupported architecture 'llama': glimpse converts Qwen3-VL checkpoints (model_type qwen3_vl or qwen3_vl_moe)"
         );
         let llama_only =
             serde_json::json!({"architectures": ["LlamaForCausalLM"], "hidden_size": 8});

@@ -5,7 +5,7 @@ use anyhow::{anyhow, Context, Result};
 
 use crate::checkpoint::Checkpoint;
 use crate::out_type::OutType;
-use glimpse_gguf::keys::{self, clip, general, qwen3vl};
+use glimpse_gguf::keys::{self, clip, general, text, text_key};
 use glimpse_gguf::{MetaArray, MetaValue, Metadata};
 
 /// A size as the u32 llama.cpp stores.
@@ -30,7 +30,7 @@ pub fn add_general_metadata(
     role: FileRole,
 ) -> Result<()> {
     let (architecture, kind) = match role {
-        FileRole::Model => (keys::ARCHITECTURE_QWEN3VL, "model"),
+        FileRole::Model => (text_architecture(checkpoint), "model"),
         FileRole::Projector => (keys::ARCHITECTURE_CLIP, "mmproj"),
     };
     meta.insert(
@@ -94,52 +94,74 @@ pub fn add_sampling_metadata(meta: &mut Metadata, checkpoint: &Checkpoint) -> Re
     Ok(())
 }
 
+/// `general.architecture` of the text model: `qwen3vlmoe` for the mixture of experts.
+pub fn text_architecture(checkpoint: &Checkpoint) -> &'static str {
+    if checkpoint.config.is_moe() {
+        keys::ARCHITECTURE_QWEN3VLMOE
+    } else {
+        keys::ARCHITECTURE_QWEN3VL
+    }
+}
+
 pub fn add_text_model_metadata(meta: &mut Metadata, checkpoint: &Checkpoint) -> Result<()> {
+    let arch = text_architecture(checkpoint);
+    let key = |name: &str| text_key(arch, name);
     let config = &checkpoint.config;
     let text = &config.text_config;
     let rope = config.text_rope()?;
     let head_dim = config.text_head_dim();
     let sizes = [
         (
-            qwen3vl::BLOCK_COUNT,
+            key(text::BLOCK_COUNT),
             "num_hidden_layers",
             text.num_hidden_layers,
         ),
         (
-            qwen3vl::CONTEXT_LENGTH,
+            key(text::CONTEXT_LENGTH),
             "max_position_embeddings",
             text.max_position_embeddings,
         ),
-        (qwen3vl::EMBEDDING_LENGTH, "hidden_size", text.hidden_size),
+        (key(text::EMBEDDING_LENGTH), "hidden_size", text.hidden_size),
         (
-            qwen3vl::FEED_FORWARD_LENGTH,
+            key(text::FEED_FORWARD_LENGTH),
             "intermediate_size",
             text.intermediate_size,
         ),
         (
-            qwen3vl::HEAD_COUNT,
+            key(text::HEAD_COUNT),
             "num_attention_heads",
             text.num_attention_heads,
         ),
         (
-            qwen3vl::HEAD_COUNT_KV,
+            key(text::HEAD_COUNT_KV),
             "num_key_value_heads",
             text.num_key_value_heads,
         ),
-        (qwen3vl::KEY_LENGTH, "head_dim", head_dim),
-        (qwen3vl::VALUE_LENGTH, "head_dim", head_dim),
+        (key(text::KEY_LENGTH), "head_dim", head_dim),
+        (key(text::VALUE_LENGTH), "head_dim", head_dim),
         (
-            qwen3vl::N_DEEPSTACK_LAYERS,
+            key(text::N_DEEPSTACK_LAYERS),
             "deepstack layers",
             config.vision_config.deepstack_visual_indexes.len(),
         ),
     ];
-    for (key, what, value) in sizes {
-        meta.insert(key, u32_value(what, value)?)?;
+    let experts = config.experts()?.map(|e| {
+        [
+            (key(text::EXPERT_COUNT), "num_experts", e.count),
+            (key(text::EXPERT_USED_COUNT), "num_experts_per_tok", e.used),
+            (
+                key(text::EXPERT_FEED_FORWARD_LENGTH),
+                "moe_intermediate_size",
+                e.feed_forward,
+            ),
+        ]
+    });
+    for (name, what, value) in sizes.into_iter().chain(experts.into_iter().flatten()) {
+        meta.insert(name, u32_value(what, value)?)?;
     }
-    meta.insert(qwen3vl::ROPE_FREQ_BASE, MetaValue::F32(rope.theta as f32))?;
+    meta.insert(key(text::ROPE_FREQ_BASE), MetaValue::F32(rope.theta as f32))?;
     meta.insert(
-        qwen3vl::LAYER_NORM_RMS_EPSILON,
+        key(text::LAYER_NORM_RMS_EPSILON),
         MetaValue::F32(text.rms_norm_eps as f32),
     )?;
     let mut sections = rope
@@ -151,7 +173,7 @@ pub fn add_text_model_metadata(meta: &mut Metadata, checkpoint: &Checkpoint) -> 
         .collect::<Result<Vec<i32>>>()?;
     sections.resize(4, 0);
     meta.insert(
-        qwen3vl::ROPE_DIMENSION_SECTIONS,
+        key(text::ROPE_DIMENSION_SECTIONS),
         MetaValue::Array(MetaArray::I32(sections)),
     )?;
     Ok(())

@@ -68,6 +68,8 @@ impl OutType {
         let stays_f32 = shape.len() <= 1
             || gguf_name.ends_with("_norm.weight")
             || gguf_name == "v.position_embd.weight"
+            // The experts' router stays exact, as llama.cpp's quantizer keeps it.
+            || gguf_name.ends_with("ffn_gate_inp.weight")
             || !gguf_name.ends_with(".weight");
         if stays_f32 {
             return GgmlType::F32;

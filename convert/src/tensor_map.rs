@@ -1,6 +1,10 @@
 //! Which checkpoint tensor becomes which GGUF tensor: llama.cpp's Qwen3-VL names for the text
 //! model (`token_embd`, `blk.N.*`, `output_norm`, `output`) and vision tower (`v.*`, `mm.*`,
 //! `v.deepstack.IDX.*`), each with the checkpoint shape the config implies, in file order.
+//! A mixture-of-experts layer's router is `ffn_gate_inp`, and its experts' packed tensors
+//! (`experts.gate_up_proj` [E, hidden, 2·ff], `experts.down_proj` [E, ff, hidden]) become
+//! llama.cpp's `ffn_gate_exps` / `ffn_up_exps` [E, ff, hidden] and `ffn_down_exps`
+//! [E, hidden, ff]: one output row per expert feature, as every other matrix.
 use anyhow::{bail, Result};
 
 use crate::hf_config::HfConfig;
@@ -23,6 +27,9 @@ pub enum Extraction {
     /// One temporal frame `t` of the Conv3d patch embedding `[out, in, kt, p, p]`,
     /// giving `[out, in, p, p]`.
     TemporalSlice { t: usize },
+    /// Columns `first..first + count` of each expert's `[in, cols]` matrix in `[E, in, cols]`,
+    /// transposed: `[E, count, in]`.
+    ExpertColumns { first: usize, count: usize },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,18 +60,21 @@ impl TensorMapping {
                 shape.remove(2);
                 shape
             }
+            Extraction::ExpertColumns { count, .. } => {
+                vec![self.hf_shape[0], count, self.hf_shape[1]]
+            }
         }
     }
 }
 
 /// Every tensor of the GGUF file, text model first, then the vision tower.
 pub fn plan_tensors(config: &HfConfig) -> Result<Vec<TensorMapping>> {
-    let mut plan = text_tensors(config);
+    let mut plan = text_tensors(config)?;
     plan.extend(vision_tensors(config)?);
     Ok(plan)
 }
 
-fn text_tensors(config: &HfConfig) -> Vec<TensorMapping> {
+fn text_tensors(config: &HfConfig) -> Result<Vec<TensorMapping>> {
     let text = &config.text_config;
     let (hidden, ff, vocab) = (text.hidden_size, text.intermediate_size, text.vocab_size);
     let head_dim = config.text_head_dim();
@@ -76,8 +86,9 @@ fn text_tensors(config: &HfConfig) -> Vec<TensorMapping> {
         format!("{TEXT}.embed_tokens.weight"),
         &[vocab, hidden],
     )];
+    let experts = config.experts()?;
     for layer in 0..text.num_hidden_layers {
-        let layer_tensors: [(&str, &str, &[usize]); 11] = [
+        let layer_tensors: [(&str, &str, &[usize]); 8] = [
             ("attn_norm", "input_layernorm", &[hidden]),
             ("attn_q", "self_attn.q_proj", &[q_width, hidden]),
             ("attn_k", "self_attn.k_proj", &[kv_width, hidden]),
@@ -86,16 +97,46 @@ fn text_tensors(config: &HfConfig) -> Vec<TensorMapping> {
             ("attn_q_norm", "self_attn.q_norm", &[head_dim]),
             ("attn_k_norm", "self_attn.k_norm", &[head_dim]),
             ("ffn_norm", "post_attention_layernorm", &[hidden]),
+        ];
+        let dense: [(&str, &str, &[usize]); 3] = [
             ("ffn_gate", "mlp.gate_proj", &[ff, hidden]),
             ("ffn_up", "mlp.up_proj", &[ff, hidden]),
             ("ffn_down", "mlp.down_proj", &[hidden, ff]),
         ];
-        for (gguf, hf, shape) in layer_tensors {
+        let router = experts.map(|e| ("ffn_gate_inp", "mlp.gate", [e.count, hidden]));
+        let router = router.as_ref().map(|(g, h, s)| (*g, *h, &s[..]));
+        let feed_forward = if router.is_some() {
+            &[][..]
+        } else {
+            &dense[..]
+        };
+        for (gguf, hf, shape) in layer_tensors
+            .iter()
+            .chain(feed_forward)
+            .chain(router.iter())
+        {
             plan.push(TensorMapping::whole(
                 format!("blk.{layer}.{gguf}.weight"),
                 format!("{TEXT}.layers.{layer}.{hf}.weight"),
                 shape,
             ));
+        }
+        if let Some(e) = experts {
+            let packed = format!("{TEXT}.layers.{layer}.mlp.experts");
+            let (n, ff) = (e.count, e.feed_forward);
+            let expert_tensors = [
+                ("ffn_gate_exps", "gate_up_proj", [n, hidden, 2 * ff], 0, ff),
+                ("ffn_up_exps", "gate_up_proj", [n, hidden, 2 * ff], ff, ff),
+                ("ffn_down_exps", "down_proj", [n, ff, hidden], 0, hidden),
+            ];
+            for (gguf, hf, shape, first, count) in expert_tensors {
+                plan.push(TensorMapping {
+                    gguf_name: format!("blk.{layer}.{gguf}.weight"),
+                    hf_name: format!("{packed}.{hf}"),
+                    hf_shape: shape.to_vec(),
+                    extraction: Extraction::ExpertColumns { first, count },
+                });
+            }
         }
     }
     plan.push(TensorMapping::whole(
@@ -110,7 +151,7 @@ fn text_tensors(config: &HfConfig) -> Vec<TensorMapping> {
             &[vocab, hidden],
         ));
     }
-    plan
+    Ok(plan)
 }
 
 fn vision_tensors(config: &HfConfig) -> Result<Vec<TensorMapping>> {
@@ -286,6 +327,88 @@ mod tests {
                 .filter(|m| m.gguf_name.starts_with("blk."))
                 .count(),
             22
+        );
+    }
+
+    fn moe_config() -> serde_json::Value {
+        let mut value = tiny_config_json();
+        value["architectures"] = serde_json::json!(["Qwen3VLMoeForConditionalGeneration"]);
+        value["model_type"] = "qwen3_vl_moe".into();
+        let text = &mut value["text_config"];
+        text["num_experts"] = 8.into();
+        text["num_experts_per_tok"] = 2.into();
+        text["moe_intermediate_size"] = 48.into();
+        text["decoder_sparse_step"] = 1.into();
+        text["mlp_only_layers"] = serde_json::json!([]);
+        value
+    }
+
+    #[test]
+    fn expert_layers_take_llama_cpp_names_and_transposed_halves() {
+        let config = HfConfig::from_json_str(&moe_config().to_string()).unwrap();
+        let plan = plan_tensors(&config).unwrap();
+        assert!(!plan.iter().any(|m| m.gguf_name == "blk.0.ffn_gate.weight"));
+        let router = find(&plan, "blk.1.ffn_gate_inp.weight");
+        assert_eq!(
+            router.hf_name,
+            "model.language_model.layers.1.mlp.gate.weight"
+        );
+        assert_eq!(router.hf_shape, [8, 64]);
+        let gate = find(&plan, "blk.1.ffn_gate_exps.weight");
+        let up = find(&plan, "blk.1.ffn_up_exps.weight");
+        let down = find(&plan, "blk.1.ffn_down_exps.weight");
+        assert_eq!(
+            gate.hf_name,
+            "model.language_model.layers.1.mlp.experts.gate_up_proj"
+        );
+        assert_eq!(up.hf_name, gate.hf_name);
+        assert_eq!(gate.hf_shape, [8, 64, 96]);
+        assert_eq!(
+            gate.extraction,
+            Extraction::ExpertColumns {
+                first: 0,
+                count: 48
+            }
+        );
+        assert_eq!(
+            up.extraction,
+            Extraction::ExpertColumns {
+                first: 48,
+                count: 48
+            }
+        );
+        assert_eq!(
+            (gate.gguf_shape(), up.gguf_shape()),
+            (vec![8, 48, 64], vec![8, 48, 64])
+        );
+        assert_eq!(down.hf_shape, [8, 48, 64]);
+        assert_eq!(down.gguf_shape(), [8, 64, 48]);
+        assert!(unused_checkpoint_tensors(&plan, &[&gate.hf_name, &down.hf_name]).is_empty());
+    }
+
+    #[test]
+    fn dense_layers_among_experts_are_refused() {
+        for (field, value) in [
+            ("decoder_sparse_step", serde_json::json!(2)),
+            ("mlp_only_layers", serde_json::json!([0])),
+            ("num_experts_per_tok", serde_json::json!(9)),
+        ] {
+            let mut config = moe_config();
+            config["text_config"][field] = value;
+            assert!(
+                HfConfig::from_json_str(&config.to_string()).is_err(),
+                "{field}"
+            );
+        }
+        let mut missing = moe_config();
+        missing["text_config"]
+            .as_object_mut()
+            .unwrap()
+            .remove("moe_intermediate_size");
+        let err = HfConfig::from_json_str(&missing.to_string()).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("moe_intermediate_size"),
+            "{err:#}"
         );
     }
 

@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use crate::file::GgufFile;
 use crate::ggml_type::GgmlType;
-use crate::keys::{clip, general, glimpse, qwen3vl, tokenizer};
+use crate::keys::{clip, general, glimpse, text, text_key, tokenizer};
 use crate::meta_value::MetaValue;
 
 /// llama.cpp's `llama_ftype` names for the file types glimpse writes or may meet.
@@ -68,6 +68,11 @@ fn write_description(file: &GgufFile, out: &mut String) -> std::fmt::Result {
         file.alignment()
     )?;
     writeln!(out, "architecture: {}", shown(file, general::ARCHITECTURE))?;
+    let arch = meta
+        .get_str_opt(general::ARCHITECTURE)
+        .ok()
+        .flatten()
+        .unwrap_or("qwen3vl");
     match meta.get_u32_opt(general::FILE_TYPE).ok().flatten() {
         Some(ft) => writeln!(out, "file type: {ft} ({})", file_type_name(ft))?,
         None => writeln!(out, "file type: ?")?,
@@ -99,18 +104,27 @@ fn write_description(file: &GgufFile, out: &mut String) -> std::fmt::Result {
     writeln!(
         out,
         "text model: {} layers, hidden {}, ffn {}, heads {} (kv {}), head_dim {}, context {}, rope theta {}, mrope sections {}, deepstack layers {}, output {}",
-        shown(file, qwen3vl::BLOCK_COUNT),
-        shown(file, qwen3vl::EMBEDDING_LENGTH),
-        shown(file, qwen3vl::FEED_FORWARD_LENGTH),
-        shown(file, qwen3vl::HEAD_COUNT),
-        shown(file, qwen3vl::HEAD_COUNT_KV),
-        shown(file, qwen3vl::KEY_LENGTH),
-        shown(file, qwen3vl::CONTEXT_LENGTH),
-        shown(file, qwen3vl::ROPE_FREQ_BASE),
-        shown(file, qwen3vl::ROPE_DIMENSION_SECTIONS),
-        shown(file, qwen3vl::N_DEEPSTACK_LAYERS),
+        shown(file, &text_key(arch, text::BLOCK_COUNT)),
+        shown(file, &text_key(arch, text::EMBEDDING_LENGTH)),
+        shown(file, &text_key(arch, text::FEED_FORWARD_LENGTH)),
+        shown(file, &text_key(arch, text::HEAD_COUNT)),
+        shown(file, &text_key(arch, text::HEAD_COUNT_KV)),
+        shown(file, &text_key(arch, text::KEY_LENGTH)),
+        shown(file, &text_key(arch, text::CONTEXT_LENGTH)),
+        shown(file, &text_key(arch, text::ROPE_FREQ_BASE)),
+        shown(file, &text_key(arch, text::ROPE_DIMENSION_SECTIONS)),
+        shown(file, &text_key(arch, text::N_DEEPSTACK_LAYERS)),
         if file.has_tensor("output.weight") { "separate" } else { "tied to token_embd" },
     )?;
+    if meta.get(&text_key(arch, text::EXPERT_COUNT)).is_some() {
+        writeln!(
+            out,
+            "experts: {} per layer, {} per token, expert ffn {}",
+            shown(file, &text_key(arch, text::EXPERT_COUNT)),
+            shown(file, &text_key(arch, text::EXPERT_USED_COUNT)),
+            shown(file, &text_key(arch, text::EXPERT_FEED_FORWARD_LENGTH)),
+        )?;
+    }
     if meta.get_bool_opt(clip::HAS_VISION_ENCODER).ok().flatten() == Some(true) {
         let deepstack: Vec<usize> = meta
             .get_bool_array_opt(clip::IS_DEEPSTACK_LAYERS)

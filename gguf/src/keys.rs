@@ -1,9 +1,11 @@
 //! Every GGUF metadata key glimpse writes or reads, spelled exactly as llama.cpp spells them
-//! (gguf-py `constants.py`) for the `qwen3vl` text model and its `qwen3vl_merger` vision
+//! (gguf-py `constants.py`) for the `qwen3vl` / `qwen3vlmoe` text models and their `qwen3vl_merger` vision
 //! projector, plus glimpse's own `glimpse.*` keys that make one file enough to serve.
 
 /// The architecture string of the text model (`general.architecture`).
 pub const ARCHITECTURE_QWEN3VL: &str = "qwen3vl";
+/// The architecture string of the mixture-of-experts text model (Qwen3-VL-30B-A3B).
+pub const ARCHITECTURE_QWEN3VLMOE: &str = "qwen3vlmoe";
 /// The architecture string of llama.cpp's projector files (`mmproj`).
 pub const ARCHITECTURE_CLIP: &str = "clip";
 /// The projector type of the vision tower (`clip.projector_type`).
@@ -28,21 +30,32 @@ pub mod general {
     pub const SAMPLING_PENALTY_REPEAT: &str = "general.sampling.penalty_repeat";
 }
 
-/// `{arch}.*` keys with `arch = qwen3vl`.
-pub mod qwen3vl {
-    pub const BLOCK_COUNT: &str = "qwen3vl.block_count";
-    pub const CONTEXT_LENGTH: &str = "qwen3vl.context_length";
-    pub const EMBEDDING_LENGTH: &str = "qwen3vl.embedding_length";
-    pub const FEED_FORWARD_LENGTH: &str = "qwen3vl.feed_forward_length";
-    pub const HEAD_COUNT: &str = "qwen3vl.attention.head_count";
-    pub const HEAD_COUNT_KV: &str = "qwen3vl.attention.head_count_kv";
-    pub const LAYER_NORM_RMS_EPSILON: &str = "qwen3vl.attention.layer_norm_rms_epsilon";
-    pub const KEY_LENGTH: &str = "qwen3vl.attention.key_length";
-    pub const VALUE_LENGTH: &str = "qwen3vl.attention.value_length";
-    pub const ROPE_FREQ_BASE: &str = "qwen3vl.rope.freq_base";
+/// The text model's `{arch}.*` keys, which llama.cpp names alike under both architectures;
+/// `text_key(arch, NAME)` spells a full key (`qwen3vl.block_count`, `qwen3vlmoe.expert_count`).
+pub mod text {
+    pub const BLOCK_COUNT: &str = "block_count";
+    pub const CONTEXT_LENGTH: &str = "context_length";
+    pub const EMBEDDING_LENGTH: &str = "embedding_length";
+    pub const FEED_FORWARD_LENGTH: &str = "feed_forward_length";
+    pub const HEAD_COUNT: &str = "attention.head_count";
+    pub const HEAD_COUNT_KV: &str = "attention.head_count_kv";
+    pub const LAYER_NORM_RMS_EPSILON: &str = "attention.layer_norm_rms_epsilon";
+    pub const KEY_LENGTH: &str = "attention.key_length";
+    pub const VALUE_LENGTH: &str = "attention.value_length";
+    pub const ROPE_FREQ_BASE: &str = "rope.freq_base";
     /// M-RoPE sections `[t, h, w, e]` (i32 array, padded to 4 with zeros).
-    pub const ROPE_DIMENSION_SECTIONS: &str = "qwen3vl.rope.dimension_sections";
-    pub const N_DEEPSTACK_LAYERS: &str = "qwen3vl.n_deepstack_layers";
+    pub const ROPE_DIMENSION_SECTIONS: &str = "rope.dimension_sections";
+    pub const N_DEEPSTACK_LAYERS: &str = "n_deepstack_layers";
+    /// Mixture of experts (`qwen3vlmoe`): experts per layer, experts per token, and the
+    /// hidden width of one expert's feed-forward.
+    pub const EXPERT_COUNT: &str = "expert_count";
+    pub const EXPERT_USED_COUNT: &str = "expert_used_count";
+    pub const EXPERT_FEED_FORWARD_LENGTH: &str = "expert_feed_forward_length";
+}
+
+/// The full key of a text-model key `name` under architecture `arch`.
+pub fn text_key(arch: &str, name: &str) -> String {
+    format!("{arch}.{name}")
 }
 
 pub mod tokenizer {

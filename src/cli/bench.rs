@@ -17,7 +17,7 @@ use crate::chat::{ImageRef, Message, Part, Prompt, Role};
 use crate::engine::sampler::argmax;
 use crate::engine::threads::init_thread_pool;
 use crate::engine::{ModelBundle, Session, Timings};
-use crate::gguf::keys::qwen3vl::CONTEXT_LENGTH;
+use crate::gguf::keys::{text, text_key};
 use crate::kernels::simd::simd_path;
 use crate::preprocess::{load_image, preprocess};
 
@@ -120,7 +120,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let idle_rss_bytes = resident_bytes();
 
     let needed = args.prompt_tokens + args.gen_tokens;
-    if let Some(context) = bundle.files.text.metadata().get_u32_opt(CONTEXT_LENGTH)? {
+    let text_file = &bundle.files.text;
+    let context_key = text_key(text_file.architecture()?, text::CONTEXT_LENGTH);
+    if let Some(context) = text_file.metadata().get_u32_opt(&context_key)? {
         ensure!(
             needed <= context as usize,
             "--prompt-tokens {} + --gen-tokens {} = {needed} tokens exceed the model's context \

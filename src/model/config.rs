@@ -1,10 +1,20 @@
-//! Model hyperparameters read from GGUF metadata (llama.cpp's `qwen3vl.*` and
-//! `clip.vision.*` keys), validated once at load so the forward code can index without
+//! Model hyperparameters read from GGUF metadata (llama.cpp's `qwen3vl.*` / `qwen3vlmoe.*`
+//! and `clip.vision.*` keys), validated once at load so the forward code can index without
 //! re-checking. The special token ids are the chat layer's (`chat::SpecialTokens`).
 use anyhow::{ensure, Context, Result};
 
 use super::files::ModelFiles;
+use crate::gguf::keys::{text, text_key};
 use crate::gguf::GgufFile;
+
+/// The experts of a mixture-of-experts decoder (Qwen3-VL-MoE): every layer's feed-forward
+/// is `count` SwiGLU experts of width `feed_forward`, `used` of them per token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExpertsConfig {
+    pub count: usize,
+    pub used: usize,
+    pub feed_forward: usize,
+}
 
 /// The Qwen3 text decoder.
 #[derive(Clone, Debug, PartialEq)]
@@ -23,6 +33,8 @@ pub struct TextConfig {
     /// Number of decoder layers that receive DeepStack features (layers 0..n).
     pub num_deepstack_layers: usize,
     pub tied_embeddings: bool,
+    /// `Some` for the mixture-of-experts decoder.
+    pub experts: Option<ExpertsConfig>,
 }
 
 /// The ViT vision encoder and its mergers.
@@ -68,8 +80,6 @@ pub struct ModelConfig {
     pub vision: VisionConfig,
 }
 
-const ARCH: &str = "qwen3vl";
-
 impl ModelConfig {
     pub fn from_gguf(files: &ModelFiles) -> Result<Self> {
         let text = text_config(&files.text).context("reading the text model hyperparameters")?;
@@ -91,16 +101,14 @@ impl ModelConfig {
     }
 }
 
-fn key(name: &str) -> String {
-    format!("{ARCH}.{name}")
-}
-
 fn text_config(file: &GgufFile) -> Result<TextConfig> {
-    let hidden_size = file.get_u32(&key("embedding_length"))? as usize;
-    let num_heads = file.get_u32(&key("attention.head_count"))? as usize;
-    let num_kv_heads = file.get_u32(&key("attention.head_count_kv"))? as usize;
-    let head_dim = file.get_u32(&key("attention.key_length"))? as usize;
-    let sections = file.get_u32_array(&key("rope.dimension_sections"))?;
+    let arch = file.architecture()?;
+    let key = |name: &str| text_key(arch, name);
+    let hidden_size = file.get_u32(&key(text::EMBEDDING_LENGTH))? as usize;
+    let num_heads = file.get_u32(&key(text::HEAD_COUNT))? as usize;
+    let num_kv_heads = file.get_u32(&key(text::HEAD_COUNT_KV))? as usize;
+    let head_dim = file.get_u32(&key(text::KEY_LENGTH))? as usize;
+    let sections = file.get_u32_array(&key(text::ROPE_DIMENSION_SECTIONS))?;
     ensure!(
         sections.len() >= 3,
         "rope.dimension_sections has {} entries, need 3",
@@ -131,18 +139,38 @@ fn text_config(file: &GgufFile) -> Result<TextConfig> {
         .unwrap_or(0);
     Ok(TextConfig {
         hidden_size,
-        num_layers: file.get_u32(&key("block_count"))? as usize,
+        num_layers: file.get_u32(&key(text::BLOCK_COUNT))? as usize,
         num_heads,
         num_kv_heads,
         head_dim,
-        intermediate_size: file.get_u32(&key("feed_forward_length"))? as usize,
-        rms_norm_eps: file.get_f32(&key("attention.layer_norm_rms_epsilon"))?,
-        rope_theta: file.get_f32(&key("rope.freq_base"))?,
+        intermediate_size: file.get_u32(&key(text::FEED_FORWARD_LENGTH))? as usize,
+        rms_norm_eps: file.get_f32(&key(text::LAYER_NORM_RMS_EPSILON))?,
+        rope_theta: file.get_f32(&key(text::ROPE_FREQ_BASE))?,
         mrope_section,
         vocab_size,
-        num_deepstack_layers: file.get_u32(&key("n_deepstack_layers"))? as usize,
+        num_deepstack_layers: file.get_u32(&key(text::N_DEEPSTACK_LAYERS))? as usize,
         tied_embeddings: file.tensor("output.weight").is_err(),
+        experts: experts_config(file, arch)?,
     })
+}
+
+/// The experts' sizes when the file declares them (`{arch}.expert_count` …).
+fn experts_config(file: &GgufFile, arch: &str) -> Result<Option<ExpertsConfig>> {
+    let Some(count) = file.get_u32_opt(&text_key(arch, text::EXPERT_COUNT))? else {
+        return Ok(None);
+    };
+    let count = count as usize;
+    let used = file.get_u32(&text_key(arch, text::EXPERT_USED_COUNT))? as usize;
+    let feed_forward = file.get_u32(&text_key(arch, text::EXPERT_FEED_FORWARD_LENGTH))? as usize;
+    ensure!(
+        used > 0 && used <= count && feed_forward > 0,
+        "{used} experts per token of {count} (expert width {feed_forward}) is not a mixture"
+    );
+    Ok(Some(ExpertsConfig {
+        count,
+        used,
+        feed_forward,
+    }))
 }
 
 fn vision_config(file: &GgufFile) -> Result<VisionConfig> {

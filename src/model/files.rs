@@ -37,10 +37,11 @@ impl ModelFiles {
                 .with_context(|| format!("cannot load model '{}'", model.display()))?,
         );
         let architecture = text.architecture()?;
-        if architecture != keys::ARCHITECTURE_QWEN3VL {
+        if ![keys::ARCHITECTURE_QWEN3VL, keys::ARCHITECTURE_QWEN3VLMOE].contains(&architecture) {
             bail!(
-                "model architecture is '{architecture}', glimpse runs '{}' (Qwen3-VL) models",
-                keys::ARCHITECTURE_QWEN3VL
+                "model architecture is '{architecture}', glimpse runs '{}' and '{}' (Qwen3-VL) models",
+                keys::ARCHITECTURE_QWEN3VL,
+                keys::ARCHITECTURE_QWEN3VLMOE
             );
         }
         let has_vision = has_vision_tower(&text);

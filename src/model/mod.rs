@@ -4,6 +4,7 @@
 pub mod config;
 pub mod files;
 pub mod kv_cache;
+mod moe;
 mod requantize;
 pub mod rope;
 mod step;

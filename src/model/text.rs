@@ -1,11 +1,13 @@
 //! Qwen3 text decoder of Qwen3-VL: pre-norm blocks with per-head q/k RMSNorm,
-//! grouped-query attention with interleaved M-RoPE over the KV cache, SwiGLU MLP,
+//! grouped-query attention with interleaved M-RoPE over the KV cache, a SwiGLU MLP (or, in
+//! Qwen3-VL-MoE, a mixture of SwiGLU experts),
 //! DeepStack features added after the first layers at image positions, and the
 //! (tied or separate) output projection.
 use anyhow::{ensure, Result};
 
 use super::config::TextConfig;
 use super::kv_cache::KvCache;
+use super::moe::Experts;
 use super::rope::{MRope, Position3, RotaryTables};
 use super::weights::{Linear, Matrix, Vector, Weights};
 use crate::kernels::activation::silu_mul;
@@ -25,9 +27,46 @@ struct DecoderLayer {
     k_norm: Vector,
     o_proj: Linear,
     ffn_norm: Vector,
-    gate_proj: Linear,
-    up_proj: Linear,
-    down_proj: Linear,
+    ffn: FeedForward,
+}
+
+/// A block's feed-forward: one SwiGLU MLP, or a mixture of them.
+enum FeedForward {
+    Dense {
+        gate_proj: Linear,
+        up_proj: Linear,
+        down_proj: Linear,
+    },
+    Mixture(Experts),
+}
+
+impl FeedForward {
+    fn load(w: &Weights, cfg: &TextConfig) -> Result<Self> {
+        let h = cfg.hidden_size;
+        if let Some(experts) = &cfg.experts {
+            return Ok(Self::Mixture(Experts::load(w, h, experts)?));
+        }
+        Ok(Self::Dense {
+            gate_proj: Linear::load(w, "ffn_gate", cfg.intermediate_size, h, false)?,
+            up_proj: Linear::load(w, "ffn_up", cfg.intermediate_size, h, false)?,
+            down_proj: Linear::load(w, "ffn_down", h, cfg.intermediate_size, false)?,
+        })
+    }
+
+    fn forward_groups(&self, x: &[f32], groups: &[usize]) -> Vec<f32> {
+        match self {
+            Self::Dense {
+                gate_proj,
+                up_proj,
+                down_proj,
+            } => {
+                let mut gate = gate_proj.forward_groups(x, groups);
+                silu_mul(&mut gate, &up_proj.forward_groups(x, groups));
+                down_proj.forward_groups(&gate, groups)
+            }
+            Self::Mixture(experts) => experts.forward_groups(x, groups),
+        }
+    }
 }
 
 /// DeepStack features for one forward pass: `rows[i]` is the batch row of image token
@@ -64,9 +103,7 @@ impl DecoderLayer {
             k_norm: w.vector("attn_k_norm.weight", hd)?,
             o_proj: Linear::load(w, "attn_output", h, q_width, false)?,
             ffn_norm: w.vector("ffn_norm.weight", h)?,
-            gate_proj: Linear::load(w, "ffn_gate", cfg.intermediate_size, h, false)?,
-            up_proj: Linear::load(w, "ffn_up", cfg.intermediate_size, h, false)?,
-            down_proj: Linear::load(w, "ffn_down", h, cfg.intermediate_size, false)?,
+            ffn: FeedForward::load(w, cfg)?,
         })
     }
 
@@ -147,9 +184,7 @@ impl DecoderLayer {
 
         let mut normed = x.to_vec();
         rms_norm(&mut normed, self.ffn_norm.as_slice(), eps);
-        let mut gate = self.gate_proj.forward_groups(&normed, &groups);
-        silu_mul(&mut gate, &self.up_proj.forward_groups(&normed, &groups));
-        add_in_place(x, &self.down_proj.forward_groups(&gate, &groups));
+        add_in_place(x, &self.ffn.forward_groups(&normed, &groups));
     }
 }
 

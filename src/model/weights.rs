@@ -121,41 +121,28 @@ impl Weights {
 
     pub fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix> {
         let (file, dtype, bytes) = self.locate(name, &[rows, cols])?;
-        let storage = match dtype {
-            GgmlType::F32 => Storage::F32,
-            GgmlType::F16 => Storage::F16,
-            GgmlType::Q8_0 => Storage::Q8_0,
-            GgmlType::Q4_K => Storage::Q4K,
-            // Widened exactly; the kernels have no bf16 weight path.
-            GgmlType::BF16 => Storage::F32,
-            // Other ggml block types (llama.cpp's Q4_K_M keeps some tensors in Q6_K, its
-            // fallbacks use Q5_0 / Q5_1 …) are requantized to Q8_0 at load: finer than any
-            // of them, so the error added is a fraction of theirs.
-            _ => Storage::Q8_0,
-        };
-        let mut matrix = Matrix {
-            file,
-            bytes,
-            storage,
-            rows,
-            cols,
-            converted: None,
-            interleaved: None,
-        };
-        if dtype != storage.ggml_type() {
-            matrix
-                .convert_from(dtype)
-                .with_context(|| format!("converting tensor '{}'", self.full_name(name)))?;
-        }
-        matrix
-            .check_alignment()
-            .with_context(|| format!("tensor '{}'", self.full_name(name)))?;
-        if interleaving_pays() {
-            matrix
-                .interleave()
-                .with_context(|| format!("repacking tensor '{}'", self.full_name(name)))?;
-        }
-        Ok(matrix)
+        Matrix::from_file(file, dtype, bytes, rows, cols)
+            .with_context(|| format!("tensor '{}'", self.full_name(name)))
+    }
+
+    /// The `count` matrices (`rows` × `cols` each) of a 3-D expert tensor `[count, rows,
+    /// cols]` (llama.cpp's `ffn_*_exps`), each a view of its own part of the file.
+    pub fn experts(
+        &self,
+        name: &str,
+        count: usize,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Vec<Matrix>> {
+        let (file, dtype, bytes) = self.locate(name, &[count, rows, cols])?;
+        let size = bytes.len() / count.max(1);
+        (0..count)
+            .map(|e| {
+                let start = bytes.start + e * size;
+                Matrix::from_file(file.clone(), dtype, start..start + size, rows, cols)
+                    .with_context(|| format!("expert {e} of tensor '{}'", self.full_name(name)))
+            })
+            .collect()
     }
 
     pub fn vector(&self, name: &str, len: usize) -> Result<Vector> {
@@ -187,6 +174,46 @@ impl Weights {
 }
 
 impl Matrix {
+    /// The matrix stored at `bytes` of `file` as `dtype`: converted when the kernels do not
+    /// read that type, repacked when the interleaved layout pays on this CPU.
+    fn from_file(
+        file: Arc<GgufFile>,
+        dtype: GgmlType,
+        bytes: Range<usize>,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Matrix> {
+        let storage = match dtype {
+            GgmlType::F32 => Storage::F32,
+            GgmlType::F16 => Storage::F16,
+            GgmlType::Q8_0 => Storage::Q8_0,
+            GgmlType::Q4_K => Storage::Q4K,
+            // Widened exactly; the kernels have no bf16 weight path.
+            GgmlType::BF16 => Storage::F32,
+            // Other ggml block types (llama.cpp's Q4_K_M keeps some tensors in Q6_K, its
+            // fallbacks use Q5_0 / Q5_1 …) are requantized to Q8_0 at load: finer than any
+            // of them, so the error added is a fraction of theirs.
+            _ => Storage::Q8_0,
+        };
+        let mut matrix = Matrix {
+            file,
+            bytes,
+            storage,
+            rows,
+            cols,
+            converted: None,
+            interleaved: None,
+        };
+        if dtype != storage.ggml_type() {
+            matrix.convert_from(dtype).context("converting it")?;
+        }
+        matrix.check_alignment()?;
+        if interleaving_pays() {
+            matrix.interleave().context("repacking it")?;
+        }
+        Ok(matrix)
+    }
+
     /// The weight's bytes in its storage type: the converted copy, or the file's.
     fn raw(&self) -> &[u8] {
         match &self.converted {

@@ -37,14 +37,18 @@ pub trait AnswerFormat {
     /// What opens the stream, before the first event.
     fn opening(&mut self, answer: &Answer) -> Vec<Vec<u8>>;
     /// A prompt-progress report, when the request asked for them and the format has one.
-    fn progress(&mut self, answer: &Answer, progress: &Progress) -> Option<Vec<u8>>;
+    fn progress(&mut self, _answer: &Answer, _progress: &Progress) -> Option<Vec<u8>> {
+        None
+    }
     fn delta(&mut self, answer: &Answer, text: &str, logprobs: &[TokenLogprob]) -> Vec<Vec<u8>>;
     /// The last chunks of a finished answer.
     fn done(&mut self, answer: &Answer, ending: &Ending) -> Vec<Vec<u8>>;
     /// The last chunks of an answer that failed or was interrupted.
     fn failed(&mut self, answer: &Answer, error: &ApiError) -> Vec<Vec<u8>>;
     /// What fills a silence (an SSE comment); `None` when the format has no such thing.
-    fn keep_alive(&self) -> Option<Vec<u8>>;
+    fn keep_alive(&self) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 /// Silence after which a progress report becomes a keep-alive, so proxies and clients with

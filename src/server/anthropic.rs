@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use super::answer_stream::{collect, AnswerFormat, AnswerStream, Ending, Progress, WholeAnswer};
+use super::answer_stream::{collect, AnswerFormat, AnswerStream, Ending, WholeAnswer};
 use super::completion::{start_generation, Answer, Started};
 use super::errors::ApiError;
 use super::fields::{json_body, kind_of, Fields};
@@ -471,10 +471,6 @@ impl AnswerFormat for AnthropicEvents {
         events.extend(self.open_block(first));
         events.push(event("ping", &json!({"type": "ping"})));
         events
-    }
-
-    fn progress(&mut self, _answer: &Answer, _progress: &Progress) -> Option<Vec<u8>> {
-        None
     }
 
     fn delta(&mut self, _answer: &Answer, text: &str, _logprobs: &[TokenLogprob]) -> Vec<Vec<u8>> {

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use serde_json::{json, Map, Value};
 
-use super::answer_stream::{collect, AnswerFormat, AnswerStream, Ending, Progress};
+use super::answer_stream::{collect, AnswerFormat, AnswerStream, Ending};
 use super::completion::{start_generation, Answer, Started};
 use super::errors::ApiError;
 use super::fields::{json_body, kind_of, Fields};
@@ -444,10 +444,6 @@ impl AnswerFormat for OllamaLines {
         Vec::new()
     }
 
-    fn progress(&mut self, _answer: &Answer, _progress: &Progress) -> Option<Vec<u8>> {
-        None
-    }
-
     fn delta(&mut self, _answer: &Answer, text: &str, _logprobs: &[TokenLogprob]) -> Vec<Vec<u8>> {
         let thoughts = self.thoughts.push(text);
         self.lines(thoughts)
@@ -465,10 +461,6 @@ impl AnswerFormat for OllamaLines {
     fn failed(&mut self, _answer: &Answer, error: &ApiError) -> Vec<Vec<u8>> {
         vec![line(&json!({"error": error.message}))]
     }
-
-    fn keep_alive(&self) -> Option<Vec<u8>> {
-        None
-    }
 }
 
 /// The answer to a generate request with an empty prompt (Ollama loads the model).
@@ -476,13 +468,19 @@ fn load_json(model: &str) -> Value {
     json!({"model": model, "created_at": utc_now(), "response": "", "done": true, "done_reason": "load"})
 }
 
+/// The model file's architecture (`qwen3vl`, `qwen3vlmoe`): Ollama's model family.
+fn architecture(model: &LoadedModel) -> &str {
+    model.bundle.files.text.architecture().unwrap_or("qwen3vl")
+}
+
 /// `details` of the model, as `/api/tags`, `/api/show` and `/api/ps` give them.
 fn details_json(model: &LoadedModel) -> Value {
     let (parameters, _) = model.bundle.size();
+    let family = architecture(model);
     json!({
         "format": "gguf",
-        "family": "qwen3vl",
-        "families": ["qwen3vl"],
+        "family": family,
+        "families": [family],
         "parameter_size": parameter_size(parameters),
         "quantization_level": model.bundle.weight_profile().map(str::to_ascii_uppercase),
     })
@@ -548,9 +546,9 @@ pub fn show(state: &AppState, model: &LoadedModel) -> Reply {
         "template": model.bundle.template.source(),
         "details": details_json(model),
         "model_info": {
-            "general.architecture": "qwen3vl",
+            "general.architecture": architecture(model),
             "general.parameter_count": parameters,
-            "qwen3vl.context_length": state.config.context_length,
+            format!("{}.context_length", architecture(model)): state.config.context_length,
         },
         "capabilities": capabilities,
         "modified_at": utc_timestamp(state.started, 0),

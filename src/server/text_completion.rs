@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use super::answer_stream::{collect, AnswerFormat, AnswerStream, Ending, Progress};
+use super::answer_stream::{collect, AnswerFormat, AnswerStream, Ending};
 use super::completion::{start_generation, Answer, Started};
 use super::errors::ApiError;
 use super::fields::{json_body, Fields};
@@ -175,10 +175,6 @@ struct TextChunks {
 impl AnswerFormat for TextChunks {
     fn opening(&mut self, _answer: &Answer) -> Vec<Vec<u8>> {
         Vec::new()
-    }
-
-    fn progress(&mut self, _answer: &Answer, _progress: &Progress) -> Option<Vec<u8>> {
-        None
     }
 
     fn delta(&mut self, answer: &Answer, text: &str, logprobs: &[TokenLogprob]) -> Vec<Vec<u8>> {

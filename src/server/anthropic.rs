@@ -23,9 +23,7 @@ use super::image_source::{parse_image_source, ImageSource};
 use super::messages::{check_image_count, Conversation, ImageInput};
 use super::reasoning::{split_reasoning, Thought, Thoughts};
 use super::reply::{Body, Reply};
-use super::request::{
-    sampling_params_within, ChatRequest, RequestContext, Tools, MAX_STOP_STRINGS,
-};
+use super::request::{sampling_params_within, stop_list, ChatRequest, RequestContext, Tools};
 use super::state::{AppState, LoadedModel};
 use crate::chat::{Content, ImageRef, Message, Part, Role};
 use crate::engine::scheduler::TokenLogprob;
@@ -135,7 +133,7 @@ fn parse_messages_request(body: &[u8], context: RequestContext) -> Result<ChatRe
         ignore_eos: false,
         max_tokens: Some(max_tokens as usize),
         sampling: sampling_params_within(&fields, 1.0, context.sampling)?,
-        stop: stop_sequences(&fields)?,
+        stop: stop_list(&fields, "stop_sequences", false)?,
         logprobs: None,
         image_budget: PixelBudget::default(),
         grammar: None,
@@ -306,23 +304,6 @@ fn parse_block(value: &Value, path: &str, images: &mut Vec<ImageInput>) -> Resul
             "'{}' = '{other}': content blocks of this type are not supported (text and image are)",
             fields.path_of("type")
         ))),
-    }
-}
-
-fn stop_sequences(fields: &Fields) -> Result<Vec<String>, ApiError> {
-    match fields.get("stop_sequences") {
-        None => Ok(Vec::new()),
-        Some(Value::Array(list)) if list.len() <= MAX_STOP_STRINGS => list
-            .iter()
-            .map(|item| item.as_str().map(str::to_owned))
-            .collect::<Option<_>>()
-            .ok_or_else(|| {
-                ApiError::invalid("invalid_field", "'stop_sequences' must hold strings only")
-            }),
-        Some(_) => Err(ApiError::invalid(
-            "invalid_field",
-            format!("'stop_sequences' must be an array of at most {MAX_STOP_STRINGS} strings"),
-        )),
     }
 }
 

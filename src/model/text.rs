@@ -32,12 +32,15 @@ struct DecoderLayer {
 
 /// A block's feed-forward: one SwiGLU MLP, or a mixture of them.
 enum FeedForward {
-    Dense {
-        gate_proj: Linear,
-        up_proj: Linear,
-        down_proj: Linear,
-    },
+    Dense(Box<SwiGlu>),
     Mixture(Experts),
+}
+
+/// `down(silu(gate(x)) · up(x))`.
+struct SwiGlu {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
 }
 
 impl FeedForward {
@@ -46,23 +49,19 @@ impl FeedForward {
         if let Some(experts) = &cfg.experts {
             return Ok(Self::Mixture(Experts::load(w, h, experts)?));
         }
-        Ok(Self::Dense {
+        Ok(Self::Dense(Box::new(SwiGlu {
             gate_proj: Linear::load(w, "ffn_gate", cfg.intermediate_size, h, false)?,
             up_proj: Linear::load(w, "ffn_up", cfg.intermediate_size, h, false)?,
             down_proj: Linear::load(w, "ffn_down", h, cfg.intermediate_size, false)?,
-        })
+        })))
     }
 
     fn forward_groups(&self, x: &[f32], groups: &[usize]) -> Vec<f32> {
         match self {
-            Self::Dense {
-                gate_proj,
-                up_proj,
-                down_proj,
-            } => {
-                let mut gate = gate_proj.forward_groups(x, groups);
-                silu_mul(&mut gate, &up_proj.forward_groups(x, groups));
-                down_proj.forward_groups(&gate, groups)
+            Self::Dense(mlp) => {
+                let mut gate = mlp.gate_proj.forward_groups(x, groups);
+                silu_mul(&mut gate, &mlp.up_proj.forward_groups(x, groups));
+                mlp.down_proj.forward_groups(&gate, groups)
             }
             Self::Mixture(experts) => experts.forward_groups(x, groups),
         }

@@ -1,6 +1,7 @@
 //! Reduced-precision profiles against the f32 ground truth.
 //!
-//! On the tiny fixture models: f16 log-probs stay within 1e-2 of transformers' and f16 picks
+//! On the tiny fixture models (dense and mixture of experts): f16 log-probs stay within 1e-2 of
+//! transformers' and f16 picks
 //! transformers' greedy token at every step of every fixture conversation (teacher-forced along
 //! the f32 greedy path). On the trained 256-wide fixture (`small-trained`, whose matrices fill
 //! whole q4_K blocks and whose predictions are as confident as a chat model's): f32 follows
@@ -47,7 +48,10 @@ fn prefill(bundle: &ModelBundle, session: &mut Session, case: &Case) -> Vec<f32>
 
 #[test]
 fn f16_log_probs_stay_within_1e_2_of_transformers() {
-    for config in CONFIGS {
+    for config in CONFIGS
+        .into_iter()
+        .chain(["tiny-moe-tied", "tiny-moe-untied"])
+    {
         let (agree, total, worst) = agreement(config, "f16");
         assert!(
             worst <= 1e-2,

@@ -83,28 +83,34 @@ fn load(config: &str) -> (ChatTemplate, Vec<Case>) {
     (ChatTemplate::new(&template.chat_template).unwrap(), cases)
 }
 
+/// An HF-format message content as glimpse's; `images` counts the images seen so far
+/// (they are numbered in order of appearance).
+fn content(content: &HfContent, images: &mut usize, case: &str) -> Content {
+    match content {
+        HfContent::Text(text) => Content::Text(text.clone()),
+        HfContent::Parts(parts) => Content::Parts(
+            parts
+                .iter()
+                .map(|part| match (part.kind.as_str(), &part.text) {
+                    ("text", Some(text)) => Part::Text(text.clone()),
+                    ("image", _) => {
+                        *images += 1;
+                        Part::Image(ImageRef(*images - 1))
+                    }
+                    (kind, _) => panic!("{case}: unexpected content part '{kind}'"),
+                })
+                .collect(),
+        ),
+    }
+}
+
 /// The HF-format conversation as glimpse messages; images are numbered in order of appearance.
 fn messages(case: &Case) -> Vec<Message> {
     let mut images = 0;
     case.messages
         .iter()
         .map(|message| {
-            let content = match &message.content {
-                HfContent::Text(text) => Content::Text(text.clone()),
-                HfContent::Parts(parts) => Content::Parts(
-                    parts
-                        .iter()
-                        .map(|part| match (part.kind.as_str(), &part.text) {
-                            ("text", Some(text)) => Part::Text(text.clone()),
-                            ("image", _) => {
-                                images += 1;
-                                Part::Image(ImageRef(images - 1))
-                            }
-                            (kind, _) => panic!("{}: unexpected content part '{kind}'", case.name),
-                        })
-                        .collect(),
-                ),
-            };
+            let content = content(&message.content, &mut images, &case.name);
             Message::with_role_name(&message.role, content).unwrap()
         })
         .collect()
@@ -217,21 +223,7 @@ fn the_official_thinking_template_and_template_kwargs_render_as_transformers_doe
             .messages
             .iter()
             .map(|message| {
-                let content = match &message.content {
-                    HfContent::Text(text) => Content::Text(text.clone()),
-                    HfContent::Parts(parts) => Content::Parts(
-                        parts
-                            .iter()
-                            .map(|part| match &part.text {
-                                Some(text) => Part::Text(text.clone()),
-                                None => {
-                                    images += 1;
-                                    Part::Image(ImageRef(images - 1))
-                                }
-                            })
-                            .collect(),
-                    ),
-                };
+                let content = content(&message.content, &mut images, &case.name);
                 let calls = message
                     .tool_calls
                     .iter()

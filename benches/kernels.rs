@@ -1,7 +1,8 @@
 //! Kernel bench: `x · Wᵀ` for f32, f16, q8_0 and q4_K weights at Qwen3-VL-2B shapes, for one
 //! token (decode: memory-bound, reported as weight GB/s), 4 and 16 tokens (follow-up turns,
 //! prompt chunks) and 128 / 512 tokens (prefill: compute-bound, GFLOP/s), and text-decoder
-//! attention. `cargo bench --bench kernels`.
+//! attention. `cargo bench --bench kernels`; `BENCH_FILTER=q4K` keeps one weight kind,
+//! `BENCH_FROM_MEMORY=1` swaps the shapes for one matrix no L3 holds.
 use std::time::{Duration, Instant};
 
 use glimpse::kernels::attention::{attention, AttentionShape, Precision};
@@ -30,12 +31,19 @@ fn main() {
         glimpse::kernels::simd::simd_path().name()
     );
     let budget = Duration::from_millis(1500);
+    // BENCH_FROM_MEMORY=1: one matrix no L3 holds (100 MB at q8_0), the decode case where
+    // every weight comes from memory; the model's own shapes fit in a large L3.
+    let from_memory = std::env::var_os("BENCH_FROM_MEMORY").is_some();
     for (name, rows, cols) in [
         ("attn_q 2048x2048", 2048, 2048),
         ("ffn_up 6144x2048", 6144, 2048),
         ("vis_fc1 4096x1024", 4096, 1024),
         ("vis_fc2 1024x4096", 1024, 4096),
-    ] {
+    ]
+    .into_iter()
+    .filter(|_| !from_memory)
+    .chain(from_memory.then_some(("memory 49152x2048", 49152, 2048)))
+    {
         let w32: Vec<f32> = (0..rows * cols)
             .map(|i| ((i * 2_654_435_761usize) % 1000) as f32 / 1000.0 - 0.5)
             .collect();

@@ -182,7 +182,9 @@ mod x86 {
     };
     use crate::kernels::interleaved::{for_avx2_tile, for_token_count, TILE_TOKENS};
     use crate::kernels::quant::q8_blocks::TokenPointers;
-    use crate::kernels::simd_x86::{broadcast_four_bytes, prefetch_stream};
+    use crate::kernels::simd_x86::{
+        broadcast_four_bytes, dpbusd_run, prefetch_stream, SPLIT_CHAINS_BELOW_TOKENS,
+    };
 
     /// # Safety
     /// AVX-512 F/BW/VNNI present; `tile` addresses `tokens` (1..=8) rows of at least
@@ -225,8 +227,11 @@ mod x86 {
             let mut acc = [_mm256_setzero_ps(); T];
             for b in 0..blocks {
                 let block = weights.as_ptr().add(b * GROUP_BLOCK_BYTES);
-                if T == 1 {
-                    prefetch_stream(block, GROUP_BLOCK_BYTES);
+                // The second half reads the group again from L2; the first spreads its
+                // look-ahead over the block as the AVX-512 kernel does.
+                let streaming = half == 0;
+                if streaming {
+                    prefetch_stream(block, QUANTS);
                 }
                 let d = _mm256_cvtph_ps(_mm_loadu_si128(block.add(2 * rows) as *const __m128i));
                 let dmin =
@@ -235,6 +240,9 @@ mod x86 {
                     let sc = bytes_as_f32_avx2(block.add(SCALES + run * GROUP_ROWS + rows));
                     let mn = bytes_as_f32_avx2(block.add(MINS + run * GROUP_ROWS + rows));
                     let (dsc, dmn) = (_mm256_mul_ps(d, sc), _mm256_mul_ps(dmin, mn));
+                    if streaming {
+                        prefetch_stream(block.add(QUANTS + run * RUN_BYTES), RUN_BYTES);
+                    }
                     let q = block.add(QUANTS + run * RUN_BYTES + 4 * rows);
                     let mut w = [_mm256_setzero_si256(); 8];
                     for v in 0..4 {
@@ -290,15 +298,17 @@ mod x86 {
         let mut acc = [_mm512_setzero_ps(); T];
         for b in 0..blocks {
             let block = weights.as_ptr().add(b * GROUP_BLOCK_BYTES);
-            if T == 1 {
-                prefetch_stream(block, GROUP_BLOCK_BYTES);
-            }
+            // The look-ahead is spread over the block (its header here, each run's
+            // values below): the block's 37 lines asked at once left decode from memory
+            // at 22 GB/s, spread 37–44 (Zen 4, `BENCH_FROM_MEMORY=1`, membw 47–54).
+            prefetch_stream(block, QUANTS);
             let d = _mm512_cvtph_ps(_mm256_loadu_si256(block as *const __m256i));
             let dmin = _mm512_cvtph_ps(_mm256_loadu_si256(block.add(DMIN) as *const __m256i));
             for run in 0..RUNS {
                 let dsc = _mm512_mul_ps(d, bytes_as_f32(block.add(SCALES + run * GROUP_ROWS)));
                 let dmn = _mm512_mul_ps(dmin, bytes_as_f32(block.add(MINS + run * GROUP_ROWS)));
                 let q = block.add(QUANTS + run * RUN_BYTES);
+                prefetch_stream(q, RUN_BYTES);
                 let mut w = [_mm512_setzero_si512(); 8];
                 for v in 0..4 {
                     let packed = _mm512_loadu_si512(q.add(64 * v) as *const _);
@@ -308,11 +318,8 @@ mod x86 {
                 let r = b * RUNS + run;
                 for t in 0..T {
                     let xb = xq[t].add(r * 32);
-                    let mut sum = _mm512_setzero_si512();
-                    for (quad, w) in w.iter().enumerate() {
-                        let four = (xb.add(quad * 4) as *const i32).read_unaligned();
-                        sum = _mm512_dpbusd_epi32(sum, *w, _mm512_set1_epi32(four));
-                    }
+                    let split = T < SPLIT_CHAINS_BELOW_TOKENS;
+                    let sum = dpbusd_run(_mm512_setzero_si512(), &w, xb, split);
                     let part = _mm512_fnmadd_ps(
                         dmn,
                         _mm512_set1_ps(*xs[t].add(r) as f32),

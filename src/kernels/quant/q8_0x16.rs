@@ -135,7 +135,9 @@ mod x86 {
     use super::{Q8Blocks, TileOut, GROUP_BLOCK_BYTES, GROUP_ROWS, QUAD_BYTES, SCALES_BYTES};
     use crate::kernels::interleaved::{for_avx2_tile, for_token_count, TILE_TOKENS};
     use crate::kernels::quant::q8_blocks::TokenPointers;
-    use crate::kernels::simd_x86::{broadcast_four_bytes, prefetch_stream};
+    use crate::kernels::simd_x86::{
+        broadcast_four_bytes, dpbusd_run, prefetch_stream, SPLIT_CHAINS_BELOW_TOKENS,
+    };
 
     /// # Safety
     /// AVX-512 F/BW/VNNI present; `tile` addresses `tokens` (1..=8) rows of at least
@@ -172,7 +174,8 @@ mod x86 {
             let mut acc = [_mm256_setzero_ps(); T];
             for b in 0..blocks {
                 let block = weights.as_ptr().add(b * GROUP_BLOCK_BYTES);
-                if T == 1 {
+                // The second half reads the group again from L2.
+                if half == 0 {
                     prefetch_stream(block, GROUP_BLOCK_BYTES);
                 }
                 let dw = _mm256_cvtph_ps(_mm_loadu_si128(block.add(2 * rows) as *const __m128i));
@@ -213,20 +216,15 @@ mod x86 {
         let mut acc = [_mm512_setzero_ps(); T];
         for b in 0..blocks {
             let block = weights.as_ptr().add(b * GROUP_BLOCK_BYTES);
-            if T == 1 {
-                prefetch_stream(block, GROUP_BLOCK_BYTES);
-            }
+            prefetch_stream(block, GROUP_BLOCK_BYTES);
             let dw = _mm512_cvtph_ps(_mm256_loadu_si256(block as *const __m256i));
             let w: [__m512i; 8] = std::array::from_fn(|quad| {
                 _mm512_loadu_si512(block.add(SCALES_BYTES + quad * QUAD_BYTES) as *const _)
             });
             for t in 0..T {
                 let xb = xq[t].add(b * 32);
-                let mut sum = _mm512_set1_epi32(-128 * *xs[t].add(b));
-                for (quad, w) in w.iter().enumerate() {
-                    let four = (xb.add(quad * 4) as *const i32).read_unaligned();
-                    sum = _mm512_dpbusd_epi32(sum, *w, _mm512_set1_epi32(four));
-                }
+                let split = T < SPLIT_CHAINS_BELOW_TOKENS;
+                let sum = dpbusd_run(_mm512_set1_epi32(-128 * *xs[t].add(b)), &w, xb, split);
                 let scale = _mm512_mul_ps(dw, _mm512_set1_ps(*xd[t].add(b)));
                 acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), scale, acc[t]);
             }

@@ -55,7 +55,8 @@ pub unsafe fn broadcast_four_bytes(p: *const u8) -> __m256i {
 /// 32 activation bytes against eight vectors of interleaved weights. With `split` the
 /// eight products form two chains of four, so a tile of one or two tokens is not bound
 /// by the `vpdpbusd` latency (Zen 4, `cargo bench --bench kernels`, q4Kx16 one token:
-/// 214 → 292–302 GFLOP/s); wide tiles have chains enough and keep their registers. The
+/// 214 → 292–302 GFLOP/s, four tokens 515 → 542); wide tiles have chains enough and
+/// keep their registers. The
 /// sums are integers: the order does not change the result.
 ///
 /// # Safety
@@ -77,7 +78,7 @@ pub unsafe fn dpbusd_run(init: __m512i, w: &[__m512i; 8], xb: *const i8, split: 
 }
 
 /// Tiles of fewer tokens than this split their `dpbusd_run` chains.
-pub const SPLIT_CHAINS_BELOW_TOKENS: usize = 4;
+pub const SPLIT_CHAINS_BELOW_TOKENS: usize = 5;
 
 /// Prefetches the cache lines of the `len` bytes `PREFETCH_DISTANCE` past `p`.
 #[inline(always)]

@@ -59,8 +59,9 @@ impl FeedForward {
     fn forward_groups(&self, x: &[f32], groups: &[usize]) -> Vec<f32> {
         match self {
             Self::Dense(mlp) => {
-                let mut gate = mlp.gate_proj.forward_groups(x, groups);
-                silu_mul(&mut gate, &mlp.up_proj.forward_groups(x, groups));
+                let [mut gate, up] =
+                    Linear::forward_groups_together([&mlp.gate_proj, &mlp.up_proj], x, groups);
+                silu_mul(&mut gate, &up);
                 mlp.down_proj.forward_groups(&gate, groups)
             }
             Self::Mixture(experts) => experts.forward_groups(x, groups),
@@ -121,9 +122,11 @@ impl DecoderLayer {
         let groups: Vec<usize> = parts.iter().map(|p| p.rows.len()).collect();
         let mut normed = x.to_vec();
         rms_norm(&mut normed, self.attn_norm.as_slice(), eps);
-        let mut q = self.q_proj.forward_groups(&normed, &groups);
-        let mut k = self.k_proj.forward_groups(&normed, &groups);
-        let v = self.v_proj.forward_groups(&normed, &groups);
+        let [mut q, mut k, v] = Linear::forward_groups_together(
+            [&self.q_proj, &self.k_proj, &self.v_proj],
+            &normed,
+            &groups,
+        );
         rms_norm(&mut q, self.q_norm.as_slice(), eps);
         rms_norm(&mut k, self.k_norm.as_slice(), eps);
         let pairs = hd / 2;

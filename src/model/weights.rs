@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use half::f16;
+use rayon::prelude::*;
 
 use super::files::ModelFiles;
 use crate::gguf::{decode_into, GgmlType, GgufFile};
@@ -389,6 +390,23 @@ impl Linear {
     /// of one prompt), each group's result that of the group alone.
     pub fn forward_groups(&self, x: &[f32], groups: &[usize]) -> Vec<f32> {
         self.with_bias(self.weight.forward_groups(x, groups))
+    }
+
+    /// `forward_groups` of several layers over the same input, in one parallel region:
+    /// the pool's threads are woken once for all of them instead of once per layer
+    /// (decode runs ~200 products per token, each short). Every result is the one its
+    /// layer gives alone.
+    pub fn forward_groups_together<const N: usize>(
+        layers: [&Linear; N],
+        x: &[f32],
+        groups: &[usize],
+    ) -> [Vec<f32>; N] {
+        let outs: Vec<Vec<f32>> = layers
+            .par_iter()
+            .map(|layer| layer.forward_groups(x, groups))
+            .collect();
+        outs.try_into()
+            .unwrap_or_else(|_| unreachable!("one output per layer"))
     }
 
     fn with_bias(&self, mut out: Vec<f32>) -> Vec<f32> {

@@ -56,8 +56,7 @@ pub unsafe fn broadcast_four_bytes(p: *const u8) -> __m256i {
 /// eight products form two chains of four, so a tile of one or two tokens is not bound
 /// by the `vpdpbusd` latency (Zen 4, `cargo bench --bench kernels`, q4Kx16 one token:
 /// 214 → 292–302 GFLOP/s, four tokens 515 → 542); wide tiles have chains enough and
-/// keep their registers. The
-/// sums are integers: the order does not change the result.
+/// keep their registers. The sums are integers: the order does not change the result.
 ///
 /// # Safety
 /// AVX-512 F and VNNI present (inlined into a caller that enables them); `xb` addresses

@@ -1,9 +1,8 @@
 //! Reduced-precision profiles against the f32 ground truth.
 //!
 //! On the tiny fixture models (dense and mixture of experts): f16 log-probs stay within 1e-2 of
-//! transformers' and f16 picks
-//! transformers' greedy token at every step of every fixture conversation (teacher-forced along
-//! the f32 greedy path). On the trained 256-wide fixture (`small-trained`, whose matrices fill
+//! transformers' and f16 picks transformers' greedy token at every step of every fixture
+//! conversation (teacher-forced along the f32 greedy path). On the trained 256-wide fixture (`small-trained`, whose matrices fill
 //! whole q4_K blocks and whose predictions are as confident as a chat model's): f32 follows
 //! transformers' greedy path, and f16 / q8_0 / q4_K agree with f32's top-1 token at ≥ 100 % /
 //! 99 % / 95 % of the steps, run in lockstep with the f32 model.

@@ -52,17 +52,23 @@ pub unsafe fn broadcast_four_bytes(p: *const u8) -> __m256i {
 }
 
 /// `init + Σ_quad vpdpbusd(w[quad], the four bytes at xb + 4·quad broadcast)`: one run of
-/// 32 activation bytes against eight vectors of interleaved weights. With `split` the
-/// eight products form two chains of four, so a tile of one or two tokens is not bound
-/// by the `vpdpbusd` latency (Zen 4, `cargo bench --bench kernels`, q4Kx16 one token:
-/// 214 → 292–302 GFLOP/s, four tokens 515 → 542); wide tiles have chains enough and
-/// keep their registers. The sums are integers: the order does not change the result.
+/// 32 activation bytes against eight vectors of interleaved weights, for one token of a
+/// tile of `TILE` tokens. In tiles of up to four tokens the eight products form two chains
+/// of four, so they are not bound by the `vpdpbusd` latency (Zen 4, `cargo bench --bench
+/// kernels`, q4Kx16 one token: 214 → 292–302 GFLOP/s, four tokens 515 → 542); wider tiles
+/// have chains enough and keep their registers. The sums are integers: the order does not
+/// change the result.
 ///
 /// # Safety
 /// AVX-512 F and VNNI present (inlined into a caller that enables them); `xb` addresses
 /// 32 readable bytes.
 #[inline(always)]
-pub unsafe fn dpbusd_run(init: __m512i, w: &[__m512i; 8], xb: *const i8, split: bool) -> __m512i {
+pub unsafe fn dpbusd_run<const TILE: usize>(
+    init: __m512i,
+    w: &[__m512i; 8],
+    xb: *const i8,
+) -> __m512i {
+    let split = TILE <= 4;
     let mut sums = [init, _mm512_setzero_si512()];
     for (quad, w) in w.iter().enumerate() {
         let four = (xb.add(quad * 4) as *const i32).read_unaligned();
@@ -75,9 +81,6 @@ pub unsafe fn dpbusd_run(init: __m512i, w: &[__m512i; 8], xb: *const i8, split: 
         sums[0]
     }
 }
-
-/// Tiles of fewer tokens than this split their `dpbusd_run` chains.
-pub const SPLIT_CHAINS_BELOW_TOKENS: usize = 5;
 
 /// Prefetches the cache lines of the `len` bytes `PREFETCH_DISTANCE` past `p`.
 #[inline(always)]

@@ -182,9 +182,7 @@ mod x86 {
     };
     use crate::kernels::interleaved::{for_avx2_tile, for_token_count, TILE_TOKENS};
     use crate::kernels::quant::q8_blocks::TokenPointers;
-    use crate::kernels::simd_x86::{
-        broadcast_four_bytes, dpbusd_run, prefetch_stream, SPLIT_CHAINS_BELOW_TOKENS,
-    };
+    use crate::kernels::simd_x86::{broadcast_four_bytes, dpbusd_run, prefetch_stream};
 
     /// # Safety
     /// AVX-512 F/BW/VNNI present; `tile` addresses `tokens` (1..=8) rows of at least
@@ -318,8 +316,7 @@ mod x86 {
                 let r = b * RUNS + run;
                 for t in 0..T {
                     let xb = xq[t].add(r * 32);
-                    let split = T < SPLIT_CHAINS_BELOW_TOKENS;
-                    let sum = dpbusd_run(_mm512_setzero_si512(), &w, xb, split);
+                    let sum = dpbusd_run::<T>(_mm512_setzero_si512(), &w, xb);
                     let part = _mm512_fnmadd_ps(
                         dmn,
                         _mm512_set1_ps(*xs[t].add(r) as f32),

@@ -135,9 +135,7 @@ mod x86 {
     use super::{Q8Blocks, TileOut, GROUP_BLOCK_BYTES, GROUP_ROWS, QUAD_BYTES, SCALES_BYTES};
     use crate::kernels::interleaved::{for_avx2_tile, for_token_count, TILE_TOKENS};
     use crate::kernels::quant::q8_blocks::TokenPointers;
-    use crate::kernels::simd_x86::{
-        broadcast_four_bytes, dpbusd_run, prefetch_stream, SPLIT_CHAINS_BELOW_TOKENS,
-    };
+    use crate::kernels::simd_x86::{broadcast_four_bytes, dpbusd_run, prefetch_stream};
 
     /// # Safety
     /// AVX-512 F/BW/VNNI present; `tile` addresses `tokens` (1..=8) rows of at least
@@ -223,8 +221,7 @@ mod x86 {
             });
             for t in 0..T {
                 let xb = xq[t].add(b * 32);
-                let split = T < SPLIT_CHAINS_BELOW_TOKENS;
-                let sum = dpbusd_run(_mm512_set1_epi32(-128 * *xs[t].add(b)), &w, xb, split);
+                let sum = dpbusd_run::<T>(_mm512_set1_epi32(-128 * *xs[t].add(b)), &w, xb);
                 let scale = _mm512_mul_ps(dw, _mm512_set1_ps(*xd[t].add(b)));
                 acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), scale, acc[t]);
             }

@@ -35,7 +35,16 @@ impl Qwen3VL {
     /// Runs the decoder once over every sequence's new tokens, reading each weight once for
     /// all; returns, per sequence, the logits of its last token when it wants them. Each
     /// sequence's results are those it would get in a step of its own.
+    ///
+    /// The step runs on a compute-pool thread (the caller waits once), not on the caller's:
+    /// its many parallel regions then start and end between pool threads that are awake,
+    /// instead of waking the caller from sleep after each (measured on Zen 4, 2 threads:
+    /// kernel time during decode 11.4 % → 6.7 % of the samples).
     pub fn step(&self, sequences: &mut [SequenceStep]) -> Result<Vec<Option<Vec<f32>>>> {
+        rayon::scope(|_| self.step_on_pool(sequences))
+    }
+
+    fn step_on_pool(&self, sequences: &mut [SequenceStep]) -> Result<Vec<Option<Vec<f32>>>> {
         let text = &self.text;
         let hidden = text.config().hidden_size;
         let ids: Vec<u32> = sequences

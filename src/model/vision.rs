@@ -292,8 +292,12 @@ impl VisionEncoder {
     }
 
     /// Runs the image's next block (and the DeepStack merger that reads it); true once
-    /// every block has run.
+    /// every block has run. Like the decoder's step, the block runs on a compute-pool thread.
     pub fn advance(&self, progress: &mut VisionProgress) -> bool {
+        rayon::scope(|_| self.advance_on_pool(progress))
+    }
+
+    fn advance_on_pool(&self, progress: &mut VisionProgress) -> bool {
         let cfg = &self.cfg;
         let i = progress.next_block;
         if let Some(block) = self.blocks.get(i) {

@@ -366,10 +366,12 @@ fn bench_json_is_one_object_with_every_measurement() {
     for name in ["load_ms", "vision_ms", "ttft_image_ms", "ttft_followup_ms"] {
         assert!(float(name) >= 0.0, "{name}: {report}");
     }
-    assert!(float("prefill_tok_s") > 0.0 && float("decode_tok_s") > 0.0);
+    for name in ["prefill_tok_s", "decode_tok_s", "decode_empty_tok_s"] {
+        assert!(float(name) > 0.0, "{name}: {report}");
+    }
     assert!(int("idle_rss_bytes") > 0);
     assert!(int("peak_rss_bytes") >= int("idle_rss_bytes"));
-    assert_eq!(report.as_object().unwrap().len(), 16, "{report}");
+    assert_eq!(report.as_object().unwrap().len(), 17, "{report}");
 }
 
 #[test]
@@ -400,6 +402,7 @@ fn bench_prints_timing_lines_for_a_given_image() {
         "ttft follow-up:",
         "prompt eval:",
         "eval:",
+        "eval (empty):",
         "rss peak:",
         "simd:",
     ] {

@@ -1,7 +1,7 @@
 //! `glimpse bench`: end-to-end speed of one model file, llama.cpp-style. Times the load, an
 //! image turn (vision encode, time to first token), a follow-up turn that reuses the KV
-//! cache, prefill and decode throughput on a text prompt of a given length, and the process
-//! memory. Text lines on stdout by default, exactly one JSON object with `--json`; progress
+//! cache, prefill and decode throughput on a text prompt of a given length, decode from an
+//! empty context (llama-bench's `tg`), and the process memory. Text lines on stdout by default, exactly one JSON object with `--json`; progress
 //! goes to stderr. Not a kernel micro-benchmark (that is `benches/kernels.rs`).
 use std::path::PathBuf;
 use std::time::Instant;
@@ -42,7 +42,8 @@ pub struct BenchArgs {
     /// Length of the text prompt whose prefill is timed.
     #[arg(long, default_value_t = 512)]
     prompt_tokens: usize,
-    /// Tokens decoded after that prompt (end-of-turn tokens do not stop it).
+    /// Tokens decoded after that prompt, and again from an empty context (end-of-turn tokens
+    /// do not stop it).
     #[arg(long, default_value_t = 128)]
     gen_tokens: usize,
     /// Compute threads (default: physical cores).
@@ -65,6 +66,7 @@ struct Repetition {
     cached_prompt_tokens: usize,
     prefill_tok_s: f64,
     decode_tok_s: f64,
+    decode_empty_tok_s: f64,
     /// Largest resident set size seen at the end of a phase.
     rss_bytes: u64,
 }
@@ -85,7 +87,10 @@ struct Report {
     prefill_tokens: usize,
     prefill_tok_s: f64,
     decode_tokens: usize,
+    /// After the prompt.
     decode_tok_s: f64,
+    /// From a one-token context.
+    decode_empty_tok_s: f64,
     idle_rss_bytes: u64,
     peak_rss_bytes: u64,
 }
@@ -142,7 +147,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let mut runs = Vec::with_capacity(args.repetitions);
     for i in 1..=args.repetitions {
         eprintln!(
-            "bench: repetition {i}/{}: image turn, follow-up, prefill {} tokens, decode {} tokens",
+            "bench: repetition {i}/{}: image turn, follow-up, prefill {} tokens, decode {} tokens \
+             after it and from an empty context",
             args.repetitions, args.prompt_tokens, args.gen_tokens
         );
         runs.push(repetition(&bundle, &image, &prompt_ids, args.gen_tokens)?);
@@ -169,6 +175,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         prefill_tok_s: median(runs.iter().map(|r| r.prefill_tok_s)),
         decode_tokens: args.gen_tokens,
         decode_tok_s: median(runs.iter().map(|r| r.decode_tok_s)),
+        decode_empty_tok_s: median(runs.iter().map(|r| r.decode_empty_tok_s)),
         idle_rss_bytes,
         peak_rss_bytes: peak_resident_bytes().max(peak_seen).max(idle_rss_bytes),
     };
@@ -183,8 +190,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// Steps 3–6 of the bench: the image turn and its follow-up in one session, then prefill
-/// and decode of the text prompt in a fresh one.
+/// Steps 3–7 of the bench: the image turn and its follow-up in one session, then prefill
+/// and decode of the text prompt in a fresh one, then decode from an empty context in
+/// another.
 fn repetition(
     bundle: &ModelBundle,
     image: &RgbImage,
@@ -228,6 +236,7 @@ fn repetition(
     drop(session);
 
     let (prefill_ms, decode_ms, throughput_rss) = throughput(bundle, prompt_ids, gen_tokens)?;
+    let (_, decode_empty_ms, _) = throughput(bundle, &prompt_ids[..1], gen_tokens)?;
     Ok(Repetition {
         vision_ms: image_turn.vision_ms,
         image_tokens: pixels[0].n_merged_tokens(),
@@ -236,6 +245,7 @@ fn repetition(
         cached_prompt_tokens: followup.cached_prompt_tokens,
         prefill_tok_s: rate(prompt_ids.len(), prefill_ms),
         decode_tok_s: rate(gen_tokens, decode_ms),
+        decode_empty_tok_s: rate(gen_tokens, decode_empty_ms),
         rss_bytes: turns_rss.max(throughput_rss),
     })
 }
@@ -381,6 +391,7 @@ impl Report {
             "prefill_tok_s": round3(self.prefill_tok_s),
             "decode_tokens": self.decode_tokens,
             "decode_tok_s": round3(self.decode_tok_s),
+            "decode_empty_tok_s": round3(self.decode_empty_tok_s),
             "idle_rss_bytes": self.idle_rss_bytes,
             "peak_rss_bytes": self.peak_rss_bytes,
         })
@@ -426,6 +437,12 @@ impl Report {
                 ms_of(self.decode_tokens, self.decode_tok_s),
                 self.decode_tokens,
                 self.decode_tok_s
+            ),
+            format!(
+                "eval (empty):   {:10.2} ms / {} tokens ({:.2} tok/s, from a one-token context)",
+                ms_of(self.decode_tokens, self.decode_empty_tok_s),
+                self.decode_tokens,
+                self.decode_empty_tok_s
             ),
             format!("rss idle:       {:10.2} MiB", mib(self.idle_rss_bytes)),
             format!("rss peak:       {:10.2} MiB", mib(self.peak_rss_bytes)),

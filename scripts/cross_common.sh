@@ -114,6 +114,8 @@ MUSL_TARGET=x86_64-unknown-linux-musl
 WINDOWS_TARGET=x86_64-pc-windows-gnu
 AARCH64_TARGET=aarch64-unknown-linux-gnu
 BROWSER_PACKAGES=(/usr/bin/chromium:chromium)
+# ffmpeg decodes video containers (MP4, WebM, …) for `--video` and the API's video parts.
+VIDEO_PACKAGES=(ffmpeg:ffmpeg ffprobe:ffmpeg)
 MUSL_PACKAGES=(musl-gcc:musl-tools file:file)
 WINDOWS_PACKAGES=(x86_64-w64-mingw32-gcc:gcc-mingw-w64-x86-64 x86_64-w64-mingw32-g++:g++-mingw-w64-x86-64 file:file)
 AARCH64_PACKAGES=(aarch64-linux-gnu-gcc:gcc-aarch64-linux-gnu aarch64-linux-gnu-g++:g++-aarch64-linux-gnu
@@ -131,7 +133,7 @@ ensure_rust_src() {
 # in one go; elsewhere each script installs its own.
 install_everything() {
   [ "$(uname -m)" = x86_64 ] || return 0
-  ensure_packages "${BROWSER_PACKAGES[@]}" "${MUSL_PACKAGES[@]}" "${WINDOWS_PACKAGES[@]}" \
+  ensure_packages "${BROWSER_PACKAGES[@]}" "${VIDEO_PACKAGES[@]}" "${MUSL_PACKAGES[@]}" "${WINDOWS_PACKAGES[@]}" \
     "${AARCH64_PACKAGES[@]}" "${LOONGARCH64_PACKAGES[@]}"
   ensure_rust_target "$MUSL_TARGET" "$WINDOWS_TARGET" "$AARCH64_TARGET"
   ensure_rust_src

@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use glimpse::chat::{
-    build_prompt, ChatTemplate, Content, ImageRef, Message, Part, SpecialTokens, TemplateArgs,
-    Tokenizer, ToolCall,
+    build_prompt, ChatTemplate, Content, ImageRef, MediaTokens, Message, Part, SpecialTokens,
+    TemplateArgs, Tokenizer, ToolCall,
 };
 use serde::Deserialize;
 
@@ -139,10 +139,11 @@ fn prompt_ids_with_expanded_image_pads_match_transformers() {
                 .iter()
                 .map(|[t, h, w]| t * h * w / 4)
                 .collect();
+            let media: Vec<MediaTokens> = counts.iter().copied().map(MediaTokens::Image).collect();
             let prompt =
-                build_prompt(&template, &tokenizer, &messages(case), &counts, &special).unwrap();
+                build_prompt(&template, &tokenizer, &messages(case), &media, &special).unwrap();
             assert_eq!(prompt.ids, case.input_ids, "{config}/{}", case.name);
-            let span_lens: Vec<usize> = prompt.image_spans.iter().map(|span| span.len()).collect();
+            let span_lens: Vec<usize> = prompt.vision_spans.iter().map(|span| span.len()).collect();
             assert_eq!(span_lens, counts, "{config}/{}", case.name);
         }
     }

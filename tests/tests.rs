@@ -26,3 +26,4 @@ mod server_network;
 mod server_openai_client;
 mod server_shutdown;
 mod server_soak;
+mod video_parity;

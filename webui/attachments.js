@@ -1,6 +1,8 @@
-// Image attachments in the composer: images come from the file picker, drag and drop or the
+// Attachments in the composer: images come from the file picker, drag and drop or the
 // clipboard, are downscaled in the browser to what the server will use, and show as thumbnails
-// (removable) until the question is sent.
+// (removable) until the question is sent. A video is played through in the browser, which takes
+// its frames (2 a second, at most MAX_VIDEO_FRAMES, long side at most VIDEO_LONG_SIDE) and sends
+// them as the video's frames; it shows as a strip of them.
 import { updateComposer } from './composer.js';
 import { dom, el, icon, showImage, toast } from './dom.js';
 import { newId } from './format.js';
@@ -8,6 +10,9 @@ import { DEFAULT_MAX_LONG_SIDE } from './settings.js';
 import { state } from './state.js';
 
 const SERVER_IMAGE_TYPES = new Set(['image/png', 'image/jpeg', 'image/webp', 'image/gif', 'image/bmp']);
+const VIDEO_FPS = 2;
+const MAX_VIDEO_FRAMES = 32;
+const VIDEO_LONG_SIDE = 448;
 
 function readAsDataUrl(blob) {
   return new Promise((resolve, reject) => {
@@ -56,14 +61,61 @@ async function prepareImage(file) {
   return { name, dataUrl: canvas.toDataURL(type, 0.92), width: w, height: h, originalWidth: width, originalHeight: height };
 }
 
+// Resolves when `target` fires `event`, rejects on its `error` event.
+function once(target, event) {
+  return new Promise((resolve, reject) => {
+    const done = () => { target.removeEventListener('error', fail); resolve(); };
+    const fail = () => { target.removeEventListener(event, done); reject(new Error('the browser cannot play it')); };
+    target.addEventListener(event, done, { once: true });
+    target.addEventListener('error', fail, { once: true });
+  });
+}
+
+// Returns { name, frames: [dataUrl], fps, width, height }: frames evenly spread over the clip
+// (each from the middle of its slice of time), `fps` the rate that puts each at its time.
+async function prepareVideo(file) {
+  const name = file.name || 'video';
+  const url = URL.createObjectURL(file);
+  try {
+    const video = el('video', { preload: 'auto', src: url });
+    video.muted = true;
+    try {
+      await once(video, 'loadeddata');
+    } catch {
+      throw new Error(`"${name}" is not a video this browser can play`);
+    }
+    const { duration, videoWidth, videoHeight } = video;
+    if (!(duration > 0) || !Number.isFinite(duration) || !videoWidth || !videoHeight) throw new Error(`"${name}" has no frames to show`);
+    const count = Math.max(2, Math.min(MAX_VIDEO_FRAMES, Math.floor(duration * VIDEO_FPS)));
+    const scale = Math.min(1, VIDEO_LONG_SIDE / Math.max(videoWidth, videoHeight));
+    const width = Math.max(1, Math.round(videoWidth * scale));
+    const height = Math.max(1, Math.round(videoHeight * scale));
+    const canvas = el('canvas', { width, height });
+    const context = canvas.getContext('2d');
+    const frames = [];
+    for (let i = 0; i < count; i++) {
+      video.currentTime = ((i + 0.5) * duration) / count;
+      await once(video, 'seeked');
+      context.drawImage(video, 0, 0, width, height);
+      frames.push(canvas.toDataURL('image/jpeg', 0.9));
+    }
+    return { name, frames, fps: count / duration, width, height };
+  } finally {
+    URL.revokeObjectURL(url);
+  }
+}
+
 export function addFiles(files) {
-  const images = [...files].filter((f) => f.type.startsWith('image/') || !f.type);
-  if (images.length < files.length) toast('Only images can be attached.', 'error');
-  for (const file of images) {
-    const entry = { id: newId(), name: file.name || 'pasted image', image: null };
+  const isVideo = (f) => f.type.startsWith('video/');
+  const accepted = [...files].filter((f) => f.type.startsWith('image/') || isVideo(f) || !f.type);
+  if (accepted.length < files.length) toast('Only images and videos can be attached.', 'error');
+  for (const file of accepted) {
+    const video = isVideo(file);
+    const entry = { id: newId(), name: file.name || (video ? 'video' : 'pasted image'), image: null, video: null };
     state.pending.push(entry);
-    prepareImage(file).then((image) => {
-      entry.image = image;
+    (video ? prepareVideo(file) : prepareImage(file)).then((prepared) => {
+      if (video) entry.video = prepared;
+      else entry.image = prepared;
     }, (err) => {
       state.pending = state.pending.filter((e) => e !== entry);
       toast(err.message, 'error');
@@ -87,6 +139,12 @@ export function renderAttachments() {
         updateComposer();
       },
     }, icon('x'));
+    if (entry.video) {
+      const { video } = entry;
+      return el('div', { class: 'thumb video', title: `${video.name} · ${video.frames.length} frames` },
+        el('img', { src: video.frames[0], alt: video.name, onclick: () => showImage(video.frames[0], video.name) }),
+        el('span', { class: 'frame-count', text: `${video.frames.length}` }), remove);
+    }
     if (!entry.image) return el('div', { class: 'thumb loading', title: entry.name }, el('span', { class: 'spinner' }), remove);
     const { image } = entry;
     const resized = image.originalWidth ? ` (resized from ${image.originalWidth}×${image.originalHeight})` : '';

@@ -59,8 +59,14 @@ function userMessage(message) {
       loading: 'lazy', onclick: () => showImage(image.dataUrl, image.name),
     })))
     : null;
+  // A video shows as the strip of frames the model was given.
+  const videos = (message.videos || []).map((video) => el('div', {
+    class: 'video-frames', title: `${video.name} · ${video.frames.length} frames, ${video.width}×${video.height}`,
+  }, ...video.frames.map((frame, i) => el('img', {
+    src: frame, alt: `${video.name}, frame ${i + 1}`, loading: 'lazy', onclick: () => showImage(frame, `${video.name}, frame ${i + 1}`),
+  }))));
   return el('div', { class: 'message user', 'data-role': 'user' },
-    el('div', { class: 'bubble' }, images, message.text ? el('div', { class: 'user-text', text: message.text }) : null));
+    el('div', { class: 'bubble' }, images, ...videos, message.text ? el('div', { class: 'user-text', text: message.text }) : null));
 }
 
 // (Re)draws an answer into its node: while it streams, and once more when it is done.

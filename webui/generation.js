@@ -61,14 +61,17 @@ export function stopGeneration() {
   if (state.generation) state.generation.controller.abort();
 }
 
-/** Sends the composer's text and images (once every image is ready) and answers them. */
+/** Sends the composer's text, images and videos (once every one is ready) and answers them. */
 export async function send() {
-  if (state.generation || state.pending.some((entry) => !entry.image)) return;
+  if (state.generation || state.pending.some((entry) => !entry.image && !entry.video)) return;
   const text = dom.prompt.value.trim();
-  const images = state.pending.map((entry) => entry.image);
-  if (!text && images.length === 0) return;
+  const images = state.pending.filter((entry) => entry.image).map((entry) => entry.image);
+  const videos = state.pending.filter((entry) => entry.video).map((entry) => entry.video);
+  if (!text && images.length === 0 && videos.length === 0) return;
   const conversation = state.current;
-  conversation.messages.push({ role: 'user', text, images, createdAt: Date.now() });
+  const message = { role: 'user', text, images, createdAt: Date.now() };
+  if (videos.length) message.videos = videos;
+  conversation.messages.push(message);
   dom.prompt.value = '';
   autoGrow();
   state.pending = [];

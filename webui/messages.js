@@ -4,7 +4,8 @@
 // Pure (no DOM, no globals), so Node tests import it.
 //
 // A conversation: { id, title, createdAt, updatedAt, system: { preset, custom }, messages }.
-// A message: { role: 'user', text, images: [{ name, dataUrl, width, height }] }, or
+// A message: { role: 'user', text, images: [{ name, dataUrl, width, height }],
+// videos?: [{ name, frames: [dataUrl], fps, width, height }] }, or
 // { role: 'assistant', text, reasoning?, finishReason?, usage?, timings?, detections?, stopped?,
 // error?, elapsedMs? }, or { role: 'error', text }; each with createdAt.
 import { cleanDetections } from './grounding.js';
@@ -18,11 +19,14 @@ export function requestMessages(conversation, detail) {
   if (system) out.push({ role: 'system', content: system });
   for (const message of conversation.messages) {
     if (message.role === 'user') {
-      if (message.images.length === 0) {
+      const videos = message.videos || [];
+      if (message.images.length === 0 && videos.length === 0) {
         out.push({ role: 'user', content: message.text });
       } else {
         const extra = detail !== 'auto' ? { detail } : {};
         const parts = message.images.map((image) => ({ type: 'image_url', image_url: { url: image.dataUrl, ...extra } }));
+        // A video goes as its frames (taken in the browser), as qwen-vl-utils sends them.
+        for (const video of videos) parts.push({ type: 'video', video: video.frames, fps: video.fps });
         if (message.text) parts.push({ type: 'text', text: message.text });
         out.push({ role: 'user', content: parts });
       }

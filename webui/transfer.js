@@ -17,10 +17,23 @@ function cleanImage(raw) {
   return { name: String(raw.name || 'image'), dataUrl: raw.dataUrl, width: Number(raw.width) || 0, height: Number(raw.height) || 0 };
 }
 
+// A video: its frames as image data URLs (at least two) and the rate they were taken at.
+function cleanVideo(raw) {
+  if (!raw || !Array.isArray(raw.frames)) return null;
+  const frames = raw.frames.map((dataUrl) => cleanImage({ dataUrl })).filter(Boolean).map((f) => f.dataUrl);
+  const fps = Number(raw.fps);
+  if (frames.length < 2 || frames.length !== raw.frames.length || !(fps > 0)) return null;
+  return { name: String(raw.name || 'video'), frames, fps, width: Number(raw.width) || 0, height: Number(raw.height) || 0 };
+}
+
 function cleanMessage(raw) {
   if (!raw || !['user', 'assistant', 'error'].includes(raw.role)) return null;
   const message = { role: raw.role, text: String(raw.text ?? ''), createdAt: Number(raw.createdAt) || Date.now() };
-  if (raw.role === 'user') message.images = (Array.isArray(raw.images) ? raw.images : []).map(cleanImage).filter(Boolean);
+  if (raw.role === 'user') {
+    message.images = (Array.isArray(raw.images) ? raw.images : []).map(cleanImage).filter(Boolean);
+    const videos = (Array.isArray(raw.videos) ? raw.videos : []).map(cleanVideo).filter(Boolean);
+    if (videos.length) message.videos = videos;
+  }
   if (raw.role === 'assistant') {
     for (const key of ['reasoning', 'finishReason', 'error']) if (raw[key]) message[key] = String(raw[key]);
     if (raw.stopped) message.stopped = true;

@@ -1,6 +1,6 @@
 //! The non-weight files of a Hugging Face Qwen3-VL checkpoint directory, read once: config.json
-//! (parsed and kept verbatim), preprocessor_config.json, generation_config.json (optional) and
-//! the tokenizer files.
+//! (parsed and kept verbatim), preprocessor_config.json, video_preprocessor_config.json and
+//! generation_config.json (both optional), and the tokenizer files.
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context, Result};
@@ -39,6 +39,7 @@ pub struct Checkpoint {
     pub config: HfConfig,
     pub config_json: JsonFile,
     pub preprocessor_config: JsonFile,
+    pub video_preprocessor_config: Option<JsonFile>,
     pub generation_config: Option<JsonFile>,
     pub tokenizer: TokenizerFiles,
 }
@@ -54,6 +55,8 @@ impl Checkpoint {
         let config = HfConfig::from_json_str(&config_json.text)
             .with_context(|| format!("in '{}'", config_path.display()))?;
         let preprocessor_config = JsonFile::read(&dir.join("preprocessor_config.json"))?;
+        let video_preprocessor_config =
+            JsonFile::read_optional(&dir.join("video_preprocessor_config.json"))?;
         let generation_config = JsonFile::read_optional(&dir.join("generation_config.json"))?;
         let tokenizer = TokenizerFiles::load(dir)?;
         Ok(Checkpoint {
@@ -61,6 +64,7 @@ impl Checkpoint {
             config,
             config_json,
             preprocessor_config,
+            video_preprocessor_config,
             generation_config,
             tokenizer,
         })

@@ -1,5 +1,5 @@
 //! glimpse's own `glimpse.*` metadata: verbatim copies of tokenizer.json, config.json,
-//! preprocessor_config.json and generation_config.json, the vision token ids, and the list
+//! preprocessor_config.json, video_preprocessor_config.json and generation_config.json, the vision token ids, and the list
 //! of ids that end generation, so a single GGUF file is everything needed to serve.
 use anyhow::{bail, Result};
 use serde_json::Value;
@@ -19,6 +19,13 @@ pub fn add_glimpse_metadata(meta: &mut Metadata, checkpoint: &Checkpoint) -> Res
         (
             keys::PREPROCESSOR_CONFIG,
             Some(&checkpoint.preprocessor_config.text),
+        ),
+        (
+            keys::VIDEO_PREPROCESSOR_CONFIG,
+            checkpoint
+                .video_preprocessor_config
+                .as_ref()
+                .map(|v| &v.text),
         ),
         (keys::HF_CONFIG, Some(&checkpoint.config_json.text)),
         (

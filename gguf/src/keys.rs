@@ -104,6 +104,9 @@ pub mod glimpse {
     pub const TOKENIZER_JSON: &str = "glimpse.tokenizer_json";
     /// `preprocessor_config.json`, verbatim.
     pub const PREPROCESSOR_CONFIG: &str = "glimpse.preprocessor_config";
+    /// `video_preprocessor_config.json`, verbatim (absent from files converted before videos,
+    /// and from checkpoints without one: Qwen3-VL's values then apply).
+    pub const VIDEO_PREPROCESSOR_CONFIG: &str = "glimpse.video_preprocessor_config";
     /// `config.json`, verbatim.
     pub const HF_CONFIG: &str = "glimpse.hf_config";
     /// `generation_config.json`, verbatim (only when the checkpoint has one).

@@ -1,7 +1,7 @@
-//! Chat messages as the template sees them: a role and either a plain string or a list of text
-//! and image parts. Images are referenced by index into the request's images (their bytes live
-//! with the caller). Serializes to the dicts HF chat templates expect:
-//! `{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "..."}]}`.
+//! Chat messages as the template sees them: a role and either a plain string or a list of text,
+//! image and video parts. Images and videos are referenced by index into the request's images
+//! and videos (their pixels live with the caller). Serializes to the dicts HF chat templates
+//! expect: `{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "..."}]}`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -58,11 +58,23 @@ impl FromStr for Role {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ImageRef(pub usize);
 
+/// Index of a video among the request's videos.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct VideoRef(pub usize);
+
 /// One item of a multi-part message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Part {
     Text(String),
     Image(ImageRef),
+    Video(VideoRef),
+}
+
+/// A picture or a clip that a message shows the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Media {
+    Image(ImageRef),
+    Video(VideoRef),
 }
 
 impl Serialize for Part {
@@ -74,9 +86,14 @@ impl Serialize for Part {
                 map.serialize_entry("text", text)?;
                 map.end()
             }
-            Part::Image(_) => {
+            Part::Image(_) | Part::Video(_) => {
+                let kind = if matches!(self, Part::Image(_)) {
+                    "image"
+                } else {
+                    "video"
+                };
                 let mut map = serializer.serialize_map(Some(1))?;
-                map.serialize_entry("type", "image")?;
+                map.serialize_entry("type", kind)?;
                 map.end()
             }
         }
@@ -157,33 +174,43 @@ impl Message {
         Ok(Self::new(role.parse()?, content))
     }
 
-    /// The images of this message, in order.
-    pub fn images(&self) -> impl Iterator<Item = ImageRef> + '_ {
+    /// The images and videos of this message, in order.
+    pub fn media(&self) -> impl Iterator<Item = Media> + '_ {
         let parts: &[Part] = match &self.content {
             Content::Text(_) => &[],
             Content::Parts(parts) => parts,
         };
         parts.iter().filter_map(|part| match part {
-            Part::Image(image) => Some(*image),
+            Part::Image(image) => Some(Media::Image(*image)),
+            Part::Video(video) => Some(Media::Video(*video)),
             Part::Text(_) => None,
+        })
+    }
+
+    /// The images of this message, in order.
+    pub fn images(&self) -> impl Iterator<Item = ImageRef> + '_ {
+        self.media().filter_map(|media| match media {
+            Media::Image(image) => Some(image),
+            Media::Video(_) => None,
         })
     }
 }
 
-/// The images of a conversation in the order their placeholders appear in the rendered prompt,
-/// i.e. the order of the `image_token_counts` that `build_prompt` expects.
-/// The Qwen3-VL template places images of user and tool messages only (it drops those of system
-/// and assistant messages), so an image anywhere else is an error rather than silently lost.
-pub fn images_in_prompt_order(messages: &[Message]) -> Result<Vec<ImageRef>> {
+/// The images and videos of a conversation in the order their placeholders appear in the
+/// rendered prompt, i.e. the order of the `media` that `build_prompt` expects.
+/// The Qwen3-VL template places the media of user and tool messages only (it drops those of
+/// system and assistant messages), so one anywhere else is an error rather than silently lost.
+pub fn media_in_prompt_order(messages: &[Message]) -> Result<Vec<Media>> {
     let mut order = Vec::new();
     for (index, message) in messages.iter().enumerate() {
-        let images = message.images();
+        let media = message.media();
         match message.role {
-            Role::User | Role::Tool => order.extend(images),
+            Role::User | Role::Tool => order.extend(media),
             Role::System | Role::Assistant => {
-                if images.count() > 0 {
+                if media.count() > 0 {
                     bail!(
-                        "message {index} ({}): images are only accepted in user and tool messages",
+                        "message {index} ({}): images and videos are only accepted in user and \
+                         tool messages",
                         message.role
                     );
                 }
@@ -229,6 +256,18 @@ mod tests {
     }
 
     #[test]
+    fn videos_serialize_as_video_parts() {
+        let message = Message::new(
+            Role::User,
+            vec![Part::Video(VideoRef(0)), Part::Text("What happens?".into())],
+        );
+        assert_eq!(
+            serde_json::to_value(&message).unwrap(),
+            serde_json::json!({"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "What happens?"}]})
+        );
+    }
+
+    #[test]
     fn images_are_listed_in_prompt_order() {
         let messages = vec![
             Message::new(
@@ -242,8 +281,12 @@ mod tests {
             ),
         ];
         assert_eq!(
-            images_in_prompt_order(&messages).unwrap(),
-            vec![ImageRef(1), ImageRef(0), ImageRef(2)]
+            media_in_prompt_order(&messages).unwrap(),
+            vec![
+                Media::Image(ImageRef(1)),
+                Media::Image(ImageRef(0)),
+                Media::Image(ImageRef(2))
+            ]
         );
     }
 
@@ -253,7 +296,7 @@ mod tests {
             Message::new(Role::User, "hi"),
             Message::new(Role::Assistant, vec![Part::Image(ImageRef(0))]),
         ];
-        let error = images_in_prompt_order(&messages).unwrap_err();
+        let error = media_in_prompt_order(&messages).unwrap_err();
         assert!(
             error.to_string().contains("message 1 (assistant)"),
             "{error}"

@@ -1,6 +1,6 @@
 //! Everything between a conversation and token ids: the tokenizer (and streaming
 //! detokenization), chat-template rendering, chat messages, the special token ids, and prompt
-//! building with image placeholder expansion. Knows nothing of models or images' pixels.
+//! building with image and video placeholder expansion. Knows nothing of models or images' pixels.
 
 mod gguf_vocabulary;
 mod message;
@@ -16,9 +16,11 @@ mod token_bytes;
 mod tokenizer;
 
 pub use gguf_vocabulary::tokenizer_json_from_gguf;
-pub use message::{images_in_prompt_order, Content, ImageRef, Message, Part, Role, ToolCall};
+pub use message::{
+    media_in_prompt_order, Content, ImageRef, Media, Message, Part, Role, ToolCall, VideoRef,
+};
 pub use presets::{strip_markdown_fence, LOCATE_PROMPT, MARKDOWN_PROMPT};
-pub use prompt::{build_prompt, build_prompt_with_answer_prefix, Prompt};
+pub use prompt::{build_prompt, build_prompt_with_answer_prefix, MediaTokens, Prompt};
 pub use special_tokens::SpecialTokens;
 pub use stream_decoder::StreamDecoder;
 pub use template::{

@@ -1,6 +1,6 @@
-//! The special token ids the prompt builder and the generation loop need: the image
-//! placeholder `<|image_pad|>` and the ids that end generation. The pad is looked up in the
-//! tokenizer by its string; the end ids come from the model file when it names them (see
+//! The special token ids the prompt builder and the generation loop need: the image and video
+//! placeholders `<|image_pad|>` / `<|video_pad|>` and the ids that end generation. The pads are
+//! looked up in the tokenizer by their strings; the end ids come from the model file when it names them (see
 //! `from_gguf`), else Qwen3-VL's `generation_config.json` choice. `Default` holds the
 //! Qwen3-VL values (SPEC §1.3).
 
@@ -18,6 +18,9 @@ pub struct SpecialTokens {
     /// `<|image_pad|>`: one per merged image patch after expansion; also how the rotary
     /// positions find the image tokens.
     pub image_pad: u32,
+    /// `<|video_pad|>`: the same for each temporal patch of a video (None: the vocabulary has
+    /// none, and videos are refused).
+    pub video_pad: Option<u32>,
     /// Generation stops on any of these.
     pub eos: Vec<u32>,
 }
@@ -37,8 +40,13 @@ impl SpecialTokens {
         let image_pad = tokenizer
             .token_to_id("<|image_pad|>")
             .ok_or_else(|| anyhow!("the tokenizer has no special token '<|image_pad|>'"))?;
+        let video_pad = tokenizer.token_to_id("<|video_pad|>");
         if let Some(eos) = metadata.get_u32_array_opt(keys::glimpse::EOS_TOKEN_IDS)? {
-            return Ok(Self { image_pad, eos });
+            return Ok(Self {
+                image_pad,
+                video_pad,
+                eos,
+            });
         }
         let mut eos = Vec::new();
         let file_eos = metadata.get_u32_opt(keys::tokenizer::EOS_ID)?;
@@ -53,7 +61,11 @@ impl SpecialTokens {
                 "no token ends generation: the model file names none and the tokenizer has none of {QWEN_END_TOKENS:?}"
             );
         }
-        Ok(Self { image_pad, eos })
+        Ok(Self {
+            image_pad,
+            video_pad,
+            eos,
+        })
     }
 }
 
@@ -62,6 +74,7 @@ impl Default for SpecialTokens {
     fn default() -> Self {
         Self {
             image_pad: 151655,
+            video_pad: Some(151656),
             eos: vec![151645, 151643],
         }
     }

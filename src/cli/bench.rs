@@ -260,7 +260,7 @@ fn throughput(
     let mut session = Session::new(bundle);
     let prompt = Prompt {
         ids: prompt_ids.to_vec(),
-        image_spans: Vec::new(),
+        vision_spans: Vec::new(),
     };
     let mut timings = Timings::default();
     let mut token = argmax(&session.prefill(&prompt, &[], &mut timings)?);

@@ -1,4 +1,4 @@
-//! `glimpse run`: one prompt with optional images, answer streamed to stdout, timings
+//! `glimpse run`: one prompt with optional images and videos, answer streamed to stdout, timings
 //! on stderr with `-v` (llama.cpp-style lines). `--draw` writes the image with the boxes and
 //! points of a grounding answer drawn over it, `--markdown` asks for the document as Markdown,
 //! `--output` saves the answer.
@@ -11,11 +11,14 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use super::model_path::ModelArgs;
-use crate::chat::{strip_markdown_fence, ImageRef, Message, Part, Role, MARKDOWN_PROMPT};
+use crate::chat::{strip_markdown_fence, ImageRef, Message, Part, Role, VideoRef, MARKDOWN_PROMPT};
 use crate::engine::threads::init_thread_pool;
 use crate::engine::{GenerationParams, ModelBundle, SamplingParams, Session};
 use crate::grounding::{detections, draw_shape, label_colours, Detection, ImageSize, PixelShape};
-use crate::preprocess::{load_image, preprocess};
+use crate::preprocess::{
+    decode_video_file, load_image, preprocess, preprocess_video, SampledVideo, VideoConfig,
+    VideoPixels, DEFAULT_MAX_DECODED_PIXELS,
+};
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -24,6 +27,15 @@ pub struct RunArgs {
     /// An image to ask about (repeat for several, in order).
     #[arg(long = "image")]
     images: Vec<PathBuf>,
+    /// A video to ask about (repeat for several, after the images): an animated GIF or WebP,
+    /// a file ffmpeg reads (MP4, WebM, MKV, …; needs ffmpeg on PATH), or a directory of frame
+    /// images taken in file-name order.
+    #[arg(long = "video")]
+    videos: Vec<PathBuf>,
+    /// Frames sampled per second of video (default: the model's, 2); for a directory of
+    /// frames, the rate they were taken at.
+    #[arg(long)]
+    video_fps: Option<f64>,
     /// The question or instruction (optional with --markdown).
     #[arg(short, long, required_unless_present = "markdown")]
     prompt: Option<String>,
@@ -110,8 +122,17 @@ pub fn run(args: RunArgs) -> Result<()> {
     if let Some(system) = &args.system {
         messages.push(Message::new(Role::System, system.as_str()));
     }
+    let video_pixels = args
+        .videos
+        .iter()
+        .map(|p| {
+            video_pixels(p, &bundle.video_preprocess, args.video_fps)
+                .with_context(|| format!("cannot read video '{}'", p.display()))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let mut parts: Vec<Part> = (0..pixel_values.len())
         .map(|i| Part::Image(ImageRef(i)))
+        .chain((0..video_pixels.len()).map(|i| Part::Video(VideoRef(i))))
         .collect();
     parts.push(Part::Text(instruction(&args)));
     messages.push(Message::new(Role::User, parts));
@@ -126,7 +147,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     };
     let answer_prefix = args.answer_prefix.as_deref().unwrap_or("");
     let (prompt, images) =
-        bundle.prompt_with_answer_prefix(&messages, &pixel_values, answer_prefix)?;
+        bundle.prompt_with_answer_prefix(&messages, &pixel_values, &video_pixels, answer_prefix)?;
     let mut session = Session::new(&bundle);
     let mut decoder = bundle.tokenizer.stream_decoder(true);
     let mut stdout = std::io::stdout().lock();
@@ -238,4 +259,34 @@ fn draw_detections(mut image: image::RgbImage, found: &[Detection], path: &Path)
         .with_context(|| format!("cannot write '{}'", path.display()))?;
     eprintln!("glimpse: wrote {}", path.display());
     Ok(())
+}
+
+/// A video file, or a directory of frames (file-name order, taken at `fps`, default 2), run
+/// through the video processor; `fps` also sets the sampling rate of a file.
+fn video_pixels(path: &Path, config: &VideoConfig, fps: Option<f64>) -> Result<VideoPixels> {
+    if let Some(fps) = fps {
+        anyhow::ensure!(fps.is_finite() && fps > 0.0, "--video-fps must be positive");
+    }
+    let config = VideoConfig {
+        fps: fps.unwrap_or(config.fps),
+        ..config.clone()
+    };
+    let video = if path.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(path)?
+            .map(|entry| entry.map(|e| e.path()))
+            .collect::<std::io::Result<_>>()?;
+        files.retain(|f| f.is_file());
+        files.sort();
+        let frames = files
+            .iter()
+            .map(|f| {
+                let bytes = std::fs::read(f)?;
+                load_image(&bytes).with_context(|| format!("cannot decode frame '{}'", f.display()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        SampledVideo::from_frames(frames, config.fps)
+    } else {
+        decode_video_file(path, &config, DEFAULT_MAX_DECODED_PIXELS)?
+    };
+    preprocess_video(&video, &config)
 }

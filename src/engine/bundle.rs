@@ -12,13 +12,13 @@ use super::constraint::Grammars;
 use super::sampler::SamplingParams;
 use super::vision_cache::VisionCache;
 use crate::chat::{
-    build_prompt_with_answer_prefix, images_in_prompt_order, tokenizer_json_from_gguf,
-    ChatTemplate, ImageRef, Message, Prompt, SpecialTokens, TemplateArgs, Tokenizer,
-    QWEN3_VL_CHAT_TEMPLATE,
+    build_prompt_with_answer_prefix, media_in_prompt_order, tokenizer_json_from_gguf, ChatTemplate,
+    ImageRef, Media, MediaTokens, Message, Prompt, SpecialTokens, TemplateArgs, Tokenizer,
+    VideoRef, QWEN3_VL_CHAT_TEMPLATE,
 };
 use crate::gguf::{keys, GgufFile};
 use crate::model::{ModelFiles, Qwen3VL};
-use crate::preprocess::{PixelValues, PreprocessConfig};
+use crate::preprocess::{PixelValues, PreprocessConfig, VideoConfig, VideoPixels};
 
 pub struct ModelBundle {
     pub files: ModelFiles,
@@ -27,6 +27,8 @@ pub struct ModelBundle {
     pub template: ChatTemplate,
     pub special: SpecialTokens,
     pub preprocess: PreprocessConfig,
+    /// The video processor's settings.
+    pub video_preprocess: VideoConfig,
     /// Vision-encoder outputs by image content, shared by every session.
     pub vision_cache: VisionCache,
     /// The sampling a request that sets none gets: what the model file recommends.
@@ -117,6 +119,18 @@ impl ModelBundle {
             None => projector_preprocess_config(&files.vision)
                 .context("reading the image settings of the projector file")?,
         };
+        let video_preprocess = match text.get_str_opt(keys::glimpse::VIDEO_PREPROCESSOR_CONFIG)? {
+            Some(json) => VideoConfig::from_json_str(json)
+                .context("reading the video preprocessor config stored in the model file")?,
+            None => VideoConfig {
+                pixels: PreprocessConfig {
+                    min_pixels: VideoConfig::default().pixels.min_pixels,
+                    max_pixels: VideoConfig::default().pixels.max_pixels,
+                    ..preprocess.clone()
+                },
+                ..VideoConfig::default()
+            },
+        };
         let special = SpecialTokens::from_gguf(text.metadata(), &tokenizer)
             .context("finding the special token ids")?;
         let sampling_defaults = SamplingParams::recommended_by(text.metadata())?;
@@ -131,6 +145,7 @@ impl ModelBundle {
             template,
             special,
             preprocess,
+            video_preprocess,
             vision_cache: VisionCache::new(DEFAULT_VISION_CACHE_BYTES),
             sampling_defaults,
             grammars: OnceLock::new(),
@@ -146,49 +161,77 @@ impl ModelBundle {
         messages: &[Message],
         images: &'a [PixelValues],
     ) -> Result<(Prompt, Vec<&'a PixelValues>)> {
-        self.prompt_with_answer_prefix(messages, images, "")
+        self.prompt_with_answer_prefix(messages, images, &[], "")
     }
 
-    /// `prompt` with the answer begun by `answer_prefix` (see `build_prompt_with_answer_prefix`).
+    /// `prompt` with videos (`videos[i]` is `VideoRef(i)`) and the answer begun by
+    /// `answer_prefix` (see `build_prompt_with_answer_prefix`).
     pub fn prompt_with_answer_prefix<'a>(
         &self,
         messages: &[Message],
         images: &'a [PixelValues],
+        videos: &'a [VideoPixels],
         answer_prefix: &str,
     ) -> Result<(Prompt, Vec<&'a PixelValues>)> {
-        self.prompt_with(messages, images, TemplateArgs::default(), answer_prefix)
+        self.prompt_with(
+            messages,
+            images,
+            videos,
+            TemplateArgs::default(),
+            answer_prefix,
+        )
     }
 
     /// `prompt_with_answer_prefix` with more template arguments (tools, keyword arguments).
+    /// The returned list holds what the vision encoder takes, in prompt order: each image,
+    /// and each temporal patch of each video.
     pub fn prompt_with<'a>(
         &self,
         messages: &[Message],
         images: &'a [PixelValues],
+        videos: &'a [VideoPixels],
         args: TemplateArgs,
         answer_prefix: &str,
     ) -> Result<(Prompt, Vec<&'a PixelValues>)> {
-        let ordered = images_in_prompt_order(messages)?
-            .into_iter()
-            .map(|ImageRef(i)| {
-                images.get(i).ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "the conversation references image {i}, but only {} were provided",
-                        images.len()
-                    )
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let counts: Vec<usize> = ordered.iter().map(|p| p.n_merged_tokens()).collect();
+        let missing = |kind: &str, i: usize, given: usize| {
+            anyhow::anyhow!(
+                "the conversation references {kind} {i}, but only {given} were provided"
+            )
+        };
+        let mut encoder_inputs = Vec::new();
+        let mut media = Vec::new();
+        for item in media_in_prompt_order(messages)? {
+            match item {
+                Media::Image(ImageRef(i)) => {
+                    let image = images
+                        .get(i)
+                        .ok_or_else(|| missing("image", i, images.len()))?;
+                    media.push(MediaTokens::Image(image.n_merged_tokens()));
+                    encoder_inputs.push(image);
+                }
+                Media::Video(VideoRef(i)) => {
+                    let video = videos
+                        .get(i)
+                        .ok_or_else(|| missing("video", i, videos.len()))?;
+                    let tokens_per_patch = video.patches.first().map_or(0, |p| p.n_merged_tokens());
+                    media.push(MediaTokens::Video {
+                        tokens_per_patch,
+                        timestamps: video.timestamps.clone(),
+                    });
+                    encoder_inputs.extend(&video.patches);
+                }
+            }
+        }
         let prompt = build_prompt_with_answer_prefix(
             &self.template,
             &self.tokenizer,
             messages,
             args,
-            &counts,
+            &media,
             &self.special,
             answer_prefix,
         )?;
-        Ok((prompt, ordered))
+        Ok((prompt, encoder_inputs))
     }
 }
 

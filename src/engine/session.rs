@@ -240,9 +240,9 @@ impl<'m> Session<'m> {
     ) -> Result<PendingPrompt> {
         ensure!(!prompt.ids.is_empty(), "empty prompt");
         ensure!(
-            prompt.image_spans.len() == images.len() && images.len() == image_keys.len(),
+            prompt.vision_spans.len() == images.len() && images.len() == image_keys.len(),
             "{} image spans for {} images",
-            prompt.image_spans.len(),
+            prompt.vision_spans.len(),
             images.len()
         );
         let merge = self.bundle.model.config.vision.spatial_merge_size;
@@ -250,7 +250,11 @@ impl<'m> Session<'m> {
             .iter()
             .map(|p| (p.grid_thw[1] / merge, p.grid_thw[2] / merge))
             .collect();
-        let positions = rope_positions(&prompt.ids, self.bundle.special.image_pad, &grids)?;
+        let special = &self.bundle.special;
+        let pads: Vec<u32> = std::iter::once(special.image_pad)
+            .chain(special.video_pad)
+            .collect();
+        let positions = rope_positions(&prompt.ids, &pads, &grids)?;
         let items = cache_items(prompt, image_keys);
         let common = self
             .cached
@@ -264,7 +268,7 @@ impl<'m> Session<'m> {
         timings.prompt_tokens = items.len();
         timings.cached_prompt_tokens = reuse;
         let images = prompt
-            .image_spans
+            .vision_spans
             .iter()
             .zip(image_keys)
             .map(|(span, &key)| PendingImage {
@@ -410,7 +414,7 @@ impl<'m> Session<'m> {
 /// `image_keys[i]` is `image_key` of the prompt's i-th image.
 pub fn cache_items(prompt: &Prompt, image_keys: &[u64]) -> Vec<CachedItem> {
     let mut items: Vec<CachedItem> = prompt.ids.iter().map(|&id| CachedItem::Token(id)).collect();
-    for (span, &image) in prompt.image_spans.iter().zip(image_keys) {
+    for (span, &image) in prompt.vision_spans.iter().zip(image_keys) {
         for (index, item) in items[span.clone()].iter_mut().enumerate() {
             *item = CachedItem::ImageToken { image, index };
         }

@@ -65,11 +65,13 @@ impl MRope {
 
 /// 3-D positions of a token sequence (`get_rope_index`): text tokens advance all three
 /// axes together; an image's tokens share T = s and take H = s + row, W = s + col of
-/// the merged grid, and the text after it resumes at s + max(rows, cols).
-/// `image_grids` gives (rows, cols) of each image's merged grid, in order.
+/// the merged grid, and the text after it resumes at s + max(rows, cols). A video's temporal
+/// patches (runs of the video pad, split by their timestamps) are placed like images.
+/// `pads` are the image and video pad ids; `image_grids` gives (rows, cols) of each run's
+/// merged grid, in order.
 pub fn rope_positions(
     ids: &[u32],
-    image_token: u32,
+    pads: &[u32],
     image_grids: &[(usize, usize)],
 ) -> anyhow::Result<Vec<Position3>> {
     let mut positions = Vec::with_capacity(ids.len());
@@ -77,7 +79,7 @@ pub fn rope_positions(
     let mut grids = image_grids.iter();
     let mut i = 0;
     while i < ids.len() {
-        if ids[i] != image_token {
+        if !pads.contains(&ids[i]) {
             positions.push([next; 3]);
             next += 1;
             i += 1;
@@ -86,7 +88,8 @@ pub fn rope_positions(
         let &(rows, cols) = grids
             .next()
             .ok_or_else(|| anyhow::anyhow!("more image token runs than images in the prompt"))?;
-        let run = ids[i..].iter().take_while(|&&t| t == image_token).count();
+        let pad = ids[i];
+        let run = ids[i..].iter().take_while(|&&t| t == pad).count();
         anyhow::ensure!(
             run == rows * cols,
             "an image run has {run} tokens, its {rows}x{cols} grid needs {}",
@@ -170,7 +173,7 @@ mod tests {
         let mut ids = vec![1, 2, 3, 151652];
         ids.extend(std::iter::repeat_n(pad, 24));
         ids.extend([151653, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
-        let pos = rope_positions(&ids, pad, &[(4, 6)]).unwrap();
+        let pos = rope_positions(&ids, &[pad], &[(4, 6)]).unwrap();
         assert_eq!(pos[3], [3, 3, 3]);
         assert_eq!(pos[4], [4, 4, 4]);
         assert_eq!(pos[4 + 6 + 2], [4, 5, 6]);
@@ -180,8 +183,22 @@ mod tests {
     }
 
     #[test]
+    fn video_patches_are_placed_like_images_after_their_timestamps() {
+        // An image pad run (1x2) right before a video pad run (1x2) split by text: each run
+        // starts a group of its own.
+        let (image, video) = (151655, 151656);
+        let ids = [1, image, image, 2, video, video, 3, video, video, 4];
+        let pos = rope_positions(&ids, &[image, video], &[(1, 2), (1, 2), (1, 2)]).unwrap();
+        assert_eq!(pos[1..3], [[1, 1, 1], [1, 1, 2]]);
+        assert_eq!(pos[3], [3, 3, 3]);
+        assert_eq!(pos[4..6], [[4, 4, 4], [4, 4, 5]]);
+        assert_eq!(pos[6], [6, 6, 6]);
+        assert_eq!(pos[9], [9, 9, 9]);
+    }
+
+    #[test]
     fn image_run_of_the_wrong_length_is_an_error() {
-        let err = rope_positions(&[7, 7, 7], 7, &[(2, 2)]).unwrap_err();
+        let err = rope_positions(&[7, 7, 7], &[7], &[(2, 2)]).unwrap_err();
         assert!(err.to_string().contains("3 tokens"));
     }
 

@@ -1,7 +1,7 @@
-//! Image preprocessing, identical to the Hugging Face Qwen3-VL image processor (torchvision
-//! backend): decode → `smart_resize` target size → PyTorch's uint8 antialiased bicubic
-//! resize → fused `(v - mean') / std'` normalization → merge-block-major patch rows and
-//! `image_grid_thw`.
+//! Image and video preprocessing, identical to the Hugging Face Qwen3-VL image and video
+//! processors (torchvision backend): decode → `smart_resize` target size → PyTorch's uint8
+//! antialiased bicubic resize → fused `(v - mean') / std'` normalization → merge-block-major
+//! patch rows and `image_grid_thw` (videos: see `video`).
 //! Not for: the vision tower itself (see `model`).
 
 mod config;
@@ -12,6 +12,8 @@ mod normalize;
 mod patchify;
 mod resize;
 mod smart_resize;
+mod video;
+mod video_decode;
 
 use std::borrow::Cow;
 
@@ -22,6 +24,11 @@ pub use config::PreprocessConfig;
 pub use decode::{load_image, load_image_with_limit, DEFAULT_MAX_DECODED_PIXELS};
 pub use resize::resize_bicubic_antialias;
 pub use smart_resize::smart_resize;
+pub use video::{
+    patch_timestamps, preprocess_video, sample_frame_indices, smart_resize_video, SampledVideo,
+    VideoConfig, VideoPixels,
+};
+pub use video_decode::{decode_video, decode_video_file};
 
 /// The processor's output for one image: `pixel_values` and `image_grid_thw`.
 #[derive(Debug, Clone, PartialEq)]

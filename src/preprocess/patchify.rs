@@ -1,7 +1,8 @@
-//! Patchify: cut a resized RGB8 image into the `pixel_values` rows the vision tower reads —
+//! Patchify: cut resized RGB8 frames into the `pixel_values` rows the vision tower reads —
 //! normalized, in merge-block-major order (the `merge_size`² patches of one block are
-//! consecutive, blocks in raster order), each row laid out `[channel, time, y, x]` with the
-//! still image repeated over the `temporal_patch_size` time steps.
+//! consecutive, blocks in raster order), each row laid out `[channel, time, y, x]`: a still
+//! image is repeated over the `temporal_patch_size` time steps, a video's consecutive frames
+//! fill them.
 
 use anyhow::{ensure, Result};
 use image::RgbImage;
@@ -12,19 +13,41 @@ use super::normalize::NormalizeTable;
 
 const CHANNELS: usize = 3;
 
-/// Patch rows of `img` (sides must be multiples of `patch_size * merge_size`) and the patch grid
-/// `[t, h, w]`. Row `r` holds grid cell (row = bh*m + mh, col = bw*m + mw) where
-/// `r = ((bh * gw/m + bw) * m + mh) * m + mw`.
+/// Patch rows of one still image (sides must be multiples of `patch_size * merge_size`) and
+/// the patch grid `[t, h, w]`.
 pub fn patchify(
     img: &RgbImage,
     config: &PreprocessConfig,
     table: &NormalizeTable,
 ) -> Result<(Vec<f32>, [usize; 3])> {
-    let (width, height) = (img.width() as usize, img.height() as usize);
+    let frames = vec![img; config.temporal_patch_size];
+    patchify_frames(&frames, config, table)
+}
+
+/// Patch rows of one temporal patch: `frames` (one per time step, all the same size) and the
+/// patch grid `[1, h, w]`. Row `r` holds grid cell (row = bh*m + mh, col = bw*m + mw) where
+/// `r = ((bh * gw/m + bw) * m + mh) * m + mw`.
+pub fn patchify_frames(
+    frames: &[&RgbImage],
+    config: &PreprocessConfig,
+    table: &NormalizeTable,
+) -> Result<(Vec<f32>, [usize; 3])> {
     let (p, m, t) = (
         config.patch_size,
         config.merge_size,
         config.temporal_patch_size,
+    );
+    ensure!(
+        frames.len() == t,
+        "a temporal patch takes {t} frames, not {}",
+        frames.len()
+    );
+    let (width, height) = (frames[0].width() as usize, frames[0].height() as usize);
+    ensure!(
+        frames
+            .iter()
+            .all(|f| (f.width() as usize, f.height() as usize) == (width, height)),
+        "the frames of a temporal patch differ in size"
     );
     let factor = config.factor();
     ensure!(
@@ -36,7 +59,6 @@ pub fn patchify(
     let frame_len = p * p;
     let row_len = CHANNELS * t * frame_len;
     let row_stride = width * CHANNELS;
-    let pixels: &[u8] = img;
     let mut data = vec![0.0f32; grid_h * grid_w * row_len];
     data.par_chunks_exact_mut(row_len)
         .enumerate()
@@ -45,16 +67,15 @@ pub fn patchify(
             let grid_row = (block / blocks_per_row) * m + within / m;
             let grid_col = (block % blocks_per_row) * m + within % m;
             for (c, channel) in row.chunks_exact_mut(t * frame_len).enumerate() {
-                let (first_frame, repeats) = channel.split_at_mut(frame_len);
-                for (py, line) in first_frame.chunks_exact_mut(p).enumerate() {
-                    let start = (grid_row * p + py) * row_stride + grid_col * p * CHANNELS;
-                    let source = pixels[start..start + p * CHANNELS].chunks_exact(CHANNELS);
-                    for (out, pixel) in line.iter_mut().zip(source) {
-                        *out = table.get(c, pixel[c]);
+                for (frame, patch) in frames.iter().zip(channel.chunks_exact_mut(frame_len)) {
+                    let pixels: &[u8] = frame;
+                    for (py, line) in patch.chunks_exact_mut(p).enumerate() {
+                        let start = (grid_row * p + py) * row_stride + grid_col * p * CHANNELS;
+                        let source = pixels[start..start + p * CHANNELS].chunks_exact(CHANNELS);
+                        for (out, pixel) in line.iter_mut().zip(source) {
+                            *out = table.get(c, pixel[c]);
+                        }
                     }
-                }
-                for frame in repeats.chunks_exact_mut(frame_len) {
-                    frame.copy_from_slice(first_frame);
                 }
             }
         });
@@ -137,6 +158,26 @@ mod tests {
         assert_eq!(corner(3), (16.0, 16.0));
         // The fifth row starts the next block to the right.
         assert_eq!(corner(4), (32.0, 0.0));
+    }
+
+    #[test]
+    fn a_video_patch_holds_each_frame_in_its_own_time_step() {
+        let config = PreprocessConfig::default();
+        let first = coordinate_image(64, 32);
+        let second = RgbImage::from_fn(64, 32, |x, y| image::Rgb([200, x as u8, y as u8]));
+        let (data, grid) = patchify_frames(&[&first, &second], &config, &raw_table()).unwrap();
+        assert_eq!(grid, [1, 2, 4]);
+        // Row 1 is cell (0, 1): x 16..32. Time step 0 of red is frame one's R = x, time
+        // step 1 of red is frame two's R = 200; green's step 1 is frame two's G = x.
+        let (row, plane) = (&data[1536..2 * 1536], 256);
+        assert_eq!(row[0], 16.0);
+        assert_eq!(row[plane], 200.0);
+        assert_eq!(row[3 * plane + 1], 17.0);
+        let still = patchify(&first, &config, &raw_table()).unwrap();
+        let doubled = patchify_frames(&[&first, &first], &config, &raw_table()).unwrap();
+        assert_eq!(still, doubled);
+        let err = patchify_frames(&[&first], &config, &raw_table()).unwrap_err();
+        assert!(err.to_string().contains("takes 2 frames"), "{err}");
     }
 
     #[test]

@@ -125,6 +125,7 @@ fn parse_messages_request(body: &[u8], context: RequestContext) -> Result<ChatRe
         conversation: Conversation {
             messages,
             images,
+            videos: Vec::new(),
             text: None,
         },
         stream: fields.bool("stream")?.unwrap_or(false),

@@ -1,4 +1,5 @@
-//! One chat completion from a validated request: the images fetched, decoded and resized;
+//! One chat completion from a validated request: the images and videos fetched, decoded and
+//! resized;
 //! the prompt built and checked against the context (`max_tokens` capped to what is left);
 //! the job queued (429 when the queue is full); then either a server-sent-event stream or
 //! the collected answer, with the objects the model located (`glimpse.detections`).
@@ -10,7 +11,7 @@ use super::errors::ApiError;
 use super::image_budget::PixelBudget;
 use super::image_fetch::{loggable_url, FetchError, FETCH_FAILED};
 use super::image_source::ImageSource;
-use super::messages::ImageInput;
+use super::messages::{ImageInput, VideoInput, VideoSource};
 use super::metrics::GenerationTracker;
 use super::reasoning::split_reasoning;
 use super::reply::Reply;
@@ -22,12 +23,17 @@ use super::response::{
 use super::sse::OpenAiChunks;
 use super::state::{AppState, LoadedModel};
 use super::tool_calls::split_answer;
-use crate::chat::{Prompt, TemplateArgs};
+use crate::chat::{
+    media_in_prompt_order, ImageRef, Media, Message, Prompt, TemplateArgs, VideoRef,
+};
 use crate::engine::constraint::{Grammar, TokenConstraint};
 use crate::engine::scheduler::{Job, JobEvent, SubmitError};
 use crate::engine::{GenerationParams, Timings};
 use crate::grounding::{answer_extension, ImageSize};
-use crate::preprocess::{load_image_with_limit, preprocess, PixelValues};
+use crate::preprocess::{
+    decode_video, load_image_with_limit, preprocess, preprocess_video, PixelValues, SampledVideo,
+    VideoConfig, VideoPixels,
+};
 
 /// Runs `request` on `model` and answers as OpenAI's chat completions do; `received` is
 /// when the request arrived (for time to first token).
@@ -101,6 +107,11 @@ pub fn start_generation(
         .into_iter()
         .map(|image| load_image(state, model, image, image_budget))
         .collect::<Result<Vec<_>, _>>()?;
+    let videos = conversation
+        .videos
+        .into_iter()
+        .map(|video| load_video(state, model, video))
+        .collect::<Result<Vec<_>, _>>()?;
     let preprocess_ms = preprocess_start.elapsed().as_secs_f64() * 1e3;
 
     let prompt = match &conversation.text {
@@ -115,7 +126,7 @@ pub fn start_generation(
                 tools: offered,
                 kwargs: template_kwargs.as_ref(),
             };
-            chat_prompt(model, &conversation.messages, &pixels, args)?
+            chat_prompt(model, &conversation.messages, &pixels, &videos, args)?
         }
     };
     let context = state.config.context_length;
@@ -133,11 +144,17 @@ pub fn start_generation(
         .iter()
         .map(|p| ImageSize::from_hw(p.original_hw))
         .collect();
-    let image_tokens = pixels.iter().map(|p| p.n_merged_tokens()).sum();
+    let video_patches = videos.iter().flat_map(|v| &v.patches);
+    let image_tokens = pixels
+        .iter()
+        .chain(video_patches)
+        .map(|p| p.n_merged_tokens())
+        .sum();
+    let encoder_inputs = in_prompt_order(&conversation.messages, pixels, videos)?;
     let (sender, events) = mpsc::channel();
     let job = Job {
         prompt,
-        images: pixels,
+        images: encoder_inputs,
         params: GenerationParams {
             max_tokens: max_tokens
                 .unwrap_or(usize::MAX)
@@ -176,23 +193,52 @@ pub fn start_generation(
     })
 }
 
-/// The chat template's prompt for `messages`, with `pixels` in prompt order.
+/// The chat template's prompt for `messages` with their images and videos.
 fn chat_prompt(
     model: &LoadedModel,
-    messages: &[crate::chat::Message],
+    messages: &[Message],
     pixels: &[PixelValues],
+    videos: &[VideoPixels],
     args: TemplateArgs,
 ) -> Result<Prompt, ApiError> {
-    let prompt = model.bundle.prompt_with(messages, pixels, args, "");
-    let (prompt, ordered) = prompt.map_err(|e| {
+    let prompt = model.bundle.prompt_with(messages, pixels, videos, args, "");
+    let (prompt, _) = prompt.map_err(|e| {
         ApiError::invalid("invalid_prompt", format!("cannot build the prompt: {e:#}"))
     })?;
-    // Images are numbered in order of appearance, which is prompt order, so `pixels` can
-    // move into the job as is.
-    if !ordered.iter().zip(pixels).all(|(a, b)| std::ptr::eq(*a, b)) {
-        return Err(ApiError::internal("images are not in prompt order"));
-    }
     Ok(prompt)
+}
+
+/// What the vision encoder takes, moved into prompt order: each image, and each temporal
+/// patch of each video.
+fn in_prompt_order(
+    messages: &[Message],
+    images: Vec<PixelValues>,
+    videos: Vec<VideoPixels>,
+) -> Result<Vec<PixelValues>, ApiError> {
+    let order = media_in_prompt_order(messages)
+        .map_err(|e| ApiError::invalid("invalid_prompt", format!("{e:#}")))?;
+    let mut images: Vec<Option<PixelValues>> = images.into_iter().map(Some).collect();
+    let mut videos: Vec<Option<VideoPixels>> = videos.into_iter().map(Some).collect();
+    let mut ordered = Vec::new();
+    let missing = || ApiError::internal("an image or video is referenced twice or not at all");
+    for media in order {
+        match media {
+            Media::Image(ImageRef(i)) => ordered.push(
+                images
+                    .get_mut(i)
+                    .and_then(Option::take)
+                    .ok_or_else(missing)?,
+            ),
+            Media::Video(VideoRef(i)) => ordered.extend(
+                videos
+                    .get_mut(i)
+                    .and_then(Option::take)
+                    .ok_or_else(missing)?
+                    .patches,
+            ),
+        }
+    }
+    Ok(ordered)
 }
 
 /// A text prompt as it is (no chat template), for legacy completions; vision tokens are
@@ -206,15 +252,18 @@ fn text_prompt(model: &LoadedModel, text: &str) -> Result<Prompt, ApiError> {
     if ids.is_empty() {
         return Err(ApiError::invalid("invalid_field", "'prompt' is empty"));
     }
-    if ids.contains(&model.bundle.special.image_pad) {
+    let special = &model.bundle.special;
+    let is_pad = |id: &u32| *id == special.image_pad || Some(*id) == special.video_pad;
+    if ids.iter().any(is_pad) {
         return Err(ApiError::invalid(
             "invalid_prompt",
-            "a text prompt cannot hold image tokens (<|image_pad|>); send images to /v1/chat/completions",
+            "a text prompt cannot hold image or video tokens (<|image_pad|>, <|video_pad|>); \
+             send images and videos to /v1/chat/completions",
         ));
     }
     Ok(Prompt {
         ids,
-        image_spans: Vec::new(),
+        vision_spans: Vec::new(),
     })
 }
 
@@ -328,6 +377,57 @@ fn load_image(
         })?;
     preprocess(&decoded, &config)
         .map_err(|e| ApiError::invalid("invalid_image", format!("'{field}': {e:#}")))
+}
+
+/// Fetches and decodes a video (a clip, or its frames one by one) and runs the video
+/// processor; the request's `fps` replaces the model's sampling rate.
+fn load_video(
+    state: &AppState,
+    model: &LoadedModel,
+    video: VideoInput,
+) -> Result<VideoPixels, ApiError> {
+    let VideoInput { source, field, fps } = video;
+    let defaults = &model.bundle.video_preprocess;
+    let config = VideoConfig {
+        fps: fps.unwrap_or(defaults.fps),
+        ..defaults.clone()
+    };
+    let max_pixels = state.config.limits.max_image_pixels;
+    let invalid =
+        |e: anyhow::Error| ApiError::invalid("invalid_video", format!("'{field}': {e:#}"));
+    let bytes_of = |source: ImageSource, field: &str| match source {
+        ImageSource::Inline(bytes) => Ok(bytes),
+        ImageSource::Remote(url) => fetch_image(state, field, &url),
+    };
+    let sampled = match source {
+        VideoSource::Clip(clip) => {
+            decode_video(&bytes_of(clip, &field)?, &config, max_pixels).map_err(invalid)?
+        }
+        VideoSource::Frames(frames) => {
+            if frames.len() > config.max_frames {
+                return Err(ApiError::invalid(
+                    "invalid_video",
+                    format!(
+                        "'{field}' has {} frames, more than the {} a video may have",
+                        frames.len(),
+                        config.max_frames
+                    ),
+                ));
+            }
+            let decoded = frames
+                .into_iter()
+                .enumerate()
+                .map(|(i, frame)| {
+                    let path = format!("{field}[{i}]");
+                    let bytes = bytes_of(frame, &path)?;
+                    load_image_with_limit(&bytes, max_pixels)
+                        .map_err(|e| ApiError::invalid("invalid_video", format!("'{path}': {e:#}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            SampledVideo::from_frames(decoded, config.fps)
+        }
+    };
+    preprocess_video(&sampled, &config).map_err(invalid)
 }
 
 /// The bytes of an image URL; every failure gets the same neutral message.

@@ -1,5 +1,5 @@
-//! Where a request's image comes from: a `data:` URI or raw base64 (decoded here, bytes
-//! inline) or an http(s) URL (fetched later, see `image_fetch`). Other URL schemes
+//! Where a request's image or video comes from: a `data:` URI or raw base64 (decoded here,
+//! bytes inline) or an http(s) URL (fetched later, see `image_fetch`). Other URL schemes
 //! (`file://`, `ftp://`, …) are refused so a request can never read server files.
 use base64::alphabet;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
@@ -26,11 +26,38 @@ const BASE64_URL_SAFE: GeneralPurpose = GeneralPurpose::new(
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
+/// What a source must hold: it decides the data URI media types accepted and the wording.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Expected {
+    Image,
+    /// A clip: `video/*`, and `image/*` for animated GIF and WebP.
+    Video,
+}
+
+impl Expected {
+    fn noun(self) -> &'static str {
+        match self {
+            Expected::Image => "image",
+            Expected::Video => "video",
+        }
+    }
+}
+
 /// Classifies the string of an image part; the error explains what was expected.
 pub fn parse_image_source(text: &str) -> Result<ImageSource, String> {
+    parse_source(text, Expected::Image)
+}
+
+/// Classifies the string of a video clip (`video/*` or animated `image/*` data URIs).
+pub fn parse_video_source(text: &str) -> Result<ImageSource, String> {
+    parse_source(text, Expected::Video)
+}
+
+fn parse_source(text: &str, expected: Expected) -> Result<ImageSource, String> {
+    let noun = expected.noun();
     let text = text.trim();
     if starts_with_ignore_case(text, "data:") {
-        return decode_data_uri(text).map(ImageSource::Inline);
+        return decode_data_uri(text, expected).map(ImageSource::Inline);
     }
     if starts_with_ignore_case(text, "http://") || starts_with_ignore_case(text, "https://") {
         return Ok(ImageSource::Remote(text.to_owned()));
@@ -43,13 +70,16 @@ pub fn parse_image_source(text: &str) -> Result<ImageSource, String> {
                 .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
         {
             return Err(format!(
-                "image URLs must be http(s), data: URIs or base64; '{scheme}://' is not accepted"
+                "{noun} URLs must be http(s), data: URIs or base64; '{scheme}://' is not accepted"
             ));
         }
     }
     decode_base64(text).map(ImageSource::Inline).map_err(|_| {
-        "expected a data URI (data:image/png;base64,…), an http(s) URL or base64 image data"
-            .to_owned()
+        let example = match expected {
+            Expected::Image => "data:image/png;base64,…",
+            Expected::Video => "data:video/mp4;base64,…",
+        };
+        format!("expected a data URI ({example}), an http(s) URL or base64 {noun} data")
     })
 }
 
@@ -59,9 +89,10 @@ fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
 }
 
 /// `data:[<media type>][;base64],<data>`; only base64 payloads of an `image/*` (or
-/// unnamed, or `application/octet-stream`) media type are images. The subtype need not
-/// match the bytes: the decoder recognizes the format itself, as clients often mislabel.
-fn decode_data_uri(uri: &str) -> Result<Vec<u8>, String> {
+/// unnamed, or `application/octet-stream`) media type are images, and of those or `video/*`
+/// videos. The subtype need not match the bytes: the decoder recognizes the format itself, as
+/// clients often mislabel.
+fn decode_data_uri(uri: &str, expected: Expected) -> Result<Vec<u8>, String> {
     let (header, payload) = uri
         .split_once(',')
         .ok_or_else(|| "data URI without ',' before its data".to_owned())?;
@@ -70,12 +101,17 @@ fn decode_data_uri(uri: &str) -> Result<Vec<u8>, String> {
         .next()
         .unwrap_or_default()
         .trim();
-    let is_image = media_type.is_empty()
+    let accepted = media_type.is_empty()
         || media_type.eq_ignore_ascii_case("application/octet-stream")
-        || starts_with_ignore_case(media_type, "image/");
-    if !is_image {
+        || starts_with_ignore_case(media_type, "image/")
+        || (expected == Expected::Video && starts_with_ignore_case(media_type, "video/"));
+    if !accepted {
+        let types = match expected {
+            Expected::Image => "an image type (image/png, image/jpeg, …)",
+            Expected::Video => "a video type (video/mp4, video/webm, image/gif, …)",
+        };
         return Err(format!(
-            "the data URI's media type is '{}', not an image type (image/png, image/jpeg, …)",
+            "the data URI's media type is '{}', not {types}",
             media_type.escape_debug()
         ));
     }

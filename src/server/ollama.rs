@@ -137,6 +137,7 @@ fn parse_chat(fields: &Fields, context: RequestContext) -> Result<ChatRequest, A
         Conversation {
             messages,
             images,
+            videos: Vec::new(),
             text: None,
         },
         context,
@@ -183,6 +184,7 @@ fn parse_generate(
         Conversation {
             messages,
             images,
+            videos: Vec::new(),
             text: None,
         },
         context,

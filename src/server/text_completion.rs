@@ -107,6 +107,7 @@ fn parse(body: &[u8], sampling_defaults: &SamplingParams) -> Result<ChatRequest,
         conversation: Conversation {
             messages: Vec::new(),
             images: Vec::new(),
+            videos: Vec::new(),
             text: Some(prompt),
         },
         stream: fields.bool("stream")?.unwrap_or(false),

@@ -26,7 +26,7 @@ pub fn tokenize(state: &AppState, model: &LoadedModel, body: &[u8]) -> Result<Re
             tools: &[],
             kwargs: kwargs.as_ref(),
         };
-        let prompt = bundle.prompt_with(&conversation.messages, &[], args, "");
+        let prompt = bundle.prompt_with(&conversation.messages, &[], &[], args, "");
         let (prompt, _) = prompt.map_err(|e| {
             ApiError::invalid("invalid_prompt", format!("cannot build the prompt: {e:#}"))
         })?;

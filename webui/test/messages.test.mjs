@@ -45,6 +45,21 @@ describe('requestMessages', () => {
     assert.deepEqual(out, [{ role: 'user', content: [{ type: 'image_url', image_url: { url: PNG, detail: 'high' } }] }]);
   });
 
+  it('sends a video as its frames and their rate, after the images', () => {
+    const video = { name: 'clip.mp4', frames: [PNG, PNG, PNG], fps: 1.5, width: 4, height: 3 };
+    const ask = [{ role: 'user', text: 'What happens?', images: [image('a')], videos: [video] }];
+    assert.deepEqual(requestMessages(conversation({ preset: 'none', custom: '' }, ask), 'auto'), [{ role: 'user', content: [
+      { type: 'image_url', image_url: { url: PNG } },
+      { type: 'video', video: [PNG, PNG, PNG], fps: 1.5 },
+      { type: 'text', text: 'What happens?' },
+    ] }]);
+    const kept = cleanConversation(conversation({ preset: 'none', custom: '' }, ask));
+    assert.deepEqual(kept.messages[0].videos, [video]);
+    const broken = { ...video, frames: [PNG, 'https://example.com/x.png'] };
+    const dropped = cleanConversation(conversation({ preset: 'none', custom: '' }, [{ ...ask[0], videos: [broken] }]));
+    assert.equal(dropped.messages[0].videos, undefined);
+  });
+
   it('uses the trimmed custom prompt, and none when it is empty', () => {
     const ask = [{ role: 'user', text: 'hi', images: [] }];
     assert.deepEqual(requestMessages(conversation({ preset: 'custom', custom: '  Answer in French. \n' }, ask), 'auto')[0],

@@ -4,6 +4,7 @@
 //! prompt (same ids), produce `pixel_values_videos` and `video_grid_thw` within 1e-4, final
 //! log-probs within 1e-3 and the same greedy answer.
 use crate::common;
+use crate::server_support;
 
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -17,6 +18,7 @@ use glimpse::preprocess::{
     VideoPixels, DEFAULT_MAX_DECODED_PIXELS,
 };
 use serde::Deserialize;
+use serde_json::json;
 
 #[derive(Deserialize)]
 struct VideoCase {
@@ -223,4 +225,55 @@ fn run_answers_about_a_video() {
         .output()
         .unwrap();
     assert!(!out.status.success());
+}
+
+/// The official `openai` client sends the fixture videos to `glimpse serve` (a GIF as a
+/// `video_url` data URI, the frames as a `video` list) and gets transformers' answers.
+#[test]
+fn official_openai_client_gets_the_video_answers() {
+    use server_support::*;
+    let server = TestServer::start_model(&converted("tiny-tied", "f32"), &[], &[]);
+    let dir = fixtures().join("video");
+    let cases: Vec<VideoCase> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("cases.json")).unwrap()).unwrap();
+    let tokenizer =
+        glimpse::chat::Tokenizer::from_json_bytes(&std::fs::read(tokenizer_json()).unwrap())
+            .unwrap();
+    let client_cases: Vec<_> = cases
+        .iter()
+        .filter(|case| case.name.starts_with("video_"))
+        .map(|case| {
+            let content = &case.messages[0]["content"];
+            let (video, question) = (&content[0], &content[1]["text"]);
+            let end = case
+                .greedy_tokens
+                .last()
+                .is_some_and(|t| [151645, 151643].contains(t));
+            json!({
+                "name": case.name,
+                "video": fixtures().join(video["video"].as_str().unwrap()),
+                "fps": video["fps"],
+                "question": question,
+                "max_tokens": case.greedy_tokens.len() - usize::from(end),
+                "expected_text": tokenizer.decode(&case.greedy_tokens, true).unwrap(),
+                "prompt_tokens": case.input_ids.len(),
+            })
+        })
+        .collect();
+    assert_eq!(client_cases.len(), 2);
+    let model = server.get("/v1/models").json()["data"][0]["id"].clone();
+    let output = std::process::Command::new(test_venv_python())
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/openai_video_client.py"))
+        .env(
+            "GLIMPSE_CLIENT_TEST",
+            json!({"base_url": server.base, "model": model, "cases": client_cases}).to_string(),
+        )
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("client: ok"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

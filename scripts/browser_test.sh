@@ -33,6 +33,10 @@ mkdir "$work/model"
 cp tests/fixtures/tiny-untied/checkpoint/* tests/fixtures/tokenizer/tokenizer.json "$work/model/"
 "$glimpse" convert --quiet "$work/model" -o "$work/model.gguf" >/dev/null
 
+# A 3 s VP8 clip for the video attachment (Chromium plays WebM/VP8; ffmpeg is in VIDEO_PACKAGES).
+ensure_packages "${VIDEO_PACKAGES[@]}"
+ffmpeg -v error -f lavfi -i testsrc=size=160x120:rate=10:duration=3 -c:v libvpx -b:v 200k "$work/clip.webm"
+
 api_key="browser-test-key"
 # --image-max-tokens 1024: a budget of 1024 × 32² pixels, which the page reads from /v1/models
 # and downscales larger images to (chat_page.test.mjs checks the size it sends).
@@ -57,7 +61,7 @@ if [ -z "$url" ]; then
   exit 1
 fi
 
-if ! GLIMPSE_URL="${url%/}/" GLIMPSE_API_KEY="$api_key" node tests/browser/chat_page.test.mjs; then
+if ! GLIMPSE_URL="${url%/}/" GLIMPSE_API_KEY="$api_key" VIDEO_FILE="$work/clip.webm" node tests/browser/chat_page.test.mjs; then
   echo "--- last lines of the server log" >&2
   tail -n 40 "$work/server.log" >&2
   exit 1

@@ -17,6 +17,10 @@ on held-out conversations and record the tokens and margins. The committed check
 the way larger official checkpoints are: shard 1 holds every tensor but the embedding, and
 `embedding_rows.safetensors` holds the embedding's non-zero rows, from which the tests write
 shard 2 (tests/common/mod.rs). Run: python3 scripts/make_quality_fixture.py (~25 min on 2 cores).
+
+`--moe` writes tests/fixtures/small-trained-moe/ instead: the same model with every text MLP a
+mixture of experts (Qwen3VLMoeForConditionalGeneration, the 30B-A3B architecture: 8 experts of width
+256, 2 per token, trained router), so the quantized expert matrices are measured the same way.
 """
 
 import sys
@@ -29,19 +33,21 @@ if __name__ == "__main__":
     ensure_running_in_venv(__file__)
 
 # The imports below need the venv, so they come after the bootstrap above.
+import argparse  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
 import random  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
+import dataclasses  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
 from PIL import Image  # noqa: E402
-from transformers import AutoProcessor, Qwen3VLForConditionalGeneration  # noqa: E402
+from transformers import AutoProcessor  # noqa: E402
 
 import make_fixtures as mf  # noqa: E402
 
@@ -54,6 +60,8 @@ CONFIG = mf.TinyConfig(
     # Unused here (random_weights is not called): the model starts from transformers' own init.
     seed=7, embedding_std=0.02, lm_head_std=0.02, final_norm_gain=1.0,
 )
+MOE_NAME = "small-trained-moe"
+MOE_CONFIG = dataclasses.replace(CONFIG, name=MOE_NAME, num_experts=8, experts_per_tok=2, moe_intermediate=256)
 SEED = 7
 TRAIN_CONVERSATIONS = 3000
 TRAIN_STEPS = 3000
@@ -299,7 +307,9 @@ def train(model, processor, rng: random.Random) -> dict:
 
 
 def bf16_tensors(model) -> dict:
-    return {name: value.detach().to(torch.bfloat16).contiguous()
+    """The weights under their official names and in the official on-disk layout (MoE expert
+    tensors transposed), bf16, without the tied lm_head."""
+    return {name: mf.disk_layout(name, value.detach()).to(torch.bfloat16).contiguous()
             for name, value in sorted(model.state_dict().items()) if name != "lm_head.weight"}
 
 
@@ -336,11 +346,13 @@ def write_readme(summary: dict) -> None:
     margins = [m for r in summary["records"] for m in r["greedy_margins"]]
     steps = len(margins)
     low = sum(m < 2.0 for m in margins)
-    (OUT / "README.md").write_text(f"""# tests/fixtures/small-trained — the quantization-quality fixture
+    mlp = ("8 experts of width 256, 2 per token (Qwen3VLMoe)" if CONFIG.moe else "mlp 768")
+    flag = " --moe" if CONFIG.moe else ""
+    (OUT / "README.md").write_text(f"""# tests/fixtures/{NAME} — the quantization-quality fixture
 
-Written by `scripts/make_quality_fixture.py` (its module doc says why and how). Qwen3-VL layout,
+Written by `scripts/make_quality_fixture.py{flag}` (its module doc says why and how). Qwen3-VL layout,
 every quantized matrix width a multiple of 256: text hidden 256, 4 layers, 2 heads / 1 kv head,
-head_dim 128, mlp 768, mrope [24, 20, 20], tied embeddings; vision depth 2, hidden 256, 4 heads,
+head_dim 128, {mlp}, mrope [24, 20, 20], tied embeddings; vision depth 2, hidden 256, 4 heads,
 mlp 512, 256 position embeddings, deepstack [0].
 
 Trained {TRAIN_STEPS} steps (AdamW, lr {LEARNING_RATE}, one conversation per step, {summary['train']['seconds']} s,
@@ -367,7 +379,8 @@ def main() -> None:
     mf.fetch_tokenizer()
     chat_template = mf.read_chat_template()
     config = mf.official_config(CONFIG)
-    model = Qwen3VLForConditionalGeneration(transformers.Qwen3VLConfig(**config))
+    config_class, model_class = mf.model_classes(CONFIG)
+    model = model_class(config_class(**config))  # edits config's nested dicts, as make_fixtures does
     mf.reset_dir(OUT)
     with tempfile.TemporaryDirectory(prefix="glimpse-quality-") as staging:
         staging = Path(staging)
@@ -380,12 +393,17 @@ def main() -> None:
         staged = mf.stage_checkpoint(staging / "checkpoint", staging / "staged")
         torch.set_num_threads(1)
         mf.MAX_NEW_TOKENS = MAX_NEW_TOKENS  # read by mf.greedy_generate
-        records = run_eval(mf.load_model(staged), processor)
+        records = run_eval(mf.load_model(staged, CONFIG.moe), processor)
         write_sharded(OUT / "checkpoint", staged, tensors)
     mf.write_json(OUT / "cases.json", records)
     write_readme({"train": train_summary, "records": records})
 
 
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--moe", action="store_true", help="write tests/fixtures/small-trained-moe/")
+    if parser.parse_args().moe:
+        NAME, CONFIG = MOE_NAME, MOE_CONFIG
+        OUT = mf.FIXTURES / NAME
     os.chdir(mf.FIXTURES)  # conversation image paths are relative to tests/fixtures/
     main()

@@ -476,6 +476,24 @@ try {
     await setSettings({ detail: 'auto' });
   });
 
+  await step('a video is taken as its frames, answered by the server and shown as a frame strip', async () => {
+    await page.click('#new-chat');
+    await page.locator('#drop-zone').waitFor();
+    await page.setInputFiles('#file-input', process.env.VIDEO_FILE);
+    await page.locator('#attachments .thumb.video img').waitFor({ timeout: 30_000 });
+    // 3 s at 2 frames a second.
+    assert.equal(await page.textContent('#attachments .thumb.video .frame-count'), '6');
+    await ask('What happens in this clip?');
+    await expectFinishedAnswer();
+    const [video, text] = chatRequests.at(-1).messages.at(-1).content;
+    assert.equal(video.type, 'video');
+    assert.equal(video.video.length, 6);
+    assert.ok(Math.abs(video.fps - 2) < 0.01, `fps ${video.fps}`);
+    assert.match(video.video[0], /^data:image\/jpeg;base64,/);
+    assert.equal(text.text, 'What happens in this clip?');
+    assert.equal(await page.locator('.message.user .video-frames img').count(), 6);
+  });
+
   await step('a Markdown answer downloads as a .md file without its fence', async () => {
     const document = '# Invoice\n\n| item | price |\n|---|---:|\n| tea | 3.50 |';
     await page.route('**/v1/chat/completions', (route) => route.fulfill({
@@ -524,8 +542,9 @@ try {
     await page.reload();
     await sidebarItem('Rendering check').waitFor();
     assert.equal(await sidebarItem('This one fails').count(), 0);
-    // Left: the first conversation, the markdown one, the grounding one and the Markdown download one.
-    assert.equal(await page.locator('.conversation-item').count(), 4);
+    // Left: the first conversation, the markdown one, the grounding one, the video one and the
+    // Markdown download one.
+    assert.equal(await page.locator('.conversation-item').count(), 5);
   });
 
   await step('export all and import bring a deleted conversation back with its images', async () => {
@@ -534,7 +553,9 @@ try {
     await download.saveAs(file);
     const exported = JSON.parse(await readFile(file, 'utf8'));
     assert.equal(exported.format, 'glimpse.conversations');
-    assert.equal(exported.conversations.length, 4);
+    assert.equal(exported.conversations.length, 5);
+    const clip = exported.conversations.find((c) => c.messages[0].videos);
+    assert.equal(clip.messages[0].videos[0].frames.length, 6);
     const main = exported.conversations.find((c) => c.messages[0].text === FIRST_QUESTION);
     assert.equal(main.messages[0].images.length, 2);
     const grounding = exported.conversations.find((c) => c.messages[0].text === 'Locate the two blocks.');
@@ -548,7 +569,7 @@ try {
     await page.locator('#message-list .message.user').first().locator('img').nth(1).waitFor();
     await page.setInputFiles('#import-file', file); // importing the same file twice adds nothing
     await page.waitForTimeout(300);
-    assert.equal(await page.locator('.conversation-item').count(), 4);
+    assert.equal(await page.locator('.conversation-item').count(), 5);
   });
 
   await step('formulas are typeset with KaTeX and code is coloured by highlight.js, each loaded once it is needed', async () => {

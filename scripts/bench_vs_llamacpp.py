@@ -69,6 +69,10 @@ CLASSES = {
     "zen4": "AMD Zen 4 class (AVX-512)",
     "avx2": "AVX2 (no AVX-512)",
 }
+# BENCH_MODEL: (model name, text layers of the full model). A model other than the 2B, or fewer
+# layers, gets its own section: key CLASS-MODEL[-lLAYERS].
+MODELS = {"2b": ("Qwen3-VL-2B-Instruct", 28), "4b": ("Qwen3-VL-4B-Instruct", 36),
+          "8b": ("Qwen3-VL-8B-Instruct", 36), "30b-a3b": ("Qwen3-VL-30B-A3B-Instruct", 48)}
 AVX2_CAP_ENV = {"GLIMPSE_SIMD": "avx2"}  # glimpse's side of the class avx2 on a CPU with AVX-512
 CLASS_RE = re.compile(r"<!-- class:([\w-]+):begin -->.*?<!-- class:\1:end -->", re.S)
 CPU_FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16",
@@ -575,10 +579,26 @@ def read_notes(text):
     return text[i + len(NOTES_BEGIN):j].strip("\n") or DEFAULT_NOTES
 
 
-def class_section(key, lines):
+def class_section(key, lines, title=None):
     """A class's section: its markers around its title and lines (blank lines at the ends dropped)."""
     body = "\n".join(lines).strip("\n")
-    return f"<!-- class:{key}:begin -->\n## {CLASSES.get(key, key)}\n\n{body}\n\n<!-- class:{key}:end -->"
+    title = title or CLASSES.get(key, key)
+    return f"<!-- class:{key}:begin -->\n## {title}\n\n{body}\n\n<!-- class:{key}:end -->"
+
+
+def model_of(results):
+    """(BENCH_MODEL, layers kept or None) of a run's results (older results: the whole 2B)."""
+    return results.get("model") or "2b", results.get("layers")
+
+
+def section_key_and_title(cls, results):
+    model, layers = model_of(results)
+    if model == "2b" and not layers:
+        return cls, CLASSES.get(cls, cls)
+    name, total = MODELS[model]
+    kept = f", first {layers} of {total} text layers" if layers else ""
+    return (f"{cls}-{model}" + (f"-l{layers}" if layers else ""),
+            f"{CLASSES.get(cls, cls)} — {name} (synthetic{kept})")
 
 
 def class_sections(text):
@@ -616,7 +636,9 @@ def header_lines():
         "the last run of that class. A run rewrites this header and its own class's section; the other "
         "classes' sections and the notes at the end are kept. The AVX2 section is measured on a CPU "
         "without AVX-512, or with `BENCH_CLASS=avx2` on one with it (glimpse capped by `GLIMPSE_SIMD=avx2`, "
-        "llama.cpp built without AVX-512); its setup says which.",
+        "llama.cpp built without AVX-512); its setup says which. Other models (`BENCH_MODEL`: the 4B, 8B, "
+        "or the 30B-A3B mixture of experts, possibly with fewer layers, `BENCH_LAYERS`) get sections of their "
+        "own after these, titled with the class and the model.",
         "",
         "How each number is measured:",
         "",
@@ -667,14 +689,19 @@ def setup_lines(key, results):
     L.append(f"- Threads: **{m.get('threads')}** for both tools (default: the physical cores; `THREADS=N` overrides)")
     L.append(f"- llama.cpp: {v.get('llama_cpp')}")
     L.append(f"- glimpse: {v.get('glimpse')}")
-    if key == "avx2" and results.get("capped"):
+    if key.startswith("avx2") and results.get("capped"):
         L.append("- AVX2 path capped on this AVX-512 CPU (`BENCH_CLASS=avx2`): glimpse with `GLIMPSE_SIMD=avx2`, "
                  "llama.cpp built without AVX-512 (`GGML_NATIVE=OFF`: AVX2, FMA, F16C; no AVX-512, AVX-VNNI or AMX)")
-    elif key == "avx2":
+    elif key.startswith("avx2"):
         L.append("- AVX2 path on a CPU without AVX-512: both tools as built for it (llama.cpp `GGML_NATIVE=ON`)")
-    L.append(f"- Model: full-size Qwen3-VL-2B-Instruct architecture with random bf16 weights "
-             f"(`scripts/synth_checkpoint.py`, seed {results.get('seed', 0)}; speed does not depend on the values), "
-             f"converted by each tool's own converter")
+    model, layers = model_of(results)
+    name, total = MODELS[model]
+    kept = (f"; only the first {layers} of its {total} text layers (`--layers {layers}`: every tensor keeps its "
+            f"real shape, a token's work and weight reads scale with the layers kept), the same file for both tools"
+            if layers else "")
+    L.append(f"- Model: full-size {name} architecture with random bf16 weights "
+             f"(`scripts/synth_checkpoint.py --size {model}`, seed {results.get('seed', 0)}; speed does not depend on "
+             f"the values){kept}, converted by each tool's own converter")
     L.append(f"- Repetitions: {results.get('reps')} (llama-bench `-r`, glimpse `--repetitions`, "
              f"llama-server / llama-mtmd-cli runs; medians)")
     return L
@@ -706,15 +733,16 @@ def profile_lines(prof, lr, gr, bw):
 def results_section(results):
     """(class, its section) of a run's results; results without a class (older results.json) get
     the class of their machine's flags and vendor."""
-    key = results.get("class") or cpu_class(results["machine"])
-    if key is None:
+    cls = results.get("class") or cpu_class(results["machine"])
+    if cls is None:
         raise SystemExit("bench_vs_llamacpp: the results' machine has no AVX2: no class to report under")
     bw = (results["machine"].get("membw") or {}).get("gb_s")
     bw = bw * 1e9 if bw else None
-    L = banner_lines(results) + setup_lines(key, results) + [""]
+    L = banner_lines(results) + setup_lines(cls, results) + [""]
     for prof in results["profiles"]:
         L += profile_lines(prof, results["llama"].get(prof) or {}, results["glimpse"].get(prof) or {}, bw)
-    return key, class_section(key, L)
+    key, title = section_key_and_title(cls, results)
+    return key, class_section(key, L, title)
 
 
 def write_report(results, out_md):
@@ -747,7 +775,7 @@ def cmd_run(cfg):
         log(f"memory bandwidth: {membw['gb_s']:.1f} GB/s with {cfg['threads']} threads")
     machine = machine_info(cfg["threads"], membw)
     results = {"machine": machine, "class": cfg.get("class") or cpu_class(machine), "capped": bool(cfg.get("capped")),
-               "versions": cfg["versions"],
+               "versions": cfg["versions"], "model": cfg.get("model") or "2b", "layers": cfg.get("layers"),
                "profiles": cfg["profiles"], "reps": cfg["reps"], "seed": cfg.get("seed", 0),
                "llama": {}, "glimpse": {}, "errors": [], "draft": bool(cfg.get("draft")),
                "draft_reason": cfg.get("draft_reason") or "measured while other work was running on the machine"}

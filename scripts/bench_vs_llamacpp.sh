@@ -32,7 +32,12 @@
 #   REPS=R               repetitions (llama-bench -r, glimpse --repetitions, server / mtmd runs; default 3)
 #   PROFILES="f32 q8_0 q4_K"   which profiles to run
 #   BENCH_CLASS=avx2     measure the AVX2 path, capped on a CPU with AVX-512 (default: the CPU's own class)
-#   BENCH_WORK=DIR       checkpoint, GGUFs, logs and results (default /work/synth)
+#   BENCH_MODEL=SIZE     the synthetic model: 2b (default), 4b, 8b or 30b-a3b (the mixture of experts);
+#                        another model than 2b gets its own section, keyed CLASS-SIZE
+#   BENCH_LAYERS=N       keep the first N text layers (synth_checkpoint.py --layers; every shape stays
+#                        real; the section says so) — for a model whose checkpoint would not fit
+#   BENCH_WORK=DIR       checkpoint, GGUFs, logs and results (default /work/synth, /work/synth-SIZE[-lN]
+#                        for another model)
 #   CONVERT_VENV=DIR     Python venv for llama.cpp's converter (torch, transformers; default
 #                        $BENCH_WORK/venv, created from llama.cpp's requirements if missing)
 #   LLAMA_BUILD_DIR=DIR  llama.cpp build dir (default LLAMA_CPP_DIR/build; capped: LLAMA_CPP_DIR/build-avx2)
@@ -65,12 +70,22 @@ say() { echo "== $*" >&2; }
 LLAMA_DIR=$(cd "$1" && pwd)
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 HELPER="$REPO/scripts/bench_vs_llamacpp.py"
-WORK=${BENCH_WORK:-/work/synth}
+MODEL=${BENCH_MODEL:-2b}
+LAYERS=${BENCH_LAYERS:-}
+case "$MODEL" in 2b|4b|8b|30b-a3b) ;; *) die "BENCH_MODEL must be 2b, 4b, 8b or 30b-a3b, not '$MODEL'" ;; esac
+if [ "$MODEL" = 2b ] && [ -z "$LAYERS" ]; then
+  WORK=${BENCH_WORK:-/work/synth}
+else
+  WORK=${BENCH_WORK:-/work/synth-$MODEL${LAYERS:+-l$LAYERS}}
+fi
 VENV=${CONVERT_VENV:-$WORK/venv}
 REPS=${REPS:-3}
 PROFILES=${PROFILES:-"f32 q8_0 q4_K"}
 OUT=${BENCH_OUT:-$REPO/BENCHMARKS.md}
-CKPT="$WORK/qwen3-vl-2b"
+CKPT="$WORK/qwen3-vl-$MODEL"
+# The file the llama.cpp quantizations start from: f32 when f32 is measured, else bf16 (the
+# checkpoint's own type; half the disk of f32 for the large models).
+case " $PROFILES " in *" f32 "*) LLAMA_BASE=f32 ;; *) LLAMA_BASE=bf16 ;; esac
 GGUF="$WORK/gguf"
 if [ -z "${THREADS:-}" ]; then
   THREADS=$(lscpu -p=core,socket 2>/dev/null | grep -v '^#' | sort -u | wc -l)
@@ -184,16 +199,17 @@ need_venv() {
 if [ ! -s "$CKPT/model.safetensors" ] && [ ! -s "$CKPT/model.safetensors.index.json" ]; then
   need_venv
   say "writing the random-weight checkpoint $CKPT"
-  "$VENV/bin/python" "$REPO/scripts/synth_checkpoint.py" "$CKPT" --seed 0
+  "$VENV/bin/python" "$REPO/scripts/synth_checkpoint.py" "$CKPT" --seed 0 --size "$MODEL" ${LAYERS:+--layers "$LAYERS"}
 fi
 
 # --- (c) llama.cpp conversion ----------------------------------------------------------------------
 fresh() { [ "${FORCE_CONVERT:-0}" != 1 ] && [ -s "$1" ]; }
 if [ "${SKIP_LLAMA:-0}" != 1 ]; then
   conv="$LLAMA_DIR/convert_hf_to_gguf.py"
-  if ! fresh "$GGUF/llamacpp-text-f32.gguf"; then
-    need_venv; say "llama.cpp convert: text f32"
-    "$VENV/bin/python" "$conv" "$CKPT" --outtype f32 --outfile "$GGUF/llamacpp-text-f32.gguf" > "$WORK/logs/llama-convert-text.log" 2>&1 \
+  base="$GGUF/llamacpp-text-$LLAMA_BASE.gguf"
+  if ! fresh "$base"; then
+    need_venv; say "llama.cpp convert: text $LLAMA_BASE"
+    "$VENV/bin/python" "$conv" "$CKPT" --outtype "$LLAMA_BASE" --outfile "$base" > "$WORK/logs/llama-convert-text.log" 2>&1 \
       || die "conversion failed, see $WORK/logs/llama-convert-text.log"
   fi
   if ! fresh "$GGUF/llamacpp-mmproj-f32.gguf"; then
@@ -202,9 +218,11 @@ if [ "${SKIP_LLAMA:-0}" != 1 ]; then
       || die "mmproj conversion failed, see $WORK/logs/llama-convert-mmproj.log"
   fi
   for q in q8_0:Q8_0 q4_k_m:Q4_K_M; do
-    if ! fresh "$GGUF/llamacpp-text-${q%%:*}.gguf" || [ "$GGUF/llamacpp-text-f32.gguf" -nt "$GGUF/llamacpp-text-${q%%:*}.gguf" ]; then
+    prof=${q%%:*}; [ "$prof" = q4_k_m ] && prof=q4_K
+    [[ " $PROFILES " == *" $prof "* ]] || continue
+    if ! fresh "$GGUF/llamacpp-text-${q%%:*}.gguf" || [ "$base" -nt "$GGUF/llamacpp-text-${q%%:*}.gguf" ]; then
       say "llama-quantize ${q#*:}"
-      "$LB/llama-quantize" "$GGUF/llamacpp-text-f32.gguf" "$GGUF/llamacpp-text-${q%%:*}.gguf" "${q#*:}" "$(nproc)" \
+      "$LB/llama-quantize" "$base" "$GGUF/llamacpp-text-${q%%:*}.gguf" "${q#*:}" "$(nproc)" \
         > "$WORK/logs/llama-quantize-${q%%:*}.log" 2>&1 || die "llama-quantize failed, see $WORK/logs/llama-quantize-${q%%:*}.log"
     fi
   done
@@ -227,18 +245,30 @@ if [ "${SKIP_GLIMPSE:-0}" != 1 ]; then
     glimpse_error="glimpse has no 'bench' subcommand ($G bench --help fails); the glimpse columns are empty"
     echo "ERROR: $glimpse_error" >&2
   else
-    if ! fresh "$GGUF/glimpse-f32.gguf" || [ "$G" -nt "$GGUF/glimpse-f32.gguf" ]; then
-      say "glimpse convert (f32)"
-      "$G" convert "$CKPT" -o "$GGUF/glimpse-f32.gguf" --quiet > "$WORK/logs/glimpse-convert.log" 2>&1 \
-        || die "glimpse convert failed, see $WORK/logs/glimpse-convert.log"
-    fi
-    for q in q8_0 q4_k; do
-      if ! fresh "$GGUF/glimpse-$q.gguf" || [ "$GGUF/glimpse-f32.gguf" -nt "$GGUF/glimpse-$q.gguf" ]; then
-        say "glimpse quantize $q"
-        "$G" quantize "$GGUF/glimpse-f32.gguf" "$GGUF/glimpse-$q.gguf" --type "$q" > "$WORK/logs/glimpse-quantize-$q.log" 2>&1 \
-          || die "glimpse quantize failed, see $WORK/logs/glimpse-quantize-$q.log"
+    if [ "$LLAMA_BASE" = f32 ]; then
+      if ! fresh "$GGUF/glimpse-f32.gguf" || [ "$G" -nt "$GGUF/glimpse-f32.gguf" ]; then
+        say "glimpse convert (f32)"
+        "$G" convert "$CKPT" -o "$GGUF/glimpse-f32.gguf" --quiet > "$WORK/logs/glimpse-convert.log" 2>&1 \
+          || die "glimpse convert failed, see $WORK/logs/glimpse-convert.log"
       fi
-    done
+      for q in q8_0 q4_k; do
+        if ! fresh "$GGUF/glimpse-$q.gguf" || [ "$GGUF/glimpse-f32.gguf" -nt "$GGUF/glimpse-$q.gguf" ]; then
+          say "glimpse quantize $q"
+          "$G" quantize "$GGUF/glimpse-f32.gguf" "$GGUF/glimpse-$q.gguf" --type "$q" > "$WORK/logs/glimpse-quantize-$q.log" 2>&1 \
+            || die "glimpse quantize failed, see $WORK/logs/glimpse-quantize-$q.log"
+        fi
+      done
+    else
+      # Without f32 in the profiles, each profile straight from the checkpoint (no f32 file).
+      for q in q8_0 q4_k; do
+        [[ " ${PROFILES,,} " == *" $q "* ]] || continue
+        if ! fresh "$GGUF/glimpse-$q.gguf" || [ "$G" -nt "$GGUF/glimpse-$q.gguf" ]; then
+          say "glimpse convert ($q)"
+          "$G" convert "$CKPT" --type "$q" -o "$GGUF/glimpse-$q.gguf" --quiet > "$WORK/logs/glimpse-convert-$q.log" 2>&1 \
+            || die "glimpse convert failed, see $WORK/logs/glimpse-convert-$q.log"
+        fi
+      done
+    fi
   fi
 fi
 
@@ -261,6 +291,7 @@ json.dump({
   "glimpse": "$G", "membw": "$MEMBW", "threads": $THREADS, "reps": $REPS,
   "prompt_tokens": 512, "gen_tokens": 128, "answer_tokens": 16, "seed": 0,
   "profiles": "$PROFILES".split(), "out": "$OUT", "class": "$CLASS", "capped": "$CLASS_MODE" == "capped",
+  "model": "$MODEL", "layers": int("${LAYERS:-0}") or None,
   "skip_llama": "${SKIP_LLAMA:-0}" == "1",
   "glimpse_error": os.environ["GLIMPSE_ERROR"] or ("glimpse skipped (SKIP_GLIMPSE=1)" if "${SKIP_GLIMPSE:-0}" == "1" else ""),
   "draft": "${BENCH_DRAFT:-0}" == "1",

@@ -123,6 +123,23 @@ class Report(unittest.TestCase):
         self.assertEqual(text.count("<!-- class:avx2:begin -->"), 1)
         self.assertTrue(text.startswith("# glimpse vs llama.cpp"))
 
+    def test_another_model_gets_its_own_section(self):
+        zen4 = ("AuthenticAMD", ("avx2", "avx512f", "avx512_vnni"))
+        bench.write_report(fake_results(*zen4, 20.0), self.out)
+        moe = fake_results(*zen4, 30.0, model="30b-a3b", layers=8, profiles=["q4_K"])
+        bench.write_report(moe, self.out)
+        sections, _ = sections_and_notes(self.out)
+        self.assertEqual(list(sections), ["zen4", "zen4-30b-a3b-l8"])
+        section = sections["zen4-30b-a3b-l8"]
+        self.assertIn("## AMD Zen 4 class (AVX-512) — Qwen3-VL-30B-A3B-Instruct (synthetic, first 8 of 48 text layers)",
+                      section)
+        self.assertIn("`scripts/synth_checkpoint.py --size 30b-a3b`", section)
+        self.assertIn("only the first 8 of its 48 text layers", section)
+        self.assertNotIn("### q8_0", section)
+        # The 2B's section is kept as it was.
+        bench.write_report(moe, self.out)
+        self.assertEqual(sections_and_notes(self.out)[0]["zen4"], sections["zen4"])
+
     def test_old_layout_becomes_its_class_section(self):
         old = fake_results(*XEON, 10.0, draft=True, draft_reason="measured while a build ran")
         self.out.write_text(old_layout(old, NOTES), encoding="utf-8")

@@ -2,8 +2,9 @@
 //!
 //! On the tiny fixture models (dense and mixture of experts): f16 log-probs stay within 1e-2 of
 //! transformers' and f16 picks transformers' greedy token at every step of every fixture
-//! conversation (teacher-forced along the f32 greedy path). On the trained 256-wide fixture (`small-trained`, whose matrices fill
-//! whole q4_K blocks and whose predictions are as confident as a chat model's): f32 follows
+//! conversation (teacher-forced along the f32 greedy path). On the trained 256-wide fixtures
+//! (`small-trained`, and `small-trained-moe` whose MLPs are mixtures of experts; their matrices fill
+//! whole q4_K blocks and their predictions are as confident as a chat model's): f32 follows
 //! transformers' greedy path, and f16 / q8_0 / q4_K agree with f32's top-1 token at ≥ 100 % /
 //! 99 % / 95 % of the steps, run in lockstep with the f32 model.
 use crate::common;
@@ -66,6 +67,12 @@ fn f16_log_probs_stay_within_1e_2_of_transformers() {
 #[test]
 fn f32_follows_transformers_greedy_path_on_the_trained_fixture() {
     let (agree, total) = agreement_with_margins(QUALITY_CONFIG);
+    assert_eq!(agree, total, "f32 greedy agreement {agree}/{total}");
+}
+
+#[test]
+fn f32_follows_transformers_greedy_path_on_the_trained_mixture_of_experts() {
+    let (agree, total) = agreement_with_margins(MOE_QUALITY_CONFIG);
     assert_eq!(agree, total, "f32 greedy agreement {agree}/{total}");
 }
 
@@ -186,13 +193,24 @@ fn lockstep(config: &str, out_types: &[&str]) -> Vec<Lockstep> {
 
 #[test]
 fn quantized_profiles_agree_with_f32_on_the_trained_fixture() {
+    check_quantized_profiles(QUALITY_CONFIG);
+}
+
+/// The mixture-of-experts decoder (the 30B-A3B architecture): its expert matrices quantized
+/// like the dense MLPs, held to the same agreement.
+#[test]
+fn quantized_profiles_agree_with_f32_on_the_trained_mixture_of_experts() {
+    check_quantized_profiles(MOE_QUALITY_CONFIG);
+}
+
+fn check_quantized_profiles(config: &str) {
     let profiles = [("f16", 1.0), ("q8_0", 0.99), ("q4_k", 0.95)];
     let out_types: Vec<&str> = profiles.iter().map(|(out_type, _)| *out_type).collect();
-    let results = lockstep(QUALITY_CONFIG, &out_types);
+    let results = lockstep(config, &out_types);
     for ((out_type, required), r) in profiles.into_iter().zip(results) {
         let share = r.agree as f64 / r.total as f64;
         eprintln!(
-            "{out_type}: top-1 agreement with f32 {}/{} ({:.1} %), on uncertain steps {}/{}, \
+            "{config} {out_type}: top-1 agreement with f32 {}/{} ({:.1} %), on uncertain steps {}/{}, \
              mean KL {:.2e} nats, max log-prob diff {:.3}",
             r.agree,
             r.total,
@@ -202,9 +220,9 @@ fn quantized_profiles_agree_with_f32_on_the_trained_fixture() {
             r.mean_kl,
             r.max_logprob_diff
         );
-        assert!(share >= required, "{out_type}: {r:?} is below {required}");
+        assert!(share >= required, "{config} {out_type}: {r:?} is below {required}");
         if out_type == "f16" {
-            assert!(r.max_logprob_diff <= 1e-2, "f16: {r:?}");
+            assert!(r.max_logprob_diff <= 1e-2, "{config} f16: {r:?}");
         }
     }
 }

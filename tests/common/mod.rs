@@ -15,6 +15,8 @@ pub const CONFIGS: [&str; 2] = ["tiny-tied", "tiny-untied"];
 /// The trained 256-wide fixture the quantized profiles' quality is measured on
 /// (scripts/make_quality_fixture.py).
 pub const QUALITY_CONFIG: &str = "small-trained";
+/// Its mixture-of-experts twin (scripts/make_quality_fixture.py --moe).
+pub const MOE_QUALITY_CONFIG: &str = "small-trained-moe";
 
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")

@@ -50,13 +50,15 @@ test_step() {
 
 # `count_tests LOG`: tests executed (passed + failed; ignored and filtered-out ones are not)
 # according to the runners' closing lines in LOG: cargo's `test result:` lines, node --test's
-# TAP `# pass N` / `# fail N`, and the plain `N passed, N failed` the browser test prints.
+# TAP `# pass N` / `# fail N`, Python unittest's `Ran N tests`, and the plain `N passed, N failed`
+# the browser test prints.
 count_tests() {
   awk '
     /^test result: / {
       for (i = 1; i < NF; i++) if ($(i + 1) ~ /^(passed|failed);?$/) n += $i
     }
     /^# (pass|fail) [0-9]+$/ { n += $3 }
+    /^Ran [0-9]+ tests? in / { n += $2 }
     /^([a-z]+: )?[0-9]+ passed, [0-9]+ failed/ {
       sub(/^[a-z]+: /, ""); n += $1; n += $3
     }

@@ -51,6 +51,7 @@ step lite "build" build_lite
 test_step lite "server tests against the lite binary" env GLIMPSE_TEST_BIN="$lite_bin" \
   cargo test --test integration -- server_api:: server_limits:: server_openai_client::
 test_step webui "page module unit tests" node --test --test-reporter=tap webui/test/*.test.mjs
+test_step scripts "BENCHMARKS.md writer unit tests" python3 scripts/test_bench_report.py
 test_step host "browser test" ./scripts/browser_test.sh
 ./scripts/cross_musl.sh
 ./scripts/cross_windows.sh

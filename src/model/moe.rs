@@ -3,8 +3,11 @@
 //! the `used` largest softmax probabilities choose the experts and, divided by their sum,
 //! weight the chosen experts' SwiGLU outputs. Rows are grouped by expert, so a pass reads
 //! each chosen expert's weights once for all its rows, and a decode step reads only the
-//! experts its token chose.
+//! experts its token chose. The chosen experts run side by side in one parallel region (a
+//! decode step's eight small experts would otherwise wake the pool 24 times a layer); their
+//! outputs are added in expert order, so the result does not depend on the threads.
 use anyhow::Result;
+use rayon::prelude::*;
 
 use super::config::ExpertsConfig;
 use super::weights::{Matrix, Weights};
@@ -38,20 +41,18 @@ impl Experts {
     pub fn forward(&self, x: &[f32], m: usize) -> Vec<f32> {
         let hidden = self.router.cols();
         let routes = route(&self.router.forward(x, m), self.gate.len(), self.used);
+        let chosen: Vec<(usize, &Vec<(usize, f32)>)> = routes
+            .iter()
+            .enumerate()
+            .filter(|(_, rows)| !rows.is_empty())
+            .collect();
+        let outputs: Vec<Vec<f32>> = chosen
+            .par_iter()
+            .map(|&(expert, rows)| self.expert_forward(expert, x, rows))
+            .collect();
         let mut out = vec![0.0; m * hidden];
         // Experts in index order, each adding its weighted output (transformers' order).
-        for (expert, rows) in routes.iter().enumerate() {
-            if rows.is_empty() {
-                continue;
-            }
-            let n = rows.len();
-            let mut inputs = Vec::with_capacity(n * hidden);
-            for &(row, _) in rows {
-                inputs.extend_from_slice(&x[row * hidden..(row + 1) * hidden]);
-            }
-            let mut gate = self.gate[expert].forward(&inputs, n);
-            silu_mul(&mut gate, &self.up[expert].forward(&inputs, n));
-            let output = self.down[expert].forward(&gate, n);
+        for ((_, rows), output) in chosen.iter().zip(&outputs) {
             for (&(row, weight), y) in rows.iter().zip(output.chunks_exact(hidden)) {
                 for (o, &v) in out[row * hidden..(row + 1) * hidden].iter_mut().zip(y) {
                     *o += v * weight;
@@ -59,6 +60,19 @@ impl Experts {
             }
         }
         out
+    }
+
+    /// One expert's SwiGLU over the rows of `x` routed to it, in their order.
+    fn expert_forward(&self, expert: usize, x: &[f32], rows: &[(usize, f32)]) -> Vec<f32> {
+        let hidden = self.router.cols();
+        let n = rows.len();
+        let mut inputs = Vec::with_capacity(n * hidden);
+        for &(row, _) in rows {
+            inputs.extend_from_slice(&x[row * hidden..(row + 1) * hidden]);
+        }
+        let mut gate = self.gate[expert].forward(&inputs, n);
+        silu_mul(&mut gate, &self.up[expert].forward(&inputs, n));
+        self.down[expert].forward(&gate, n)
     }
 
     /// `forward` over consecutive groups of rows, each group's result that of the group alone.

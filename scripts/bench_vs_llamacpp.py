@@ -151,6 +151,12 @@ GGML_TYPE_NAMES = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 6: "Q5_0", 7: "Q5_1
 
 def read_gguf_tensors(path):
     """[(name, type_id, n_elements, nbytes)] from a GGUF file's header (v2/v3)."""
+    return read_gguf_header(path)[0]
+
+
+def read_gguf_header(path):
+    """(read_gguf_tensors' list, {key: value} of the integer metadata keys ending in
+    `expert_count` / `expert_used_count`) of a GGUF file."""
     with open(path, "rb") as f:
         def rd(fmt):
             return struct.unpack("<" + fmt, f.read(struct.calcsize("<" + fmt)))[0]
@@ -181,11 +187,14 @@ def read_gguf_tensors(path):
             raise ValueError(f"{path}: GGUF v{version} not supported")
         n_tensors, n_kv = rd("Q"), rd("Q")
         alignment = 32
+        experts = {}
         for _ in range(n_kv):
             key = rstr()
             v = rval(rd("I"))
             if key == "general.alignment":
                 alignment = v
+            if key.endswith(("expert_count", "expert_used_count")) and isinstance(v, int):
+                experts[key.rsplit(".", 1)[-1]] = v
         infos = []
         for _ in range(n_tensors):
             name = rstr()
@@ -209,17 +218,25 @@ def read_gguf_tensors(path):
         else:
             nbytes = nxt[name] - off
         out.append((name, t, n, nbytes))
-    return out
+    return out, experts
 
 
 def decode_bytes_per_token(path):
     """Weight bytes one decoded token reads: every text-model tensor except the token embedding
     (only one row of it is read), plus the output matrix: `output.weight` if present, else the
-    tied token_embd. Vision tensors (v.*, mm.*) are not counted."""
-    ts = read_gguf_tensors(path)
+    tied token_embd; of a mixture of experts' expert tensors (`*_exps`), the share of the experts
+    a token uses (expert_used_count / expert_count). Vision tensors (v.*, mm.*) are not counted."""
+    ts, experts = read_gguf_header(path)
     text = [t for t in ts if not (t[0].startswith("v.") or t[0].startswith("mm."))]
     names = {t[0] for t in text}
-    per_tok = sum(t[3] for t in text if t[0] != "token_embd.weight")
+    share = 1.0
+    if experts.get("expert_count") and experts.get("expert_used_count"):
+        share = experts["expert_used_count"] / experts["expert_count"]
+
+    def read(t):
+        return t[3] * share if "_exps." in t[0] else t[3]
+
+    per_tok = sum(read(t) for t in text if t[0] != "token_embd.weight")
     tied = "output.weight" not in names
     if tied:
         per_tok += sum(t[3] for t in text if t[0] == "token_embd.weight")
@@ -228,7 +245,7 @@ def decode_bytes_per_token(path):
         k = GGML_TYPE_NAMES.get(t[1], str(t[1]))
         types[k] = types.get(k, 0) + t[3]
     return {"file": str(path), "file_bytes": os.path.getsize(path), "text_weight_bytes": sum(t[3] for t in text),
-            "bytes_per_token": per_tok, "tied_output": tied, "text_bytes_by_type": types,
+            "bytes_per_token": per_tok, "tied_output": tied, "experts": experts, "text_bytes_by_type": types,
             "n_tensors": len(ts), "n_vision_tensors": len(ts) - len(text)}
 
 
@@ -697,7 +714,7 @@ def setup_lines(key, results):
     model, layers = model_of(results)
     name, total = MODELS[model]
     kept = (f"; only the first {layers} of its {total} text layers (`--layers {layers}`: every tensor keeps its "
-            f"real shape, a token's work and weight reads scale with the layers kept), the same file for both tools"
+            f"real shape, a token's work and weight reads scale with the layers kept), the same checkpoint for both tools"
             if layers else "")
     L.append(f"- Model: full-size {name} architecture with random bf16 weights "
              f"(`scripts/synth_checkpoint.py --size {model}`, seed {results.get('seed', 0)}; speed does not depend on "

@@ -215,7 +215,12 @@ mod tests {
         assert!(!catalog.knows("model.gguf"));
         // Every model offers every profile, bigger models needing more memory.
         let mut previous = 0.0;
-        for name in ["qwen3-vl-2b", "qwen3-vl-4b", "qwen3-vl-8b", "qwen3-vl-30b-a3b"] {
+        for name in [
+            "qwen3-vl-2b",
+            "qwen3-vl-4b",
+            "qwen3-vl-8b",
+            "qwen3-vl-30b-a3b",
+        ] {
             let model = catalog.choose(name).unwrap().model;
             assert_eq!(
                 model.profiles.keys().collect::<Vec<_>>(),
@@ -241,7 +246,9 @@ mod tests {
         let catalog = Catalog::parse(BUILTIN).unwrap();
         let error = catalog.choose("qwen9").unwrap_err().to_string();
         assert!(
-            error.contains("the catalogue has: qwen3-vl-2b, qwen3-vl-4b, qwen3-vl-8b, qwen3-vl-30b-a3b"),
+            error.contains(
+                "the catalogue has: qwen3-vl-2b, qwen3-vl-4b, qwen3-vl-8b, qwen3-vl-30b-a3b"
+            ),
             "{error}"
         );
         let error = catalog.choose("qwen3-vl-2b:q2").unwrap_err().to_string();

@@ -220,7 +220,10 @@ fn check_quantized_profiles(config: &str) {
             r.mean_kl,
             r.max_logprob_diff
         );
-        assert!(share >= required, "{config} {out_type}: {r:?} is below {required}");
+        assert!(
+            share >= required,
+            "{config} {out_type}: {r:?} is below {required}"
+        );
         if out_type == "f16" {
             assert!(r.max_logprob_diff <= 1e-2, "{config} f16: {r:?}");
         }

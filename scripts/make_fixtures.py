@@ -1144,8 +1144,8 @@ README = """# tests/fixtures — transformers ground truth for glimpse
 
 Written by `scripts/make_fixtures.py` (regenerate: `python3 scripts/make_fixtures.py`; it builds
 its own venv from `scripts/requirements-fixtures.txt`, fetches the tokenizer with
-`scripts/fetch_tokenizer.sh`, and rewrites everything here except `tokenizer/`, `small-trained/`
-and the other scripts' directories; `--only NAME...` rebuilds just those checkpoint directories and
+`scripts/fetch_tokenizer.sh`, and rewrites everything here except `tokenizer/`, `small-trained/`,
+`small-trained-moe/`, `video/` and the other scripts' directories; `--only NAME...` rebuilds just those checkpoint directories and
 updates this README and `manifest.json`, leaving `images/` and the other checkpoints alone). All
 outputs are deterministic; versions, seeds and weight scales are in `manifest.json`.
 
@@ -1276,7 +1276,17 @@ Note on transformers' own `output_hidden_states` (5.24): entries 0..num_layers-1
 
 The quantization-quality fixture, written by `scripts/make_quality_fixture.py` (not by this
 script, and not rewritten by it): a trained 256-wide Qwen3-VL whose matrices fill whole q4_K
-blocks. Its own README.md says how it was made and what its files hold.
+blocks. Its own README.md says how it was made and what its files hold. `small-trained-moe/` is
+its mixture-of-experts twin (`make_quality_fixture.py --moe`: 8 experts of width 512, 2 per token).
+
+## video/
+
+Written by `scripts/make_video_fixtures.py` (not by this script) on the `tiny-tied` checkpoint: a
+list of five 64x96 PNG frames (`frames_64x96/`, used as given at 2 fps) and a nine-frame 80x120
+animated GIF (`clip_80x120.gif`, 10 fps, sampled at 2 fps), alone and after an image. `cases.json`
+has the tiny fixtures' fields plus `video_grid_thw`, `video_frames` (the frame indices used) and
+`video_fps`; `expected.safetensors` holds `pixel_values_videos`, `final_logprobs` and
+`mrope_position_ids` per case.
 
 ## manifest.json
 

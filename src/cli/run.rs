@@ -16,7 +16,7 @@ use crate::engine::threads::init_thread_pool;
 use crate::engine::{GenerationParams, ModelBundle, SamplingParams, Session};
 use crate::grounding::{detections, draw_shape, label_colours, Detection, ImageSize, PixelShape};
 use crate::preprocess::{
-    decode_video_file, load_image, preprocess, preprocess_video, SampledVideo, VideoConfig,
+    decode_video_file, load_image, preprocess, preprocess_video, FrameCollector, VideoConfig,
     VideoPixels, DEFAULT_MAX_DECODED_PIXELS,
 };
 
@@ -277,14 +277,14 @@ fn video_pixels(path: &Path, config: &VideoConfig, fps: Option<f64>) -> Result<V
             .collect::<std::io::Result<_>>()?;
         files.retain(|f| f.is_file());
         files.sort();
-        let frames = files
-            .iter()
-            .map(|f| {
-                let bytes = std::fs::read(f)?;
-                load_image(&bytes).with_context(|| format!("cannot decode frame '{}'", f.display()))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        SampledVideo::from_frames(frames, config.fps)
+        let mut frames = FrameCollector::new(&config, files.len());
+        for f in &files {
+            let bytes = std::fs::read(f)?;
+            let frame = load_image(&bytes)
+                .with_context(|| format!("cannot decode frame '{}'", f.display()))?;
+            frames.push(frame)?;
+        }
+        frames.finish((0..files.len()).collect(), config.fps)?
     } else {
         decode_video_file(path, &config, DEFAULT_MAX_DECODED_PIXELS)?
     };

@@ -25,8 +25,8 @@ pub use decode::{load_image, load_image_with_limit, DEFAULT_MAX_DECODED_PIXELS};
 pub use resize::resize_bicubic_antialias;
 pub use smart_resize::smart_resize;
 pub use video::{
-    patch_timestamps, preprocess_video, sample_frame_indices, smart_resize_video, SampledVideo,
-    VideoConfig, VideoPixels,
+    frame_size, patch_timestamps, preprocess_video, sample_frame_indices, smart_resize_video,
+    FrameCollector, SampledVideo, VideoConfig, VideoPixels,
 };
 pub use video_decode::{decode_video, decode_video_file};
 

@@ -217,8 +217,11 @@ pub fn smart_resize_video(
 /// The frames of a clip that will be used, with where they came from.
 #[derive(Debug, Clone)]
 pub struct SampledVideo {
-    /// The frames, in order, all the same size.
+    /// The frames, in order, all the same size: the decoded size, or already the size the
+    /// processor resizes them to (see `FrameCollector`).
     pub frames: Vec<RgbImage>,
+    /// The frames' decoded size, `(height, width)`.
+    pub original_hw: (usize, usize),
     /// Index of each frame in the decoded clip.
     pub indices: Vec<usize>,
     /// The clip's frame rate (for the timestamps).
@@ -229,12 +232,102 @@ impl SampledVideo {
     /// Frames given one by one (a list of images): every one is used, as recorded at `fps`.
     pub fn from_frames(frames: Vec<RgbImage>, fps: f64) -> Self {
         let indices = (0..frames.len()).collect();
+        let original_hw = frames
+            .first()
+            .map_or((0, 0), |f| (f.height() as usize, f.width() as usize));
         Self {
             frames,
+            original_hw,
             indices,
             fps,
         }
     }
+}
+
+/// Gathers a clip's `count` sampled frames as they are decoded, each resized at once to the
+/// size the processor will give it (known from the count and the first frame's size): a long
+/// or high-resolution clip never sits in memory at its decoded size, only within the clip's
+/// pixel budget. `preprocess_video` makes of the result what it makes of the full-size frames.
+pub struct FrameCollector<'a> {
+    config: &'a VideoConfig,
+    count: usize,
+    /// The decoded size and the target size, from the first frame.
+    sizes: Option<((usize, usize), (usize, usize))>,
+    frames: Vec<RgbImage>,
+}
+
+impl<'a> FrameCollector<'a> {
+    pub fn new(config: &'a VideoConfig, count: usize) -> Self {
+        Self {
+            config,
+            count,
+            sizes: None,
+            frames: Vec::with_capacity(count),
+        }
+    }
+
+    /// Adds the next sampled frame.
+    pub fn push(&mut self, frame: RgbImage) -> Result<()> {
+        let hw = (frame.height() as usize, frame.width() as usize);
+        let (original, target) = match self.sizes {
+            Some(sizes) => sizes,
+            None => *self
+                .sizes
+                .insert((hw, frame_size(self.count, hw, self.config)?)),
+        };
+        ensure!(
+            hw == original,
+            "the frames of a video must all have the same size ({}x{} after {}x{})",
+            hw.1,
+            hw.0,
+            original.1,
+            original.0
+        );
+        self.frames.push(if target == hw {
+            frame
+        } else {
+            resize_bicubic_antialias(&frame, target.0 as u32, target.1 as u32)
+        });
+        Ok(())
+    }
+
+    /// The collected clip, its frames those at `indices` of a clip recorded at `fps`.
+    pub fn finish(self, indices: Vec<usize>, fps: f64) -> Result<SampledVideo> {
+        let (original_hw, _) = self.sizes.context("the video has no frames")?;
+        Ok(SampledVideo {
+            frames: self.frames,
+            original_hw,
+            indices,
+            fps,
+        })
+    }
+}
+
+/// The frame size the video processor resizes `num_frames` frames of `original_hw` to: the
+/// clip-wide `smart_resize`, under qwen-vl-utils' per-frame cap when the config asks for it.
+pub fn frame_size(
+    num_frames: usize,
+    original_hw: (usize, usize),
+    config: &VideoConfig,
+) -> Result<(usize, usize)> {
+    let pixels = &config.pixels;
+    let factor = pixels.factor();
+    let mut max_pixels = pixels.max_pixels;
+    if config.cap_pixels_per_frame && num_frames > 0 {
+        let frame_cap = config.max_video_tokens * factor * factor;
+        let floor = (pixels.min_pixels as f64 * 1.05) as usize;
+        let per_frame = frame_cap.min(pixels.max_pixels / num_frames).max(floor);
+        max_pixels = per_frame * num_frames;
+    }
+    smart_resize_video(
+        num_frames,
+        original_hw.0,
+        original_hw.1,
+        pixels.temporal_patch_size,
+        factor,
+        pixels.min_pixels,
+        max_pixels,
+    )
 }
 
 /// The processor's output for one video: `pixel_values_videos` cut per temporal patch.
@@ -259,14 +352,15 @@ pub fn preprocess_video(video: &SampledVideo, config: &VideoConfig) -> Result<Vi
     let pixels = &config.pixels;
     pixels.validate().context("video preprocess config")?;
     let first = video.frames.first().context("the video has no frames")?;
-    let original_hw = (first.height() as usize, first.width() as usize);
+    let stored_hw = (first.height() as usize, first.width() as usize);
     ensure!(
         video
             .frames
             .iter()
-            .all(|f| (f.height() as usize, f.width() as usize) == original_hw),
+            .all(|f| (f.height() as usize, f.width() as usize) == stored_hw),
         "the frames of a video must all have the same size"
     );
+    let original_hw = video.original_hw;
     ensure!(
         video.indices.len() == video.frames.len(),
         "{} frame indices for {} frames",
@@ -278,28 +372,13 @@ pub fn preprocess_video(video: &SampledVideo, config: &VideoConfig) -> Result<Vi
         "the video's frame rate must be positive"
     );
     let num_frames = video.frames.len();
-    let factor = pixels.factor();
-    let mut max_pixels = pixels.max_pixels;
-    if config.cap_pixels_per_frame {
-        let frame_cap = config.max_video_tokens * factor * factor;
-        let floor = (pixels.min_pixels as f64 * 1.05) as usize;
-        let per_frame = frame_cap.min(pixels.max_pixels / num_frames).max(floor);
-        max_pixels = per_frame * num_frames;
-    }
-    let resized_hw = smart_resize_video(
-        num_frames,
-        original_hw.0,
-        original_hw.1,
-        pixels.temporal_patch_size,
-        factor,
-        pixels.min_pixels,
-        max_pixels,
-    )?;
+    let resized_hw = frame_size(num_frames, original_hw, config)?;
     let resized: Vec<std::borrow::Cow<RgbImage>> = video
         .frames
         .par_iter()
         .map(|frame| {
-            if resized_hw == original_hw {
+            // Frames a `FrameCollector` already resized are used as they are.
+            if resized_hw == stored_hw {
                 std::borrow::Cow::Borrowed(frame)
             } else {
                 std::borrow::Cow::Owned(resize_bicubic_antialias(
@@ -397,6 +476,36 @@ mod tests {
         let first = &out.patches[0].data;
         assert_eq!(first[0], -1.0);
         assert_eq!(first[plane], (100.0 - 127.5) / 127.5);
+    }
+
+    #[test]
+    fn collected_frames_give_what_the_full_size_frames_give() {
+        let frame = |v: u8| {
+            RgbImage::from_fn(200, 150, |x, y| {
+                image::Rgb([v, (x % 251) as u8, (y * 3 % 256) as u8])
+            })
+        };
+        let frames: Vec<RgbImage> = (0..5).map(|i| frame(40 * i)).collect();
+        let config = VideoConfig {
+            pixels: PreprocessConfig {
+                max_pixels: 5 * 64 * 96,
+                ..VideoConfig::default().pixels
+            },
+            ..VideoConfig::default()
+        };
+        let whole =
+            preprocess_video(&SampledVideo::from_frames(frames.clone(), 2.0), &config).unwrap();
+        let mut collector = FrameCollector::new(&config, 5);
+        for f in frames {
+            collector.push(f).unwrap();
+        }
+        let collected = collector.finish((0..5).collect(), 2.0).unwrap();
+        assert_eq!(collected.original_hw, (150, 200));
+        assert!(collected.frames[0].width() < 200, "kept at the target size");
+        assert_eq!(preprocess_video(&collected, &config).unwrap(), whole);
+        let mut mixed = FrameCollector::new(&config, 2);
+        mixed.push(frame(0)).unwrap();
+        assert!(mixed.push(RgbImage::new(10, 10)).is_err());
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! WebP are decoded in-process (every frame composited on the canvas, alpha dropped; the frames'
 //! delays give the clip's rate), other containers (MP4, WebM, MKV, MOV, …) by an `ffmpeg`
 //! process when one is on PATH (`ffprobe` reads the frame count and rate first). Only the
-//! sampled frames are kept (`sample_frame_indices`), so a long clip never sits in memory whole.
+//! sampled frames are kept (`sample_frame_indices`), each resized as it arrives
+//! (`FrameCollector`), so a long or high-resolution clip never sits in memory at full size.
 //! Not for: resizing or patching the frames (see `video`).
 
 use std::io::{BufRead, BufReader, Cursor, Read};
@@ -14,7 +15,7 @@ use image::codecs::gif::GifDecoder;
 use image::codecs::webp::WebPDecoder;
 use image::{AnimationDecoder, Frames, ImageFormat, RgbImage};
 
-use super::video::{sample_frame_indices, SampledVideo, VideoConfig};
+use super::video::{sample_frame_indices, FrameCollector, SampledVideo, VideoConfig};
 
 /// Decodes a video given as bytes (an upload, a data URI, a download). `max_pixels` caps one
 /// frame's declared size.
@@ -65,27 +66,25 @@ fn decode_animation(bytes: &[u8], config: &VideoConfig, max_pixels: u64) -> Resu
     let fps = (milliseconds > 0.0).then(|| count as f64 * 1000.0 / milliseconds);
     let indices = sample_frame_indices(count, fps, config);
     let mut wanted = indices.iter().copied().peekable();
-    let mut frames = Vec::with_capacity(indices.len());
+    let mut frames = FrameCollector::new(config, indices.len());
+    let mut kept = 0;
     for (i, frame) in animation_frames(bytes, max_pixels)?.enumerate() {
         if wanted.peek().is_none() {
             break;
         }
         let frame = frame.context("cannot decode an animation frame")?;
         while wanted.peek() == Some(&i) {
-            frames.push(rgb_of(frame.buffer()));
+            frames.push(rgb_of(frame.buffer()))?;
+            kept += 1;
             wanted.next();
         }
     }
     ensure!(
-        frames.len() == indices.len(),
+        kept == indices.len(),
         "the animation ended before frame {}",
         indices.last().copied().unwrap_or(0)
     );
-    Ok(SampledVideo {
-        frames,
-        indices,
-        fps: fps.unwrap_or(super::video::UNKNOWN_FPS),
-    })
+    frames.finish(indices, fps.unwrap_or(super::video::UNKNOWN_FPS))
 }
 
 /// The composited frames of an animated GIF or WebP.
@@ -166,25 +165,29 @@ fn decode_with_ffmpeg(path: &Path, config: &VideoConfig, max_pixels: u64) -> Res
         .map_err(|e| missing_tool("ffmpeg", e))?;
     let stdout = child.stdout.take().context("ffmpeg has no output pipe")?;
     let mut reader = BufReader::new(stdout);
-    let mut frames = Vec::with_capacity(indices.len());
+    let mut frames = FrameCollector::new(config, indices.len());
+    let mut kept = 0;
     let mut wanted = indices.iter().copied().peekable();
     let mut index = 0usize;
     let mut decode_error = None;
-    while wanted.peek().is_some() {
-        match read_ppm(&mut reader, max_pixels) {
-            Ok(Some(frame)) => {
-                while wanted.peek() == Some(&index) {
-                    frames.push(frame.clone());
-                    wanted.next();
-                }
-                index += 1;
-            }
+    while wanted.peek().is_some() && decode_error.is_none() {
+        let frame = match read_ppm(&mut reader, max_pixels) {
+            Ok(Some(frame)) => frame,
             Ok(None) => break,
             Err(e) => {
                 decode_error = Some(e);
                 break;
             }
+        };
+        while wanted.peek() == Some(&index) {
+            if let Err(e) = frames.push(frame.clone()) {
+                decode_error = Some(e);
+                break;
+            }
+            kept += 1;
+            wanted.next();
         }
+        index += 1;
     }
     drop(reader);
     // Frames past the last sampled one are not needed: stop ffmpeg rather than read them.
@@ -193,13 +196,14 @@ fn decode_with_ffmpeg(path: &Path, config: &VideoConfig, max_pixels: u64) -> Res
     if let Some(e) = decode_error {
         return Err(e);
     }
-    if frames.len() < indices.len() {
-        // The header's frame count can exceed what decodes; keep what came (at least two).
+    if kept < indices.len() {
+        // The header's frame count can exceed what decodes: keep what came (at least two; they
+        // were resized for the planned count, so their size can differ a little from what
+        // transformers picks for this many).
         let stderr = String::from_utf8_lossy(&output.stderr);
         ensure!(
-            frames.len() >= 2,
-            "ffmpeg decoded {} frames of '{}'{}",
-            frames.len(),
+            kept >= 2,
+            "ffmpeg decoded {kept} frames of '{}'{}",
             path.display(),
             if stderr.trim().is_empty() {
                 String::new()
@@ -208,12 +212,10 @@ fn decode_with_ffmpeg(path: &Path, config: &VideoConfig, max_pixels: u64) -> Res
             }
         );
     }
-    let kept = frames.len();
-    Ok(SampledVideo {
-        frames,
-        indices: indices[..kept].to_vec(),
-        fps: info.fps.unwrap_or(super::video::UNKNOWN_FPS),
-    })
+    frames.finish(
+        indices[..kept].to_vec(),
+        info.fps.unwrap_or(super::video::UNKNOWN_FPS),
+    )
 }
 
 fn missing_tool(tool: &str, error: std::io::Error) -> anyhow::Error {
@@ -375,7 +377,7 @@ mod tests {
             .map(|f| f.get_pixel(5, 5).0[0])
             .collect();
         assert_eq!(shades, [0, 60, 100, 160]);
-        assert_eq!(video.frames[0].dimensions(), (40, 24));
+        assert_eq!(video.original_hw, (24, 40));
     }
 
     #[test]
@@ -422,7 +424,7 @@ mod tests {
         // 30 frames at 10 fps → int(30 / 10 * 2) = 6 frames, linspace(0, 29, 6).
         assert_eq!(video.indices, [0, 6, 12, 17, 23, 29]);
         assert_eq!(video.fps, 10.0);
-        assert!(video.frames.iter().all(|f| f.dimensions() == (64, 48)));
+        assert_eq!(video.original_hw, (48, 64));
         assert_ne!(video.frames[0], video.frames[5]);
         let bytes = std::fs::read(&clip).unwrap();
         let from_bytes = decode_video(&bytes, &VideoConfig::default(), 1 << 20).unwrap();

@@ -31,7 +31,7 @@ use crate::engine::scheduler::{Job, JobEvent, SubmitError};
 use crate::engine::{GenerationParams, Timings};
 use crate::grounding::{answer_extension, ImageSize};
 use crate::preprocess::{
-    decode_video, load_image_with_limit, preprocess, preprocess_video, PixelValues, SampledVideo,
+    decode_video, load_image_with_limit, preprocess, preprocess_video, FrameCollector, PixelValues,
     VideoConfig, VideoPixels,
 };
 
@@ -414,17 +414,21 @@ fn load_video(
                     ),
                 ));
             }
-            let decoded = frames
-                .into_iter()
-                .enumerate()
-                .map(|(i, frame)| {
-                    let path = format!("{field}[{i}]");
-                    let bytes = bytes_of(frame, &path)?;
-                    load_image_with_limit(&bytes, max_pixels)
-                        .map_err(|e| ApiError::invalid("invalid_video", format!("'{path}': {e:#}")))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            SampledVideo::from_frames(decoded, config.fps)
+            let count = frames.len();
+            let mut collected = FrameCollector::new(&config, count);
+            for (i, frame) in frames.into_iter().enumerate() {
+                let path = format!("{field}[{i}]");
+                let bytes = bytes_of(frame, &path)?;
+                let invalid_frame = |e: anyhow::Error| {
+                    ApiError::invalid("invalid_video", format!("'{path}': {e:#}"))
+                };
+                let decoded = load_image_with_limit(&bytes, max_pixels).map_err(invalid_frame)?;
+                // Resized as it arrives: a long list never sits in memory at full size.
+                collected.push(decoded).map_err(invalid_frame)?;
+            }
+            collected
+                .finish((0..count).collect(), config.fps)
+                .map_err(invalid)?
         }
     };
     preprocess_video(&sampled, &config).map_err(invalid)

@@ -122,14 +122,18 @@ impl ModelBundle {
         let video_preprocess = match text.get_str_opt(keys::glimpse::VIDEO_PREPROCESSOR_CONFIG)? {
             Some(json) => VideoConfig::from_json_str(json)
                 .context("reading the video preprocessor config stored in the model file")?,
-            None => VideoConfig {
-                pixels: PreprocessConfig {
-                    min_pixels: VideoConfig::default().pixels.min_pixels,
-                    max_pixels: VideoConfig::default().pixels.max_pixels,
-                    ..preprocess.clone()
-                },
-                ..VideoConfig::default()
-            },
+            // Qwen3-VL's video settings, with the file's own patch sizes, mean and std.
+            None => {
+                let defaults = VideoConfig::default();
+                VideoConfig {
+                    pixels: PreprocessConfig {
+                        min_pixels: defaults.pixels.min_pixels,
+                        max_pixels: defaults.pixels.max_pixels,
+                        ..preprocess.clone()
+                    },
+                    ..defaults
+                }
+            }
         };
         let special = SpecialTokens::from_gguf(text.metadata(), &tokenizer)
             .context("finding the special token ids")?;

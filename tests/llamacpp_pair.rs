@@ -7,13 +7,12 @@
 //! (llama.cpp's `qwen3vlmoe`).
 use crate::common;
 
-use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
 use glimpse::chat::{tokenizer_json_from_gguf, Tokenizer};
-use glimpse::engine::{GenerationParams, ModelBundle, SamplingParams, Session, Timings};
+use glimpse::engine::{ModelBundle, Session, Timings};
 use glimpse::gguf::GgufFile;
 
 /// A fixture checkpoint and the pair llama.cpp's converter wrote from it.
@@ -70,16 +69,7 @@ fn answers(bundle: &ModelBundle, config: &str) -> Vec<Answer> {
             let logits = Session::new(bundle)
                 .prefill(&prompt, &images, &mut Timings::default())
                 .unwrap();
-            let params = GenerationParams {
-                max_tokens: case.greedy_tokens.len(),
-                sampling: SamplingParams::greedy(),
-                ignore_eos: false,
-            };
-            let out = Session::new(bundle)
-                .generate(&prompt, &images, &params, |_| ControlFlow::Continue(()))
-                .unwrap();
-            let mut tokens = out.tokens;
-            tokens.extend(out.stop_token);
+            let tokens = greedy_answer(bundle, &prompt, &images, case.greedy_tokens.len());
             Answer {
                 case: case.name.clone(),
                 prompt_ids: prompt.ids,

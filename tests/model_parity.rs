@@ -4,13 +4,12 @@
 //! greedy continuation for every fixture conversation (dense and mixture-of-experts models).
 use crate::common;
 
-use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use common::*;
 use glimpse::engine::sampler::log_softmax;
 use glimpse::engine::session::image_key;
-use glimpse::engine::{GenerationParams, ModelBundle, SamplingParams, Session, Timings};
+use glimpse::engine::{ModelBundle, Session, Timings};
 use glimpse::model::SequenceStep;
 
 fn check_config(config: &str) {
@@ -97,17 +96,7 @@ fn check_config(config: &str) {
             case.name
         );
 
-        let mut session = Session::new(&bundle);
-        let params = GenerationParams {
-            max_tokens: case.greedy_tokens.len(),
-            sampling: SamplingParams::greedy(),
-            ignore_eos: false,
-        };
-        let out = session
-            .generate(&prompt, &images, &params, |_| ControlFlow::Continue(()))
-            .unwrap();
-        let mut tokens = out.tokens.clone();
-        tokens.extend(out.stop_token);
+        let tokens = greedy_answer(&bundle, &prompt, &images, case.greedy_tokens.len());
         assert_eq!(
             tokens, case.greedy_tokens,
             "{config}/{}: greedy tokens",

@@ -6,13 +6,12 @@
 use crate::common;
 use crate::server_support;
 
-use std::ops::ControlFlow;
 use std::path::Path;
 
 use common::*;
-use glimpse::chat::{ImageRef, Message, Part, Role, VideoRef};
+use glimpse::chat::{ImageRef, Message, Part, VideoRef};
 use glimpse::engine::sampler::log_softmax;
-use glimpse::engine::{GenerationParams, ModelBundle, SamplingParams, Session, Timings};
+use glimpse::engine::{ModelBundle, Session, Timings};
 use glimpse::preprocess::{
     decode_video_file, load_image, preprocess, preprocess_video, SampledVideo, VideoConfig,
     VideoPixels, DEFAULT_MAX_DECODED_PIXELS,
@@ -61,40 +60,19 @@ fn inputs(
     Vec<SampledVideo>,
 ) {
     let (mut images, mut videos) = (Vec::new(), Vec::new());
-    let messages = case
-        .messages
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            let role: Role = m["role"].as_str().unwrap().parse().unwrap();
-            match &m["content"] {
-                serde_json::Value::String(s) => Message::new(role, s.as_str()),
-                content => {
-                    let parts = content
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|p| match p["type"].as_str().unwrap() {
-                            "text" => Part::Text(p["text"].as_str().unwrap().to_owned()),
-                            "image" => {
-                                let path = fixtures().join(p["image"].as_str().unwrap());
-                                let image = load_image(&std::fs::read(path).unwrap()).unwrap();
-                                images.push(preprocess(&image, &bundle.preprocess).unwrap());
-                                Part::Image(ImageRef(images.len() - 1))
-                            }
-                            "video" => {
-                                videos.push(video(p, &bundle.video_preprocess));
-                                Part::Video(VideoRef(videos.len() - 1))
-                            }
-                            other => panic!("unknown part type {other}"),
-                        })
-                        .collect::<Vec<_>>();
-                    Message::new(role, parts)
-                }
-            }
-        })
-        .collect();
+    let messages = hf_messages(&case.messages, |p| match p["type"].as_str().unwrap() {
+        "image" => {
+            let path = fixtures().join(p["image"].as_str().unwrap());
+            let image = load_image(&std::fs::read(path).unwrap()).unwrap();
+            images.push(preprocess(&image, &bundle.preprocess).unwrap());
+            Part::Image(ImageRef(images.len() - 1))
+        }
+        "video" => {
+            videos.push(video(p, &bundle.video_preprocess));
+            Part::Video(VideoRef(videos.len() - 1))
+        }
+        other => panic!("unknown part type {other}"),
+    });
     (messages, images, videos)
 }
 
@@ -148,37 +126,31 @@ fn videos_match_transformers() {
         let diff = max_abs_diff(&log_softmax(&logits), reference);
         assert!(diff <= 1e-3, "{name}: final log-softmax differs by {diff}");
 
-        let mut session = Session::new(&bundle);
-        let params = GenerationParams {
-            max_tokens: case.greedy_tokens.len(),
-            sampling: SamplingParams::greedy(),
-            ignore_eos: false,
-        };
-        let out = session
-            .generate(&prompt, &encoder_inputs, &params, |_| {
-                ControlFlow::Continue(())
-            })
-            .unwrap();
-        let mut tokens = out.tokens.clone();
-        tokens.extend(out.stop_token);
+        let tokens = greedy_answer(&bundle, &prompt, &encoder_inputs, case.greedy_tokens.len());
         assert_eq!(tokens, case.greedy_tokens, "{name}: greedy tokens");
     }
 }
 
+/// `glimpse run --video CLIP -p QUESTION -m MODEL` with `env` set.
+fn run_video(model: &Path, clip: &Path, env: &[(&str, &str)]) -> std::process::Output {
+    glimpse_command()
+        .envs(env.iter().copied())
+        .args(["run", "--max-tokens", "3", "-p", "What happens?", "--video"])
+        .arg(clip)
+        .arg("-m")
+        .arg(model)
+        .output()
+        .unwrap()
+}
+
 /// `glimpse run --video` takes a GIF and a directory of frames, and refuses a clip of one
-/// frame with a clear message.
+/// frame, a container without ffmpeg and a missing file with a clear message.
 #[test]
 fn run_answers_about_a_video() {
     let model = converted("tiny-tied", "f32");
     let dir = fixtures().join("video");
     for clip in [dir.join("clip_80x120.gif"), dir.join("frames_64x96")] {
-        let out = glimpse_command()
-            .args(["run", "--max-tokens", "3", "-p", "What happens?", "--video"])
-            .arg(&clip)
-            .arg("-m")
-            .arg(&model)
-            .output()
-            .unwrap();
+        let out = run_video(&model, &clip, &[]);
         assert!(
             out.status.success(),
             "{}: {}",
@@ -192,39 +164,28 @@ fn run_answers_about_a_video() {
         single.join("frame_00.png"),
     )
     .unwrap();
-    let out = glimpse_command()
-        .args(["run", "-p", "What happens?", "--video"])
-        .arg(&single)
-        .arg("-m")
-        .arg(&model)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("at least 2 frames"), "{stderr}");
     // A container goes to ffmpeg; without it on PATH the error says what to install.
-    let clip = single.join("clip.mp4");
-    std::fs::write(&clip, b"\0\0\0\x18ftypmp42\0\0\0\0mp42isom").unwrap();
-    let out = glimpse_command()
-        .env("PATH", "/nonexistent")
-        .args(["run", "-p", "?", "--video"])
-        .arg(&clip)
-        .arg("-m")
-        .arg(&model)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("needs `ffprobe` on PATH"), "{stderr}");
-    let missing = Path::new("/nonexistent/clip.mp4");
-    let out = glimpse_command()
-        .args(["run", "-p", "?", "--video"])
-        .arg(missing)
-        .arg("-m")
-        .arg(&model)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
+    let container = scratch_dir("container-video").join("clip.mp4");
+    std::fs::write(&container, b"\0\0\0\x18ftypmp42\0\0\0\0mp42isom").unwrap();
+    let refusals = [
+        (single.as_path(), &[][..], "at least 2 frames"),
+        (
+            container.as_path(),
+            &[("PATH", "/nonexistent")][..],
+            "needs `ffprobe` on PATH",
+        ),
+        (
+            Path::new("/nonexistent/clip.mp4"),
+            &[][..],
+            "cannot read video",
+        ),
+    ];
+    for (clip, env, message) in refusals {
+        let out = run_video(&model, clip, env);
+        assert!(!out.status.success(), "{}", clip.display());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(message), "{}: {stderr}", clip.display());
+    }
 }
 
 /// The official `openai` client sends the fixture videos to `glimpse serve` (a GIF as a

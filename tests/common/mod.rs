@@ -228,8 +228,25 @@ pub fn parity_cases(config: &str) -> Vec<Case> {
 /// order `ImageRef`s were assigned.
 pub fn messages(case: &Case) -> (Vec<Message>, Vec<PathBuf>) {
     let mut images = Vec::new();
-    let messages = case
-        .messages
+    let messages = hf_messages(&case.messages, |part| {
+        match part["type"].as_str().unwrap() {
+            "image" => {
+                images.push(fixtures().join(part["image"].as_str().unwrap()));
+                Part::Image(ImageRef(images.len() - 1))
+            }
+            other => panic!("unknown part type {other}"),
+        }
+    });
+    (messages, images)
+}
+
+/// HF-format messages (`[{"role", "content": str | [parts]}]`) as glimpse messages; `media`
+/// turns each part that is not text into a glimpse part (and keeps what it refers to).
+pub fn hf_messages(
+    messages: &serde_json::Value,
+    mut media: impl FnMut(&serde_json::Value) -> Part,
+) -> Vec<Message> {
+    messages
         .as_array()
         .unwrap()
         .iter()
@@ -242,11 +259,7 @@ pub fn messages(case: &Case) -> (Vec<Message>, Vec<PathBuf>) {
                         .iter()
                         .map(|p| match p["type"].as_str().unwrap() {
                             "text" => Part::Text(p["text"].as_str().unwrap().to_owned()),
-                            "image" => {
-                                images.push(fixtures().join(p["image"].as_str().unwrap()));
-                                Part::Image(ImageRef(images.len() - 1))
-                            }
-                            other => panic!("unknown part type {other}"),
+                            _ => media(p),
                         })
                         .collect::<Vec<_>>();
                     Message::new(role, parts)
@@ -254,8 +267,31 @@ pub fn messages(case: &Case) -> (Vec<Message>, Vec<PathBuf>) {
                 other => panic!("unexpected content {other}"),
             }
         })
-        .collect();
-    (messages, images)
+        .collect()
+}
+
+/// The greedy answer of a prompt, its end-of-turn token included when it stopped on one
+/// (what the fixtures' `greedy_tokens` hold).
+pub fn greedy_answer(
+    bundle: &glimpse::engine::ModelBundle,
+    prompt: &glimpse::chat::Prompt,
+    images: &[&glimpse::preprocess::PixelValues],
+    max_tokens: usize,
+) -> Vec<u32> {
+    use glimpse::engine::{GenerationParams, SamplingParams, Session};
+    let params = GenerationParams {
+        max_tokens,
+        sampling: SamplingParams::greedy(),
+        ignore_eos: false,
+    };
+    let out = Session::new(bundle)
+        .generate(prompt, images, &params, |_| {
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
+    let mut tokens = out.tokens;
+    tokens.extend(out.stop_token);
+    tokens
 }
 
 /// f32 tensors of a safetensors file (other dtypes are skipped).

@@ -1,4 +1,4 @@
-//! Kernel bench: `x · Wᵀ` for f32, f16, q8_0 and q4_K weights at Qwen3-VL-2B shapes, for one
+//! Kernel bench: `x · Wᵀ` for f32, f16, q8_0, q4_K and q6_K weights at Qwen3-VL-2B shapes, for one
 //! token (decode: memory-bound, reported as weight GB/s), 4 and 16 tokens (follow-up turns,
 //! prompt chunks) and 128 / 512 tokens (prefill: compute-bound, GFLOP/s), and text-decoder
 //! attention. `cargo bench --bench kernels`; `BENCH_FILTER=q4K` keeps one weight kind,
@@ -53,7 +53,11 @@ fn main() {
             glimpse_convert::encode_into(t, &w32, &mut out).expect("quantize");
             out
         };
-        let (q8, q4k) = (quantized(GgmlType::Q8_0), quantized(GgmlType::Q4_K));
+        let (q8, q4k, q6k) = (
+            quantized(GgmlType::Q8_0),
+            quantized(GgmlType::Q4_K),
+            quantized(GgmlType::Q6_K),
+        );
         let weights = [
             (
                 "f32",
@@ -90,6 +94,16 @@ fn main() {
                     cols,
                 },
                 q4k.len(),
+            ),
+            // The output projection's format in the 4-bit profiles (decode products only).
+            (
+                "q6_K",
+                WeightMatrix::Q6K {
+                    data: &q6k,
+                    rows,
+                    cols,
+                },
+                q6k.len(),
             ),
         ];
         // The interleaved repacking of the quantized matrices (the layout the model uses

@@ -55,8 +55,9 @@ impl OutType {
     /// The ggml type tensor `gguf_name` of `shape` (PyTorch order) is written in:
     /// 1-D tensors, norms, biases and the position embedding stay F32; the patch
     /// embedding is F32 in an F32 file and F16 otherwise; in the 4-bit profiles the
-    /// token embedding / output matrix (the largest, and the logits' last step) is Q8_0;
-    /// a matrix whose rows do not fill whole blocks falls back to Q8_0, then F16.
+    /// token embedding / output matrix (the largest, and the logits' last step) is Q6_K,
+    /// as in llama.cpp's Q4_K_M; a matrix whose rows do not fill whole blocks falls back to
+    /// Q8_0, then F16.
     pub fn tensor_type(self, gguf_name: &str, shape: &[usize]) -> GgmlType {
         if gguf_name.contains(".patch_embd.weight") {
             return if self == OutType::F32 {
@@ -76,7 +77,7 @@ impl OutType {
         }
         let is_vocabulary_matrix = gguf_name == "token_embd.weight" || gguf_name == "output.weight";
         let wanted = match self {
-            OutType::Q4_0 | OutType::Q4K if is_vocabulary_matrix => GgmlType::Q8_0,
+            OutType::Q4_0 | OutType::Q4K if is_vocabulary_matrix => GgmlType::Q6_K,
             _ => self.matrix_type(),
         };
         let cols = shape.last().copied().unwrap_or(0);
@@ -182,13 +183,25 @@ mod tests {
     }
 
     #[test]
-    fn quantized_profiles_keep_the_vocabulary_matrix_at_q8_0_and_fall_back_on_short_rows() {
+    fn quantized_profiles_keep_the_vocabulary_matrix_at_q6_k_and_fall_back_on_short_rows() {
         assert_eq!(
             OutType::Q4K.tensor_type("blk.0.ffn_up.weight", &[6144, 2048]),
             GgmlType::Q4_K
         );
         assert_eq!(
             OutType::Q4K.tensor_type("token_embd.weight", &[151936, 2048]),
+            GgmlType::Q6_K
+        );
+        assert_eq!(
+            OutType::Q4K.tensor_type("output.weight", &[151936, 2048]),
+            GgmlType::Q6_K
+        );
+        assert_eq!(
+            OutType::Q4K.tensor_type("output.weight", &[1000, 64]),
+            GgmlType::Q8_0
+        );
+        assert_eq!(
+            OutType::Q8_0.tensor_type("output.weight", &[151936, 2048]),
             GgmlType::Q8_0
         );
         assert_eq!(

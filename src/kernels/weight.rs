@@ -5,9 +5,11 @@
 //! vision encoder) dequantize panels of weight rows and run a dense product on them:
 //! bf16 on AMX tiles where present for quantized weights, f32 otherwise (f32 and f16
 //! weights always take the exact f32 product; f32 and f16 weights at up to eight
-//! activation rows stream through `dense_dot`, the decode kernel). `matmul_groups` runs a
-//! batch of independent sequences' rows so that each gets the result it would get alone. On CPUs with AVX-512 VNNI and without
-//! AMX, and on AVX2 CPUs, quantized weights are repacked at load into 16-row groups
+//! activation rows stream through `dense_dot`, the decode kernel). Q6_K weights (the output
+//! projection of the 4-bit profiles) only meet one row per sequence and always take the
+//! integer dots. `matmul_groups` runs a batch of independent sequences' rows so that each
+//! gets the result it would get alone. On CPUs with AVX-512 VNNI and without AMX, and on
+//! AVX2 CPUs, quantized weights are repacked at load into 16-row groups
 //! (`quant::q8_0x16`, `quant::q4_kx16`) and every batch size runs the interleaved integer
 //! kernels. In the file layout on AVX2 (`GLIMPSE_INTERLEAVE=off`), Q4_K and Q8_0 products
 //! of 2 to 127 activation rows run integer kernels that reuse each weight block for
@@ -24,7 +26,7 @@ use super::dense_dot::{self, DenseElement, SimdLoads};
 use super::gemm::{self, matmul_a_bt, Threads};
 use super::matvec::{packed_matmul, packed_matvec, PackedRows};
 use super::quant::q8_blocks::Q8Blocks;
-use super::quant::{q4_k, q4_k_tokens, q4_kx16, q8_0, q8_0_tokens, q8_0x16, q8_k};
+use super::quant::{q4_k, q4_k_tokens, q4_kx16, q6_k, q8_0, q8_0_tokens, q8_0x16, q8_k};
 use super::simd::{simd_path, SimdPath};
 
 /// Borrowed weight data, `rows` × `cols`, row-major (PyTorch `nn.Linear` layout).
@@ -48,6 +50,13 @@ pub enum WeightMatrix<'a> {
     },
     /// ggml Q4_K rows (`cols` a multiple of 256).
     Q4K {
+        data: &'a [u8],
+        rows: usize,
+        cols: usize,
+    },
+    /// ggml Q6_K rows (`cols` a multiple of 256): decode-sized products only (the output
+    /// projection), always through the integer dot kernels.
+    Q6K {
         data: &'a [u8],
         rows: usize,
         cols: usize,
@@ -118,6 +127,7 @@ impl<'a> WeightMatrix<'a> {
             | WeightMatrix::F16 { rows, .. }
             | WeightMatrix::Q8_0 { rows, .. }
             | WeightMatrix::Q4K { rows, .. }
+            | WeightMatrix::Q6K { rows, .. }
             | WeightMatrix::Q8_0x16 { rows, .. }
             | WeightMatrix::Q4Kx16 { rows, .. } => rows,
         }
@@ -129,6 +139,7 @@ impl<'a> WeightMatrix<'a> {
             | WeightMatrix::F16 { cols, .. }
             | WeightMatrix::Q8_0 { cols, .. }
             | WeightMatrix::Q4K { cols, .. }
+            | WeightMatrix::Q6K { cols, .. }
             | WeightMatrix::Q8_0x16 { cols, .. }
             | WeightMatrix::Q4Kx16 { cols, .. } => cols,
         }
@@ -190,6 +201,10 @@ impl<'a> WeightMatrix<'a> {
                 let bytes = q4_k::row_bytes(cols);
                 q4_k::dequantize_row(&data[first * bytes..(first + count) * bytes], out)
             }
+            WeightMatrix::Q6K { data, .. } => {
+                let bytes = q6_k::row_bytes(cols);
+                q6_k::dequantize_row(&data[first * bytes..(first + count) * bytes], out)
+            }
             WeightMatrix::Q8_0x16 { data, .. } => q8_0x16::dequantize_rows(data, cols, first, out),
             WeightMatrix::Q4Kx16 { data, .. } => q4_kx16::dequantize_rows(data, cols, first, out),
         }
@@ -207,6 +222,8 @@ impl<'a> WeightMatrix<'a> {
             WeightMatrix::Q8_0 { .. } | WeightMatrix::Q4K { .. } => DENSE_FROM_ROWS,
             // Each token's integer sums and scale steps are its own at any tile size.
             WeightMatrix::Q8_0x16 { .. } | WeightMatrix::Q4Kx16 { .. } => usize::MAX,
+            // Every activation row goes through the one-token dots.
+            WeightMatrix::Q6K { .. } => usize::MAX,
         }
     }
 
@@ -331,7 +348,7 @@ impl<'a> WeightMatrix<'a> {
                     m,
                     out,
                     companion,
-                    q8_0_tokens::dot_tokens_with,
+                    Some(q8_0_tokens::dot_tokens_with),
                     q8_0::dot_rows,
                 )
             }
@@ -348,9 +365,18 @@ impl<'a> WeightMatrix<'a> {
                     m,
                     out,
                     companion,
-                    q4_k_tokens::dot_tokens_with,
+                    Some(q4_k_tokens::dot_tokens_with),
                     q4_k::dot_rows,
                 )
+            }
+            WeightMatrix::Q6K { data, .. } => {
+                let w = PackedRows {
+                    data,
+                    row_bytes: q6_k::row_bytes(cols),
+                    rows,
+                };
+                let companion: Companion = (q8_k::row_bytes(cols), q8_k::quantize_row);
+                file_layout_integer_matmul(w, x, m, out, companion, None, q6_k::dot_rows)
             }
             WeightMatrix::Q8_0 { .. } | WeightMatrix::Q4K { .. } if dense_bf16::supports(cols) => {
                 dense_bf16_matmul(rows, cols, x, m, out, |first, buf| {
@@ -438,17 +464,20 @@ fn dense_groups(
 /// A format's companion activation rows: bytes per row, and the quantizer filling one.
 type Companion = (usize, fn(&[f32], &mut [u8]));
 
+/// A several-token integer kernel: `(path, weights, x, m, out)` fills `out[i·m + t]`.
+type TokenKernel = fn(SimdPath, &[u8], &[u8], usize, &mut [f32]);
+
 /// `out = x · Wᵀ` over block-quantized rows in the file layout, with integer kernels: the
 /// activations are quantized once into the format's companion rows (`x_bytes` each, by
-/// `quantize`); several rows go through the several-token kernel where it pays
-/// (`token_kernels_pay`), otherwise each row through the one-token dots.
+/// `quantize`); several rows go through the several-token kernel where the format has one
+/// and it pays (`token_kernels_pay`), otherwise each row through the one-token dots.
 fn file_layout_integer_matmul(
     w: PackedRows,
     x: &[f32],
     m: usize,
     out: &mut [f32],
     (x_bytes, quantize): Companion,
-    dot_tokens: impl Fn(SimdPath, &[u8], &[u8], usize, &mut [f32]) + Sync,
+    dot_tokens: Option<TokenKernel>,
     dot_rows: impl Fn(&[u8], &[u8], &mut [f32]) + Sync,
 ) {
     let cols = x.len() / m;
@@ -458,12 +487,11 @@ fn file_layout_integer_matmul(
         row_bytes: x_bytes,
         rows: m,
     };
-    if token_kernels_pay(m) {
-        packed_matmul(w, xq, out, |w, x, m, part| {
+    match dot_tokens {
+        Some(dot_tokens) if token_kernels_pay(m) => packed_matmul(w, xq, out, |w, x, m, part| {
             dot_tokens(SimdPath::Avx2, w, x, m, part)
-        })
-    } else {
-        packed_matvec(w, xq, out, dot_rows)
+        }),
+        _ => packed_matvec(w, xq, out, dot_rows),
     }
 }
 
@@ -616,6 +644,21 @@ mod tests {
         );
     }
 
+    #[test]
+    fn q6_k_product_matches_the_dequantized_weights() {
+        let (rows, cols) = (37, 512);
+        let w = ramp(rows * cols, 2);
+        let mut wq = Vec::new();
+        glimpse_convert::encode_into(crate::gguf::GgmlType::Q6_K, &w, &mut wq).expect("encodes");
+        let w = WeightMatrix::Q6K {
+            data: &wq,
+            rows,
+            cols,
+        };
+        assert_eq!(w.interleaved_bytes(), None, "Q6_K keeps the file layout");
+        check_against_dequantized(w, 0.02);
+    }
+
     /// Every format: each group of a grouped product has the bits of its product alone,
     /// and each row of a decode-sized group the bits of that row alone.
     #[test]
@@ -635,6 +678,8 @@ mod tests {
             rows,
             cols,
         };
+        let mut q6k = Vec::new();
+        glimpse_convert::encode_into(crate::gguf::GgmlType::Q6_K, &w, &mut q6k).expect("encodes");
         let mut q8x16 = vec![0u8; q8.interleaved_bytes().unwrap_or(0)];
         let formats = [
             WeightMatrix::F32 {
@@ -649,11 +694,19 @@ mod tests {
             },
             q8,
             q8.interleave_into(&mut q8x16),
+            WeightMatrix::Q6K {
+                data: &q6k,
+                rows,
+                cols,
+            },
         ];
         let groups = [1, 1, 3, 1, 20, 1, 1, 9, 1, 12];
         let m: usize = groups.iter().sum();
         let x = ramp(m * cols, 5);
-        for (name, w) in ["f32", "f16", "q8_0", "q8_0x16"].into_iter().zip(formats) {
+        for (name, w) in ["f32", "f16", "q8_0", "q8_0x16", "q6_K"]
+            .into_iter()
+            .zip(formats)
+        {
             let mut grouped = vec![0.0; m * rows];
             w.matmul_groups(&x, &groups, &mut grouped);
             let mut first = 0;

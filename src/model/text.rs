@@ -239,7 +239,7 @@ impl TextModel {
         let lm_head = if cfg.tied_embeddings {
             None
         } else {
-            Some(w.matrix("output.weight", vocab, h)?)
+            Some(w.vocabulary_matrix("output.weight", vocab, h)?)
         };
         // GLIMPSE_PROMPT_CHUNK overrides the kernels' choice of both (tests cut short
         // prompts into several passes).
@@ -255,7 +255,7 @@ impl TextModel {
             .or_else(|| weight.map(|w| w.efficient_rows()))
             .unwrap_or(1);
         Ok(Self {
-            embed_tokens: w.matrix("token_embd.weight", vocab, h)?,
+            embed_tokens: w.vocabulary_matrix("token_embd.weight", vocab, h)?,
             chunk,
             efficient_rows,
             layers,

@@ -28,6 +28,7 @@ enum Storage {
     F16,
     Q8_0,
     Q4K,
+    Q6K,
 }
 
 impl Storage {
@@ -37,6 +38,7 @@ impl Storage {
             Storage::F16 => GgmlType::F16,
             Storage::Q8_0 => GgmlType::Q8_0,
             Storage::Q4K => GgmlType::Q4_K,
+            Storage::Q6K => GgmlType::Q6_K,
         }
     }
 }
@@ -53,6 +55,15 @@ pub struct Matrix {
     cols: usize,
     converted: Option<(memmap2::MmapMut, usize)>,
     interleaved: Option<(memmap2::MmapMut, usize)>,
+}
+
+/// The products a matrix takes part in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Use {
+    /// Any number of activation rows (prompts, the vision encoder, decode).
+    Any,
+    /// Row lookups and products with one activation row per sequence.
+    RowsPerSequence,
 }
 
 /// Rows converted per step of `Matrix::convert_from` (bounds the f32 staging buffer).
@@ -121,8 +132,19 @@ impl Weights {
     }
 
     pub fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix> {
+        self.matrix_for(name, rows, cols, Use::Any)
+    }
+
+    /// A vocabulary matrix (token embedding, output projection): only ever read by rows
+    /// or multiplied by one row per sequence, so it keeps block formats the kernels have
+    /// only decode products for (Q6_K) as stored.
+    pub fn vocabulary_matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix> {
+        self.matrix_for(name, rows, cols, Use::RowsPerSequence)
+    }
+
+    fn matrix_for(&self, name: &str, rows: usize, cols: usize, usage: Use) -> Result<Matrix> {
         let (file, dtype, bytes) = self.locate(name, &[rows, cols])?;
-        Matrix::from_file(file, dtype, bytes, rows, cols)
+        Matrix::from_file(file, dtype, bytes, rows, cols, usage)
             .with_context(|| format!("tensor '{}'", self.full_name(name)))
     }
 
@@ -140,8 +162,15 @@ impl Weights {
         (0..count)
             .map(|e| {
                 let start = bytes.start + e * size;
-                Matrix::from_file(file.clone(), dtype, start..start + size, rows, cols)
-                    .with_context(|| format!("expert {e} of tensor '{}'", self.full_name(name)))
+                Matrix::from_file(
+                    file.clone(),
+                    dtype,
+                    start..start + size,
+                    rows,
+                    cols,
+                    Use::Any,
+                )
+                .with_context(|| format!("expert {e} of tensor '{}'", self.full_name(name)))
             })
             .collect()
     }
@@ -176,24 +205,27 @@ impl Weights {
 
 impl Matrix {
     /// The matrix stored at `bytes` of `file` as `dtype`: converted when the kernels do not
-    /// read that type, repacked when the interleaved layout pays on this CPU.
+    /// read that type for its `usage`, repacked when the interleaved layout pays on this CPU.
     fn from_file(
         file: Arc<GgufFile>,
         dtype: GgmlType,
         bytes: Range<usize>,
         rows: usize,
         cols: usize,
+        usage: Use,
     ) -> Result<Matrix> {
         let storage = match dtype {
             GgmlType::F32 => Storage::F32,
             GgmlType::F16 => Storage::F16,
             GgmlType::Q8_0 => Storage::Q8_0,
             GgmlType::Q4_K => Storage::Q4K,
+            GgmlType::Q6_K if usage == Use::RowsPerSequence => Storage::Q6K,
             // Widened exactly; the kernels have no bf16 weight path.
             GgmlType::BF16 => Storage::F32,
-            // Other ggml block types (llama.cpp's Q4_K_M keeps some tensors in Q6_K, its
-            // fallbacks use Q5_0 / Q5_1 …) are requantized to Q8_0 at load: finer than any
-            // of them, so the error added is a fraction of theirs.
+            // Other ggml block types (llama.cpp's Q4_K_M keeps some layers' tensors in Q6_K,
+            // its fallbacks use Q5_0 / Q5_1 …) are requantized to Q8_0 at load, which has
+            // prompt kernels: finer than any of them, so the error added is a fraction of
+            // theirs.
             _ => Storage::Q8_0,
         };
         let mut matrix = Matrix {
@@ -255,7 +287,7 @@ impl Matrix {
         let aligned = match self.storage {
             Storage::F32 => bytemuck::try_cast_slice::<u8, f32>(raw).is_ok(),
             Storage::F16 => bytemuck::try_cast_slice::<u8, f16>(raw).is_ok(),
-            Storage::Q8_0 | Storage::Q4K => true,
+            Storage::Q8_0 | Storage::Q4K | Storage::Q6K => true,
         };
         if aligned {
             Ok(())
@@ -286,7 +318,7 @@ impl Matrix {
     /// block-quantized weights, exact f32 beside f32 / f16 ones.
     pub fn attention_precision(&self) -> Precision {
         match self.storage {
-            Storage::Q8_0 | Storage::Q4K => Precision::Bf16,
+            Storage::Q8_0 | Storage::Q4K | Storage::Q6K => Precision::Bf16,
             Storage::F32 | Storage::F16 => Precision::F32,
         }
     }
@@ -323,6 +355,11 @@ impl Matrix {
                 cols,
             },
             Storage::Q4K => WeightMatrix::Q4K {
+                data: raw,
+                rows,
+                cols,
+            },
+            Storage::Q6K => WeightMatrix::Q6K {
                 data: raw,
                 rows,
                 cols,
@@ -500,5 +537,35 @@ mod tests {
             let tolerance = if ty == GgmlType::BF16 { 1e-4 } else { 0.02 } * scale;
             assert!(worst <= tolerance, "{ty}: off by {worst} (scale {scale})");
         }
+    }
+
+    #[test]
+    fn vocabulary_matrices_keep_q6_k_and_other_matrices_convert_it() {
+        let (rows, cols) = (8, 256);
+        let values: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i * 7919 % 257) as f32 - 128.0) / 64.0)
+            .collect();
+        let weights = Weights::new(ModelFiles::single(file_with(
+            &[GgmlType::Q6_K],
+            rows,
+            cols,
+            &values,
+        )));
+        let name = "Q6_K.weight";
+        let vocabulary = weights.vocabulary_matrix(name, rows, cols).unwrap();
+        assert!(matches!(vocabulary.view(), WeightMatrix::Q6K { .. }));
+        let other = weights.matrix(name, rows, cols).unwrap();
+        assert!(matches!(
+            other.view(),
+            WeightMatrix::Q8_0 { .. } | WeightMatrix::Q8_0x16 { .. }
+        ));
+        let mut row = vec![0.0; cols];
+        vocabulary.view().rows_into(3, &mut row);
+        let stored = weights.copy_f32(name, &[rows, cols]).unwrap();
+        assert_eq!(
+            row,
+            stored[3 * cols..4 * cols],
+            "a row lookup reads the stored values exactly"
+        );
     }
 }

@@ -211,7 +211,7 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::{q8_k, unpack_scale_words, BLOCK_BYTES};
-    use crate::kernels::simd_x86::{hsum_ps, prefetch_ahead, u8_i8_dot_scaled};
+    use crate::kernels::simd_x86::{hsum_ps, prefetch_next_rows, u8_i8_dot_scaled};
 
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
     pub unsafe fn dot_rows_vnni(w: &[u8], x: &[u8], out: &mut [f32]) {
@@ -287,7 +287,9 @@ mod x86 {
             let count = ROWS.min(out.len() - row);
             let mut acc = [_mm256_setzero_ps(); ROWS];
             let mut acc_min = [_mm_setzero_ps(); ROWS];
+            let rows_end = w.as_ptr().wrapping_add((row + count) * row_bytes);
             for b in 0..blocks {
+                prefetch_next_rows(rows_end, b, count * BLOCK_BYTES);
                 let xb = x.as_ptr().add(b * q8_k::BLOCK_BYTES);
                 for i in 0..count {
                     let wb = w.as_ptr().add((row + i) * row_bytes + b * BLOCK_BYTES);
@@ -313,7 +315,6 @@ mod x86 {
         acc_min: &mut __m128,
     ) {
         let low4 = _mm256_set1_epi8(0x0f);
-        prefetch_ahead(wb, BLOCK_BYTES);
         let dx = (xb as *const f32).read_unaligned();
         let scales = _mm_cvtph_ps(_mm_cvtsi32_si128((wb as *const i32).read_unaligned()));
         let d = _mm_cvtss_f32(scales) * dx;

@@ -105,7 +105,7 @@ pub fn dot_rows_with(path: SimdPath, w: &[u8], x: &[u8], out: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: chosen only when the CPU reports the features (`simd::hardware_path`);
         // slice lengths were checked above.
-        SimdPath::Avx512 => unsafe { x86::dot_rows_vnni(w, x, out) },
+        SimdPath::Avx512 => unsafe { x86::dot_rows_avx512(w, x, out) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
         SimdPath::Avx2 => unsafe { x86::dot_rows_avx2(w, x, out) },
@@ -213,14 +213,112 @@ mod x86 {
     use super::{q8_k, unpack_scale_words, BLOCK_BYTES};
     use crate::kernels::simd_x86::{hsum_ps, prefetch_next_rows, u8_i8_dot_scaled};
 
+    /// i16 lane indices that put one run's scale under the 16 pair sums of the low 256 bits
+    /// and another's under the high ones, for the four 64-value vectors of a super-block:
+    /// runs (0, 2), (1, 3), (4, 6), (5, 7) (low and high nibbles of 64 bytes).
+    const fn run_scale_lanes() -> [[u16; 32]; 4] {
+        let mut lanes = [[0u16; 32]; 4];
+        let mut v = 0;
+        while v < 4 {
+            let first = (v / 2) * 4 + v % 2;
+            let mut j = 0;
+            while j < 32 {
+                lanes[v][j] = (first + 2 * (j / 16)) as u16;
+                j += 1;
+            }
+            v += 1;
+        }
+        lanes
+    }
+    static RUN_SCALES: [[u16; 32]; 4] = run_scale_lanes();
+
+    /// The AVX-512 path: 64 values per vector (the low or high nibbles of 64 bytes: two runs
+    /// of 32), four vectors per super-block; the activations are gathered to match once per
+    /// block for the rows streamed together.
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-    pub unsafe fn dot_rows_vnni(w: &[u8], x: &[u8], out: &mut [f32]) {
-        rows_impl::<true>(w, x, out)
+    pub unsafe fn dot_rows_avx512(w: &[u8], x: &[u8], out: &mut [f32]) {
+        let blocks = x.len() / q8_k::BLOCK_BYTES;
+        let row_bytes = blocks * BLOCK_BYTES;
+        let lanes = RUN_SCALES.map(|l| _mm512_loadu_si512(l.as_ptr() as *const _));
+        let mut row = 0;
+        while row < out.len() {
+            let count = ROWS.min(out.len() - row);
+            let mut acc = [_mm512_setzero_ps(); ROWS];
+            let mut acc_min = [_mm_setzero_ps(); ROWS];
+            let rows_end = w.as_ptr().wrapping_add((row + count) * row_bytes);
+            for b in 0..blocks {
+                prefetch_next_rows(rows_end, b, count * BLOCK_BYTES);
+                let xb = x.as_ptr().add(b * q8_k::BLOCK_BYTES);
+                let xq = xb.add(q8_k::VALUES);
+                let run = |at: usize| _mm256_loadu_si256(xq.add(at) as *const __m256i);
+                let xv = [[0, 64], [32, 96], [128, 192], [160, 224]].map(|[low, high]| {
+                    _mm512_inserti64x4(_mm512_castsi256_si512(run(low)), run(high), 1)
+                });
+                for i in 0..count {
+                    let wb = w.as_ptr().add((row + i) * row_bytes + b * BLOCK_BYTES);
+                    block_dot_avx512(wb, xb, &xv, &lanes, &mut acc[i], &mut acc_min[i]);
+                }
+            }
+            for i in 0..count {
+                out[row + i] = _mm512_reduce_add_ps(acc[i]) - hsum_128(acc_min[i]);
+            }
+            row += count;
+        }
     }
 
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn dot_rows_avx2(w: &[u8], x: &[u8], out: &mut [f32]) {
-        rows_impl::<false>(w, x, out)
+    /// One super-block of one row on AVX-512: `acc += d·dx·Σ sc·q·x` (16 lanes),
+    /// `acc_min += dmin·dx·m·Σx`.
+    #[inline(always)]
+    unsafe fn block_dot_avx512(
+        wb: *const u8,
+        xb: *const u8,
+        xv: &[__m512i; 4],
+        lanes: &[__m512i; 4],
+        acc: &mut __m512,
+        acc_min: &mut __m128,
+    ) {
+        let low4 = _mm512_set1_epi8(0x0f);
+        let (d, sc) = block_header(wb, xb, acc_min);
+        let scales = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(sc as i64)));
+        let mut sumi = _mm512_setzero_si512();
+        for half in 0..2 {
+            let bits = _mm512_loadu_si512(wb.add(16 + 64 * half) as *const _);
+            let nibbles = [
+                _mm512_and_si512(bits, low4),
+                _mm512_and_si512(_mm512_srli_epi16(bits, 4), low4),
+            ];
+            for (k, nibbles) in nibbles.into_iter().enumerate() {
+                let v = 2 * half + k;
+                let pairs = _mm512_maddubs_epi16(nibbles, xv[v]);
+                let scale = _mm512_permutexvar_epi16(lanes[v], scales);
+                sumi = _mm512_dpwssd_epi32(sumi, pairs, scale);
+            }
+        }
+        *acc = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sumi), *acc);
+    }
+
+    /// A super-block's scale steps: returns `d·dx` and the eight run scales (bytes of a
+    /// u64), and adds the minimums' term `dmin·dx·Σ m·Σx` to `acc_min`.
+    #[inline(always)]
+    unsafe fn block_header(wb: *const u8, xb: *const u8, acc_min: &mut __m128) -> (f32, u64) {
+        let dx = (xb as *const f32).read_unaligned();
+        let scales = _mm_cvtph_ps(_mm_cvtsi32_si128((wb as *const i32).read_unaligned()));
+        let d = _mm_cvtss_f32(scales) * dx;
+        let dmin = _mm_cvtss_f32(_mm_movehdup_ps(scales)) * dx;
+        let words = [4, 8, 12].map(|o| (wb.add(o) as *const u32).read_unaligned());
+        let [sc, mins] = unpack_scale_words(words);
+        let mins16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(mins as i64));
+        let sums = _mm_loadu_si128(xb.add(q8_k::SUMS) as *const __m128i);
+        let min_prod = _mm_cvtepi32_ps(_mm_madd_epi16(mins16, sums));
+        *acc_min = _mm_fmadd_ps(_mm_set1_ps(dmin), min_prod, *acc_min);
+        (d, sc)
+    }
+
+    /// Sum of the four lanes.
+    #[inline(always)]
+    unsafe fn hsum_128(v: __m128) -> f32 {
+        let h = _mm_add_ps(v, _mm_movehl_ps(v, v));
+        _mm_cvtss_f32(_mm_add_ss(h, _mm_shuffle_ps(h, h, 1)))
     }
 
     #[target_feature(enable = "avx512f,avx512bw,f16c")]
@@ -278,8 +376,8 @@ mod x86 {
     /// Rows streamed together (separate memory streams whose latencies overlap).
     const ROWS: usize = 4;
 
-    #[inline(always)]
-    unsafe fn rows_impl<const VNNI: bool>(w: &[u8], x: &[u8], out: &mut [f32]) {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dot_rows_avx2(w: &[u8], x: &[u8], out: &mut [f32]) {
         let blocks = x.len() / q8_k::BLOCK_BYTES;
         let row_bytes = blocks * BLOCK_BYTES;
         let mut row = 0;
@@ -293,39 +391,23 @@ mod x86 {
                 let xb = x.as_ptr().add(b * q8_k::BLOCK_BYTES);
                 for i in 0..count {
                     let wb = w.as_ptr().add((row + i) * row_bytes + b * BLOCK_BYTES);
-                    block_dot::<VNNI>(wb, xb, &mut acc[i], &mut acc_min[i]);
+                    block_dot_avx2(wb, xb, &mut acc[i], &mut acc_min[i]);
                 }
             }
             for i in 0..count {
-                let m = acc_min[i];
-                let h = _mm_add_ps(m, _mm_movehl_ps(m, m));
-                let min_total = _mm_cvtss_f32(_mm_add_ss(h, _mm_shuffle_ps(h, h, 1)));
-                out[row + i] = hsum_ps(acc[i]) - min_total;
+                out[row + i] = hsum_ps(acc[i]) - hsum_128(acc_min[i]);
             }
             row += count;
         }
     }
 
-    /// One super-block of one row: `acc += d·dx·Σ sc·q·x` (8 lanes), `acc_min += dmin·dx·m·Σx`.
+    /// One super-block of one row on AVX2: `acc += d·dx·Σ sc·q·x` (8 lanes),
+    /// `acc_min += dmin·dx·m·Σx`.
     #[inline(always)]
-    unsafe fn block_dot<const VNNI: bool>(
-        wb: *const u8,
-        xb: *const u8,
-        acc: &mut __m256,
-        acc_min: &mut __m128,
-    ) {
+    unsafe fn block_dot_avx2(wb: *const u8, xb: *const u8, acc: &mut __m256, acc_min: &mut __m128) {
         let low4 = _mm256_set1_epi8(0x0f);
-        let dx = (xb as *const f32).read_unaligned();
-        let scales = _mm_cvtph_ps(_mm_cvtsi32_si128((wb as *const i32).read_unaligned()));
-        let d = _mm_cvtss_f32(scales) * dx;
-        let dmin = _mm_cvtss_f32(_mm_movehdup_ps(scales)) * dx;
-        let words = [4, 8, 12].map(|o| (wb.add(o) as *const u32).read_unaligned());
-        let [sc, mins] = unpack_scale_words(words);
+        let (d, sc) = block_header(wb, xb, acc_min);
         let sc16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(sc as i64));
-        let mins16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(mins as i64));
-        let sums = _mm_loadu_si128(xb.add(q8_k::SUMS) as *const __m128i);
-        let min_prod = _mm_cvtepi32_ps(_mm_madd_epi16(mins16, sums));
-        *acc_min = _mm_fmadd_ps(_mm_set1_ps(dmin), min_prod, *acc_min);
         let sc_both = _mm256_broadcastsi128_si256(sc16);
         let (qs, xq) = (wb.add(16), xb.add(q8_k::VALUES));
         let mut sumi = _mm256_setzero_si256();
@@ -343,8 +425,8 @@ mod x86 {
                 sc_both,
                 _mm256_loadu_si256(BROADCAST[2 * j + 1].as_ptr() as *const __m256i),
             );
-            sumi = u8_i8_dot_scaled::<VNNI>(sumi, lo, x_lo, s_lo);
-            sumi = u8_i8_dot_scaled::<VNNI>(sumi, hi, x_hi, s_hi);
+            sumi = u8_i8_dot_scaled::<false>(sumi, lo, x_lo, s_lo);
+            sumi = u8_i8_dot_scaled::<false>(sumi, hi, x_hi, s_hi);
         }
         *acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), *acc);
     }

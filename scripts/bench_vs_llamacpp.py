@@ -741,7 +741,8 @@ def profile_lines(prof, lr, gr, bw):
                      f"{lr.get('followup_cached_tokens')} cached tokens")
     if gr.get("image_tokens"):
         extra.append(f"glimpse {gr['image_tokens']} image tokens, follow-up reused "
-                     f"{gr.get('cached_prompt_tokens', '?')} cached tokens, SIMD {gr.get('simd', '?')}")
+                     f"{gr.get('cached_prompt_tokens', '?')} cached tokens, SIMD {gr.get('simd', '?')}"
+                     + (f", q8_0/q4_K weights: {gr['quantized_weights']}" if gr.get("quantized_weights") else ""))
     if extra:
         L += ["Turns: " + "; ".join(extra) + ".", ""]
     return L + ["Decode bandwidth utilisation:", "", bw_line("llama.cpp", lr, bw), bw_line("glimpse", gr, bw), ""]

@@ -29,7 +29,7 @@ def fake_results(vendor, flags, decode, **extra):
         return {"file_bytes": 1.1e9, "mmproj_bytes": 1.6e9, "vision_ms": 4000 / scale, "prefill_tok_s": 70 * scale,
                 "decode_tok_s": decode * scale, "ttft_image_ms": 8000 / scale, "ttft_followup_ms": 450 / scale,
                 "peak_rss_bytes": 4.6e9 / scale, "load_ms": 6000 / scale, "image_tokens": 196, "simd": "avx2",
-                "weights": {"bytes_per_token": 1.1e9}}
+                "quantized_weights": "interleaved 16-row groups", "weights": {"bytes_per_token": 1.1e9}}
     machine = {"date": "2026-12-02T06:49:46+00:00", "cpu": "Test CPU", "vendor_id": vendor,
                "flags": {f: f in flags for f in FLAGS}, "physical_cores": 2, "logical_cpus": 2,
                "l3_cache": "32 MiB", "ram_bytes": 2**34, "kernel": "6.1", "threads": 2,
@@ -105,6 +105,7 @@ class Report(unittest.TestCase):
         before, notes = sections_and_notes(self.out)
         self.assertEqual(list(before), ["avx512", "avx2"])
         self.assertIn("AVX2 path on a CPU without AVX-512", before["avx2"])
+        self.assertIn("SIMD avx2, q8_0/q4_K weights: interleaved 16-row groups", before["avx2"])
 
         # the avx2 class again, capped on the Xeon, through the `report` subcommand
         res = Path(self.dir.name) / "results.json"

@@ -357,6 +357,7 @@ fn bench_json_is_one_object_with_every_measurement() {
     };
     assert_eq!(report["model"], path_str(&model));
     assert!(!report["simd"].as_str().unwrap().is_empty());
+    assert!(!report["quantized_weights"].as_str().unwrap().is_empty());
     assert_eq!(int("threads"), 2);
     assert_eq!(int("file_bytes"), std::fs::metadata(&model).unwrap().len());
     assert_eq!(int("prefill_tokens"), 24);
@@ -371,7 +372,7 @@ fn bench_json_is_one_object_with_every_measurement() {
     }
     assert!(int("idle_rss_bytes") > 0);
     assert!(int("peak_rss_bytes") >= int("idle_rss_bytes"));
-    assert_eq!(report.as_object().unwrap().len(), 17, "{report}");
+    assert_eq!(report.as_object().unwrap().len(), 18, "{report}");
 }
 
 #[test]
@@ -405,6 +406,7 @@ fn bench_prints_timing_lines_for_a_given_image() {
         "eval (empty):",
         "rss peak:",
         "simd:",
+        "q8_0/q4_K:",
     ] {
         assert!(text.contains(label), "no {label:?} line: {text}");
     }

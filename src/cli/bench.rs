@@ -19,6 +19,7 @@ use crate::engine::threads::init_thread_pool;
 use crate::engine::{ModelBundle, Session, Timings};
 use crate::gguf::keys::{text, text_key};
 use crate::kernels::simd::simd_path;
+use crate::kernels::weight::quantized_weights_path;
 use crate::preprocess::{load_image, preprocess};
 
 /// Tokens the assistant answers in the image turn before the follow-up question.
@@ -76,6 +77,8 @@ struct Report {
     model: String,
     threads: usize,
     simd: &'static str,
+    /// `kernels::weight::quantized_weights_path`.
+    quantized_weights: &'static str,
     file_bytes: u64,
     repetitions: usize,
     load_ms: f64,
@@ -163,6 +166,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             .unwrap_or_else(|| args.model.name()),
         threads,
         simd: simd_path().name(),
+        quantized_weights: quantized_weights_path(),
         file_bytes,
         repetitions: args.repetitions,
         load_ms,
@@ -380,6 +384,7 @@ impl Report {
             "model": self.model,
             "threads": self.threads,
             "simd": self.simd,
+            "quantized_weights": self.quantized_weights,
             "file_bytes": self.file_bytes,
             "load_ms": round3(self.load_ms),
             "vision_ms": round3(self.vision_ms),
@@ -408,6 +413,7 @@ impl Report {
             ),
             format!("threads:        {}", self.threads),
             format!("simd:           {}", self.simd),
+            format!("q8_0/q4_K:      {}", self.quantized_weights),
         ];
         if self.repetitions > 1 {
             lines.push(format!(

@@ -108,6 +108,20 @@ pub fn interleaving_pays() -> bool {
     })
 }
 
+/// How this process multiplies block-quantized weights (q8_0, q4_K), for reports such as
+/// `glimpse bench`: which layout and kernels the measurement above chose on this CPU.
+pub fn quantized_weights_path() -> &'static str {
+    if interleaving_pays() {
+        "interleaved 16-row groups, integer kernels for every batch size"
+    } else if simd_path() == SimdPath::Avx512 && amx_available() {
+        "file layout, integer dots for decode, AMX bf16 tiles for prompts"
+    } else if simd_path() == SimdPath::Avx2 {
+        "file layout, integer kernels up to 127 rows, f32 panels beyond"
+    } else {
+        "file layout, integer dots for decode, dequantized panels for prompts"
+    }
+}
+
 /// Up to this many activation rows, f32 and f16 weights (f16 where `dense_dot` widens it)
 /// go through the one-row dot kernel for each activation row while a block of weight rows
 /// is in cache: the weights are read from memory once, and every row's result is the one

@@ -2,6 +2,8 @@
 //! memory). Each format is data plus two functions: dequantize a row, and the dot
 //! products of weight rows with one row of activations quantized to its companion
 //! format (Q8_0 for Q8_0, Q8K for the K-quants). Q6_K has decode kernels only.
+#[cfg(test)]
+mod dot_checks;
 pub mod q4_k;
 pub mod q4_k_tokens;
 pub mod q4_kx16;

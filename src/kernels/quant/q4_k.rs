@@ -435,7 +435,9 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::simd::available_paths;
+    use crate::kernels::quant::dot_checks::{
+        assert_dot_matches_dequantized, assert_paths_match_scalar,
+    };
     use crate::kernels::test_data::values;
 
     /// A Q4_K row with varied scales and minimums (random bytes are valid Q4_K data
@@ -455,41 +457,15 @@ mod tests {
     #[test]
     fn every_simd_path_equals_the_scalar_dot() {
         let (rows, cols) = (5, 2048);
-        let w = random_rows(rows, cols, 3);
         let mut xq = vec![0u8; q8_k::row_bytes(cols)];
         q8_k::quantize_row(&values(cols, 9), &mut xq);
-        let mut want = vec![0.0; rows];
-        dot_rows_with(SimdPath::Scalar, &w, &xq, &mut want);
-        for path in available_paths() {
-            let mut got = vec![0.0; rows];
-            dot_rows_with(path, &w, &xq, &mut got);
-            for (g, s) in got.iter().zip(&want) {
-                assert!(
-                    (g - s).abs() <= 1e-4 * s.abs().max(1.0),
-                    "{path:?}: {g} vs {s}"
-                );
-            }
-        }
+        assert_paths_match_scalar(dot_rows_with, &random_rows(rows, cols, 3), &xq, rows);
     }
 
     #[test]
     fn dot_matches_the_dequantized_row_times_the_activations() {
         let cols = 1024;
-        let w = random_rows(1, cols, 11);
-        let x = values(cols, 4);
-        let mut deq = vec![0.0; cols];
-        dequantize_row(&w, &mut deq);
-        let exact: f32 = deq.iter().zip(&x).map(|(a, b)| a * b).sum();
-        let mut xq = vec![0u8; q8_k::row_bytes(cols)];
-        q8_k::quantize_row(&x, &mut xq);
-        let mut got = [0.0];
-        dot_rows(&w, &xq, &mut got);
-        let scale: f32 = deq.iter().zip(&x).map(|(a, b)| (a * b).abs()).sum();
-        assert!(
-            (got[0] - exact).abs() < 0.01 * scale,
-            "{} vs {exact}",
-            got[0]
-        );
+        assert_dot_matches_dequantized(dot_rows, dequantize_row, &random_rows(1, cols, 11), cols);
     }
 
     #[test]

@@ -241,7 +241,7 @@ mod neon {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::simd::available_paths;
+    use crate::kernels::quant::dot_checks::assert_paths_match_scalar;
     use crate::kernels::test_data::values;
 
     #[test]
@@ -259,23 +259,12 @@ mod tests {
             quantize_row(r, q);
         }
         quantize_row(&x, &mut xq);
-        let mut want = vec![0.0; rows];
-        dot_rows_with(SimdPath::Scalar, &wq, &xq, &mut want);
         #[cfg(target_arch = "aarch64")]
         assert!(
-            available_paths().contains(&SimdPath::Neon),
+            crate::kernels::simd::available_paths().contains(&SimdPath::Neon),
             "NEON not detected"
         );
-        for path in available_paths() {
-            let mut got = vec![0.0; rows];
-            dot_rows_with(path, &wq, &xq, &mut got);
-            for (g, s) in got.iter().zip(&want) {
-                assert!(
-                    (g - s).abs() <= 1e-4 * s.abs().max(1.0),
-                    "{path:?}: {g} vs {s}"
-                );
-            }
-        }
+        assert_paths_match_scalar(dot_rows_with, &wq, &xq, rows);
     }
 
     #[test]

@@ -97,6 +97,51 @@ pub unsafe fn prefetch_ahead(p: *const u8, len: usize) {
     prefetch_lines(p.wrapping_add(PREFETCH_DISTANCE), len)
 }
 
+/// The row loop of the file-layout row kernels: the `out.len()` weight rows of `w`, `blocks`
+/// blocks of `block_bytes` each, against one activation row, `ROWS` rows streamed together —
+/// block `b` of each in turn, the next rows' range prefetched at that pace
+/// (`prefetch_next_rows`). `activations(b)` prepares block `b` of the activations once for the
+/// rows streamed together, `block(weights, &prepared, &mut acc)` adds one row's block to its
+/// accumulator (from `zero`), and `total(&acc)` is the row's dot.
+///
+/// # Safety
+/// `w` holds `out.len()` rows of `blocks · block_bytes` bytes; the closures are the caller's
+/// (inlined into it with its target features).
+#[inline(always)]
+pub unsafe fn stream_rows<const ROWS: usize, Acc: Copy, X>(
+    w: &[u8],
+    blocks: usize,
+    block_bytes: usize,
+    out: &mut [f32],
+    zero: Acc,
+    activations: impl Fn(usize) -> X,
+    block: impl Fn(*const u8, &X, &mut Acc),
+    total: impl Fn(&Acc) -> f32,
+) {
+    let row_bytes = blocks * block_bytes;
+    let mut row = 0;
+    while row < out.len() {
+        let count = ROWS.min(out.len() - row);
+        let mut acc = [zero; ROWS];
+        let rows_end = w.as_ptr().wrapping_add((row + count) * row_bytes);
+        for b in 0..blocks {
+            prefetch_next_rows(rows_end, b, count * block_bytes);
+            let x = activations(b);
+            for (i, acc) in acc.iter_mut().enumerate().take(count) {
+                block(
+                    w.as_ptr().add((row + i) * row_bytes + b * block_bytes),
+                    &x,
+                    acc,
+                );
+            }
+        }
+        for (i, acc) in acc.iter().enumerate().take(count) {
+            out[row + i] = total(acc);
+        }
+        row += count;
+    }
+}
+
 /// For kernels that stream a few consecutive weight rows together, one block of each row
 /// per step: prefetches step `step`'s share (`step_bytes`) of the next rows, which start at
 /// `rows_end`, so the next range arrives at the pace the current one is read (a row's own

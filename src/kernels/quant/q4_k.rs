@@ -211,7 +211,7 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::{q8_k, unpack_scale_words, BLOCK_BYTES};
-    use crate::kernels::simd_x86::{hsum_ps, prefetch_next_rows, u8_i8_dot_scaled};
+    use crate::kernels::simd_x86::{hsum_ps, stream_rows, u8_i8_dot_scaled};
 
     /// i16 lane indices that put one run's scale under the 16 pair sums of the low 256 bits
     /// and another's under the high ones, for the four 64-value vectors of a super-block:
@@ -237,33 +237,25 @@ mod x86 {
     /// block for the rows streamed together.
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
     pub unsafe fn dot_rows_avx512(w: &[u8], x: &[u8], out: &mut [f32]) {
-        let blocks = x.len() / q8_k::BLOCK_BYTES;
-        let row_bytes = blocks * BLOCK_BYTES;
         let lanes = RUN_SCALES.map(|l| _mm512_loadu_si512(l.as_ptr() as *const _));
-        let mut row = 0;
-        while row < out.len() {
-            let count = ROWS.min(out.len() - row);
-            let mut acc = [_mm512_setzero_ps(); ROWS];
-            let mut acc_min = [_mm_setzero_ps(); ROWS];
-            let rows_end = w.as_ptr().wrapping_add((row + count) * row_bytes);
-            for b in 0..blocks {
-                prefetch_next_rows(rows_end, b, count * BLOCK_BYTES);
+        stream_rows::<ROWS, _, _>(
+            w,
+            x.len() / q8_k::BLOCK_BYTES,
+            BLOCK_BYTES,
+            out,
+            (_mm512_setzero_ps(), _mm_setzero_ps()),
+            |b| {
                 let xb = x.as_ptr().add(b * q8_k::BLOCK_BYTES);
                 let xq = xb.add(q8_k::VALUES);
                 let run = |at: usize| _mm256_loadu_si256(xq.add(at) as *const __m256i);
                 let xv = [[0, 64], [32, 96], [128, 192], [160, 224]].map(|[low, high]| {
                     _mm512_inserti64x4(_mm512_castsi256_si512(run(low)), run(high), 1)
                 });
-                for i in 0..count {
-                    let wb = w.as_ptr().add((row + i) * row_bytes + b * BLOCK_BYTES);
-                    block_dot_avx512(wb, xb, &xv, &lanes, &mut acc[i], &mut acc_min[i]);
-                }
-            }
-            for i in 0..count {
-                out[row + i] = _mm512_reduce_add_ps(acc[i]) - hsum_128(acc_min[i]);
-            }
-            row += count;
-        }
+                (xb, xv)
+            },
+            |wb, (xb, xv), (acc, acc_min)| block_dot_avx512(wb, *xb, xv, &lanes, acc, acc_min),
+            |(acc, acc_min)| _mm512_reduce_add_ps(*acc) - hsum_128(*acc_min),
+        )
     }
 
     /// One super-block of one row on AVX-512: `acc += d·dx·Σ sc·q·x` (16 lanes),
@@ -378,27 +370,16 @@ mod x86 {
 
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dot_rows_avx2(w: &[u8], x: &[u8], out: &mut [f32]) {
-        let blocks = x.len() / q8_k::BLOCK_BYTES;
-        let row_bytes = blocks * BLOCK_BYTES;
-        let mut row = 0;
-        while row < out.len() {
-            let count = ROWS.min(out.len() - row);
-            let mut acc = [_mm256_setzero_ps(); ROWS];
-            let mut acc_min = [_mm_setzero_ps(); ROWS];
-            let rows_end = w.as_ptr().wrapping_add((row + count) * row_bytes);
-            for b in 0..blocks {
-                prefetch_next_rows(rows_end, b, count * BLOCK_BYTES);
-                let xb = x.as_ptr().add(b * q8_k::BLOCK_BYTES);
-                for i in 0..count {
-                    let wb = w.as_ptr().add((row + i) * row_bytes + b * BLOCK_BYTES);
-                    block_dot_avx2(wb, xb, &mut acc[i], &mut acc_min[i]);
-                }
-            }
-            for i in 0..count {
-                out[row + i] = hsum_ps(acc[i]) - hsum_128(acc_min[i]);
-            }
-            row += count;
-        }
+        stream_rows::<ROWS, _, _>(
+            w,
+            x.len() / q8_k::BLOCK_BYTES,
+            BLOCK_BYTES,
+            out,
+            (_mm256_setzero_ps(), _mm_setzero_ps()),
+            |b| x.as_ptr().add(b * q8_k::BLOCK_BYTES),
+            |wb, &xb, (acc, acc_min)| block_dot_avx2(wb, xb, acc, acc_min),
+            |(acc, acc_min)| hsum_ps(*acc) - hsum_128(*acc_min),
+        )
     }
 
     /// One super-block of one row on AVX2: `acc += d·dx·Σ sc·q·x` (8 lanes),

@@ -177,30 +177,20 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::{q8_k, BLOCK_BYTES, D, HIGH_BITS, SCALES};
-    use crate::kernels::simd_x86::{hsum_ps, prefetch_next_rows, scaled_pairs_acc};
+    use crate::kernels::simd_x86::{hsum_ps, scaled_pairs_acc, stream_rows};
 
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dot_rows_avx2(w: &[u8], x: &[u8], out: &mut [f32]) {
-        let blocks = x.len() / q8_k::BLOCK_BYTES;
-        let row_bytes = blocks * BLOCK_BYTES;
-        let mut row = 0;
-        while row < out.len() {
-            let count = ROWS.min(out.len() - row);
-            let mut acc = [_mm256_setzero_ps(); ROWS];
-            let rows_end = w.as_ptr().wrapping_add((row + count) * row_bytes);
-            for b in 0..blocks {
-                prefetch_next_rows(rows_end, b, count * BLOCK_BYTES);
-                let xb = x.as_ptr().add(b * q8_k::BLOCK_BYTES);
-                for (i, acc) in acc.iter_mut().enumerate().take(count) {
-                    let wb = w.as_ptr().add((row + i) * row_bytes + b * BLOCK_BYTES);
-                    block_dot_avx2(wb, xb, acc);
-                }
-            }
-            for (i, acc) in acc.iter().enumerate().take(count) {
-                out[row + i] = hsum_ps(*acc);
-            }
-            row += count;
-        }
+        stream_rows::<ROWS, _, _>(
+            w,
+            x.len() / q8_k::BLOCK_BYTES,
+            BLOCK_BYTES,
+            out,
+            _mm256_setzero_ps(),
+            |b| x.as_ptr().add(b * q8_k::BLOCK_BYTES),
+            |wb, &xb, acc| block_dot_avx2(wb, xb, acc),
+            |acc| hsum_ps(*acc),
+        )
     }
 
     /// i16 lane indices that spread the sixteen scales of a super-block (i16 lanes 0..16)
@@ -226,33 +216,25 @@ mod x86 {
     /// streamed together.
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
     pub unsafe fn dot_rows_avx512(w: &[u8], x: &[u8], out: &mut [f32]) {
-        let blocks = x.len() / q8_k::BLOCK_BYTES;
-        let row_bytes = blocks * BLOCK_BYTES;
         let offset = _mm512_set1_epi8(32);
         let lanes = QUARTER_SCALES.map(|l| _mm512_loadu_si512(l.as_ptr() as *const _));
-        let mut row = 0;
-        while row < out.len() {
-            let count = ROWS.min(out.len() - row);
-            let mut acc = [_mm512_setzero_ps(); ROWS];
-            let rows_end = w.as_ptr().wrapping_add((row + count) * row_bytes);
-            for b in 0..blocks {
-                prefetch_next_rows(rows_end, b, count * BLOCK_BYTES);
+        stream_rows::<ROWS, _, _>(
+            w,
+            x.len() / q8_k::BLOCK_BYTES,
+            BLOCK_BYTES,
+            out,
+            _mm512_setzero_ps(),
+            |b| {
                 let xb = x.as_ptr().add(b * q8_k::BLOCK_BYTES);
                 let dx = (xb as *const f32).read_unaligned();
                 let xq = xb.add(q8_k::VALUES);
                 let xv: [__m512i; 4] =
                     std::array::from_fn(|q| _mm512_loadu_si512(xq.add(64 * q) as *const _));
-                let x_offset = xv.map(|v| _mm512_maddubs_epi16(offset, v));
-                for (i, acc) in acc.iter_mut().enumerate().take(count) {
-                    let wb = w.as_ptr().add((row + i) * row_bytes + b * BLOCK_BYTES);
-                    block_dot_avx512(wb, dx, &xv, &x_offset, &lanes, acc);
-                }
-            }
-            for (i, acc) in acc.iter().enumerate().take(count) {
-                out[row + i] = _mm512_reduce_add_ps(*acc);
-            }
-            row += count;
-        }
+                (dx, xv, xv.map(|v| _mm512_maddubs_epi16(offset, v)))
+            },
+            |wb, (dx, xv, x_offset), acc| block_dot_avx512(wb, *dx, xv, x_offset, &lanes, acc),
+            |acc| _mm512_reduce_add_ps(*acc),
+        )
     }
 
     /// One super-block of one row: `acc += d·dx·Σ_g sc_g·Σ (q − 32)·x` (16 lanes).

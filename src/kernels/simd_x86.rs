@@ -97,8 +97,8 @@ pub unsafe fn prefetch_ahead(p: *const u8, len: usize) {
     prefetch_lines(p.wrapping_add(PREFETCH_DISTANCE), len)
 }
 
-/// The row loop of the file-layout row kernels: the `out.len()` weight rows of `w`, `blocks`
-/// blocks of `block_bytes` each, against one activation row, `ROWS` rows streamed together —
+/// The row loop of the file-layout row kernels: the `out.len()` weight rows of `w`, each
+/// `blocks` blocks of `block_bytes` (`(blocks, block_bytes)`), against one activation row, `ROWS` rows streamed together —
 /// block `b` of each in turn, the next rows' range prefetched at that pace
 /// (`prefetch_next_rows`). `activations(b)` prepares block `b` of the activations once for the
 /// rows streamed together, `block(weights, &prepared, &mut acc)` adds one row's block to its
@@ -110,8 +110,7 @@ pub unsafe fn prefetch_ahead(p: *const u8, len: usize) {
 #[inline(always)]
 pub unsafe fn stream_rows<const ROWS: usize, Acc: Copy, X>(
     w: &[u8],
-    blocks: usize,
-    block_bytes: usize,
+    (blocks, block_bytes): (usize, usize),
     out: &mut [f32],
     zero: Acc,
     activations: impl Fn(usize) -> X,

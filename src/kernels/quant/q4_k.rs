@@ -240,8 +240,7 @@ mod x86 {
         let lanes = RUN_SCALES.map(|l| _mm512_loadu_si512(l.as_ptr() as *const _));
         stream_rows::<ROWS, _, _>(
             w,
-            x.len() / q8_k::BLOCK_BYTES,
-            BLOCK_BYTES,
+            (x.len() / q8_k::BLOCK_BYTES, BLOCK_BYTES),
             out,
             (_mm512_setzero_ps(), _mm_setzero_ps()),
             |b| {
@@ -372,8 +371,7 @@ mod x86 {
     pub unsafe fn dot_rows_avx2(w: &[u8], x: &[u8], out: &mut [f32]) {
         stream_rows::<ROWS, _, _>(
             w,
-            x.len() / q8_k::BLOCK_BYTES,
-            BLOCK_BYTES,
+            (x.len() / q8_k::BLOCK_BYTES, BLOCK_BYTES),
             out,
             (_mm256_setzero_ps(), _mm_setzero_ps()),
             |b| x.as_ptr().add(b * q8_k::BLOCK_BYTES),

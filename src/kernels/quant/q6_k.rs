@@ -183,8 +183,7 @@ mod x86 {
     pub unsafe fn dot_rows_avx2(w: &[u8], x: &[u8], out: &mut [f32]) {
         stream_rows::<ROWS, _, _>(
             w,
-            x.len() / q8_k::BLOCK_BYTES,
-            BLOCK_BYTES,
+            (x.len() / q8_k::BLOCK_BYTES, BLOCK_BYTES),
             out,
             _mm256_setzero_ps(),
             |b| x.as_ptr().add(b * q8_k::BLOCK_BYTES),
@@ -220,8 +219,7 @@ mod x86 {
         let lanes = QUARTER_SCALES.map(|l| _mm512_loadu_si512(l.as_ptr() as *const _));
         stream_rows::<ROWS, _, _>(
             w,
-            x.len() / q8_k::BLOCK_BYTES,
-            BLOCK_BYTES,
+            (x.len() / q8_k::BLOCK_BYTES, BLOCK_BYTES),
             out,
             _mm512_setzero_ps(),
             |b| {

@@ -5,7 +5,7 @@
 //! `BENCH_FROM_MEMORY=1` swaps the shapes for one matrix no L3 holds.
 use std::time::{Duration, Instant};
 
-use glimpse::kernels::attention::{attention, AttentionShape, Precision};
+use glimpse::kernels::attention::{attention, AttentionShape, KeysValues, Precision};
 use glimpse::kernels::WeightMatrix;
 use glimpse_convert::GgmlType;
 use half::f16;
@@ -155,12 +155,22 @@ fn main() {
         };
         let q = vec![0.01f32; heads * queries * d];
         let kv = vec![0.02f32; kv_heads * keys * d];
+        let kv16 = vec![f16::from_f32(0.02); kv_heads * keys * d];
         let causal = causal.then_some(keys - queries);
-        for precision in [Precision::F32, Precision::Bf16] {
-            let secs = time(budget, || {
-                std::hint::black_box(attention(&q, &kv, &kv, shape, 0.088, causal, precision));
-            });
-            println!("attention {label:34} {precision:?}: {:9.3} ms", secs * 1e3);
+        // f32 keys / values (the f32 profiles), and the f16 cache of the quantized ones.
+        for (cache, kv) in [
+            ("f32 kv", KeysValues::F32(&kv, &kv)),
+            ("f16 kv", KeysValues::F16(&kv16, &kv16)),
+        ] {
+            for precision in [Precision::F32, Precision::Bf16] {
+                let secs = time(budget, || {
+                    std::hint::black_box(attention(&q, kv, shape, 0.088, causal, precision));
+                });
+                println!(
+                    "attention {label:34} {cache} {precision:?}: {:9.3} ms",
+                    secs * 1e3
+                );
+            }
         }
     }
 }

@@ -5,7 +5,7 @@
 use rayon::prelude::*;
 
 use super::amx::{TileOperands, Tiles, K_STEP, TILE};
-use super::attention::{softmax_prefix, token_major, AttentionShape};
+use super::attention::{softmax_prefix, token_major, AttentionShape, CacheElement};
 use super::dense_bf16::{pack_pairs, to_bf16};
 use super::scratch::Scratch;
 
@@ -19,10 +19,10 @@ pub fn supports(head_dim: usize) -> bool {
 
 /// Same contract as `attention::attention` (q head-major, k/v `[kv_head][kv_stride][d]`,
 /// output token-major); requires `supports(head_dim)`.
-pub fn attention_tiles(
+pub fn attention_tiles<E: CacheElement>(
     q: &[f32],
-    k: &[f32],
-    v: &[f32],
+    k: &[E],
+    v: &[E],
     shape: AttentionShape,
     scale: f32,
     causal_offset: Option<usize>,
@@ -46,7 +46,9 @@ pub fn attention_tiles(
         .map(|h| {
             let base = h * kv_stride * d;
             let mut rows = vec![0u16; keys_padded * d];
-            to_bf16(&k[base..base + n_keys * d], &mut rows[..n_keys * d]);
+            let mut buffer = Scratch::<f32>::new(E::scratch_len(n_keys * d));
+            let head_keys = E::as_f32(&k[base..base + n_keys * d], &mut buffer);
+            to_bf16(head_keys, &mut rows[..n_keys * d]);
             let mut keys = vec![0u32; key_words];
             for (panel, dst) in rows
                 .chunks_exact(BLOCK * d)
@@ -55,7 +57,8 @@ pub fn attention_tiles(
                 pack_pairs(panel, d, dst);
             }
             let mut transposed = vec![0.0f32; d * keys_padded];
-            for (j, row) in v[base..base + n_keys * d].chunks_exact(d).enumerate() {
+            let head_values = E::as_f32(&v[base..base + n_keys * d], &mut buffer);
+            for (j, row) in head_values.chunks_exact(d).enumerate() {
                 for (t, &x) in row.iter().enumerate() {
                     transposed[t * keys_padded + j] = x;
                 }

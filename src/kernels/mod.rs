@@ -9,6 +9,7 @@ pub mod attention_decode;
 pub mod dense_bf16;
 pub mod dense_dot;
 pub mod elementwise;
+pub mod f16_convert;
 pub mod fast_math;
 pub mod gemm;
 pub mod interleaved;

@@ -17,12 +17,12 @@
 use std::sync::OnceLock;
 
 use half::f16;
-use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 
 use super::amx::amx_available;
 use super::dense_bf16::{self, dense_bf16_matmul};
 use super::dense_dot::{self, DenseElement, SimdLoads};
+use super::f16_convert;
 use super::gemm::{self, matmul_a_bt, Threads};
 use super::matvec::{packed_matmul, packed_matvec, PackedRows};
 use super::quant::q8_blocks::Q8Blocks;
@@ -205,7 +205,7 @@ impl<'a> WeightMatrix<'a> {
                 out.copy_from_slice(&data[first * cols..(first + count) * cols])
             }
             WeightMatrix::F16 { data, .. } => {
-                data[first * cols..(first + count) * cols].convert_to_f32_slice(out)
+                f16_convert::widen(&data[first * cols..(first + count) * cols], out)
             }
             WeightMatrix::Q8_0 { data, .. } => {
                 let bytes = q8_0::row_bytes(cols);

@@ -16,7 +16,7 @@ use anyhow::{Context, Result};
 
 pub use config::{ModelConfig, TextConfig, VisionConfig};
 pub use files::ModelFiles;
-pub use kv_cache::KvCache;
+pub use kv_cache::{KvCache, KvFormat};
 pub use requantize::requantize;
 pub use step::{ImageRows, SequenceStep};
 pub use text::TextModel;

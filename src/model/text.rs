@@ -6,12 +6,12 @@
 use anyhow::{ensure, Result};
 
 use super::config::TextConfig;
-use super::kv_cache::KvCache;
+use super::kv_cache::{KvCache, KvFormat};
 use super::moe::Experts;
 use super::rope::{MRope, Position3, RotaryTables};
 use super::weights::{Linear, Matrix, Vector, Weights};
 use crate::kernels::activation::silu_mul;
-use crate::kernels::attention::{attention, AttentionShape};
+use crate::kernels::attention::{attention, AttentionShape, Precision};
 use crate::kernels::elementwise::add_in_place;
 use crate::kernels::norm::rms_norm;
 use crate::kernels::rope::apply_rotary;
@@ -87,6 +87,10 @@ pub struct TextModel {
     chunk: usize,
     /// `WeightMatrix::efficient_rows` of the layers' weights.
     efficient_rows: usize,
+    /// The attention arithmetic beside these weights, chosen once at load.
+    precision: Precision,
+    /// Element type of the KV caches this model makes.
+    kv_format: KvFormat,
 }
 
 impl DecoderLayer {
@@ -116,6 +120,7 @@ impl DecoderLayer {
         segments: &mut [Segment],
         cfg: &TextConfig,
         rope: &RotaryTables,
+        precision: Precision,
     ) {
         let (index, cos, sin) = (self.index, &rope.cos, &rope.sin);
         let (hd, eps) = (cfg.head_dim, cfg.rms_norm_eps);
@@ -163,7 +168,6 @@ impl DecoderLayer {
                 cfg.num_heads,
                 hd,
             );
-            let (keys, values) = cache.layer(index);
             let shape = AttentionShape {
                 n_heads: cfg.num_heads,
                 n_kv_heads: cfg.num_kv_heads,
@@ -174,12 +178,11 @@ impl DecoderLayer {
             };
             attended[rows.start * q_width..rows.end * q_width].copy_from_slice(&attention(
                 &q_heads,
-                keys,
-                values,
+                cache.layer(index),
                 shape,
                 (hd as f32).powf(-0.5),
                 Some(past),
-                self.q_proj.weight.attention_precision(),
+                precision,
             ));
         }
         add_in_place(x, &self.o_proj.forward_groups(&attended, &groups));
@@ -254,6 +257,9 @@ impl TextModel {
         let efficient_rows = chunk_override
             .or_else(|| weight.map(|w| w.efficient_rows()))
             .unwrap_or(1);
+        let precision = layers
+            .first()
+            .map_or(Precision::F32, |l| l.q_proj.weight.attention_precision());
         Ok(Self {
             embed_tokens: w.vocabulary_matrix("token_embd.weight", vocab, h)?,
             chunk,
@@ -263,6 +269,8 @@ impl TextModel {
             lm_head,
             rope: MRope::new(cfg.head_dim, cfg.rope_theta, cfg.mrope_section),
             cfg: cfg.clone(),
+            precision,
+            kv_format: KvFormat::beside(precision)?,
         })
     }
 
@@ -275,6 +283,7 @@ impl TextModel {
             self.cfg.num_layers,
             self.cfg.num_kv_heads,
             self.cfg.head_dim,
+            self.kv_format,
         )
     }
 
@@ -359,7 +368,7 @@ impl TextModel {
         }
         let parts = parts_of(segments, self.chunk);
         for (i, layer) in self.layers.iter().enumerate() {
-            layer.forward(x, &parts, segments, &self.cfg, &rope);
+            layer.forward(x, &parts, segments, &self.cfg, &rope, self.precision);
             if let Some(features) =
                 deepstack.and_then(|ds| ds.features.get(i).map(|f| (ds.rows, f)))
             {

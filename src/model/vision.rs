@@ -9,7 +9,7 @@ use super::config::VisionConfig;
 use super::rope::{patch_coordinates, vision_rope_tables, RotaryTables};
 use super::weights::{Linear, Vector, Weights};
 use crate::kernels::activation::{gelu_erf, gelu_tanh_in_place};
-use crate::kernels::attention::{attention, AttentionShape};
+use crate::kernels::attention::{attention, AttentionShape, KeysValues};
 use crate::kernels::elementwise::add_in_place;
 use crate::kernels::norm::layer_norm;
 use crate::kernels::rope::apply_rotary;
@@ -144,8 +144,7 @@ impl VisionBlock {
         };
         let attended = attention(
             &split[0],
-            &split[1],
-            &split[2],
+            KeysValues::F32(&split[1], &split[2]),
             shape,
             (d as f32).powf(-0.5),
             None,

@@ -210,7 +210,8 @@ mod x86 {
         let mut row = 0;
         while row < out.len() {
             let group = ROWS_AVX512.min(out.len() - row);
-            let r: [*const W; ROWS_AVX512] = std::array::from_fn(|i| wp.add((row + i.min(group - 1)) * k));
+            let r: [*const W; ROWS_AVX512] =
+                std::array::from_fn(|i| wp.add((row + i.min(group - 1)) * k));
             let mut lo = [_mm512_setzero_ps(); ROWS_AVX512];
             let mut hi = [_mm512_setzero_ps(); ROWS_AVX512];
             let mut j = 0;

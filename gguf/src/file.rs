@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use memmap2::Mmap;
 
@@ -23,6 +24,8 @@ pub struct GgufFile {
     by_name: HashMap<String, usize>,
     alignment: usize,
     data_start: usize,
+    /// Ranges given to `release_pages`, for `release_again`.
+    released: Mutex<Vec<std::ops::Range<usize>>>,
 }
 
 impl GgufFile {
@@ -56,6 +59,7 @@ impl GgufFile {
             metadata: header.metadata,
             tensors: header.tensors,
             by_name,
+            released: Mutex::new(Vec::new()),
             alignment: header.alignment,
             data_start: header.data_start,
         })
@@ -79,6 +83,28 @@ impl GgufFile {
     /// counting towards the resident set. The pages stay in the OS page cache and come
     /// back on the next access; a no-op where the OS has no such advice.
     pub fn release_pages(&self, range: std::ops::Range<usize>) {
+        if let Ok(mut released) = self.released.lock() {
+            released.push(range.clone());
+        }
+        self.drop_mapping(range);
+    }
+
+    /// Drops the mapping of every range released so far once more. A read of data still
+    /// used in place can map more than its own pages: the page cache holds the file in
+    /// large folios (up to 2 MiB) and one fault may map a whole folio, released
+    /// neighbours included (Linux 6.18: 127 MiB of a 2B q4_k file's repacked tensors came
+    /// back this way around the norm vectors). Call it when loading is done.
+    pub fn release_again(&self) {
+        let ranges = match self.released.lock() {
+            Ok(released) => released.clone(),
+            Err(_) => return,
+        };
+        for range in ranges {
+            self.drop_mapping(range);
+        }
+    }
+
+    fn drop_mapping(&self, range: std::ops::Range<usize>) {
         #[cfg(unix)]
         {
             const PAGE: usize = 4096;

@@ -33,10 +33,13 @@ pub struct Qwen3VL {
 impl Qwen3VL {
     pub fn load(files: ModelFiles) -> Result<Self> {
         let config = ModelConfig::from_gguf(&files)?;
-        let weights = Weights::new(files);
+        let weights = Weights::new(files.clone());
         let vision =
             VisionEncoder::load(&config.vision, &weights).context("loading the vision encoder")?;
         let text = TextModel::load(&config.text, &weights).context("loading the text decoder")?;
+        // Reads during the load mapped some released pages back (whole large folios).
+        files.text.release_again();
+        files.vision.release_again();
         Ok(Self {
             config,
             vision,

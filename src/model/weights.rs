@@ -78,9 +78,10 @@ fn anonymous_buffer(len: usize) -> Result<memmap2::MmapMut> {
 }
 
 /// A 1-D f32 parameter (norm weight, bias).
+/// A 1-D f32 parameter (norm weights, biases), copied out of the file at load so that
+/// inference never faults the file's pages around it back in (see `GgufFile::release_again`).
 pub struct Vector {
-    file: Arc<GgufFile>,
-    bytes: Range<usize>,
+    values: Vec<f32>,
 }
 
 impl Weights {
@@ -183,23 +184,25 @@ impl Weights {
                 self.full_name(name)
             );
         }
-        let vector = Vector { file, bytes };
-        bytemuck::try_cast_slice::<u8, f32>(&vector.file.bytes()[vector.bytes.clone()]).map_err(
-            |e| {
+        let values = bytemuck::try_cast_slice::<u8, f32>(&file.bytes()[bytes.clone()])
+            .map_err(|e| {
                 anyhow::anyhow!(
                     "tensor '{}' is not 4-byte aligned: {e}",
                     self.full_name(name)
                 )
-            },
-        )?;
-        Ok(vector)
+            })?
+            .to_vec();
+        file.release_pages(bytes);
+        Ok(Vector { values })
     }
 
     /// Any float tensor of the given shape, copied out as f32 (for tensors the model
     /// rearranges at load time).
     pub fn copy_f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
-        let (file, _, _) = self.locate(name, shape)?;
-        Ok(file.tensor(&self.full_name(name))?.to_f32_vec()?)
+        let (file, _, bytes) = self.locate(name, shape)?;
+        let values = file.tensor(&self.full_name(name))?.to_f32_vec()?;
+        file.release_pages(bytes);
+        Ok(values)
     }
 }
 
@@ -386,8 +389,7 @@ impl Matrix {
 
 impl Vector {
     pub fn as_slice(&self) -> &[f32] {
-        // Type, size and alignment were verified in `Weights::vector`.
-        bytemuck::cast_slice(&self.file.bytes()[self.bytes.clone()])
+        &self.values
     }
 }
 

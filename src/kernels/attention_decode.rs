@@ -246,7 +246,7 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::CacheElement;
-    use crate::kernels::simd_x86::hsum_ps;
+    use crate::kernels::simd_x86::{hsum_ps, mask16};
 
     /// One SIMD path's dot product and scaled add over a cache row of `E`. Always inlined
     /// into a function that enables the path's features.
@@ -258,16 +258,6 @@ mod x86 {
 
     /// AVX-512: 16 values per step, the row's end with masked loads.
     pub struct Avx512;
-
-    /// The lanes of the 16 at `i` that lie inside a row of `d`.
-    #[inline(always)]
-    fn mask16(d: usize, i: usize) -> u16 {
-        if d - i >= 16 {
-            0xffff
-        } else {
-            (1u16 << (d - i)) - 1
-        }
-    }
 
     impl Lanes for Avx512 {
         #[inline(always)]

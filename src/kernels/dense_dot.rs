@@ -143,7 +143,7 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::{dot_scalar, DenseElement, SimdLoads};
-    use crate::kernels::simd_x86::{hsum_ps, prefetch_ahead};
+    use crate::kernels::simd_x86::{hsum_ps, mask16, prefetch_ahead};
 
     /// Rows streamed together: each is its own memory stream and accumulator chain, and
     /// they share every activation load.
@@ -225,11 +225,7 @@ mod x86 {
                 j += 32;
             }
             while j < k {
-                let mask: __mmask16 = if k - j >= 16 {
-                    0xffff
-                } else {
-                    (1u16 << (k - j)) - 1
-                };
+                let mask = mask16(k, j);
                 let xv = _mm512_maskz_loadu_ps(mask, xp.add(j));
                 for i in 0..ROWS_AVX512 {
                     let wv = W::load16_masked(mask, r[i].add(j));

@@ -52,15 +52,7 @@ mod x86 {
     use half::f16;
     use half::slice::HalfFloatSliceExt;
 
-    /// The lanes of the 16 from `i` on that lie inside `len`.
-    #[inline(always)]
-    fn mask16(len: usize, i: usize) -> u16 {
-        if len - i >= 16 {
-            0xffff
-        } else {
-            (1u16 << (len - i)) - 1
-        }
-    }
+    use crate::kernels::simd_x86::mask16;
 
     /// Round to nearest, ties to even (the conversions' immediate; F16C takes 3 bits).
     const NEAREST: i32 = _MM_FROUND_TO_NEAREST_INT;

@@ -2,6 +2,17 @@
 //! byte dot products). Always inlined into a caller that enables the features they use.
 use std::arch::x86_64::*;
 
+/// The lanes of the 16 values from `i` on that lie inside a run of `len` (`i < len`):
+/// the mask of a 512-bit f32 (or 256-bit i16) load or store at the run's end.
+#[inline(always)]
+pub fn mask16(len: usize, i: usize) -> u16 {
+    if len - i >= 16 {
+        0xffff
+    } else {
+        (1u16 << (len - i)) - 1
+    }
+}
+
 /// Sum of the eight lanes.
 #[inline(always)]
 pub unsafe fn hsum_ps(v: __m256) -> f32 {

@@ -28,6 +28,14 @@ impl ModelFiles {
         }
     }
 
+    /// `GgufFile::release_again` on each distinct file (once for glimpse's single file).
+    pub fn release_again(&self) {
+        self.text.release_again();
+        if !Arc::ptr_eq(&self.text, &self.vision) {
+            self.vision.release_again();
+        }
+    }
+
     /// Opens `model`, and `mmproj` when the vision tower lives in a separate file
     /// (llama.cpp's layout). Refuses another architecture, a text-only file without its projector, a projector
     /// for another model family, and a projector next to a file that already has one.

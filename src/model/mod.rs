@@ -38,8 +38,7 @@ impl Qwen3VL {
             VisionEncoder::load(&config.vision, &weights).context("loading the vision encoder")?;
         let text = TextModel::load(&config.text, &weights).context("loading the text decoder")?;
         // Reads during the load mapped some released pages back (whole large folios).
-        files.text.release_again();
-        files.vision.release_again();
+        files.release_again();
         Ok(Self {
             config,
             vision,

@@ -182,7 +182,9 @@ mod x86 {
     };
     use crate::kernels::interleaved::{for_avx2_tile, for_token_count, TILE_TOKENS};
     use crate::kernels::quant::q8_blocks::TokenPointers;
-    use crate::kernels::simd_x86::{broadcast_four_bytes, dpbusd_run, prefetch_stream};
+    use crate::kernels::simd_x86::{
+        broadcast_four_bytes, dpbusd_run, prefetch_stream, prefetch_stream_tile,
+    };
 
     /// # Safety
     /// AVX-512 F/BW/VNNI present; `tile` addresses `tokens` (1..=8) rows of at least
@@ -299,14 +301,14 @@ mod x86 {
             // The look-ahead is spread over the block (its header here, each run's
             // values below): the block's 37 lines asked at once left decode from memory
             // at 22 GB/s, spread 37–44 (Zen 4, `BENCH_FROM_MEMORY=1`, membw 47–54).
-            prefetch_stream(block, QUANTS);
+            prefetch_stream_tile::<T>(block, QUANTS);
             let d = _mm512_cvtph_ps(_mm256_loadu_si256(block as *const __m256i));
             let dmin = _mm512_cvtph_ps(_mm256_loadu_si256(block.add(DMIN) as *const __m256i));
             for run in 0..RUNS {
                 let dsc = _mm512_mul_ps(d, bytes_as_f32(block.add(SCALES + run * GROUP_ROWS)));
                 let dmn = _mm512_mul_ps(dmin, bytes_as_f32(block.add(MINS + run * GROUP_ROWS)));
                 let q = block.add(QUANTS + run * RUN_BYTES);
-                prefetch_stream(q, RUN_BYTES);
+                prefetch_stream_tile::<T>(q, RUN_BYTES);
                 let mut w = [_mm512_setzero_si512(); 8];
                 for v in 0..4 {
                     let packed = _mm512_loadu_si512(q.add(64 * v) as *const _);

@@ -135,7 +135,9 @@ mod x86 {
     use super::{Q8Blocks, TileOut, GROUP_BLOCK_BYTES, GROUP_ROWS, QUAD_BYTES, SCALES_BYTES};
     use crate::kernels::interleaved::{for_avx2_tile, for_token_count, TILE_TOKENS};
     use crate::kernels::quant::q8_blocks::TokenPointers;
-    use crate::kernels::simd_x86::{broadcast_four_bytes, dpbusd_run, prefetch_stream};
+    use crate::kernels::simd_x86::{
+        broadcast_four_bytes, dpbusd_run, prefetch_stream, prefetch_stream_tile,
+    };
 
     /// # Safety
     /// AVX-512 F/BW/VNNI present; `tile` addresses `tokens` (1..=8) rows of at least
@@ -214,7 +216,7 @@ mod x86 {
         let mut acc = [_mm512_setzero_ps(); T];
         for b in 0..blocks {
             let block = weights.as_ptr().add(b * GROUP_BLOCK_BYTES);
-            prefetch_stream(block, GROUP_BLOCK_BYTES);
+            prefetch_stream_tile::<T>(block, GROUP_BLOCK_BYTES);
             let dw = _mm512_cvtph_ps(_mm256_loadu_si256(block as *const __m256i));
             let w: [__m512i; 8] = std::array::from_fn(|quad| {
                 _mm512_loadu_si512(block.add(SCALES_BYTES + quad * QUAD_BYTES) as *const _)

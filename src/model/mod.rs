@@ -1,6 +1,7 @@
 //! The Qwen3-VL network: configuration read from GGUF metadata, the vision encoder
 //! (ViT + patch merger + DeepStack mergers), the Qwen3 text decoder with interleaved
 //! M-RoPE, and the KV cache it writes. Weights are zero-copy views into the mapped file.
+mod anon_buffer;
 pub mod config;
 pub mod files;
 pub mod kv_cache;

@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use half::f16;
 use rayon::prelude::*;
 
+use super::anon_buffer::AnonBuffer;
 use super::files::ModelFiles;
 use crate::gguf::{decode_into, GgmlType, GgufFile};
 use crate::kernels::attention::Precision;
@@ -53,8 +54,8 @@ pub struct Matrix {
     storage: Storage,
     rows: usize,
     cols: usize,
-    converted: Option<(memmap2::MmapMut, usize)>,
-    interleaved: Option<(memmap2::MmapMut, usize)>,
+    converted: Option<AnonBuffer>,
+    interleaved: Option<AnonBuffer>,
 }
 
 /// The products a matrix takes part in.
@@ -68,14 +69,6 @@ enum Use {
 
 /// Rows converted per step of `Matrix::convert_from` (bounds the f32 staging buffer).
 const CONVERT_ROWS: usize = 64;
-
-/// Anonymous memory for a repacked weight (huge pages where the OS offers them).
-fn anonymous_buffer(len: usize) -> Result<memmap2::MmapMut> {
-    let buffer = memmap2::MmapMut::map_anon(len.max(1))?;
-    #[cfg(target_os = "linux")]
-    let _ = buffer.advise(memmap2::Advice::HugePage);
-    Ok(buffer)
-}
 
 /// A 1-D f32 parameter (norm weight, bias).
 /// A 1-D f32 parameter (norm weights, biases), copied out of the file at load so that
@@ -253,7 +246,7 @@ impl Matrix {
     /// The weight's bytes in its storage type: the converted copy, or the file's.
     fn raw(&self) -> &[u8] {
         match &self.converted {
-            Some((buffer, len)) => &buffer[..*len],
+            Some(buffer) => buffer.bytes(),
             None => &self.file.bytes()[self.bytes.clone()],
         }
     }
@@ -267,12 +260,12 @@ impl Matrix {
             target.row_byte_size(self.cols)?,
         );
         let len = target_row * self.rows;
-        let mut buffer = anonymous_buffer(len)?;
+        let mut buffer = AnonBuffer::new(len)?;
         let data = &self.file.bytes()[self.bytes.clone()];
         let (mut values, mut encoded) = (Vec::new(), Vec::new());
         for (rows_in, rows_out) in data
             .chunks(source_row * CONVERT_ROWS)
-            .zip(buffer[..len].chunks_mut(target_row * CONVERT_ROWS))
+            .zip(buffer.bytes_mut().chunks_mut(target_row * CONVERT_ROWS))
         {
             values.clear();
             encoded.clear();
@@ -280,7 +273,7 @@ impl Matrix {
             glimpse_convert::encode_into(target, &values, &mut encoded)?;
             rows_out.copy_from_slice(&encoded);
         }
-        self.converted = Some((buffer, len));
+        self.converted = Some(buffer);
         self.file.release_pages(self.bytes.clone());
         Ok(())
     }
@@ -305,9 +298,9 @@ impl Matrix {
         let Some(len) = self.view().interleaved_bytes() else {
             return Ok(());
         };
-        let mut buffer = anonymous_buffer(len)?;
-        self.view().interleave_into(&mut buffer[..len]);
-        self.interleaved = Some((buffer, len));
+        let mut buffer = AnonBuffer::new(len)?;
+        self.view().interleave_into(buffer.bytes_mut());
+        self.interleaved = Some(buffer);
         self.converted = None;
         self.file.release_pages(self.bytes.clone());
         Ok(())
@@ -332,8 +325,8 @@ impl Matrix {
 
     pub fn view(&self) -> WeightMatrix<'_> {
         let (rows, cols) = (self.rows, self.cols);
-        if let Some((buffer, len)) = &self.interleaved {
-            let data = &buffer[..*len];
+        if let Some(buffer) = &self.interleaved {
+            let data = buffer.bytes();
             return match self.storage {
                 Storage::Q4K => WeightMatrix::Q4Kx16 { data, rows, cols },
                 _ => WeightMatrix::Q8_0x16 { data, rows, cols },

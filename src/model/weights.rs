@@ -70,7 +70,6 @@ enum Use {
 /// Rows converted per step of `Matrix::convert_from` (bounds the f32 staging buffer).
 const CONVERT_ROWS: usize = 64;
 
-/// A 1-D f32 parameter (norm weight, bias).
 /// A 1-D f32 parameter (norm weights, biases), copied out of the file at load so that
 /// inference never faults the file's pages around it back in (see `GgufFile::release_again`).
 pub struct Vector {

@@ -2,7 +2,9 @@
 //! token (decode: memory-bound, reported as weight GB/s), 4 and 16 tokens (follow-up turns,
 //! prompt chunks) and 128 / 512 tokens (prefill: compute-bound, GFLOP/s), and text-decoder
 //! attention. `cargo bench --bench kernels`; `BENCH_FILTER=q4K` keeps one weight kind,
-//! `BENCH_FROM_MEMORY=1` swaps the shapes for one matrix no L3 holds.
+//! `BENCH_FROM_MEMORY=1` swaps the shapes for one matrix no L3 holds. On AMX hosts the
+//! interleaved rows (`q8x16`, `q4Kx16`) run 16 tokens and more on AMX-INT8 tiles;
+//! `GLIMPSE_AMX_INT8=off` gives their VNNI kernels for comparison.
 use std::time::{Duration, Instant};
 
 use glimpse::kernels::attention::{attention, AttentionShape, KeysValues, Precision};
@@ -29,6 +31,10 @@ fn main() {
     println!(
         "simd path: {}, threads: {threads}",
         glimpse::kernels::simd::simd_path().name()
+    );
+    println!(
+        "q8_0/q4_K: {}",
+        glimpse::kernels::weight::quantized_weights_path()
     );
     let budget = Duration::from_millis(1500);
     // BENCH_FROM_MEMORY=1: one matrix no L3 holds (100 MB at q8_0), the decode case where
@@ -107,7 +113,7 @@ fn main() {
             ),
         ];
         // The interleaved repacking of the quantized matrices (the layout the model uses
-        // on CPUs with AVX-512 VNNI and no AMX).
+        // on CPUs with AVX-512 VNNI or AVX2).
         let (mut q8x16, mut q4kx16) = (Vec::new(), Vec::new());
         let mut weights = weights.to_vec();
         for (kind, buffer) in [("q8_0", &mut q8x16), ("q4_K", &mut q4kx16)] {

@@ -6,6 +6,8 @@
 //! token) is the same loop with one tile: each task streams its groups once.
 use rayon::prelude::*;
 
+#[cfg(target_arch = "x86_64")]
+use super::amx_int8::{self, amx_int8_available, AmxRunTiles, RunTiles};
 use super::quant::q8_blocks::Q8Blocks;
 use super::simd::SimdPath;
 
@@ -98,6 +100,12 @@ impl TileOut {
 /// token on, and `out` addressing that many rows of `out.valid` writable floats.
 pub type TileKernel = unsafe fn(&[u8], &Q8Blocks, usize, usize, TileOut);
 
+/// A format's AMX-INT8 kernel for one group and a whole tile of `amx_int8::TILE_TOKENS`
+/// tokens: `(tiles, group weights, activations, first token, out)`, with the safety
+/// contract of `TileKernel`.
+#[cfg(target_arch = "x86_64")]
+pub type AmxTileKernel<U> = unsafe fn(&mut U, &[u8], &Q8Blocks, usize, TileOut);
+
 /// The tile kernels of one interleaved format.
 pub struct TileKernels {
     pub scalar: TileKernel,
@@ -105,10 +113,14 @@ pub struct TileKernels {
     pub avx2: TileKernel,
     #[cfg(target_arch = "x86_64")]
     pub avx512: TileKernel,
+    #[cfg(target_arch = "x86_64")]
+    pub amx: AmxTileKernel<AmxRunTiles>,
 }
 
 /// `out[t·rows + r] = Σ W[r]·x[t]` over a repacked matrix of `group_bytes` per group,
-/// on the kernel of `path` (AVX-512 or AVX2 there, scalar on every other path).
+/// on the kernel of `path` (AVX-512 or AVX2 there, scalar on every other path). On the
+/// AVX-512 path, batches of at least 16 tokens go to the AMX-INT8 kernel where the CPU
+/// has one (`amx_int8_available`).
 pub fn interleaved_matmul(
     path: SimdPath,
     packed: &[u8],
@@ -122,6 +134,23 @@ pub fn interleaved_matmul(
         packed.len() == rows.div_ceil(GROUP_ROWS) * group_bytes && out.len() == x.rows * rows,
         "interleaved product: sizes"
     );
+    #[cfg(target_arch = "x86_64")]
+    if path == SimdPath::Avx512 && x.rows >= amx_int8::TILE_TOKENS && amx_int8_available() {
+        // SAFETY: AMX-INT8 is available; a task configures its thread's tiles and runs
+        // only tile kernels (no nested pool work) until it drops them.
+        let tiles = || unsafe { AmxRunTiles::configure() };
+        amx_matmul(
+            tiles,
+            kernels.amx,
+            kernels.avx512,
+            packed,
+            group_bytes,
+            rows,
+            x,
+            out,
+        );
+        return;
+    }
     let (kernel, tile_tokens) = match path {
         #[cfg(target_arch = "x86_64")]
         SimdPath::Avx512 => (kernels.avx512, TILE_TOKENS),
@@ -136,6 +165,51 @@ pub fn interleaved_matmul(
         // `out` (sizes checked above, tiles from `for_each_tile`).
         unsafe { kernel(weights, x, t0, tokens, tile) }
     });
+}
+
+/// `interleaved_matmul` on tiles of `amx_int8::TILE_TOKENS` tokens through `amx` (each
+/// task gets its tile unit from `tiles`); a last, shorter tile goes through the AVX-512
+/// kernel `vnni` in pieces of at most `TILE_TOKENS`.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+pub fn amx_matmul<U: RunTiles>(
+    tiles: impl Fn() -> U + Sync,
+    amx: AmxTileKernel<U>,
+    vnni: TileKernel,
+    packed: &[u8],
+    group_bytes: usize,
+    rows: usize,
+    x: &Q8Blocks,
+    out: &mut [f32],
+) {
+    assert!(
+        packed.len() == rows.div_ceil(GROUP_ROWS) * group_bytes && out.len() == x.rows * rows,
+        "interleaved product: sizes"
+    );
+    let tile_tokens = amx_int8::TILE_TOKENS;
+    for_each_tile_with(
+        rows,
+        x.rows,
+        tile_tokens,
+        out,
+        tiles,
+        |tiles, group, t0, tokens, tile| {
+            let weights = &packed[group * group_bytes..][..group_bytes];
+            // SAFETY: callers reach here on CPUs with AVX-512 VNNI (and, for `AmxRunTiles`,
+            // AMX-INT8); the group and the tile lie inside `packed`, `x` and `out` (sizes
+            // checked above, tiles from `for_each_tile_with`).
+            unsafe {
+                if tokens == tile_tokens {
+                    amx(tiles, weights, x, t0, tile)
+                } else {
+                    for first in (0..tokens).step_by(TILE_TOKENS) {
+                        let count = (tokens - first).min(TILE_TOKENS);
+                        vnni(weights, x, t0 + first, count, tile.skip_tokens(first))
+                    }
+                }
+            }
+        },
+    );
 }
 
 /// Calls `$kernel::<T>(args…)` with `T` the tile's token count (`1..=TILE_TOKENS`), so
@@ -206,12 +280,33 @@ pub fn for_each_tile(
     out: &mut [f32],
     tile: impl Fn(usize, usize, usize, TileOut) + Sync,
 ) {
+    for_each_tile_with(
+        rows,
+        m,
+        tile_tokens,
+        out,
+        || (),
+        |_, group, t0, tokens, out| tile(group, t0, tokens, out),
+    )
+}
+
+/// `for_each_tile` with a per-task state made by `state` and handed to every call of
+/// `tile` in that task (such as the thread's configured tile unit).
+pub fn for_each_tile_with<S>(
+    rows: usize,
+    m: usize,
+    tile_tokens: usize,
+    out: &mut [f32],
+    state: impl Fn() -> S + Sync,
+    tile: impl Fn(&mut S, usize, usize, usize, TileOut) + Sync,
+) {
     assert!(out.len() >= m * rows, "interleaved product: output size");
     let groups = rows.div_ceil(GROUP_ROWS);
     let tasks = (rayon::current_num_threads() * TASKS_PER_THREAD).min(groups.max(1));
     let per_task = groups.div_ceil(tasks.max(1)).max(1);
     let shared = SharedOut(out.as_mut_ptr());
     let run_task = |task: usize| {
+        let mut state = state();
         let end = ((task + 1) * per_task).min(groups);
         let mut panel = task * per_task;
         while panel < end {
@@ -229,7 +324,7 @@ pub fn for_each_tile(
                         stride: rows,
                         valid: GROUP_ROWS.min(rows - first_row),
                     };
-                    tile(group, t0, tokens, out);
+                    tile(&mut state, group, t0, tokens, out);
                 }
             }
             panel = panel_end;
@@ -290,5 +385,51 @@ pub(crate) mod test_support {
                 &format!("{path:?} m={m} against the scalar twin"),
             );
         }
+    }
+
+    /// The AMX-INT8 kernel `amx` of a format, on the scalar emulation of the tile unit
+    /// (its AVX-512 float steps run for real), gives the scalar twin's bits for every
+    /// token count of `x` (whole tiles of 16, the rest on the VNNI kernel). Says so and
+    /// returns where the CPU lacks AVX-512 VNNI.
+    #[cfg(target_arch = "x86_64")]
+    pub fn check_amx_on_emulated_tiles(
+        packed: &[u8],
+        rows: usize,
+        x: &Q8Blocks,
+        kernels: &super::TileKernels,
+        amx: super::AmxTileKernel<crate::kernels::amx_int8::EmulatedRunTiles>,
+    ) {
+        use crate::kernels::amx_int8::EmulatedRunTiles;
+        if !available_paths().contains(&SimdPath::Avx512) {
+            eprintln!(
+                "interleaved AMX kernels: this CPU has no AVX-512 VNNI (their float steps), \
+                 so they were not checked here"
+            );
+            return;
+        }
+        let group_bytes = packed.len() / rows.div_ceil(super::GROUP_ROWS);
+        let mut scalar = vec![f32::NAN; x.rows * rows];
+        super::interleaved_matmul(
+            SimdPath::Scalar,
+            packed,
+            group_bytes,
+            rows,
+            x,
+            &mut scalar,
+            kernels,
+        );
+        let mut got = vec![f32::NAN; x.rows * rows];
+        let avx512 = kernels.avx512;
+        super::amx_matmul(
+            || EmulatedRunTiles,
+            amx,
+            avx512,
+            packed,
+            group_bytes,
+            rows,
+            x,
+            &mut got,
+        );
+        assert_same_bits(&got, &scalar, &format!("AMX (emulated tiles) m={}", x.rows));
     }
 }

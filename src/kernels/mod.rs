@@ -3,6 +3,7 @@
 //! crate or SIMD intrinsics directly, so a faster kernel never touches a model file.
 pub mod activation;
 pub mod amx;
+pub mod amx_int8;
 pub mod attention;
 pub mod attention_amx;
 pub mod attention_decode;

@@ -140,6 +140,8 @@ const KERNELS: TileKernels = TileKernels {
     avx2: x86::tile_avx2,
     #[cfg(target_arch = "x86_64")]
     avx512: x86::tile,
+    #[cfg(target_arch = "x86_64")]
+    amx: x86::tile_amx,
 };
 
 /// # Safety
@@ -180,6 +182,7 @@ mod x86 {
     use super::{
         Q8Blocks, TileOut, DMIN, GROUP_BLOCK_BYTES, MINS, QUANTS, RUNS, RUN_BYTES, SCALES,
     };
+    use crate::kernels::amx_int8::{RunSums, RunTiles, RunValues, TILE_TOKENS as AMX_TOKENS};
     use crate::kernels::interleaved::{for_avx2_tile, for_token_count, TILE_TOKENS};
     use crate::kernels::quant::q8_blocks::TokenPointers;
     use crate::kernels::simd_x86::{
@@ -332,6 +335,67 @@ mod x86 {
             out.store_avx512(t, *acc);
         }
     }
+
+    /// 16 tokens against one group on the tile unit: per run, the four nibble vectors
+    /// are unpacked once into the tile's B operand (line `2v` the low nibbles of vector
+    /// `v`, line `2v + 1` the high ones: values `8v..8v + 4` and `8v + 4..8v + 8`), one
+    /// tile product gives the 16 × 16 integer sums, and the float steps are `tile_n`'s,
+    /// so the bits are the scalar twin's.
+    ///
+    /// # Safety
+    /// As for `tile`, with 16 tokens; `tiles` ready on this thread.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c")]
+    pub unsafe fn tile_amx<U: RunTiles>(
+        tiles: &mut U,
+        weights: &[u8],
+        x: &Q8Blocks,
+        t0: usize,
+        out: TileOut,
+    ) {
+        let blocks = weights.len() / GROUP_BLOCK_BYTES;
+        let TokenPointers {
+            quants: xq,
+            scales: xd,
+            sums: xs,
+        } = x.token_pointers::<AMX_TOKENS>(t0);
+        let low = _mm512_set1_epi8(0x0f);
+        let mut values = [RunValues::new(), RunValues::new()];
+        let mut sums = [RunSums::new(), RunSums::new()];
+        let mut acc = [_mm512_setzero_ps(); AMX_TOKENS];
+        for b in 0..blocks {
+            let block = weights.as_ptr().add(b * GROUP_BLOCK_BYTES);
+            let d = _mm512_cvtph_ps(_mm256_loadu_si256(block as *const __m256i));
+            let dmin = _mm512_cvtph_ps(_mm256_loadu_si256(block.add(DMIN) as *const __m256i));
+            for run in 0..RUNS {
+                let r = b * RUNS + run;
+                let slot = r % 2;
+                let q = block.add(QUANTS + run * RUN_BYTES);
+                let lines = values[slot].0.as_mut_ptr();
+                for v in 0..4 {
+                    let packed = _mm512_loadu_si512(q.add(64 * v) as *const _);
+                    let high = _mm512_and_si512(_mm512_srli_epi16(packed, 4), low);
+                    _mm512_store_si512(lines.add(128 * v) as *mut _, _mm512_and_si512(packed, low));
+                    _mm512_store_si512(lines.add(128 * v + 64) as *mut _, high);
+                }
+                let run_sums = &mut sums[slot];
+                tiles.run_product(slot, xq[0].add(r * 32), x.cols, lines, run_sums);
+                let dsc = _mm512_mul_ps(d, bytes_as_f32(block.add(SCALES + run * GROUP_ROWS)));
+                let dmn = _mm512_mul_ps(dmin, bytes_as_f32(block.add(MINS + run * GROUP_ROWS)));
+                for (t, acc) in acc.iter_mut().enumerate() {
+                    let sum = _mm512_load_si512(run_sums.0[t].as_ptr() as *const _);
+                    let part = _mm512_fnmadd_ps(
+                        dmn,
+                        _mm512_set1_ps(*xs[t].add(r) as f32),
+                        _mm512_mul_ps(_mm512_cvtepi32_ps(sum), dsc),
+                    );
+                    *acc = _mm512_fmadd_ps(part, _mm512_set1_ps(*xd[t].add(r)), *acc);
+                }
+            }
+        }
+        for (t, acc) in acc.iter().enumerate() {
+            out.store_avx512(t, *acc);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -381,6 +445,25 @@ mod tests {
                 .collect();
             let x = Q8Blocks::quantize(&xf, cols);
             check_every_path(&packed, &w, rows, &x, 1e-3, matmul_with);
+        }
+    }
+
+    /// The AMX-INT8 kernel (tile unit emulated, float steps real) gives the scalar twin's
+    /// bits for whole tiles of 16 tokens and a VNNI remainder.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn amx_kernel_on_emulated_tiles_matches_the_scalar_twin() {
+        use crate::kernels::interleaved::test_support::check_amx_on_emulated_tiles;
+        let (rows, cols) = (37, 512);
+        let file = file_rows(rows, cols);
+        let mut packed = vec![0u8; packed_bytes(rows, cols)];
+        pack(&file, rows, cols, &mut packed);
+        for m in [16, 21, 32, 45] {
+            let xf: Vec<f32> = (0..m * cols)
+                .map(|i| ((i * 7919) % 2001) as f32 / 1000.0 - 1.0)
+                .collect();
+            let x = Q8Blocks::quantize(&xf, cols);
+            check_amx_on_emulated_tiles(&packed, rows, &x, &KERNELS, x86::tile_amx);
         }
     }
 }

@@ -100,6 +100,8 @@ const KERNELS: TileKernels = TileKernels {
     avx2: x86::tile_avx2,
     #[cfg(target_arch = "x86_64")]
     avx512: x86::tile,
+    #[cfg(target_arch = "x86_64")]
+    amx: x86::tile_amx,
 };
 
 /// # Safety
@@ -133,6 +135,7 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::{Q8Blocks, TileOut, GROUP_BLOCK_BYTES, GROUP_ROWS, QUAD_BYTES, SCALES_BYTES};
+    use crate::kernels::amx_int8::{RunSums, RunTiles, TILE_TOKENS as AMX_TOKENS};
     use crate::kernels::interleaved::{for_avx2_tile, for_token_count, TILE_TOKENS};
     use crate::kernels::quant::q8_blocks::TokenPointers;
     use crate::kernels::simd_x86::{
@@ -232,6 +235,55 @@ mod x86 {
             out.store_avx512(t, *acc);
         }
     }
+
+    /// 16 tokens against one group on the tile unit: per block, one tile product gives
+    /// the 16 × 16 integer sums of the stored `q + 128` values, and the float steps are
+    /// `tile_n`'s (the correction `-128·Σx` added to the integer sum first), so the bits
+    /// are the scalar twin's.
+    ///
+    /// # Safety
+    /// As for `tile`, with 16 tokens; `tiles` ready on this thread.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c")]
+    pub unsafe fn tile_amx<U: RunTiles>(
+        tiles: &mut U,
+        weights: &[u8],
+        x: &Q8Blocks,
+        t0: usize,
+        out: TileOut,
+    ) {
+        let blocks = weights.len() / GROUP_BLOCK_BYTES;
+        let TokenPointers {
+            quants: xq,
+            scales: xd,
+            sums: xs,
+        } = x.token_pointers::<AMX_TOKENS>(t0);
+        let mut sums = [RunSums::new(), RunSums::new()];
+        let mut acc = [_mm512_setzero_ps(); AMX_TOKENS];
+        for b in 0..blocks {
+            let block = weights.as_ptr().add(b * GROUP_BLOCK_BYTES);
+            let slot = b % 2;
+            let run_sums = &mut sums[slot];
+            tiles.run_product(
+                slot,
+                xq[0].add(b * 32),
+                x.cols,
+                block.add(SCALES_BYTES),
+                run_sums,
+            );
+            let dw = _mm512_cvtph_ps(_mm256_loadu_si256(block as *const __m256i));
+            for (t, acc) in acc.iter_mut().enumerate() {
+                let sum = _mm512_add_epi32(
+                    _mm512_load_si512(run_sums.0[t].as_ptr() as *const _),
+                    _mm512_set1_epi32(-128 * *xs[t].add(b)),
+                );
+                let scale = _mm512_mul_ps(dw, _mm512_set1_ps(*xd[t].add(b)));
+                *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), scale, *acc);
+            }
+        }
+        for (t, acc) in acc.iter().enumerate() {
+            out.store_avx512(t, *acc);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -278,6 +330,25 @@ mod tests {
         for m in [1, 3, 8, 13, 16, 21] {
             let x = Q8Blocks::quantize(&values(m * cols, 9), cols);
             check_every_path(&packed, &w, rows, &x, 1e-4, matmul_with);
+        }
+    }
+
+    /// The AMX-INT8 kernel (tile unit emulated, float steps real) gives the scalar twin's
+    /// bits for whole tiles of 16 tokens and a VNNI remainder.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn amx_kernel_on_emulated_tiles_matches_the_scalar_twin() {
+        use crate::kernels::interleaved::test_support::check_amx_on_emulated_tiles;
+        let (rows, cols) = (37, 512);
+        let file = file_rows(rows, cols);
+        let mut packed = vec![0u8; packed_bytes(rows, cols)];
+        pack(&file, rows, cols, &mut packed);
+        for m in [16, 21, 32, 45] {
+            let xf: Vec<f32> = (0..m * cols)
+                .map(|i| ((i * 7919) % 2001) as f32 / 1000.0 - 1.0)
+                .collect();
+            let x = Q8Blocks::quantize(&xf, cols);
+            check_amx_on_emulated_tiles(&packed, rows, &x, &KERNELS, x86::tile_amx);
         }
     }
 }

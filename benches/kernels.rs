@@ -12,8 +12,14 @@ use glimpse::kernels::WeightMatrix;
 use glimpse_convert::GgmlType;
 use half::f16;
 
-/// Median seconds per call over calls made for about `budget`.
-fn time(budget: Duration, mut f: impl FnMut()) -> f64 {
+/// Median seconds per call over calls made for about `budget`, called from a pool thread
+/// as the model's step calls its kernels (called from outside the pool, each parallel
+/// product would also time the wake-up of a sleeping caller: ~20 µs on a 2-core VM).
+fn time(budget: Duration, f: impl FnMut() + Send) -> f64 {
+    rayon::scope(|_| time_here(budget, f))
+}
+
+fn time_here(budget: Duration, mut f: impl FnMut()) -> f64 {
     f();
     let mut samples = Vec::new();
     let start = Instant::now();

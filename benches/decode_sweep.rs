@@ -38,6 +38,9 @@ fn interleaved(kind: GgmlType, file: &[u8], rows: usize, cols: usize) -> (Vec<u8
     (buffer, bytes)
 }
 
+/// A way of running the sweep: name, weight bytes read, and the run.
+type Variant<'a> = (&'static str, usize, Box<dyn FnMut(&mut [f32]) + Send + 'a>);
+
 /// The interleaved matrix over `data`.
 fn interleaved_matrix(kind: GgmlType, data: &[u8], rows: usize, cols: usize) -> WeightMatrix<'_> {
     match kind {
@@ -102,7 +105,7 @@ fn main() {
         let x_ffn = vec![0.1f32; FFN];
         let mut out = vec![0.0f32; all_rows];
         let stacked_bytes: usize = stacked.iter().map(|(a, b)| a.len() + b.len()).sum();
-        let mut variants: Vec<(&str, usize, Box<dyn FnMut(&mut [f32]) + Send + '_>)> = vec![
+        let mut variants: Vec<Variant> = vec![
             (
                 "7 products per layer",
                 total,

@@ -42,6 +42,17 @@ impl GgufFile {
             path: path.to_path_buf(),
             source,
         })?;
+        // Huge pages for the map: the first read of the file then brings it into the page
+        // cache in 2 MiB folios mapped whole, so weights streamed in place (f32, f16, the
+        // q6_K vocabulary matrix) cost one TLB entry per 2 MiB instead of 512 — in a VM, a
+        // two-level page walk each. Zen 4 KVM guest, 2B f32, file faulted in by glimpse
+        // after dropping the page cache: 8.1 GB of the file in huge folios against 2.9 GB
+        // without the advice, decode from an empty context 4.65 / 4.12 against 3.81 / 3.95
+        // tok/s (two alternating pairs), q4_k / q8_0 load 0.7 / 0.9 s against 1.1 / 1.5 s;
+        // resident memory unchanged apart from the 2 MiB granularity of what stays mapped.
+        // Advice only: where the kernel has no huge pages for files it changes nothing.
+        #[cfg(target_os = "linux")]
+        let _ = map.advise(memmap2::Advice::HugePage);
         let header = parse_header(&map).map_err(|e| GgufError::InFile {
             path: path.to_path_buf(),
             source: Box::new(e),

@@ -221,8 +221,7 @@ mod x86 {
         let TokenPointers {
             quants: xq,
             scales: xd,
-            float_sums: xs,
-            ..
+            sums: xs,
         } = x.token_pointers::<T>(t0);
         let low = _mm256_set1_epi8(0x0f);
         let ones = _mm256_set1_epi16(1);
@@ -264,10 +263,12 @@ mod x86 {
                             sum16 = _mm256_add_epi16(sum16, products);
                         }
                         let sum = _mm256_madd_epi16(sum16, ones);
-                        // The run's activation sum, already a float, broadcast from memory.
+                        // The run's sum converted in a vector register (a scalar convert
+                        // would merge into a register of another dependency chain).
+                        let run_sum = _mm256_cvtepi32_ps(_mm256_set1_epi32(*xs[t].add(r)));
                         let part = _mm256_fnmadd_ps(
                             dmn,
-                            _mm256_broadcast_ss(&*xs[t].add(r)),
+                            run_sum,
                             _mm256_mul_ps(_mm256_cvtepi32_ps(sum), dsc),
                         );
                         acc[t] = _mm256_fmadd_ps(part, _mm256_broadcast_ss(&*xd[t].add(r)), acc[t]);
@@ -294,8 +295,7 @@ mod x86 {
         let TokenPointers {
             quants: xq,
             scales: xd,
-            float_sums: xs,
-            ..
+            sums: xs,
         } = x.token_pointers::<T>(t0);
         let low = _mm512_set1_epi8(0x0f);
         let mut acc = [_mm512_setzero_ps(); T];
@@ -324,7 +324,7 @@ mod x86 {
                     let sum = dpbusd_run::<T>(_mm512_setzero_si512(), &w, xb);
                     let part = _mm512_fnmadd_ps(
                         dmn,
-                        _mm512_set1_ps(*xs[t].add(r)),
+                        _mm512_set1_ps(*xs[t].add(r) as f32),
                         _mm512_mul_ps(_mm512_cvtepi32_ps(sum), dsc),
                     );
                     acc[t] = _mm512_fmadd_ps(part, _mm512_set1_ps(*xd[t].add(r)), acc[t]);
@@ -356,8 +356,7 @@ mod x86 {
         let TokenPointers {
             quants: xq,
             scales: xd,
-            float_sums: xs,
-            ..
+            sums: xs,
         } = x.token_pointers::<AMX_TOKENS>(t0);
         let low = _mm512_set1_epi8(0x0f);
         let mut values = [RunValues::new(), RunValues::new()];
@@ -386,7 +385,7 @@ mod x86 {
                     let sum = _mm512_load_si512(run_sums.0[t].as_ptr() as *const _);
                     let part = _mm512_fnmadd_ps(
                         dmn,
-                        _mm512_set1_ps(*xs[t].add(r)),
+                        _mm512_set1_ps(*xs[t].add(r) as f32),
                         _mm512_mul_ps(_mm512_cvtepi32_ps(sum), dsc),
                     );
                     *acc = _mm512_fmadd_ps(part, _mm512_set1_ps(*xd[t].add(r)), *acc);

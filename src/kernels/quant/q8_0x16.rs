@@ -215,7 +215,6 @@ mod x86 {
             quants: xq,
             scales: xd,
             sums: xs,
-            ..
         } = x.token_pointers::<T>(t0);
         let mut acc = [_mm512_setzero_ps(); T];
         for b in 0..blocks {
@@ -257,7 +256,6 @@ mod x86 {
             quants: xq,
             scales: xd,
             sums: xs,
-            ..
         } = x.token_pointers::<AMX_TOKENS>(t0);
         let mut sums = [RunSums::new(), RunSums::new()];
         let mut acc = [_mm512_setzero_ps(); AMX_TOKENS];

@@ -14,9 +14,6 @@ pub struct Q8Blocks {
     pub quants: Vec<i8>,
     pub scales: Vec<f32>,
     pub sums: Vec<i32>,
-    /// `sums` as f32 (exact: at most 32 · 127 in magnitude), for kernels that broadcast
-    /// them into float steps straight from memory.
-    pub float_sums: Vec<f32>,
     pub rows: usize,
     pub cols: usize,
 }
@@ -45,7 +42,6 @@ impl Q8Blocks {
             quants: vec![0; x.len()],
             scales: vec![0.0; rows * runs],
             sums: vec![0; rows * runs],
-            float_sums: Vec::new(),
             rows,
             cols,
         };
@@ -63,7 +59,6 @@ impl Q8Blocks {
                 &mut blocks.sums[..],
             ));
         }
-        blocks.float_sums = blocks.sums.iter().map(|&s| s as f32).collect();
         blocks
     }
 
@@ -79,9 +74,6 @@ impl Q8Blocks {
             quants: std::array::from_fn(|t| self.quants.as_ptr().wrapping_add((first + t) * cols)),
             scales: std::array::from_fn(|t| self.scales.as_ptr().wrapping_add((first + t) * runs)),
             sums: std::array::from_fn(|t| self.sums.as_ptr().wrapping_add((first + t) * runs)),
-            float_sums: std::array::from_fn(|t| {
-                self.float_sums.as_ptr().wrapping_add((first + t) * runs)
-            }),
         }
     }
 }
@@ -91,7 +83,6 @@ pub struct TokenPointers<const T: usize> {
     pub quants: [*const i8; T],
     pub scales: [*const f32; T],
     pub sums: [*const i32; T],
-    pub float_sums: [*const f32; T],
 }
 
 fn quantize_runs(path: SimdPath, x: &[f32], q: &mut [i8], d: &mut [f32], s: &mut [i32]) {

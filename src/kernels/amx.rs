@@ -47,28 +47,58 @@ pub const TILE: usize = 16;
 /// bf16 values along K per tile step.
 pub const K_STEP: usize = 32;
 
-/// The tile configuration: palette 1, eight tiles of 16 rows × 64 bytes.
+/// A tile configuration (palette 1): bytes 16.. give each tile's bytes per row (u16),
+/// bytes 48.. its rows.
 #[cfg(target_arch = "x86_64")]
 #[repr(C, align(64))]
-struct TileConfig([u8; 64]);
+pub(crate) struct TileConfig([u8; 64]);
 
 #[cfg(target_arch = "x86_64")]
 impl TileConfig {
-    const fn all_full() -> Self {
+    /// Tiles `(index, bytes per row, rows)`; the others unused.
+    pub(crate) const fn with_shapes(shapes: &[(usize, u8, u8)]) -> Self {
         let mut bytes = [0u8; 64];
         bytes[0] = 1;
-        let mut t = 0;
-        while t < 8 {
-            bytes[16 + 2 * t] = 64;
-            bytes[48 + t] = 16;
-            t += 1;
+        let mut i = 0;
+        while i < shapes.len() {
+            let (tile, row_bytes, rows) = shapes[i];
+            bytes[16 + 2 * tile] = row_bytes;
+            bytes[48 + tile] = rows;
+            i += 1;
         }
         TileConfig(bytes)
     }
+
+    /// Loads this configuration into the thread's tile unit (undone by `release_tiles`).
+    ///
+    /// # Safety
+    /// AMX must be available (`amx_available`).
+    pub(crate) unsafe fn load(&'static self) {
+        std::arch::asm!("ldtilecfg [{}]", in(reg) self.0.as_ptr(), options(nostack, readonly));
+    }
 }
 
+/// Releases the thread's tile configuration.
+///
+/// # Safety
+/// A configuration was loaded (`TileConfig::load`) on this thread.
 #[cfg(target_arch = "x86_64")]
-static CONFIG: TileConfig = TileConfig::all_full();
+pub(crate) unsafe fn release_tiles() {
+    std::arch::asm!("tilerelease", options(nostack, nomem))
+}
+
+/// Palette 1, eight tiles of 16 rows × 64 bytes.
+#[cfg(target_arch = "x86_64")]
+static CONFIG: TileConfig = TileConfig::with_shapes(&[
+    (0, 64, 16),
+    (1, 64, 16),
+    (2, 64, 16),
+    (3, 64, 16),
+    (4, 64, 16),
+    (5, 64, 16),
+    (6, 64, 16),
+    (7, 64, 16),
+]);
 
 /// Operands of one call of `tile_product_2x2`.
 pub struct TileOperands {
@@ -94,7 +124,7 @@ impl Tiles {
     /// AMX must be available (`amx_available`).
     pub unsafe fn configure() -> Self {
         #[cfg(target_arch = "x86_64")]
-        std::arch::asm!("ldtilecfg [{}]", in(reg) CONFIG.0.as_ptr(), options(nostack, readonly));
+        CONFIG.load();
         #[cfg(not(target_arch = "x86_64"))]
         unreachable!("AMX exists only on x86_64, where amx_available() is checked first");
         #[cfg(target_arch = "x86_64")]
@@ -115,10 +145,10 @@ impl Tiles {
 
 impl Drop for Tiles {
     fn drop(&mut self) {
-        // SAFETY: tiles were configured by `configure`; releasing them has no operands.
+        // SAFETY: tiles were configured by `configure`.
         #[cfg(target_arch = "x86_64")]
         unsafe {
-            std::arch::asm!("tilerelease", options(nostack, nomem))
+            release_tiles()
         };
     }
 }

@@ -12,41 +12,28 @@
 //! so the kernels around them are checked on CPUs without AMX too.
 use std::sync::OnceLock;
 
+#[cfg(target_arch = "x86_64")]
+use super::amx::{release_tiles, TileConfig};
+
 /// Tokens of one tile product (the rows of the A tile).
 pub const TILE_TOKENS: usize = 16;
 /// Rows of the interleaved group (the i32 columns of the C tile).
 pub const TILE_ROWS: usize = 16;
+/// A value aligned to a cache line (tile loads and stores, aligned vector loads).
+#[repr(C, align(64))]
+pub struct CacheAligned<T>(pub T);
+
 /// The integer sums of one tile product, token-major (`[token][row]`), one cache line
 /// per token.
-#[repr(C, align(64))]
-pub struct RunSums(pub [[i32; TILE_ROWS]; TILE_TOKENS]);
-
-impl RunSums {
-    pub fn new() -> Self {
-        RunSums([[0; TILE_ROWS]; TILE_TOKENS])
-    }
-}
-
-impl Default for RunSums {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+pub type RunSums = CacheAligned<[[i32; TILE_ROWS]; TILE_TOKENS]>;
 
 /// One run of a group as the B operand, for formats whose stored values need unpacking
 /// first (q4_K nibbles): line `q` holds values `4q..4q + 4` of each of the 16 rows.
-#[repr(C, align(64))]
-pub struct RunValues(pub [u8; 512]);
+pub type RunValues = CacheAligned<[u8; 512]>;
 
-impl RunValues {
-    pub fn new() -> Self {
-        RunValues([0; 512])
-    }
-}
-
-impl Default for RunValues {
-    fn default() -> Self {
-        Self::new()
+impl<T: bytemuck::Zeroable> CacheAligned<T> {
+    pub fn zeroed() -> Self {
+        CacheAligned(T::zeroed())
     }
 }
 
@@ -95,33 +82,15 @@ pub trait RunTiles {
 /// hold activations (16 rows × 32 bytes), 2–3 weights (8 × 64), 4–5 sums (16 × 64).
 pub struct AmxRunTiles(());
 
-/// Palette 1: bytes 16.. give each tile's bytes per row (u16), bytes 48.. its rows.
 #[cfg(target_arch = "x86_64")]
-#[repr(C, align(64))]
-struct RunTileConfig([u8; 64]);
-
-#[cfg(target_arch = "x86_64")]
-static RUN_TILE_CONFIG: RunTileConfig = {
-    let mut bytes = [0u8; 64];
-    bytes[0] = 1;
-    // (tile, bytes per row, rows)
-    let shapes = [
-        (0, 32, 16),
-        (1, 32, 16),
-        (2, 64, 8),
-        (3, 64, 8),
-        (4, 64, 16),
-        (5, 64, 16),
-    ];
-    let mut i = 0;
-    while i < shapes.len() {
-        let (tile, row_bytes, rows) = shapes[i];
-        bytes[16 + 2 * tile] = row_bytes;
-        bytes[48 + tile] = rows;
-        i += 1;
-    }
-    RunTileConfig(bytes)
-};
+static RUN_TILE_CONFIG: TileConfig = TileConfig::with_shapes(&[
+    (0, 32, 16),
+    (1, 32, 16),
+    (2, 64, 8),
+    (3, 64, 8),
+    (4, 64, 16),
+    (5, 64, 16),
+]);
 
 impl AmxRunTiles {
     /// # Safety
@@ -129,11 +98,7 @@ impl AmxRunTiles {
     /// tile configuration may be loaded on this thread.
     pub unsafe fn configure() -> Self {
         #[cfg(target_arch = "x86_64")]
-        std::arch::asm!(
-            "ldtilecfg [{}]",
-            in(reg) RUN_TILE_CONFIG.0.as_ptr(),
-            options(nostack, readonly)
-        );
+        RUN_TILE_CONFIG.load();
         #[cfg(not(target_arch = "x86_64"))]
         unreachable!("AMX exists only on x86_64, where amx_int8_available() is checked first");
         #[cfg(target_arch = "x86_64")]
@@ -143,10 +108,10 @@ impl AmxRunTiles {
 
 impl Drop for AmxRunTiles {
     fn drop(&mut self) {
-        // SAFETY: tiles were configured by `configure`; releasing them has no operands.
+        // SAFETY: tiles were configured by `configure`.
         #[cfg(target_arch = "x86_64")]
         unsafe {
-            std::arch::asm!("tilerelease", options(nostack, nomem))
+            release_tiles()
         };
     }
 }
@@ -245,7 +210,7 @@ mod tests {
             .map(|i| (i * 37 % 255) as u8 as i8)
             .collect();
         let b: Vec<u8> = (0..512).map(|i| (i * 91 % 256) as u8).collect();
-        let (mut got, mut want) = (RunSums::new(), RunSums::new());
+        let (mut got, mut want) = (RunSums::zeroed(), RunSums::zeroed());
         // SAFETY: AMX-INT8 is available; `a` holds 16 rows of `stride` ≥ 32 bytes, `b` 512.
         unsafe {
             let mut tiles = AmxRunTiles::configure();

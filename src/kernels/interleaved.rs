@@ -130,10 +130,6 @@ pub fn interleaved_matmul(
     out: &mut [f32],
     kernels: &TileKernels,
 ) {
-    assert!(
-        packed.len() == rows.div_ceil(GROUP_ROWS) * group_bytes && out.len() == x.rows * rows,
-        "interleaved product: sizes"
-    );
     #[cfg(target_arch = "x86_64")]
     if path == SimdPath::Avx512 && x.rows >= amx_int8::TILE_TOKENS && amx_int8_available() {
         // SAFETY: AMX-INT8 is available; a task configures its thread's tiles and runs
@@ -151,6 +147,10 @@ pub fn interleaved_matmul(
         );
         return;
     }
+    assert!(
+        packed.len() == rows.div_ceil(GROUP_ROWS) * group_bytes && out.len() == x.rows * rows,
+        "interleaved product: sizes"
+    );
     let (kernel, tile_tokens) = match path {
         #[cfg(target_arch = "x86_64")]
         SimdPath::Avx512 => (kernels.avx512, TILE_TOKENS),

@@ -118,7 +118,7 @@ pub fn interleaving_pays() -> bool {
 /// How this process multiplies block-quantized weights (q8_0, q4_K), for reports such as
 /// `glimpse bench`: which layout and kernels the measurement above chose on this CPU.
 pub fn quantized_weights_path() -> &'static str {
-    if interleaving_pays() && simd_path() == SimdPath::Avx512 && amx_int8_available() {
+    if interleaving_pays() && amx_int8_available() {
         "interleaved 16-row groups, AMX int8 tiles from 16 tokens, VNNI kernels below"
     } else if interleaving_pays() {
         "interleaved 16-row groups, integer kernels for every batch size"

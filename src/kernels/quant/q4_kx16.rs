@@ -359,8 +359,8 @@ mod x86 {
             sums: xs,
         } = x.token_pointers::<AMX_TOKENS>(t0);
         let low = _mm512_set1_epi8(0x0f);
-        let mut values = [RunValues::new(), RunValues::new()];
-        let mut sums = [RunSums::new(), RunSums::new()];
+        let mut values = [RunValues::zeroed(), RunValues::zeroed()];
+        let mut sums = [RunSums::zeroed(), RunSums::zeroed()];
         let mut acc = [_mm512_setzero_ps(); AMX_TOKENS];
         for b in 0..blocks {
             let block = weights.as_ptr().add(b * GROUP_BLOCK_BYTES);

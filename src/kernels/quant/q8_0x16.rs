@@ -257,7 +257,7 @@ mod x86 {
             scales: xd,
             sums: xs,
         } = x.token_pointers::<AMX_TOKENS>(t0);
-        let mut sums = [RunSums::new(), RunSums::new()];
+        let mut sums = [RunSums::zeroed(), RunSums::zeroed()];
         let mut acc = [_mm512_setzero_ps(); AMX_TOKENS];
         for b in 0..blocks {
             let block = weights.as_ptr().add(b * GROUP_BLOCK_BYTES);

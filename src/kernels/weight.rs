@@ -356,7 +356,7 @@ impl<'a> WeightMatrix<'a> {
                 q8_0x16::matmul(data, rows, &Q8Blocks::quantize(x, cols), out)
             }
             WeightMatrix::Q4Kx16 { data, .. } => {
-                q4_kx16::matmul(data, rows, &Q8Blocks::quantize(x, cols), out)
+                q4_kx16::matmul(data, rows, &Q8Blocks::quantize_super_blocks(x, cols), out)
             }
             WeightMatrix::Q8_0 { data, .. } if m < DENSE_FROM_ROWS || token_kernels_pay(m) => {
                 let w = PackedRows {

@@ -5,12 +5,15 @@
 //! and minimums as bytes, `[run][row]` (2 × 128 bytes), then for each run of 32 values
 //! four 64-byte vectors: vector `v` holds, for each row, values `8v..8v+4` of the run in
 //! its low nibbles and `8v+4..8v+8` in its high nibbles. Against activations quantized
-//! per run of 32 (`Q8Blocks`) a run contributes `dx·(d·sc·Σq·x − dmin·m·Σx)`.
+//! with one scale `dx` per super-block (`Q8Blocks::quantize_super_blocks`, ggml's Q8_K
+//! scale) a super-block contributes `dx·(d·I − dmin·M)` with the integers
+//! `I = Σ_run sc·Σq·x` and `M = Σ_run m·Σx` (|I| < 2³¹: 8 · 63 · 32 · 15 · 127): the
+//! kernels sum the eight runs in integers and take one float step per super-block.
 use half::f16;
 use rayon::prelude::*;
 
 use super::q4_k::{scales_and_mins, BLOCK, BLOCK_BYTES};
-use super::q8_blocks::Q8Blocks;
+use super::q8_blocks::{Q8Blocks, SUPER_BLOCK_RUNS};
 use crate::kernels::interleaved::{interleaved_matmul, TileKernels, TileOut, GROUP_ROWS};
 use crate::kernels::simd::{simd_path, SimdPath};
 
@@ -129,7 +132,10 @@ pub fn matmul(packed: &[u8], rows: usize, x: &Q8Blocks, out: &mut [f32]) {
 
 /// `matmul` on a given SIMD path (tests compare the paths).
 pub fn matmul_with(path: SimdPath, packed: &[u8], rows: usize, x: &Q8Blocks, out: &mut [f32]) {
-    assert!(x.cols.is_multiple_of(BLOCK), "q4_Kx16 product: width");
+    assert!(
+        x.cols.is_multiple_of(BLOCK) && x.runs_per_scale == SUPER_BLOCK_RUNS,
+        "q4_Kx16 product: activations of whole super-blocks, one scale each"
+    );
     let group_bytes = x.cols / BLOCK * GROUP_BLOCK_BYTES;
     interleaved_matmul(path, packed, group_bytes, rows, x, out, &KERNELS);
 }
@@ -144,6 +150,13 @@ const KERNELS: TileKernels = TileKernels {
     amx: x86::tile_amx,
 };
 
+/// The float step of one super-block, shared by every path so they give the same bits:
+/// `acc + dx·(d·I − dmin·M)`, rounded as `fma(fma(−dmin, M, I·d), dx, acc)`.
+#[inline(always)]
+fn super_block_step(i: i32, m: i32, d: f32, dmin: f32, dx: f32, acc: f32) -> f32 {
+    (-dmin).mul_add(m as f32, i as f32 * d).mul_add(dx, acc)
+}
+
 /// # Safety
 /// `tile` addresses `tokens` rows of at least `tile.valid` writable floats.
 unsafe fn tile_scalar(weights: &[u8], x: &Q8Blocks, t0: usize, tokens: usize, tile: TileOut) {
@@ -154,7 +167,7 @@ unsafe fn tile_scalar(weights: &[u8], x: &Q8Blocks, t0: usize, tokens: usize, ti
         let mut acc = [0.0f32; GROUP_ROWS];
         for (b, block) in weights.chunks_exact(GROUP_BLOCK_BYTES).enumerate() {
             for (lane, acc) in acc.iter_mut().enumerate() {
-                let (d, dmin) = (half_at(block, 2 * lane), half_at(block, DMIN + 2 * lane));
+                let (mut i, mut m) = (0i32, 0i32);
                 for run in 0..RUNS {
                     let r = b * RUNS + run;
                     let mut sum = 0i32;
@@ -163,11 +176,12 @@ unsafe fn tile_scalar(weights: &[u8], x: &Q8Blocks, t0: usize, tokens: usize, ti
                         let q = (block[at] >> shift) & 0x0f;
                         sum += q as i32 * xq[r * 32 + k] as i32;
                     }
-                    let dsc = d * block[SCALES + run * GROUP_ROWS + lane] as f32;
-                    let dmn = dmin * block[MINS + run * GROUP_ROWS + lane] as f32;
-                    let part = (-dmn).mul_add(x.sums[token * runs + r] as f32, sum as f32 * dsc);
-                    *acc = part.mul_add(x.scales[token * runs + r], *acc);
+                    i += block[SCALES + run * GROUP_ROWS + lane] as i32 * sum;
+                    m += block[MINS + run * GROUP_ROWS + lane] as i32
+                        * x.sums[token * runs + r] as i32;
                 }
+                let (d, dmin) = (half_at(block, 2 * lane), half_at(block, DMIN + 2 * lane));
+                *acc = super_block_step(i, m, d, dmin, x.scales[token * runs + b * RUNS], *acc);
             }
         }
         tile.store(t, &acc);
@@ -206,6 +220,68 @@ mod x86 {
         for_avx2_tile!(tokens, tile_avx2_n(weights, x, t0, out))
     }
 
+    /// Eight rows' byte (scale or minimum) at `p` in both i16 halves of their i32 lane:
+    /// `madd` with a run's eight-row i16 pair sums gives `byte · Σq·x` per row.
+    #[inline(always)]
+    unsafe fn bytes_as_pairs_avx2(p: *const u8) -> __m256i {
+        let v = _mm256_cvtepu8_epi32(_mm_loadl_epi64(p as *const __m128i));
+        _mm256_or_si256(v, _mm256_slli_epi32(v, 16))
+    }
+
+    /// The minimums of runs `2p` and `2p + 1` of eight rows from `rows` on as i16 pairs
+    /// per row lane: `madd` with a token's run sums `(Σx₂ₚ, Σx₂ₚ₊₁)` gives that pair's
+    /// part of `M`.
+    #[inline(always)]
+    unsafe fn min_pairs_avx2(block: *const u8, rows: usize) -> [__m256i; RUNS / 2] {
+        std::array::from_fn(|p| {
+            let at = |run: usize| block.add(MINS + run * GROUP_ROWS + rows) as *const __m128i;
+            let (even, odd) = (
+                _mm256_cvtepu8_epi32(_mm_loadl_epi64(at(2 * p))),
+                _mm256_cvtepu8_epi32(_mm_loadl_epi64(at(2 * p + 1))),
+            );
+            _mm256_or_si256(even, _mm256_slli_epi32(odd, 16))
+        })
+    }
+
+    /// `M = Σ_run m·Σx` of eight rows for the token whose super-block run sums are at `xs`.
+    #[inline(always)]
+    unsafe fn min_term_avx2(pairs: &[__m256i; RUNS / 2], xs: *const i16) -> __m256i {
+        let part = |p: usize| {
+            _mm256_madd_epi16(pairs[p], broadcast_four_bytes(xs.add(2 * p) as *const u8))
+        };
+        _mm256_add_epi32(
+            _mm256_add_epi32(part(0), part(1)),
+            _mm256_add_epi32(part(2), part(3)),
+        )
+    }
+
+    /// The scalar twin's `super_block_step` on eight rows.
+    #[inline(always)]
+    unsafe fn super_block_step_avx2(
+        i: __m256i,
+        m: __m256i,
+        (d, dmin): (__m256, __m256),
+        dx: *const f32,
+        acc: __m256,
+    ) -> __m256 {
+        let part = _mm256_fnmadd_ps(
+            dmin,
+            _mm256_cvtepi32_ps(m),
+            _mm256_mul_ps(_mm256_cvtepi32_ps(i), d),
+        );
+        _mm256_fmadd_ps(part, _mm256_broadcast_ss(&*dx), acc)
+    }
+
+    /// `d` and `dmin` of eight rows from `rows` on.
+    #[inline(always)]
+    unsafe fn block_scales_avx2(block: *const u8, rows: usize) -> (__m256, __m256) {
+        let at = |offset: usize| block.add(offset + 2 * rows) as *const __m128i;
+        (
+            _mm256_cvtph_ps(_mm_loadu_si128(at(0))),
+            _mm256_cvtph_ps(_mm_loadu_si128(at(DMIN))),
+        )
+    }
+
     /// One token against one group on AVX2, both halves of the group in one pass per run:
     /// decode streams the group from memory once, with no second pass from L2. Same
     /// integer sums and float steps as `tile_avx2_n`, so the same bits.
@@ -219,21 +295,12 @@ mod x86 {
             sums: [xs],
         } = x.token_pointers::<1>(t0);
         let low = _mm256_set1_epi8(0x0f);
-        let ones = _mm256_set1_epi16(1);
         let mut acc = [_mm256_setzero_ps(); 2];
         for b in 0..blocks {
             let block = weights.as_ptr().add(b * GROUP_BLOCK_BYTES);
-            let scale_of = |at: usize| -> [__m256; 2] {
-                std::array::from_fn(|half| {
-                    _mm256_cvtph_ps(_mm_loadu_si128(
-                        block.add(at + 2 * HALF * half) as *const __m128i
-                    ))
-                })
-            };
-            let (d, dmin) = (scale_of(0), scale_of(DMIN));
+            let mut i = [_mm256_setzero_si256(); 2];
             for run in 0..RUNS {
-                let r = b * RUNS + run;
-                let xb = xq.add(r * 32);
+                let xb = xq.add((b * RUNS + run) * 32);
                 let q = block.add(QUANTS + run * RUN_BYTES);
                 let mut sum16 = [_mm256_setzero_si256(); 2];
                 for v in 0..4 {
@@ -250,35 +317,35 @@ mod x86 {
                         *sum16 = _mm256_add_epi16(*sum16, _mm256_maddubs_epi16(wh, hi));
                     }
                 }
-                let run_sum = _mm256_cvtepi32_ps(_mm256_set1_epi32(*xs.add(r)));
-                let dx = _mm256_broadcast_ss(&*xd.add(r));
-                for (half, acc) in acc.iter_mut().enumerate() {
-                    let rows = HALF * half;
-                    let sc = bytes_as_f32_avx2(block.add(SCALES + run * GROUP_ROWS + rows));
-                    let mn = bytes_as_f32_avx2(block.add(MINS + run * GROUP_ROWS + rows));
-                    let (dsc, dmn) = (_mm256_mul_ps(d[half], sc), _mm256_mul_ps(dmin[half], mn));
-                    let sum = _mm256_madd_epi16(sum16[half], ones);
-                    let part =
-                        _mm256_fnmadd_ps(dmn, run_sum, _mm256_mul_ps(_mm256_cvtepi32_ps(sum), dsc));
-                    *acc = _mm256_fmadd_ps(part, dx, *acc);
+                for (half, i) in i.iter_mut().enumerate() {
+                    let sc =
+                        bytes_as_pairs_avx2(block.add(SCALES + run * GROUP_ROWS + HALF * half));
+                    *i = _mm256_add_epi32(*i, _mm256_madd_epi16(sum16[half], sc));
                 }
+            }
+            let (xs, dx) = (xs.add(b * RUNS), xd.add(b * RUNS));
+            for (half, acc) in acc.iter_mut().enumerate() {
+                let m = min_term_avx2(&min_pairs_avx2(block, HALF * half), xs);
+                let scales = block_scales_avx2(block, HALF * half);
+                *acc = super_block_step_avx2(i[half], m, scales, dx, *acc);
             }
         }
         out.store_half(0, 0, acc[0]);
         out.store_half(0, 1, acc[1]);
     }
 
-    /// The 8 bytes at `p` as f32 lanes.
+    /// The 16 bytes at `p` (one per row) as i32 lanes.
     #[inline(always)]
-    unsafe fn bytes_as_f32_avx2(p: *const u8) -> __m256 {
-        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(p as *const __m128i)))
+    unsafe fn bytes_as_i32(p: *const u8) -> __m512i {
+        _mm512_cvtepu8_epi32(_mm_loadu_si128(p as *const __m128i))
     }
 
     /// `T` tokens against one group on AVX2 (no `vpdpbusd`), one half of the group (8 rows,
     /// one per i32 lane of a 256-bit vector) after the other. Per run, the eight nibble
     /// vectors are unpacked once; per token, the eight `maddubs` products of a run add up
-    /// in i16 (each pair at most 2 · 15 · 127, eight of them 30,480 < 2¹⁵) and widen to
-    /// i32 once. The float steps are the scalar twin's, so the bits are its bits.
+    /// in i16 (each pair at most 2 · 15 · 127, eight of them 30,480 < 2¹⁵) and one `madd`
+    /// with the run's scales adds them to `I`. The float step is the scalar twin's, once
+    /// per super-block, so the bits are its bits.
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn tile_avx2_n<const T: usize>(weights: &[u8], x: &Q8Blocks, t0: usize, out: TileOut) {
         const HALF: usize = GROUP_ROWS / 2;
@@ -289,7 +356,6 @@ mod x86 {
             sums: xs,
         } = x.token_pointers::<T>(t0);
         let low = _mm256_set1_epi8(0x0f);
-        let ones = _mm256_set1_epi16(1);
         for half in 0..2 {
             let rows = HALF * half;
             let mut acc = [_mm256_setzero_ps(); T];
@@ -301,13 +367,9 @@ mod x86 {
                 if streaming {
                     prefetch_stream(block, QUANTS);
                 }
-                let d = _mm256_cvtph_ps(_mm_loadu_si128(block.add(2 * rows) as *const __m128i));
-                let dmin =
-                    _mm256_cvtph_ps(_mm_loadu_si128(block.add(DMIN + 2 * rows) as *const __m128i));
+                let mut i = [_mm256_setzero_si256(); T];
                 for run in 0..RUNS {
-                    let sc = bytes_as_f32_avx2(block.add(SCALES + run * GROUP_ROWS + rows));
-                    let mn = bytes_as_f32_avx2(block.add(MINS + run * GROUP_ROWS + rows));
-                    let (dsc, dmn) = (_mm256_mul_ps(d, sc), _mm256_mul_ps(dmin, mn));
+                    let sc = bytes_as_pairs_avx2(block.add(SCALES + run * GROUP_ROWS + rows));
                     if streaming {
                         prefetch_stream(block.add(QUANTS + run * RUN_BYTES), RUN_BYTES);
                     }
@@ -319,25 +381,21 @@ mod x86 {
                         w[2 * v + 1] = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low);
                     }
                     let r = b * RUNS + run;
-                    for t in 0..T {
+                    for (t, i) in i.iter_mut().enumerate() {
                         let xb = xq[t].add(r * 32);
                         let mut sum16 = _mm256_setzero_si256();
                         for (quad, w) in w.iter().enumerate() {
                             let four = broadcast_four_bytes(xb.add(quad * 4) as *const u8);
-                            let products = _mm256_maddubs_epi16(*w, four);
-                            sum16 = _mm256_add_epi16(sum16, products);
+                            sum16 = _mm256_add_epi16(sum16, _mm256_maddubs_epi16(*w, four));
                         }
-                        let sum = _mm256_madd_epi16(sum16, ones);
-                        // The run's sum converted in a vector register (a scalar convert
-                        // would merge into a register of another dependency chain).
-                        let run_sum = _mm256_cvtepi32_ps(_mm256_set1_epi32(*xs[t].add(r)));
-                        let part = _mm256_fnmadd_ps(
-                            dmn,
-                            run_sum,
-                            _mm256_mul_ps(_mm256_cvtepi32_ps(sum), dsc),
-                        );
-                        acc[t] = _mm256_fmadd_ps(part, _mm256_broadcast_ss(&*xd[t].add(r)), acc[t]);
+                        *i = _mm256_add_epi32(*i, _mm256_madd_epi16(sum16, sc));
                     }
+                }
+                let pairs = min_pairs_avx2(block, rows);
+                let scales = block_scales_avx2(block, rows);
+                for t in 0..T {
+                    let m = min_term_avx2(&pairs, xs[t].add(b * RUNS));
+                    acc[t] = super_block_step_avx2(i[t], m, scales, xd[t].add(b * RUNS), acc[t]);
                 }
             }
             for (t, acc) in acc.iter().enumerate() {
@@ -346,14 +404,49 @@ mod x86 {
         }
     }
 
-    /// The 16 bytes at `p` as f32 lanes.
+    /// The minimums of runs `2p` and `2p + 1` of the 16 rows as i16 pairs per row lane
+    /// (`min_pairs_avx2` for 16 rows).
     #[inline(always)]
-    unsafe fn bytes_as_f32(p: *const u8) -> __m512 {
-        _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(p as *const __m128i)))
+    unsafe fn min_pairs(block: *const u8) -> [__m512i; RUNS / 2] {
+        std::array::from_fn(|p| {
+            let at = |run: usize| block.add(MINS + run * GROUP_ROWS);
+            let (even, odd) = (bytes_as_i32(at(2 * p)), bytes_as_i32(at(2 * p + 1)));
+            _mm512_or_si512(even, _mm512_slli_epi32(odd, 16))
+        })
+    }
+
+    /// The float step of one super-block for `T` tokens of 16 rows: `M` from the run
+    /// sums, then the scalar twin's `super_block_step`.
+    #[inline(always)]
+    unsafe fn super_block_steps<const T: usize>(
+        block: *const u8,
+        i: &[__m512i; T],
+        xs: &[*const i16; T],
+        xd: &[*const f32; T],
+        b: usize,
+        acc: &mut [__m512; T],
+    ) {
+        let pairs = min_pairs(block);
+        let d = _mm512_cvtph_ps(_mm256_loadu_si256(block as *const __m256i));
+        let dmin = _mm512_cvtph_ps(_mm256_loadu_si256(block.add(DMIN) as *const __m256i));
+        for t in 0..T {
+            let sums = xs[t].add(b * RUNS) as *const i32;
+            let mut m = _mm512_setzero_si512();
+            for (p, pair) in pairs.iter().enumerate() {
+                m = _mm512_dpwssd_epi32(m, *pair, _mm512_set1_epi32(sums.add(p).read_unaligned()));
+            }
+            let part = _mm512_fnmadd_ps(
+                dmin,
+                _mm512_cvtepi32_ps(m),
+                _mm512_mul_ps(_mm512_cvtepi32_ps(i[t]), d),
+            );
+            acc[t] = _mm512_fmadd_ps(part, _mm512_set1_ps(*xd[t].add(b * RUNS)), acc[t]);
+        }
     }
 
     /// `T` tokens against one group: per run, the eight nibble vectors are unpacked once
-    /// and each token's four-byte runs are broadcast straight from memory.
+    /// and each token's four-byte runs are broadcast straight from memory; the run's
+    /// integer sums times its scales add to `I`, and the float step is once per super-block.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c")]
     unsafe fn tile_n<const T: usize>(weights: &[u8], x: &Q8Blocks, t0: usize, out: TileOut) {
         let blocks = weights.len() / GROUP_BLOCK_BYTES;
@@ -370,11 +463,9 @@ mod x86 {
             // values below): the block's 37 lines asked at once left decode from memory
             // at 22 GB/s, spread 37–44 (Zen 4, `BENCH_FROM_MEMORY=1`, membw 47–54).
             prefetch_stream_tile::<T>(block, QUANTS);
-            let d = _mm512_cvtph_ps(_mm256_loadu_si256(block as *const __m256i));
-            let dmin = _mm512_cvtph_ps(_mm256_loadu_si256(block.add(DMIN) as *const __m256i));
+            let mut i = [_mm512_setzero_si512(); T];
             for run in 0..RUNS {
-                let dsc = _mm512_mul_ps(d, bytes_as_f32(block.add(SCALES + run * GROUP_ROWS)));
-                let dmn = _mm512_mul_ps(dmin, bytes_as_f32(block.add(MINS + run * GROUP_ROWS)));
+                let sc = bytes_as_i32(block.add(SCALES + run * GROUP_ROWS));
                 let q = block.add(QUANTS + run * RUN_BYTES);
                 prefetch_stream_tile::<T>(q, RUN_BYTES);
                 let mut w = [_mm512_setzero_si512(); 8];
@@ -384,17 +475,12 @@ mod x86 {
                     w[2 * v + 1] = _mm512_and_si512(_mm512_srli_epi16(packed, 4), low);
                 }
                 let r = b * RUNS + run;
-                for t in 0..T {
-                    let xb = xq[t].add(r * 32);
-                    let sum = dpbusd_run::<T>(_mm512_setzero_si512(), &w, xb);
-                    let part = _mm512_fnmadd_ps(
-                        dmn,
-                        _mm512_set1_ps(*xs[t].add(r) as f32),
-                        _mm512_mul_ps(_mm512_cvtepi32_ps(sum), dsc),
-                    );
-                    acc[t] = _mm512_fmadd_ps(part, _mm512_set1_ps(*xd[t].add(r)), acc[t]);
+                for (t, i) in i.iter_mut().enumerate() {
+                    let sum = dpbusd_run::<T>(_mm512_setzero_si512(), &w, xq[t].add(r * 32));
+                    *i = _mm512_add_epi32(*i, _mm512_mullo_epi32(sum, sc));
                 }
             }
+            super_block_steps(block, &i, &xs, &xd, b, &mut acc);
         }
         for (t, acc) in acc.iter().enumerate() {
             out.store_avx512(t, *acc);
@@ -404,8 +490,8 @@ mod x86 {
     /// 16 tokens against one group on the tile unit: per run, the four nibble vectors
     /// are unpacked once into the tile's B operand (line `2v` the low nibbles of vector
     /// `v`, line `2v + 1` the high ones: values `8v..8v + 4` and `8v + 4..8v + 8`), one
-    /// tile product gives the 16 × 16 integer sums, and the float steps are `tile_n`'s,
-    /// so the bits are the scalar twin's.
+    /// tile product gives the 16 × 16 integer sums, which times the run's scales add to
+    /// `I`; the float steps are `tile_n`'s, so the bits are the scalar twin's.
     ///
     /// # Safety
     /// As for `tile`, with 16 tokens; `tiles` ready on this thread.
@@ -429,8 +515,7 @@ mod x86 {
         let mut acc = [_mm512_setzero_ps(); AMX_TOKENS];
         for b in 0..blocks {
             let block = weights.as_ptr().add(b * GROUP_BLOCK_BYTES);
-            let d = _mm512_cvtph_ps(_mm256_loadu_si256(block as *const __m256i));
-            let dmin = _mm512_cvtph_ps(_mm256_loadu_si256(block.add(DMIN) as *const __m256i));
+            let mut i = [_mm512_setzero_si512(); AMX_TOKENS];
             for run in 0..RUNS {
                 let r = b * RUNS + run;
                 let slot = r % 2;
@@ -444,18 +529,13 @@ mod x86 {
                 }
                 let run_sums = &mut sums[slot];
                 tiles.run_product(slot, xq[0].add(r * 32), x.cols, lines, run_sums);
-                let dsc = _mm512_mul_ps(d, bytes_as_f32(block.add(SCALES + run * GROUP_ROWS)));
-                let dmn = _mm512_mul_ps(dmin, bytes_as_f32(block.add(MINS + run * GROUP_ROWS)));
-                for (t, acc) in acc.iter_mut().enumerate() {
+                let sc = bytes_as_i32(block.add(SCALES + run * GROUP_ROWS));
+                for (t, i) in i.iter_mut().enumerate() {
                     let sum = _mm512_load_si512(run_sums.0[t].as_ptr() as *const _);
-                    let part = _mm512_fnmadd_ps(
-                        dmn,
-                        _mm512_set1_ps(*xs[t].add(r) as f32),
-                        _mm512_mul_ps(_mm512_cvtepi32_ps(sum), dsc),
-                    );
-                    *acc = _mm512_fmadd_ps(part, _mm512_set1_ps(*xd[t].add(r)), *acc);
+                    *i = _mm512_add_epi32(*i, _mm512_mullo_epi32(sum, sc));
                 }
             }
+            super_block_steps(block, &i, &xs, &xd, b, &mut acc);
         }
         for (t, acc) in acc.iter().enumerate() {
             out.store_avx512(t, *acc);
@@ -508,7 +588,7 @@ mod tests {
             let xf: Vec<f32> = (0..m * cols)
                 .map(|i| ((i * 7919) % 2001) as f32 / 1000.0 - 1.0)
                 .collect();
-            let x = Q8Blocks::quantize(&xf, cols);
+            let x = Q8Blocks::quantize_super_blocks(&xf, cols);
             check_every_path(&packed, &w, rows, &x, 1e-3, matmul_with);
         }
     }
@@ -527,7 +607,7 @@ mod tests {
             let xf: Vec<f32> = (0..m * cols)
                 .map(|i| ((i * 7919) % 2001) as f32 / 1000.0 - 1.0)
                 .collect();
-            let x = Q8Blocks::quantize(&xf, cols);
+            let x = Q8Blocks::quantize_super_blocks(&xf, cols);
             check_amx_on_emulated_tiles(&packed, rows, &x, &KERNELS, x86::tile_amx);
         }
     }

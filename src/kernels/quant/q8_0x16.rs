@@ -90,6 +90,10 @@ pub fn matmul(packed: &[u8], rows: usize, x: &Q8Blocks, out: &mut [f32]) {
 
 /// `matmul` on a given SIMD path (tests compare the paths).
 pub fn matmul_with(path: SimdPath, packed: &[u8], rows: usize, x: &Q8Blocks, out: &mut [f32]) {
+    assert_eq!(
+        x.runs_per_scale, 1,
+        "q8_0x16 product: one activation scale per run"
+    );
     let group_bytes = x.cols / BLOCK * GROUP_BLOCK_BYTES;
     interleaved_matmul(path, packed, group_bytes, rows, x, out, &KERNELS);
 }
@@ -113,7 +117,10 @@ unsafe fn tile_scalar(weights: &[u8], x: &Q8Blocks, t0: usize, tokens: usize, ti
         let xq = &x.quants[token * x.cols..][..x.cols];
         let mut acc = [0.0f32; GROUP_ROWS];
         for (b, block) in weights.chunks_exact(GROUP_BLOCK_BYTES).enumerate() {
-            let (dx, correction) = (x.scales[token * runs + b], -128 * x.sums[token * runs + b]);
+            let (dx, correction) = (
+                x.scales[token * runs + b],
+                -128 * x.sums[token * runs + b] as i32,
+            );
             for (lane, acc) in acc.iter_mut().enumerate() {
                 let mut sum = correction;
                 for quad in 0..BLOCK / 4 {
@@ -267,7 +274,7 @@ mod x86 {
             });
             for t in 0..T {
                 let xb = xq[t].add(b * 32);
-                let sum = dpbusd_run::<T>(_mm512_set1_epi32(-128 * *xs[t].add(b)), &w, xb);
+                let sum = dpbusd_run::<T>(_mm512_set1_epi32(-128 * *xs[t].add(b) as i32), &w, xb);
                 let scale = _mm512_mul_ps(dw, _mm512_set1_ps(*xd[t].add(b)));
                 acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), scale, acc[t]);
             }
@@ -315,7 +322,7 @@ mod x86 {
             for (t, acc) in acc.iter_mut().enumerate() {
                 let sum = _mm512_add_epi32(
                     _mm512_load_si512(run_sums.0[t].as_ptr() as *const _),
-                    _mm512_set1_epi32(-128 * *xs[t].add(b)),
+                    _mm512_set1_epi32(-128 * *xs[t].add(b) as i32),
                 );
                 let scale = _mm512_mul_ps(dw, _mm512_set1_ps(*xd[t].add(b)));
                 *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), scale, *acc);

@@ -30,8 +30,7 @@ fn assert_clear_failure(out: &Output, needle: &str) {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let dir =
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-{name}-{}", std::process::id()));
+    let dir = crate::common::run_dir().join(format!("cli-{name}"));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }

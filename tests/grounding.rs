@@ -13,8 +13,7 @@ use glimpse::preprocess::load_image;
 use image::{Rgb, RgbImage};
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("grounding-{name}-{}", std::process::id()));
+    let dir = crate::common::run_dir().join(format!("grounding-{name}"));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }

@@ -201,11 +201,7 @@ fn assert_same_layout(ours: &GgufFile, theirs: &GgufFile, what: &str) {
 }
 
 fn check_convert_writes_llama_cpps_pair(fixture: Pair) {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "mmproj-out-{}-{}",
-        fixture.config,
-        std::process::id()
-    ));
+    let dir = crate::common::run_dir().join(format!("mmproj-out-{}", fixture.config));
     std::fs::create_dir_all(&dir).unwrap();
     let (text, mmproj) = glimpse_pair(&dir, fixture.config);
     let (ours_text, ours_mmproj) = (

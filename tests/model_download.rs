@@ -103,8 +103,7 @@ struct Sandbox {
 
 impl Sandbox {
     fn new(name: &str, catalogue: &str) -> Self {
-        let root = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("download-{name}-{}", std::process::id()));
+        let root = crate::common::run_dir().join(format!("download-{name}"));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).expect("a sandbox");
         std::fs::write(root.join("models.toml"), catalogue).expect("the catalogue");

@@ -91,6 +91,29 @@ pub fn test_venv_python() -> PathBuf {
     python
 }
 
+/// This test process's directory under the target's temporary directory (`run-<pid>`),
+/// which holds every file the tests write. The first call removes the directories of
+/// earlier runs whose process is gone (on Linux, where `/proc` tells), so converted
+/// fixtures — about a gigabyte per run — do not pile up in the target directory.
+pub fn run_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        if Path::new("/proc/self").exists() {
+            for entry in std::fs::read_dir(root).into_iter().flatten().flatten() {
+                let name = entry.file_name();
+                let pid = name.to_str().and_then(|n| n.strip_prefix("run-"));
+                if pid.is_some_and(|pid| !Path::new("/proc").join(pid).exists()) {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        let dir = root.join(format!("run-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("creating the test run's directory");
+        dir
+    })
+}
+
 /// A copy of a fixture checkpoint with the real tokenizer linked in (the committed
 /// checkpoints leave tokenizer.json out), made once per test process: tests running in
 /// parallel must never see it half written.
@@ -100,8 +123,7 @@ pub fn checkpoint_dir(config: &str) -> PathBuf {
     if let Some(dir) = made.get(config) {
         return dir.clone();
     }
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("checkpoint-{config}-{}", std::process::id()));
+    let dir = run_dir().join(format!("checkpoint-{config}"));
     std::fs::create_dir_all(&dir).unwrap();
     let source = fixtures().join(config).join("checkpoint");
     for entry in std::fs::read_dir(&source).unwrap() {
@@ -152,8 +174,7 @@ fn write_embedding_shard(rows_file: &Path, checkpoint: &Path) {
 
 /// An empty directory of this test run for `label`'s files.
 pub fn scratch_dir(label: &str) -> PathBuf {
-    let dir =
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{label}-{}", std::process::id()));
+    let dir = run_dir().join(label);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("creating a scratch directory");
     dir
@@ -168,8 +189,7 @@ pub fn converted(config: &str, out_type: &str) -> PathBuf {
     if let Some(path) = done.get(&key) {
         return path.clone();
     }
-    let output =
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{key}-{}.gguf", std::process::id()));
+    let output = run_dir().join(format!("{key}.gguf"));
     let status = glimpse_command()
         .args(["convert", "--quiet", "--type", out_type, "-o"])
         .arg(&output)

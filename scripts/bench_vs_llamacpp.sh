@@ -240,7 +240,9 @@ if [ "${SKIP_GLIMPSE:-0}" != 1 ]; then
   [ -x "$G" ] || die "$G is missing (cargo build --release)"
   gcommit=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
   git -C "$REPO" diff --quiet HEAD -- src Cargo.toml 2>/dev/null || gcommit="$gcommit + uncommitted changes"
-  glimpse_desc="git $gcommit, $("$G" --version 2>/dev/null | head -n1 || true)"
+  simd_cap=()  # a capped run reports the SIMD path it measures, not the CPU's best
+  [ "$CLASS_MODE" = capped ] && simd_cap=(env GLIMPSE_SIMD=avx2)
+  glimpse_desc="git $gcommit, $("${simd_cap[@]}" "$G" --version 2>/dev/null | head -n1 || true)"
   if ! "$G" bench --help > /dev/null 2>&1; then
     glimpse_error="glimpse has no 'bench' subcommand ($G bench --help fails); the glimpse columns are empty"
     echo "ERROR: $glimpse_error" >&2

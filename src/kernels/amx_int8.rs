@@ -4,8 +4,9 @@
 //! already the tile unit's B layout (four consecutive values of each row per 4 bytes,
 //! one row of 64 bytes per four values). `tdpbsud` takes signed activations and
 //! unsigned weights, the two formats' stored signs. The 16 × 16 integer sums go to
-//! memory and the format's kernel scales them per run with AVX-512, in the float steps
-//! of its scalar twin.
+//! memory and the format's kernel scales them with AVX-512 as its scalar twin does
+//! (q8_0: a float step per run; q4_K: the run scales in integers, a float step per
+//! super-block).
 //!
 //! The tile operations sit behind `RunTiles`: `AmxRunTiles` runs them on the CPU's tile
 //! unit; the test-only `EmulatedRunTiles` computes the same integer sums in scalar code,

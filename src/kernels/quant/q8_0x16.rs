@@ -193,11 +193,11 @@ mod x86 {
                     *sum = _mm256_add_epi32(*sum, _mm256_madd_epi16(pairs, ones));
                 }
             }
-            let xs = _mm256_broadcast_ss(&*xd.add(b));
+            let dx = _mm256_broadcast_ss(&*xd.add(b));
             for (half, acc) in acc.iter_mut().enumerate() {
                 let dw =
                     _mm256_cvtph_ps(_mm_loadu_si128(block.add(2 * HALF * half) as *const __m128i));
-                *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[half]), _mm256_mul_ps(dw, xs), *acc);
+                *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[half]), _mm256_mul_ps(dw, dx), *acc);
             }
         }
         out.store_half(0, 0, acc[0]);

@@ -2,7 +2,8 @@
 //! token (decode: memory-bound, reported as weight GB/s), 4 and 16 tokens (follow-up turns,
 //! prompt chunks) and 128 / 512 tokens (prefill: compute-bound, GFLOP/s), and text-decoder
 //! attention. `cargo bench --bench kernels`; `BENCH_FILTER=q4K` keeps one weight kind,
-//! `BENCH_FROM_MEMORY=1` swaps the shapes for one matrix no L3 holds. On AMX hosts the
+//! `BENCH_FROM_MEMORY=1` swaps the shapes for one matrix no L3 holds, `BENCH_TOKENS=1,20`
+//! sets the token counts (default 1, 4, 16, 128, 512). On AMX hosts the
 //! interleaved rows (`q8x16`, `q4Kx16`) run 16 tokens and more on AMX-INT8 tiles;
 //! `GLIMPSE_AMX_INT8=off` gives their VNNI kernels for comparison.
 use std::time::{Duration, Instant};
@@ -43,6 +44,17 @@ fn main() {
         glimpse::kernels::weight::quantized_weights_path()
     );
     let budget = Duration::from_millis(1500);
+    let token_counts: Vec<usize> = match std::env::var("BENCH_TOKENS") {
+        Ok(list) => list
+            .split(',')
+            .map(|m| {
+                m.trim()
+                    .parse()
+                    .expect("BENCH_TOKENS: comma-separated counts")
+            })
+            .collect(),
+        Err(_) => vec![1, 4, 16, 128, 512],
+    };
     // BENCH_FROM_MEMORY=1: one matrix no L3 holds (100 MB at q8_0), the decode case where
     // every weight comes from memory; the model's own shapes fit in a large L3.
     let from_memory = std::env::var_os("BENCH_FROM_MEMORY").is_some();
@@ -134,7 +146,7 @@ fn main() {
             if !kind.contains(filter.as_str()) {
                 continue;
             }
-            for m in [1usize, 4, 16, 128, 512] {
+            for &m in &token_counts {
                 let x: Vec<f32> = (0..m * cols).map(|i| (i % 7) as f32 * 0.1).collect();
                 let mut out = vec![0.0; m * rows];
                 let secs = time(budget, || w.matmul(&x, m, &mut out));

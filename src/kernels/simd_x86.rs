@@ -184,16 +184,28 @@ pub unsafe fn prefetch_stream(p: *const u8, len: usize) {
     prefetch_lines(p.wrapping_add(STREAM_PREFETCH_DISTANCE), len)
 }
 
-/// `prefetch_stream` in a kernel for tiles of `T` tokens: a one-token tile (decode) leaves
-/// the look-ahead to the hardware prefetcher, which streams the repacked weights (contiguous
-/// anonymous memory) faster alone; wider tiles, which spend longer on each block, keep it.
-/// Measured on Zen 4 (release build, `BENCH_FROM_MEMORY=1`, four alternating rounds): one
-/// token q4_Kx16 41–61 GB/s without against 39–50 with it, q8_0x16 40–45 against 36–41.
-/// 2B q4_k decode, eight adjacent pairs: +2.5 % (median ratio), q8_0 unchanged; the
-/// follow-up turn lost 13 % when no tile prefetched, hence wider tiles keep it.
+/// How far ahead the one-token (decode) kernels prefetch: further than the wider tiles,
+/// whose blocks take longer each. Zen 4 (`BENCH_FROM_MEMORY=1`, one token, six alternating
+/// rounds each, medians): AVX2 q4_Kx16 none 37–39, 4 KiB 47–48, 8 KiB 56, 16 KiB 63 GB/s,
+/// q8_0x16 39 / 43–44 / 45–49 / 49; AVX-512 none against 16 KiB q4_Kx16 43 → 63, q8_0x16
+/// 43 → 45. 2B decode, alternating pairs: AVX-512 q4_k 27.9 → 34.0 tok/s, q8_0 19.3 → 20.6;
+/// AVX2 q4_k none → 4 KiB 30.9 → 34.5, 4 → 16 KiB 33.5 → 36.3; q8_0 none → 4 KiB 19.7 → 22.0.
+/// (An earlier measurement, at 4 KiB, had the AVX-512 one-token kernels better without.)
+pub const TOKEN_PREFETCH_DISTANCE: usize = 16384;
+
+/// Prefetches the cache lines of the `len` bytes `TOKEN_PREFETCH_DISTANCE` past `p`.
+#[inline(always)]
+pub unsafe fn prefetch_token_stream(p: *const u8, len: usize) {
+    prefetch_lines(p.wrapping_add(TOKEN_PREFETCH_DISTANCE), len)
+}
+
+/// `prefetch_stream` in a kernel for tiles of `T` tokens, `prefetch_token_stream` for a
+/// one-token tile (decode).
 #[inline(always)]
 pub unsafe fn prefetch_stream_tile<const T: usize>(p: *const u8, len: usize) {
     if T > 1 {
         prefetch_stream(p, len)
+    } else {
+        prefetch_token_stream(p, len)
     }
 }

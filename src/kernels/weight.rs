@@ -262,7 +262,7 @@ impl<'a> WeightMatrix<'a> {
         match *self {
             WeightMatrix::Q8_0x16 { .. } | WeightMatrix::Q4Kx16 { .. } => 8,
             // Pieces of several prompts share one dense product (`matmul_groups`).
-            WeightMatrix::F32 { .. } if gemm::ROWS_INDEPENDENT => 32,
+            WeightMatrix::F32 { rows, .. } if gemm::rows_independent(rows) => 32,
             _ => 256,
         }
     }
@@ -284,7 +284,7 @@ impl<'a> WeightMatrix<'a> {
     /// that group alone, with the weights read as few times as that allows. f32 weights
     /// run every group of up to `DOT_ROWS_UP_TO` rows (decode tokens) through one dot
     /// product and every longer group (prompt pieces) through one dense product, whose rows
-    /// never depend on each other (`gemm::ROWS_INDEPENDENT`); other formats share a product among
+    /// never depend on each other (`gemm::rows_independent`); other formats share a product among
     /// neighbouring groups while each row's result stays its own (`independent_rows_below`;
     /// f16's dense path dequantizes panels for single-threaded products whose rows do
     /// depend on the row count).
@@ -297,7 +297,7 @@ impl<'a> WeightMatrix<'a> {
         );
         match *self {
             // Longer groups: `matmul` of more than DOT_ROWS_UP_TO rows is the dense product.
-            WeightMatrix::F32 { data, rows, .. } if gemm::ROWS_INDEPENDENT => dense_groups(
+            WeightMatrix::F32 { data, rows, .. } if gemm::rows_independent(rows) => dense_groups(
                 x,
                 groups,
                 out,

@@ -147,6 +147,7 @@ mod x86 {
     use crate::kernels::quant::q8_blocks::TokenPointers;
     use crate::kernels::simd_x86::{
         broadcast_four_bytes, dpbusd_run, prefetch_stream, prefetch_stream_tile,
+        prefetch_token_stream,
     };
 
     /// # Safety
@@ -168,7 +169,8 @@ mod x86 {
 
     /// One token against one group on AVX2, both halves of the group in one pass per
     /// block: decode streams the group from memory once, with no second pass from L2.
-    /// Same integer sums and float steps as `tile_avx2_n`, so the same bits.
+    /// Same integer sums and float steps as `tile_avx2_n`, so the same bits; the look-ahead
+    /// is `prefetch_token_stream`'s.
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn token_avx2(weights: &[u8], x: &Q8Blocks, t0: usize, out: TileOut) {
         const HALF: usize = GROUP_ROWS / 2;
@@ -182,6 +184,7 @@ mod x86 {
         let mut acc = [_mm256_setzero_ps(); 2];
         for b in 0..blocks {
             let block = weights.as_ptr().add(b * GROUP_BLOCK_BYTES);
+            prefetch_token_stream(block, GROUP_BLOCK_BYTES);
             let xb = xq.add(b * 32);
             let mut sum = [_mm256_setzero_si256(); 2];
             for quad in 0..8 {

@@ -30,9 +30,7 @@ fn assert_clear_failure(out: &Output, needle: &str) {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = crate::common::run_dir().join(format!("cli-{name}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    crate::common::scratch_dir(&format!("cli-{name}"))
 }
 
 /// A scratch copy of the tiny-tied checkpoint (with tokenizer) to break in a test.

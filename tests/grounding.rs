@@ -13,9 +13,7 @@ use glimpse::preprocess::load_image;
 use image::{Rgb, RgbImage};
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = crate::common::run_dir().join(format!("grounding-{name}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    crate::common::scratch_dir(&format!("grounding-{name}"))
 }
 
 fn run(args: &[&str]) -> Output {

@@ -201,8 +201,7 @@ fn assert_same_layout(ours: &GgufFile, theirs: &GgufFile, what: &str) {
 }
 
 fn check_convert_writes_llama_cpps_pair(fixture: Pair) {
-    let dir = crate::common::run_dir().join(format!("mmproj-out-{}", fixture.config));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::common::scratch_dir(&format!("mmproj-out-{}", fixture.config));
     let (text, mmproj) = glimpse_pair(&dir, fixture.config);
     let (ours_text, ours_mmproj) = (
         GgufFile::open(&text).unwrap(),

@@ -103,9 +103,7 @@ struct Sandbox {
 
 impl Sandbox {
     fn new(name: &str, catalogue: &str) -> Self {
-        let root = crate::common::run_dir().join(format!("download-{name}"));
-        let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(&root).expect("a sandbox");
+        let root = crate::common::scratch_dir(&format!("download-{name}"));
         std::fs::write(root.join("models.toml"), catalogue).expect("the catalogue");
         Self { root }
     }

@@ -34,9 +34,9 @@ pub const ROWS_INDEPENDENT: bool = cfg!(any(target_arch = "x86_64", target_arch 
 
 /// Up to this many rows and columns, the gemm crate takes k in blocks of 512 whatever the
 /// caches; larger products take blocks sized from the L1 cache. The two agree only where
-/// L1 gives 512 (a 32 KiB L1: 48 KiB, as a KVM guest on Zen 4 reported, gives other
-/// blocks and other bits for 64 columns, k = 6144), so only products with more columns
-/// than this have rows independent of their row count.
+/// the L1 size gives 512 too (32 KiB does; the 48 KiB a Zen 4 KVM guest reported does not,
+/// and 64 columns × k = 6144 got other bits), so only products with more columns than
+/// this have rows independent of their row count.
 pub const SMALL_PRODUCT_COLUMNS: usize = 64;
 
 /// Whether `matmul_a_bt` with `n` output columns gives each row (from 9 rows on) the same

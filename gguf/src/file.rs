@@ -115,6 +115,40 @@ impl GgufFile {
         }
     }
 
+    /// The parts of the tensor data not given to `release_pages`: the weights read in
+    /// place from the map.
+    pub fn kept_ranges(&self) -> Vec<std::ops::Range<usize>> {
+        let mut released = match self.released.lock() {
+            Ok(released) => released.clone(),
+            Err(_) => return Vec::new(),
+        };
+        released.sort_by_key(|r| r.start);
+        let mut kept = Vec::new();
+        let mut from = self.data_start;
+        for range in released {
+            if range.start > from {
+                kept.push(from..range.start);
+            }
+            from = from.max(range.end);
+        }
+        if self.map.len() > from {
+            kept.push(from..self.map.len());
+        }
+        kept
+    }
+
+    /// Asks the OS to read the kept tensor data (`kept_ranges`) into the page cache in
+    /// the background, so the first request does not wait for the disk page by page. Returns
+    /// at once; a no-op where the OS has no such advice.
+    pub fn read_ahead_kept(&self) {
+        #[cfg(unix)]
+        for range in self.kept_ranges() {
+            let _ = self
+                .map
+                .advise_range(memmap2::Advice::WillNeed, range.start, range.len());
+        }
+    }
+
     fn drop_mapping(&self, range: std::ops::Range<usize>) {
         #[cfg(unix)]
         {
@@ -195,5 +229,58 @@ impl Deref for GgufFile {
 
     fn deref(&self) -> &Metadata {
         &self.metadata
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ggml_type::GgmlType;
+    use crate::meta_value::MetaValue;
+    use crate::writer::{GgufWriter, TensorPlan};
+
+    /// Three f32 tensors of 4096 bytes each, written to a file of this test process.
+    fn three_tensor_file(name: &str) -> PathBuf {
+        let mut metadata = Metadata::new();
+        metadata
+            .insert(crate::keys::general::ALIGNMENT, MetaValue::U32(32))
+            .unwrap();
+        let plans = ["a", "b", "c"]
+            .iter()
+            .map(|n| TensorPlan {
+                name: n.to_string(),
+                shape: vec![1024],
+                dtype: GgmlType::F32,
+            })
+            .collect();
+        let mut writer = GgufWriter::new(Vec::new(), &metadata, plans).unwrap();
+        for n in ["a", "b", "c"] {
+            writer.write_tensor(n, &[7; 4096]).unwrap();
+        }
+        let path = std::env::temp_dir().join(format!("{name}-{}.gguf", std::process::id()));
+        std::fs::write(&path, writer.finish().unwrap()).unwrap();
+        path
+    }
+
+    #[test]
+    fn kept_ranges_are_the_tensor_data_minus_the_released_ranges() {
+        let path = three_tensor_file("kept-ranges");
+        let file = GgufFile::open(&path).unwrap();
+        let (start, end) = (file.data_start, file.file_size());
+        assert_eq!(end - start, 3 * 4096);
+        assert_eq!(file.kept_ranges(), vec![start..end]);
+        // Released out of order, one range inside another's span: what stays is a, c's tail.
+        file.release_pages(start + 8192..start + 10000);
+        file.release_pages(start + 4096..start + 8192);
+        file.release_pages(start + 5000..start + 6000);
+        assert_eq!(
+            file.kept_ranges(),
+            vec![start..start + 4096, start + 10000..end]
+        );
+        file.read_ahead_kept();
+        file.release_pages(start + 10000..end);
+        assert_eq!(file.kept_ranges(), vec![start..start + 4096]);
+        drop(file);
+        let _ = std::fs::remove_file(path);
     }
 }

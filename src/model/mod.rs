@@ -40,6 +40,7 @@ impl Qwen3VL {
         let text = TextModel::load(&config.text, &weights).context("loading the text decoder")?;
         // Reads during the load mapped some released pages back (whole large folios).
         files.release_again();
+        files.read_ahead();
         Ok(Self {
             config,
             vision,

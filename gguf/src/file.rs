@@ -137,16 +137,18 @@ impl GgufFile {
         kept
     }
 
-    /// Asks the OS to read the kept tensor data (`kept_ranges`) into the page cache in
-    /// the background, so the first request does not wait for the disk page by page. Returns
-    /// at once; a no-op where the OS has no such advice.
-    pub fn read_ahead_kept(&self) {
+    /// Asks the OS to read `ranges` of the file (the kept tensor data, `kept_ranges`) into
+    /// the page cache in the background, so the first request does not wait for the disk
+    /// page by page. Returns at once; a no-op where the OS has no such advice.
+    pub fn read_ahead(&self, ranges: &[std::ops::Range<usize>]) {
         #[cfg(unix)]
-        for range in self.kept_ranges() {
+        for range in ranges {
             let _ = self
                 .map
                 .advise_range(memmap2::Advice::WillNeed, range.start, range.len());
         }
+        #[cfg(not(unix))]
+        let _ = ranges;
     }
 
     fn drop_mapping(&self, range: std::ops::Range<usize>) {
@@ -277,7 +279,7 @@ mod tests {
             file.kept_ranges(),
             vec![start..start + 4096, start + 10000..end]
         );
-        file.read_ahead_kept();
+        file.read_ahead(&file.kept_ranges());
         file.release_pages(start + 10000..end);
         assert_eq!(file.kept_ranges(), vec![start..start + 4096]);
         drop(file);

@@ -28,16 +28,23 @@ impl ModelFiles {
         }
     }
 
-    /// `GgufFile::release_again` on each distinct file (once for glimpse's single file).
-    pub fn release_again(&self) {
-        self.text.release_again();
-        if !Arc::ptr_eq(&self.text, &self.vision) {
-            self.vision.release_again();
+    /// The distinct files: `text` alone for glimpse's single file, `text` and `vision` for
+    /// llama.cpp's pair.
+    fn distinct(&self) -> Vec<&GgufFile> {
+        if Arc::ptr_eq(&self.text, &self.vision) {
+            vec![&self.text]
+        } else {
+            vec![&self.text, &self.vision]
         }
     }
 
+    /// `GgufFile::release_again` on each distinct file (once for glimpse's single file).
+    pub fn release_again(&self) {
+        self.distinct().iter().for_each(|f| f.release_again());
+    }
+
     /// Starts reading the weights used in place (f32 / f16 tensors, llama.cpp's layouts)
-    /// into the page cache in the background (`GgufFile::read_ahead_kept`) when they fit
+    /// into the page cache in the background (`GgufFile::kept_ranges`, `read_ahead`) when they fit
     /// in half the available memory: the file is mapped lazily, so a first turn on a file
     /// whose pages had left the cache waited for the disk page by page, where llama.cpp
     /// reads its files while it loads. Zen 4 KVM guest, 2B f32, `glimpse run` image turn
@@ -49,17 +56,14 @@ impl ModelFiles {
         let mut system = sysinfo::System::new();
         system.refresh_memory();
         let room = system.available_memory() as usize / 2;
-        let mut files = vec![&self.text];
-        if !Arc::ptr_eq(&self.text, &self.vision) {
-            files.push(&self.vision);
-        }
-        let kept: usize = files
-            .iter()
-            .flat_map(|f| f.kept_ranges())
-            .map(|r| r.len())
-            .sum();
-        if kept <= room {
-            files.iter().for_each(|f| f.read_ahead_kept());
+        let kept: Vec<_> = self
+            .distinct()
+            .into_iter()
+            .map(|f| (f, f.kept_ranges()))
+            .collect();
+        let bytes: usize = kept.iter().flat_map(|(_, r)| r).map(|r| r.len()).sum();
+        if bytes <= room {
+            kept.iter().for_each(|(f, ranges)| f.read_ahead(ranges));
         }
     }
 

@@ -16,6 +16,8 @@ pub mod gemm;
 pub mod interleaved;
 pub mod matvec;
 pub mod norm;
+#[cfg(target_arch = "x86_64")]
+pub mod packed_gemm;
 pub mod quant;
 pub mod rope;
 pub mod scratch;

@@ -67,6 +67,7 @@ CLASSES = {
     "amx": "Intel Xeon with AMX",
     "avx512": "Intel Xeon with AVX-512, no AMX",
     "zen4": "AMD Zen 4 class (AVX-512)",
+    "zen5": "AMD Zen 5 class (AVX-512, full-width)",
     "avx2": "AVX2 (no AVX-512)",
 }
 # BENCH_MODEL: (model name, text layers of the full model). A model other than the 2B, or fewer
@@ -480,7 +481,7 @@ def cpu_info():
             elif k == "Flags":
                 flags = set(v.split())
                 info["flags"] = {f: (f in flags) for f in CPU_FLAGS}
-            elif k in ("L3 cache", "Hypervisor vendor", "Vendor ID"):
+            elif k in ("L3 cache", "Hypervisor vendor", "Vendor ID", "CPU family"):
                 info[k.lower().replace(" ", "_")] = v
         cores = subprocess.run(["lscpu", "-p=core,socket"], stdout=subprocess.PIPE, text=True).stdout
         info["physical_cores"] = len({l for l in cores.splitlines() if l and not l.startswith("#")})
@@ -507,12 +508,16 @@ def machine_info(threads, membw):
 
 def cpu_class(machine):
     """The CLASSES key of a cpu_info() / machine_info() (also an old results.json's "machine"):
-    AMX, else AVX-512 (AMD: zen4), else AVX2; None without AVX2."""
+    AMX, else AVX-512 (AMD: zen4; from family 26, whose 512-bit units are full width, zen5), else
+    AVX2; None without AVX2."""
     flags = machine.get("flags") or {}
     if flags.get("amx_int8"):
         return "amx"
     if flags.get("avx512f"):
-        return "zen4" if machine.get("vendor_id") == "AuthenticAMD" else "avx512"
+        if machine.get("vendor_id") != "AuthenticAMD":
+            return "avx512"
+        family = str(machine.get("cpu_family") or "0")
+        return "zen5" if family.isdigit() and int(family) >= 26 else "zen4"
     return "avx2" if flags.get("avx2") else None
 
 
@@ -637,7 +642,9 @@ def migrate_old(text):
     profiles = re.sub(r"^## ", "### ", measured[k + 1:], flags=re.M) if k >= 0 else ""
     cpu = next((l for l in setup.splitlines() if l.startswith("- CPU: ")), "")
     flags = {f: v == "yes" for f, v in re.findall(r"(\w+) (yes|no)\b", cpu)}
-    key = cpu_class({"flags": flags, "vendor_id": "AuthenticAMD" if "AuthenticAMD" in cpu else ""})
+    family = re.search(r"\bfamily (\d+)", cpu)
+    key = cpu_class({"flags": flags, "vendor_id": "AuthenticAMD" if "AuthenticAMD" in cpu else "",
+                     "cpu_family": family.group(1) if family else None})
     if key is None:
         raise SystemExit(f"bench_vs_llamacpp: an old-layout report whose CPU line names no class: {cpu!r}")
     banners = [x for l in head.splitlines() if l.startswith("> ") for x in (l, "")]
@@ -695,8 +702,9 @@ def setup_lines(key, results):
     fl = ", ".join(f"{k} {'yes' if val else 'no'}" for k, val in m.get("flags", {}).items()
                    if k in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16"))
     guest = f", {m['hypervisor_vendor']} guest" if m.get("hypervisor_vendor") else ""
+    family = f" family {m['cpu_family']}" if m.get("cpu_family") else ""
     L = [f"- Date: {m.get('date')}",
-         f"- CPU: {m.get('cpu')} ({m.get('vendor_id', '')}{guest}), {m.get('physical_cores')} physical cores / "
+         f"- CPU: {m.get('cpu')} ({m.get('vendor_id', '')}{family}{guest}), {m.get('physical_cores')} physical cores / "
          f"{m.get('logical_cpus')} logical CPUs, L3 {m.get('l3_cache', '?')}; {fl}",
          f"- RAM: {m.get('ram_bytes', 0) / 2**30:.1f} GiB; kernel {m.get('kernel')}"]
     if m.get("membw"):

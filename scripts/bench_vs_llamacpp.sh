@@ -13,7 +13,8 @@
 #
 # CPU classes (scripts/bench_vs_llamacpp.py class, from lscpu's flags and vendor), one section of
 # BENCHMARKS.md each: amx (Intel Xeon with AMX), avx512 (Intel Xeon with AVX-512, no AMX), zen4
-# (AMD with AVX-512) and avx2 (no AVX-512). A run rewrites its class's section (and the shared
+# (AMD with AVX-512, family 25: 512-bit work in two halves), zen5 (AMD family 26 on: full-width
+# 512-bit units) and avx2 (no AVX-512). A run rewrites its class's section (and the shared
 # header) and keeps the other classes' sections and the hand-written notes. BENCH_CLASS=avx2 on a
 # CPU with AVX-512 measures the AVX2 path there ("capped"): llama.cpp is built without AVX-512 into
 # LLAMA_CPP_DIR/build-avx2 (GGML_NATIVE=OFF, AVX/AVX2/FMA/F16C; AVX-512, AVX-VNNI and AMX off) and

@@ -71,11 +71,15 @@ def old_layout(results, notes):
 
 class Classes(unittest.TestCase):
     def test_detection(self):
-        def cls(vendor, *flags):
-            return bench.cpu_class({"vendor_id": vendor, "flags": {f: f in flags for f in FLAGS}})
+        def cls(vendor, *flags, family=None):
+            return bench.cpu_class({"vendor_id": vendor, "flags": {f: f in flags for f in FLAGS},
+                                    "cpu_family": family})
         self.assertEqual(cls("GenuineIntel", "avx2", "avx512f", "amx_int8"), "amx")
         self.assertEqual(cls("GenuineIntel", "avx2", "avx512f"), "avx512")
         self.assertEqual(cls("AuthenticAMD", "avx2", "avx512f"), "zen4")
+        self.assertEqual(cls("AuthenticAMD", "avx2", "avx512f", family="25"), "zen4")
+        self.assertEqual(cls("AuthenticAMD", "avx2", "avx512f", family="26"), "zen5")
+        self.assertEqual(cls("GenuineIntel", "avx2", "avx512f", family="6"), "avx512")
         self.assertEqual(cls("AuthenticAMD", "avx2"), "avx2")
         self.assertEqual(cls("GenuineIntel", "avx2"), "avx2")
         self.assertIsNone(cls("ARM"))

@@ -7,7 +7,7 @@
 use gemm::Parallelism;
 
 #[cfg(target_arch = "x86_64")]
-use super::packed_gemm;
+use super::packed_gemm::{self, Avx512, Layout};
 #[cfg(target_arch = "x86_64")]
 use super::simd::{simd_path, SimdPath};
 
@@ -52,10 +52,25 @@ pub fn rows_independent(n: usize) -> bool {
     ROWS_INDEPENDENT && n > SMALL_PRODUCT_COLUMNS
 }
 
-/// Whether products take `packed_gemm` (x86_64 with AVX-512) rather than the gemm crate.
+/// The product by `packed_gemm` where it has a tile for this CPU's SIMD path (x86_64 with
+/// AVX-512): whether it ran. Shapes are the caller's, checked.
 #[cfg(target_arch = "x86_64")]
-fn packed_products() -> bool {
-    simd_path() == SimdPath::Avx512
+fn packed_product(
+    a: &[f32],
+    b: (&[f32], Layout),
+    out: &mut [f32],
+    shape: (usize, usize, usize),
+    out_stride: usize,
+    threads: Threads,
+) -> bool {
+    match simd_path() {
+        // SAFETY: shapes checked by the caller; the path implies the tile's features.
+        SimdPath::Avx512 => unsafe {
+            packed_gemm::matmul::<Avx512>(a, b, out, shape, out_stride, threads)
+        },
+        _ => return false,
+    }
+    true
 }
 
 /// `out[m, n] (row stride out_stride) = a[m, k] · b[n, k]ᵀ`: `b` holds one row per
@@ -81,10 +96,14 @@ pub fn matmul_a_bt(
         "matmul_a_bt: output too short"
     );
     #[cfg(target_arch = "x86_64")]
-    if packed_products() {
-        let b = (b, packed_gemm::Layout::Transposed);
-        // SAFETY: shapes checked above; the AVX-512 path implies AVX-512F.
-        unsafe { packed_gemm::matmul(a, b, out, (m, k, n), out_stride, threads) };
+    if packed_product(
+        a,
+        (b, Layout::Transposed),
+        out,
+        (m, k, n),
+        out_stride,
+        threads,
+    ) {
         return;
     }
     // SAFETY: the asserts above keep every index the kernel touches inside the slices:
@@ -131,10 +150,7 @@ pub fn matmul_a_b(
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if packed_products() {
-        let b = (b, packed_gemm::Layout::Plain);
-        // SAFETY: shapes checked above; the AVX-512 path implies AVX-512F.
-        unsafe { packed_gemm::matmul(a, b, out, (m, k, n), n, threads) };
+    if packed_product(a, (b, Layout::Plain), out, (m, k, n), n, threads) {
         return;
     }
     // SAFETY: the asserts above bound every access: a is m×k, b is k×n, out is m×n, all row-major.

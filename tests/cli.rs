@@ -332,6 +332,7 @@ fn bench_json_is_one_object_with_every_measurement() {
         "2",
         "--repetitions",
         "2",
+        "--no-warmup",
         "--json",
     ]);
     assert!(
@@ -339,6 +340,8 @@ fn bench_json_is_one_object_with_every_measurement() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("warmup"), "--no-warmup ran one: {stderr}");
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert_eq!(stdout.lines().count(), 1, "one JSON line: {stdout}");
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
@@ -391,6 +394,11 @@ fn bench_prints_timing_lines_for_a_given_image() {
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warmup: prefill 8 tokens, decode 1 token"),
+        "no warmup before the repetitions: {stderr}"
     );
     let text = String::from_utf8(out.stdout).unwrap();
     for label in [

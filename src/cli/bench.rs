@@ -56,6 +56,10 @@ pub struct BenchArgs {
     /// Runs of the measurements after the load; the median of each is reported.
     #[arg(short, long, default_value_t = 1)]
     repetitions: usize,
+    /// Skip the untimed warmup (one prefill of the text prompt and one decoded token before
+    /// the repetitions, as llama-bench does unless `--no-warmup`).
+    #[arg(long)]
+    no_warmup: bool,
 }
 
 /// What one repetition measured.
@@ -147,6 +151,16 @@ pub fn run(args: BenchArgs) -> Result<()> {
     };
     let prompt_ids = text_prompt(&bundle, args.prompt_tokens)?;
 
+    if !args.no_warmup {
+        // llama-bench's warmup: the buffers a prompt of this length needs are in place (and
+        // the first-touch page faults behind) before the first timed prefill, as they are
+        // in its timed runs, which reuse one context.
+        eprintln!(
+            "bench: warmup: prefill {} tokens, decode 1 token",
+            args.prompt_tokens
+        );
+        throughput(&bundle, &prompt_ids, 1)?;
+    }
     let mut runs = Vec::with_capacity(args.repetitions);
     for i in 1..=args.repetitions {
         eprintln!(

@@ -35,8 +35,9 @@ impl Threads {
 /// Whether a row's result of `matmul_a_bt` (from 9 rows on) does not depend on the other
 /// rows of the product, for products of more than `SMALL_PRODUCT_COLUMNS` output columns
 /// (`rows_independent`): true where the crate's SIMD kernels sum each output over k in an
-/// order set by k and the cache sizes alone (`packed_gemm` sums in k order always) — measured by `row_independence` on x86_64 and
-/// aarch64 (NEON, under qemu); its portable kernels (LoongArch64) do depend on the row count.
+/// order set by k and the cache sizes alone (`packed_gemm` sums in k order always) —
+/// measured by `row_independence` on x86_64 and aarch64 (NEON, under qemu); its portable
+/// kernels (LoongArch64) do depend on the row count.
 pub const ROWS_INDEPENDENT: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
 
 /// Up to this many rows and columns, the gemm crate takes k in blocks of 512 whatever the

@@ -5,6 +5,7 @@
 use std::arch::x86_64::*;
 
 use super::{Isa, Tile};
+use crate::kernels::simd_x86::mask16;
 
 /// AVX-512F (x86_64).
 pub struct Avx512;
@@ -12,7 +13,7 @@ pub struct Avx512;
 const MR: usize = 14;
 const NR: usize = 32;
 
-// SAFETY: only used where the CPU has AVX-512F (`gemm::packed_products`).
+// SAFETY: only used where the CPU has AVX-512F (`gemm::packed_product`).
 unsafe impl Isa for Avx512 {
     const MR: usize = MR;
     const NR: usize = NR;
@@ -103,18 +104,9 @@ fn column_masks(cols: usize) -> [__mmask16; 2] {
 #[target_feature(enable = "avx512f")]
 unsafe fn pack_activations(a: &[f32], k: usize, (first, rows): (usize, usize), dst: &mut [f32]) {
     const TILE_LANES: __mmask16 = (1 << MR) - 1;
-    let mut block = [_mm512_setzero_ps(); 16];
     for kk in (0..k).step_by(16) {
         let width = (k - kk).min(16);
-        let mask = ((1u32 << width) - 1) as __mmask16;
-        for (r, v) in block.iter_mut().enumerate().take(MR) {
-            *v = if r < rows {
-                _mm512_maskz_loadu_ps(mask, a.as_ptr().add((first + r) * k + kk))
-            } else {
-                _mm512_setzero_ps()
-            };
-        }
-        let steps = transpose16(&block);
+        let steps = transposed_block(a.as_ptr().add(first * k + kk), k, rows, mask16(k, kk));
         for (i, v) in steps.iter().enumerate().take(width) {
             _mm512_mask_storeu_ps(dst.as_mut_ptr().add((kk + i) * MR), TILE_LANES, *v);
         }
@@ -149,26 +141,38 @@ unsafe fn pack_rows(
     (p0, kc): (usize, usize),
     dst: &mut [f32],
 ) {
-    let mut block = [_mm512_setzero_ps(); 16];
     for half in 0..2 {
         let r0 = half * 16;
         let rows = cols.saturating_sub(r0).min(16);
         for kk in (0..kc).step_by(16) {
             let width = (kc - kk).min(16);
-            let mask = ((1u32 << width) - 1) as __mmask16;
-            for (r, v) in block.iter_mut().enumerate() {
-                *v = if r < rows {
-                    _mm512_maskz_loadu_ps(mask, b.as_ptr().add((j0 + r0 + r) * k + p0 + kk))
-                } else {
-                    _mm512_setzero_ps()
-                };
-            }
-            let columns = transpose16(&block);
+            let first = b.as_ptr().add((j0 + r0) * k + p0 + kk);
+            let columns = transposed_block(first, k, rows, mask16(kc, kk));
             for (i, v) in columns.iter().enumerate().take(width) {
                 _mm512_storeu_ps(dst.as_mut_ptr().add((kk + i) * NR + r0), *v);
             }
         }
     }
+}
+
+/// The transpose of the 16 × 16 block at `first` (row stride `stride`): `rows` rows (≤ 16,
+/// the others read as zero), of each the values `mask` selects (the others zero).
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn transposed_block(
+    first: *const f32,
+    stride: usize,
+    rows: usize,
+    mask: __mmask16,
+) -> [__m512; 16] {
+    let block = std::array::from_fn(|r| {
+        if r < rows {
+            _mm512_maskz_loadu_ps(mask, first.add(r * stride))
+        } else {
+            _mm512_setzero_ps()
+        }
+    });
+    transpose16(&block)
 }
 
 /// The 16 × 16 transpose of `rows`: element j of result i is element i of row j.
